@@ -1,0 +1,53 @@
+"""Celery configuration for lazada-worker, read from the environment.
+
+`celery -A worker worker` and `celery -A worker beat` load this module by name; each unusual
+setting says why it is set.
+"""
+
+from datetime import timedelta
+
+from worker.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+
+# JSON only: arguments are ids and plain data, never pickles a stranger could send.
+task_serializer = "json"
+accept_content = ["json"]
+# Our tables hold every outcome; a result backend would only duplicate them.
+task_ignore_result = True
+result_backend = None
+
+# At-least-once: a message is acknowledged after its task ran, and a worker killed mid-task
+# gives its message back. Every task is idempotent, so running one twice does no harm.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One message at a time per slot: a slow API call never strands a queue of prefetched work.
+worker_prefetch_multiplier = 1
+
+# Countdowns are at most a few minutes (retry ladder, polling cap); both timeouts sit far above
+# them, so a message held for a countdown is never redelivered behind our back.
+broker_transport_options = _settings.broker_transport_options()
+# RabbitMQ closes channels that hold a message unacked longer than its consumer_timeout
+# (30 min by default); our longest hold is a countdown of a few minutes.
+
+task_default_queue = _settings.queue
+task_routes = {"lazada.*": {"queue": _settings.queue}}
+
+worker_send_task_events = False
+
+include = ["tasks.removal", "tasks.orders", "tasks.images", "tasks.sweepers"]
+
+# Periodic work: the sweepers resend work whose message was lost, the refresh keeps open
+# orders current. Each is cheap when there is nothing to do.
+beat_schedule = {
+    "sweep-removal-batches": {"task": "lazada.sweep_removal_batches", "schedule": 5.0},
+    "sweep-orders": {"task": "lazada.sweep_orders", "schedule": 5.0},
+    "sweep-image-jobs": {"task": "lazada.sweep_image_jobs", "schedule": 5.0},
+    "refresh-open-orders": {
+        "task": "lazada.refresh_open_orders",
+        "schedule": timedelta(minutes=5),
+    },
+}

@@ -1,0 +1,1 @@
+"""Alembic revisions of the results database (SQLite and PostgreSQL from the same ones)."""

@@ -1,0 +1,78 @@
+"""The base class of every task: settings, sessions, the client, and publishing after commit."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from celery import Task
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.api import get_client
+from worker.db.engine import get_engine, session_scope
+from worker.db.models import Failure
+from worker.dispatch import Message
+from worker.inputs import InvalidInput
+from worker.sellercenter import SellerCenterClient
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ServiceTask(Task):  # type: ignore[misc]
+    """Owns what a task needs around its service call.
+
+    A database that cannot be reached (restarting, failing over) is retried with a growing
+    delay rather than failing the task: the service's state is in the rows, so running the
+    task again later is always safe.
+    """
+
+    abstract = True
+    autoretry_for = (OperationalError, InterfaceError)
+    retry_backoff = 2
+    retry_backoff_max = 60
+    retry_jitter = True
+    max_retries = 30
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_env()
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return sessionmaker(get_engine(self.settings.database_url), expire_on_commit=False)
+
+    @property
+    def client(self) -> SellerCenterClient:
+        return get_client(self.settings)
+
+    def publish(self, messages: list[Message]) -> None:
+        """Send follow-up tasks; called only after the service's transactions committed."""
+        for message in messages:
+            self.app.send_task(
+                message.task, args=message.args, kwargs=message.kwargs, countdown=message.countdown
+            )
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """A task that could not do its work leaves a row that says why (bad arguments too)."""
+        kind = "bad_input" if isinstance(exc, InvalidInput | TypeError) else "task"
+        try:
+            with session_scope(self.settings.database_url) as session:
+                session.add(
+                    Failure(
+                        account=self.settings.account,
+                        at=datetime.now(UTC),
+                        kind=kind,
+                        subject=f"{self.name}[{task_id}]",
+                        error_code=None,
+                        message=str(exc)[:2000] or type(exc).__name__,
+                        attempts=self.request.retries + 1,
+                    )
+                )
+        except Exception:  # noqa: BLE001 - the worker's own log still has the failure
+            log.exception("could not record the failure of %s[%s]", self.name, task_id)

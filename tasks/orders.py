@@ -1,0 +1,25 @@
+"""Order tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.base import ServiceTask
+from worker.celery_app import app
+from worker.inputs import clean_order_id
+from worker.services import orders
+
+
+@app.task(name="lazada.fetch_order", base=ServiceTask, bind=True)
+def fetch_order(self: ServiceTask, order_id: Any) -> None:
+    """GetOrder, then insert or update the stored order."""
+    order = clean_order_id(order_id)
+    self.publish(
+        orders.fetch_order(self.sessions, self.client, self.settings, order, self.request.id)
+    )
+
+
+@app.task(name="lazada.refresh_open_orders", base=ServiceTask, bind=True)
+def refresh_open_orders(self: ServiceTask) -> None:
+    """Periodic: fetch again the stored orders that are not in a final status."""
+    self.publish(orders.refresh_open_orders(self.sessions, self.settings))

@@ -1,0 +1,47 @@
+"""The API-call audit: what each HTTP attempt did, collected per thread, stored as rows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from worker.db.models import ApiCall
+from worker.sellercenter import CallRecord
+
+_local = threading.local()
+
+
+def record_call(record: CallRecord) -> None:
+    """The client's after_call hook: keep the record if this thread is collecting."""
+    calls: list[CallRecord] | None = getattr(_local, "calls", None)
+    if calls is not None:
+        calls.append(record)
+
+
+@contextmanager
+def collect_calls() -> Iterator[list[CallRecord]]:
+    """Gather the records of the calls made in this block, on this thread."""
+    previous = getattr(_local, "calls", None)
+    _local.calls = calls = []
+    try:
+        yield calls
+    finally:
+        _local.calls = previous
+
+
+def api_call_rows(account: str, calls: list[CallRecord]) -> list[ApiCall]:
+    now = datetime.now(UTC)
+    return [
+        ApiCall(
+            account=account,
+            at=now,
+            action=c.action,
+            outcome=c.outcome,
+            duration_ms=round(c.duration_s * 1000),
+            http_status=c.http_status,
+            error_code=c.error_code,
+        )
+        for c in calls
+    ]

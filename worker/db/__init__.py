@@ -1,0 +1,1 @@
+"""Persistence: models, engines and sessions, and the Alembic schema upgrade."""

@@ -1,0 +1,235 @@
+"""The tables: the database, not the broker, says what is left to do.
+
+Every row carries the account (the signing UserID) it belongs to. Work rows carry a
+`next_attempt_at` (when the work is due) and a `lease_until` (who holds it): a task claims a
+row with a conditional UPDATE, and a sweeper re-enqueues due rows whose lease has lapsed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class RemovalJob(Base):
+    """One caller's request to remove a set of SKUs, identified by its idempotency key."""
+
+    __tablename__ = "removal_jobs"
+    __table_args__ = (UniqueConstraint("account", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    total: Mapped[int] = mapped_column(Integer)  # distinct SKUs; the other counts are derived
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]  # set when the last SKU became removed or failed
+
+
+class RemovalBatch(Base):
+    """At most 50 SKUs of a job that travel together in RemoveProduct calls."""
+
+    __tablename__ = "removal_batches"
+    __table_args__ = (Index("ix_removal_batches_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    job_id: Mapped[int] = mapped_column(ForeignKey("removal_jobs.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # calls that ended transiently
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]  # a running task holds the row until then
+    dispatched_until: Mapped[datetime | None]  # the message sent for it is due by then
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class RemovalSku(Base):
+    """One SKU's outcome within a job."""
+
+    __tablename__ = "removal_skus"
+    __table_args__ = (
+        UniqueConstraint("job_id", "sku"),
+        Index("ix_removal_skus_batch", "batch_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    job_id: Mapped[int] = mapped_column(ForeignKey("removal_jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("removal_batches.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # order in the caller's list
+    sku: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|removed|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # calls that carried this SKU
+    error_code: Mapped[int | None]
+    message: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Order(Base):
+    """A GetOrder result as last fetched, or the reason it could not be."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("account", "order_id"),
+        Index("ix_orders_due", "next_attempt_at"),
+        Index("ix_orders_open", "is_open", "fetched_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|fetched|failed
+    order_number: Mapped[str | None] = mapped_column(String(64))
+    customer_first_name: Mapped[str | None] = mapped_column(Text)
+    customer_last_name: Mapped[str | None] = mapped_column(Text)
+    payment_method: Mapped[str | None] = mapped_column(String(255))
+    price: Mapped[str | None] = mapped_column(String(32))  # decimal string, exact
+    gift_option: Mapped[bool | None]
+    items_count: Mapped[int | None]
+    statuses: Mapped[list[Any]] = mapped_column(default=list)
+    is_open: Mapped[bool] = mapped_column(default=False)  # some item not in a final status
+    order_created_at: Mapped[datetime | None]
+    order_updated_at: Mapped[datetime | None]
+    address_billing: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    address_shipping: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    extra_attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error_code: Mapped[int | None]
+    message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # None: nothing due. Set when a fetch is requested, retried, or the order is due a refresh.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    dispatched_until: Mapped[datetime | None]
+    last_request_id: Mapped[str | None] = mapped_column(String(255))  # task id last served
+    fetched_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ImageMigration(Base):
+    """A caller's MigrateImages request: its URLs go out in chunks of at most 8."""
+
+    __tablename__ = "image_migrations"
+    __table_args__ = (UniqueConstraint("account", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImageJob(Base):
+    """One asynchronous image job: submitted (for migrations), then polled with GetResponse."""
+
+    __tablename__ = "image_jobs"
+    __table_args__ = (
+        UniqueConstraint("account", "request_id"),
+        Index("ix_image_jobs_due", "state", "next_poll_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    migration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("image_migrations.id", ondelete="CASCADE")
+    )
+    request_id: Mapped[str | None] = mapped_column(String(255))  # None until submitted
+    action: Mapped[str] = mapped_column(String(32), default="MigrateImages")
+    urls: Mapped[list[Any]] = mapped_column(default=list)  # what a migration submits
+    # pending|succeeded|partial|failed|expired|rejected
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # transient failures in a row
+    next_poll_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    dispatched_until: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]  # when the job was submitted or first tracked
+    deadline_at: Mapped[datetime | None]
+    images: Mapped[list[Any]] = mapped_column(default=list)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    error_code: Mapped[int | None]
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class Failure(Base):
+    """A final failure, for operators: what failed, why, after how many attempts."""
+
+    __tablename__ = "failures"
+    __table_args__ = (Index("ix_failures_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))  # removal_sku|order|image_job
+    subject: Mapped[str] = mapped_column(Text)
+    error_code: Mapped[int | None]
+    message: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ApiCall(Base):
+    """One HTTP attempt against the Seller Center: never the key, never the Signature."""
+
+    __tablename__ = "api_calls"
+    __table_args__ = (Index("ix_api_calls_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok|api_error|transport_error
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    http_status: Mapped[int | None]
+    error_code: Mapped[int | None]

@@ -1,0 +1,193 @@
+"""`lazada-worker demo`: the whole job on embedded defaults, against the local sandbox.
+
+Starts the sandbox, a worker with beat (a child process, on SQLite and the embedded broker,
+in a fresh folder), enqueues sample work of every kind, shows progress, prints a summary.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+DEMO_SKUS = [f"DEMO-SKU-{n:04d}" + ("-FAIL" if n % 40 == 0 else "") for n in range(1, 301)]
+DEMO_ORDERS = [190, 1001, 1002, 1003, 900_000_001]  # the last one does not exist (E016)
+DEMO_IMAGES = [f"https://images.example.com/demo/{n}.jpg" for n in range(1, 11)] + [
+    "https://images.example.com/demo/broken-link.jpg"
+]
+
+
+def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
+    from worker.sandbox import Sandbox, SandboxConfig
+
+    folder = Path(tempfile.mkdtemp(prefix="lazada-worker-demo-"))
+    config = SandboxConfig(
+        latency=0.05,
+        fault_rate=0.05,
+        # "slow" answers take longer than the client's read timeout: real, but dull to watch.
+        fault_kinds=("http500", "http502_html", "e006", "e901", "truncated"),
+        image_job_seconds=(2.0, 6.0),
+    )
+    with Sandbox(config) as sandbox:
+        os.environ.update(
+            {
+                "DATABASE_URL": f"sqlite:///{folder / 'lazada-worker.sqlite3'}",
+                "LAZADA_API_URL": sandbox.url,
+                "LAZADA_USER_ID": sandbox.user_id,
+                "LAZADA_API_KEY": sandbox.api_key,
+                "LAZADA_REDISPATCH_AFTER": "30",
+            }
+        )
+        os.environ.pop("CELERY_BROKER_URL", None)
+        print(f"sandbox at {sandbox.url}; data in {folder}", file=sys.stderr)
+        worker = _start_worker(folder, concurrency)
+        try:
+            return _drive(sandbox, worker, timeout, folder)
+        finally:
+            _stop(worker)
+
+
+def _start_worker(folder: Path, concurrency: int) -> subprocess.Popen[bytes]:
+    from worker.db.schema import ensure_schema
+    from worker.settings import Settings
+
+    ensure_schema(Settings.from_env().database_url)
+    log = (folder / "worker.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "run", f"--concurrency={concurrency}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def _drive(sandbox: Any, worker: subprocess.Popen[bytes], timeout: float, folder: Path) -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    from worker.celery_app import app
+    from worker.db.engine import get_engine
+    from worker.settings import Settings
+
+    settings = Settings.from_env()
+    sessions = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
+    started = time.monotonic()
+    app.send_task("lazada.remove_products", args=[DEMO_SKUS], kwargs={"key": "demo-removal"})
+    for order_id in DEMO_ORDERS:
+        app.send_task("lazada.fetch_order", args=[order_id])
+    app.send_task("lazada.migrate_images", args=[DEMO_IMAGES], kwargs={"key": "demo-images"})
+    print(
+        f"enqueued: removal of {len(DEMO_SKUS)} SKUs, {len(DEMO_ORDERS)} order fetches, "
+        f"migration of {len(DEMO_IMAGES)} images",
+        file=sys.stderr,
+    )
+    tty = sys.stderr.isatty()
+    last_line = 0.0
+    while True:
+        progress = _progress(sessions, settings)
+        line = (
+            f"[{time.monotonic() - started:5.1f}s] SKUs {progress['skus_final']}/{len(DEMO_SKUS)}"
+            f" | orders {progress['orders_final']}/{len(DEMO_ORDERS)}"
+            f" | image jobs {progress['images_final']}/{progress['images_total'] or '?'}"
+            f" | API calls {progress['api_calls']}"
+        )
+        if tty:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif time.monotonic() - last_line >= 2:
+            print(line, file=sys.stderr, flush=True)
+            last_line = time.monotonic()
+        if progress["done"]:
+            break
+        if worker.poll() is not None:
+            print(f"\nthe worker stopped (see {folder / 'worker.log'})", file=sys.stderr)
+            return 1
+        if time.monotonic() - started > timeout:
+            print(f"\nnot finished after {timeout:.0f}s (see {folder / 'worker.log'})")
+            return 1
+        time.sleep(0.5)
+    if tty:
+        print(file=sys.stderr)
+    _summary(sessions, settings, sandbox, time.monotonic() - started, folder)
+    return 0
+
+
+def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
+    from worker.db.models import ApiCall, ImageJob, Order, RemovalJob, RemovalSku
+
+    with sessions() as session:
+        job = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).first()
+        skus_final = session.scalar(
+            select(func.count()).select_from(RemovalSku).where(RemovalSku.state != "pending")
+        )
+        orders = session.execute(select(Order.state, Order.next_attempt_at)).all()
+        images = list(session.scalars(select(ImageJob.state)))
+        api_calls = session.scalar(select(func.count()).select_from(ApiCall))
+    orders_final = sum(1 for state, due in orders if state != "pending" and due is None)
+    images_final = sum(1 for state in images if state != "pending")
+    return {
+        "skus_final": skus_final or 0,
+        "orders_final": orders_final,
+        "images_final": images_final,
+        "images_total": len(images),
+        "api_calls": api_calls or 0,
+        "done": job is not None
+        and job.finished_at is not None
+        and orders_final == len(DEMO_ORDERS)
+        and images
+        and images_final == len(images),
+    }
+
+
+def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder: Path) -> None:
+    from worker import documents
+    from worker.db.models import ApiCall
+
+    with sessions() as session:
+        job = documents.removal_job(session, settings.account, "demo-removal")
+        orders = [documents.order(session, settings.account, o) for o in DEMO_ORDERS]
+        images = documents.image_jobs(session, settings.account, key="demo-images")
+        calls = Counter(
+            f"{action} {outcome}"
+            for action, outcome in session.execute(select(ApiCall.action, ApiCall.outcome))
+        )
+        failures = documents.failures(session, settings.account)
+    assert job is not None
+    print(f"\ndone in {elapsed:.1f}s")
+    print(f"removal job {job['key']}: {job['removed']} removed, {job['failed']} failed")
+    for order in orders:
+        if order is None:
+            continue
+        if order["state"] == "fetched":
+            print(
+                f"order {order['order_id']}: {', '.join(order['statuses'])}, "
+                f"{order['customer_first_name']} {order['customer_last_name']}, {order['price']}"
+            )
+        else:
+            print(f"order {order['order_id']}: {order['state']} ({order['message']})")
+    for image in images:
+        print(
+            f"image job {image['request_id']}: {image['state']}, {len(image['images'])} "
+            f"image(s), {len(image['errors'])} error(s) after {image['polls']} poll(s)"
+        )
+    print("API calls: " + ", ".join(f"{name}: {n}" for name, n in sorted(calls.items())))
+    stats = sandbox.stats()
+    print(f"sandbox: {stats.get('calls_total', stats)} calls served")
+    print(f"{len(failures)} failure(s) recorded; see them with:")
+    print(f"  DATABASE_URL=sqlite:///{folder / 'lazada-worker.sqlite3'} lazada-worker failures")

@@ -1,0 +1,30 @@
+"""Messages a service asks to send once its transaction has committed."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Message:
+    """A task to enqueue by name: a pointer at a row, never the row itself."""
+
+    task: str
+    args: tuple[Any, ...] = ()
+    countdown: float | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def retry_delay(ladder: tuple[float, ...], attempt: int, rng: random.Random | None = None) -> float:
+    """The wait before retry number `attempt` (1-based), jittered by +-25% so that batches
+    that failed together do not come back together."""
+    base = ladder[min(attempt, len(ladder)) - 1]
+    return base * (rng or random).uniform(0.75, 1.25)
+
+
+def dispatch_deadline(due: datetime, redispatch_after: float) -> datetime:
+    """When a message for work due at `due` counts as lost, so that a sweeper sends another."""
+    return due + timedelta(seconds=redispatch_after)

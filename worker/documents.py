@@ -1,0 +1,166 @@
+"""The JSON documents of the contract, read from the tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from worker.db.models import Failure, ImageJob, ImageMigration, Order, RemovalJob, RemovalSku
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | None:
+    """A removal job; `removed`, `failed` and `state` are derived from its SKUs' rows."""
+    job = session.scalars(
+        select(RemovalJob).where(RemovalJob.account == account, RemovalJob.key == key)
+    ).one_or_none()
+    if job is None:
+        return None
+    skus = list(
+        session.scalars(
+            select(RemovalSku).where(RemovalSku.job_id == job.id).order_by(RemovalSku.position)
+        )
+    )
+    counts = {"pending": 0, "removed": 0, "failed": 0}
+    attempted = False
+    for sku in skus:
+        counts[sku.state] += 1
+        attempted = attempted or sku.attempts > 0
+    if job.finished_at is not None:
+        state = "done"
+    elif attempted or counts["removed"] or counts["failed"]:
+        state = "running"
+    else:
+        state = "pending"
+    return {
+        "key": job.key,
+        "state": state,
+        "total": job.total,
+        "removed": counts["removed"],
+        "failed": counts["failed"],
+        "pending": counts["pending"],
+        "created_at": _iso(job.created_at),
+        "finished_at": _iso(job.finished_at),
+        "skus": [
+            {
+                "sku": s.sku,
+                "state": s.state,
+                "attempts": s.attempts,
+                "error_code": s.error_code,
+                "message": s.message,
+            }
+            for s in skus
+        ],
+    }
+
+
+def removal_progress(session: Session, account: str, key: str) -> tuple[int, int, bool] | None:
+    """(final SKUs, total, done) without loading every SKU: for progress bars."""
+    job = session.scalars(
+        select(RemovalJob).where(RemovalJob.account == account, RemovalJob.key == key)
+    ).one_or_none()
+    if job is None:
+        return None
+    final = session.scalar(
+        select(func.count())
+        .select_from(RemovalSku)
+        .where(RemovalSku.job_id == job.id, RemovalSku.state != "pending")
+    )
+    return final or 0, job.total, job.finished_at is not None
+
+
+def order(session: Session, account: str, order_id: int) -> dict[str, Any] | None:
+    row = session.scalars(
+        select(Order).where(Order.account == account, Order.order_id == order_id)
+    ).one_or_none()
+    return None if row is None else order_document(row)
+
+
+def order_document(row: Order) -> dict[str, Any]:
+    return {
+        "order_id": row.order_id,
+        "state": row.state,
+        "order_number": row.order_number,
+        "customer_first_name": row.customer_first_name,
+        "customer_last_name": row.customer_last_name,
+        "payment_method": row.payment_method,
+        "price": row.price,
+        "gift_option": row.gift_option,
+        "items_count": row.items_count,
+        "statuses": list(row.statuses),
+        "created_at": _iso(row.order_created_at),
+        "updated_at": _iso(row.order_updated_at),
+        "address_billing": row.address_billing,
+        "address_shipping": row.address_shipping,
+        "extra_attributes": row.extra_attributes,
+        "error_code": row.error_code,
+        "message": row.message,
+        "fetched_at": _iso(row.fetched_at),
+        "attempts": row.attempts,
+        "refresh_pending": row.next_attempt_at is not None,
+    }
+
+
+def image_job(session: Session, account: str, request_id: str) -> dict[str, Any] | None:
+    row = session.scalars(
+        select(ImageJob).where(ImageJob.account == account, ImageJob.request_id == request_id)
+    ).one_or_none()
+    return None if row is None else image_job_document(row)
+
+
+def image_jobs(
+    session: Session, account: str, key: str | None = None, state: str | None = None
+) -> list[dict[str, Any]]:
+    query = select(ImageJob).where(ImageJob.account == account)
+    if key is not None:
+        query = query.join(ImageMigration, ImageJob.migration_id == ImageMigration.id).where(
+            ImageMigration.key == key
+        )
+    if state is not None:
+        query = query.where(ImageJob.state == state)
+    query = query.order_by(ImageJob.created_at.desc(), ImageJob.id.desc())
+    return [image_job_document(row) for row in session.scalars(query)]
+
+
+def image_job_document(row: ImageJob) -> dict[str, Any]:
+    return {
+        "request_id": row.request_id,
+        "action": row.action,
+        "state": row.state,
+        "polls": row.polls,
+        "created_at": _iso(row.created_at),
+        "finished_at": _iso(row.finished_at),
+        "images": list(row.images),
+        "errors": list(row.errors),
+        "error_code": row.error_code,
+        "message": row.message,
+        "urls": list(row.urls),
+        "next_poll_at": _iso(row.next_poll_at) if row.state == "pending" else None,
+        "deadline_at": _iso(row.deadline_at),
+    }
+
+
+def failures(session: Session, account: str, limit: int = 1000) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(Failure)
+        .where(Failure.account == account)
+        .order_by(Failure.at.desc(), Failure.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "at": _iso(f.at),
+            "kind": f.kind,
+            "subject": f.subject,
+            "error_code": f.error_code,
+            "message": f.message,
+            "attempts": f.attempts,
+        }
+        for f in rows
+    ]

@@ -1,0 +1,53 @@
+"""Client for the legacy Lazada Seller Center API: signing, HTTP, parsing and errors.
+
+Knows nothing of Celery or the database; the worker above owns retries and persistence.
+"""
+
+from worker.sellercenter.client import SellerCenterClient
+from worker.sellercenter.errors import (
+    AuthenticationError,
+    ClockSkewError,
+    InvalidRequestError,
+    NotFoundError,
+    PermanentError,
+    SellerCenterError,
+    ServiceError,
+    ThrottledError,
+    TransientError,
+    TransportError,
+    classify,
+)
+from worker.sellercenter.models import (
+    CallRecord,
+    ErrorDetail,
+    ImageError,
+    ImageJobStatus,
+    ImageResult,
+    Order,
+    RemovalOutcome,
+)
+from worker.sellercenter.signing import canonical_query, sign
+
+__all__ = [
+    "AuthenticationError",
+    "CallRecord",
+    "ClockSkewError",
+    "ErrorDetail",
+    "ImageError",
+    "ImageJobStatus",
+    "ImageResult",
+    "InvalidRequestError",
+    "NotFoundError",
+    "Order",
+    "PermanentError",
+    "RemovalOutcome",
+    "SellerCenterClient",
+    "SellerCenterError",
+    "ServiceError",
+    "ThrottledError",
+    "TransientError",
+    "TransportError",
+    "canonical_query",
+    "classify",
+    "sign",
+]

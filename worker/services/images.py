@@ -1,0 +1,282 @@
+"""Image jobs: submit MigrateImages in chunks of 8, then poll GetResponse until final (D5, D6).
+
+Waiting holds no worker slot: between polls the job is a row with `next_poll_at` and a
+message with a countdown; the intervals grow with the job's age.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.audit import api_call_rows, collect_calls
+from worker.db.models import Failure, ImageJob, ImageMigration
+from worker.dispatch import Message, dispatch_deadline, retry_delay
+from worker.sellercenter import (
+    CallRecord,
+    ImageJobStatus,
+    PermanentError,
+    SellerCenterClient,
+    TransientError,
+)
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+URLS_PER_CALL = 8  # MigrateImages takes at most 8 URLs a call
+ADVANCE_TASK = "lazada.advance_image_job"
+
+
+def poll_interval(settings: Settings, age: float) -> float:
+    """Seconds until the next GetResponse for a job `age` seconds old.
+
+    Growing with age keeps the detection delay a fixed share of the job's duration while the
+    number of polls grows only with the logarithm of it.
+    """
+    return min(settings.poll_cap, max(settings.poll_first, settings.poll_growth * age + settings.poll_slack))
+
+
+def start_migration(
+    sessions: sessionmaker[Session], settings: Settings, key: str, urls: list[str]
+) -> tuple[int, list[Message]]:
+    """Record a migration and one job per chunk of URLs; the same key again adds nothing."""
+    now = datetime.now(UTC)
+    query = select(ImageMigration.id).where(
+        ImageMigration.account == settings.account, ImageMigration.key == key
+    )
+    try:
+        with sessions.begin() as session:
+            existing = session.scalar(query)
+            if existing is not None:
+                return existing, []
+            migration = ImageMigration(account=settings.account, key=key, created_at=now)
+            session.add(migration)
+            session.flush()
+            jobs = [
+                ImageJob(
+                    account=settings.account,
+                    migration_id=migration.id,
+                    action="MigrateImages",
+                    urls=urls[start : start + URLS_PER_CALL],
+                    next_poll_at=now,
+                    dispatched_until=dispatch_deadline(now, settings.redispatch_after),
+                    created_at=now,
+                )
+                for start in range(0, len(urls), URLS_PER_CALL)
+            ]
+            session.add_all(jobs)
+            session.flush()
+            return migration.id, [Message(ADVANCE_TASK, (job.id,)) for job in jobs]
+    except IntegrityError:
+        with sessions.begin() as session:
+            return session.scalars(query).one(), []
+
+
+def track(
+    sessions: sessionmaker[Session], settings: Settings, request_id: str, action: str
+) -> list[Message]:
+    """Start polling a job submitted elsewhere (e.g. UploadImages); known ids add nothing."""
+    now = datetime.now(UTC)
+    first = now + timedelta(seconds=settings.poll_first)
+    query = select(ImageJob.id).where(
+        ImageJob.account == settings.account, ImageJob.request_id == request_id
+    )
+    try:
+        with sessions.begin() as session:
+            if session.scalar(query) is not None:
+                return []
+            job = ImageJob(
+                account=settings.account,
+                request_id=request_id,
+                action=action,
+                started_at=now,
+                deadline_at=now + timedelta(seconds=settings.image_deadline),
+                next_poll_at=first,
+                dispatched_until=dispatch_deadline(first, settings.redispatch_after),
+                created_at=now,
+            )
+            session.add(job)
+            session.flush()
+            return [Message(ADVANCE_TASK, (job.id,), countdown=settings.poll_first)]
+    except IntegrityError:
+        return []
+
+
+def advance(
+    sessions: sessionmaker[Session],
+    client: SellerCenterClient,
+    settings: Settings,
+    job_id: int,
+) -> list[Message]:
+    """Take one step: submit the job if it has no RequestId yet, else poll it once."""
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        claimed = session.execute(
+            update(ImageJob)
+            .where(
+                ImageJob.id == job_id,
+                ImageJob.state == "pending",
+                ImageJob.next_poll_at <= now,
+                or_(ImageJob.lease_until.is_(None), ImageJob.lease_until < now),
+            )
+            .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
+        ).rowcount
+        if not claimed:
+            return []
+        job = session.get_one(ImageJob, job_id)
+        request_id, urls = job.request_id, list(job.urls)
+    if request_id is None:
+        return _submit(sessions, client, settings, job_id, urls)
+    return _poll(sessions, client, settings, job_id, request_id)
+
+
+def _submit(
+    sessions: sessionmaker[Session],
+    client: SellerCenterClient,
+    settings: Settings,
+    job_id: int,
+    urls: list[str],
+) -> list[Message]:
+    with collect_calls() as calls:
+        try:
+            request_id = client.migrate_images(urls)
+        except TransientError as exc:
+            return _retry_submit(sessions, settings, job_id, exc, calls)
+        except PermanentError as exc:
+            _finish_with_error(sessions, settings, job_id, "rejected", exc.code, exc.message, calls)
+            return []
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add_all(api_call_rows(settings.account, calls))
+        job = session.get_one(ImageJob, job_id)
+        job.request_id = request_id
+        job.started_at = now
+        job.deadline_at = now + timedelta(seconds=settings.image_deadline)
+        job.attempts = 0
+        return [_schedule(job, settings, now, settings.poll_first)]
+
+
+def _poll(
+    sessions: sessionmaker[Session],
+    client: SellerCenterClient,
+    settings: Settings,
+    job_id: int,
+    request_id: str,
+) -> list[Message]:
+    status: ImageJobStatus | None = None
+    problem: TransientError | None = None
+    with collect_calls() as calls:
+        try:
+            status = client.get_response(request_id)
+        except TransientError as exc:  # D6: E006, 1000, E901 mean "not yet" too
+            problem = exc
+        except PermanentError as exc:
+            _finish_with_error(sessions, settings, job_id, "rejected", exc.code, exc.message, calls)
+            return []
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add_all(api_call_rows(settings.account, calls))
+        job = session.get_one(ImageJob, job_id)
+        job.polls += 1
+        if status is not None and status.finished:
+            job.images = [
+                {"url": i.url, "code": i.code, "original_url": i.original_url}
+                for i in status.images
+            ]
+            job.errors = [{"original_url": e.original_url, "message": e.message} for e in status.errors]
+            if not status.errors:
+                state = "succeeded"
+            elif status.images:
+                state = "partial"
+            else:
+                state = "failed"
+            _finish(session, job, state, now)
+            if state != "succeeded":
+                _record_failure(session, job, None, f"{len(job.errors)} image(s) failed", now)
+            return []
+        if problem is not None:
+            job.attempts += 1
+            job.error_code, job.message = problem.code, str(problem)
+        assert job.started_at is not None and job.deadline_at is not None
+        if now >= job.deadline_at:
+            job.message = f"still running after {settings.image_deadline:.0f}s; gave up polling"
+            _finish(session, job, "expired", now)
+            _record_failure(session, job, None, job.message, now)
+            return []
+        age = (now - job.started_at).total_seconds()
+        delay = min(poll_interval(settings, age), (job.deadline_at - now).total_seconds())
+        return [_schedule(job, settings, now, max(delay, 0.0))]
+
+
+def _schedule(job: ImageJob, settings: Settings, now: datetime, delay: float) -> Message:
+    job.next_poll_at = now + timedelta(seconds=delay)
+    job.dispatched_until = dispatch_deadline(job.next_poll_at, settings.redispatch_after)
+    job.lease_until = None
+    return Message(ADVANCE_TASK, (job.id,), countdown=delay)
+
+
+def _retry_submit(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    job_id: int,
+    exc: TransientError,
+    calls: list[CallRecord],
+) -> list[Message]:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add_all(api_call_rows(settings.account, calls))
+        job = session.get_one(ImageJob, job_id)
+        job.attempts += 1
+        job.error_code, job.message = exc.code, str(exc)
+        if job.attempts > len(settings.retry_ladder):
+            message = f"gave up submitting after repeated transient errors; last: {exc}"
+            job.message = message
+            _finish(session, job, "failed", now)
+            _record_failure(session, job, exc.code, message, now)
+            return []
+        return [_schedule(job, settings, now, retry_delay(settings.retry_ladder, job.attempts))]
+
+
+def _finish_with_error(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    job_id: int,
+    state: str,
+    code: int | None,
+    message: str,
+    calls: list[CallRecord],
+) -> None:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add_all(api_call_rows(settings.account, calls))
+        job = session.get_one(ImageJob, job_id)
+        job.error_code, job.message = code, message
+        _finish(session, job, state, now)
+        _record_failure(session, job, code, message, now)
+
+
+def _finish(session: Session, job: ImageJob, state: str, now: datetime) -> None:
+    job.state = state
+    job.finished_at = now
+    job.lease_until = None
+    job.dispatched_until = None
+
+
+def _record_failure(
+    session: Session, job: ImageJob, code: int | None, message: str, now: datetime
+) -> None:
+    session.add(
+        Failure(
+            account=job.account,
+            at=now,
+            kind="image_job",
+            subject=job.request_id or f"{len(job.urls)} URL(s) of job {job.id}",
+            error_code=code,
+            message=message,
+            attempts=max(job.polls, job.attempts, 1),
+        )
+    )

@@ -1,0 +1,215 @@
+"""Orders: GetOrder, then insert or update the stored order; open orders are refreshed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.audit import api_call_rows, collect_calls
+from worker.db.models import Failure, Order
+from worker.dispatch import Message, dispatch_deadline, retry_delay
+from worker.sellercenter import Order as ApiOrder
+from worker.sellercenter import CallRecord, PermanentError, SellerCenterClient, TransientError
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FETCH_ORDER_TASK = "lazada.fetch_order"
+# Item statuses after which an order no longer changes by itself; anything else is refreshed.
+FINAL_STATUSES = frozenset({"delivered", "canceled", "returned", "failed", "return_rejected"})
+
+
+def fetch_order(
+    sessions: sessionmaker[Session],
+    client: SellerCenterClient,
+    settings: Settings,
+    order_id: int,
+    request_id: str | None,
+) -> list[Message]:
+    """Serve one fetch request. A request seen before (a redelivered message) does nothing,
+    nor does one that arrives while another task is fetching the same order."""
+    now = datetime.now(UTC)
+    row_id = _ensure_row(sessions, settings, order_id, now)
+    with sessions.begin() as session:
+        row = session.get_one(Order, row_id)
+        if request_id is not None and row.last_request_id == request_id:
+            return []
+        claimed = session.execute(
+            update(Order)
+            .where(Order.id == row_id, or_(Order.lease_until.is_(None), Order.lease_until < now))
+            .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
+        ).rowcount
+        if not claimed:
+            return []
+    with collect_calls() as calls:
+        try:
+            order = client.get_order(order_id)
+        except TransientError as exc:
+            return _record_transient(sessions, settings, row_id, request_id, exc, calls)
+        except PermanentError as exc:
+            _record_failure(sessions, settings, row_id, request_id, exc, calls)
+            return []
+    with sessions.begin() as session:
+        session.add_all(api_call_rows(settings.account, calls))
+        row = session.get_one(Order, row_id)
+        _store(row, order, datetime.now(UTC))
+        # Recorded only now: a request whose worker died mid-call is served again on redelivery.
+        row.last_request_id = request_id
+    return []
+
+
+def request_fetch(
+    sessions: sessionmaker[Session], settings: Settings, order_ids: list[int]
+) -> list[Message]:
+    """Mark orders as due and say which fetches to send (for the CLI and the refresh)."""
+    now = datetime.now(UTC)
+    for order_id in order_ids:
+        _ensure_row(sessions, settings, order_id, now)
+    with sessions.begin() as session:
+        session.execute(
+            update(Order)
+            .where(Order.account == settings.account, Order.order_id.in_(order_ids))
+            .values(
+                next_attempt_at=now,
+                dispatched_until=dispatch_deadline(now, settings.redispatch_after),
+            )
+        )
+    return [Message(FETCH_ORDER_TASK, (order_id,)) for order_id in order_ids]
+
+
+def refresh_open_orders(
+    sessions: sessionmaker[Session], settings: Settings, limit: int = 1000
+) -> list[Message]:
+    """Fetch again the open orders last fetched longer ago than the refresh interval."""
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=settings.order_refresh_after)
+    with sessions.begin() as session:
+        order_ids = list(
+            session.scalars(
+                select(Order.order_id)
+                .where(
+                    Order.account == settings.account,
+                    Order.is_open.is_(True),
+                    Order.fetched_at < stale,
+                    Order.next_attempt_at.is_(None),
+                )
+                .order_by(Order.fetched_at)
+                .limit(limit)
+            )
+        )
+    return request_fetch(sessions, settings, order_ids) if order_ids else []
+
+
+def _ensure_row(
+    sessions: sessionmaker[Session], settings: Settings, order_id: int, now: datetime
+) -> int:
+    query = select(Order.id).where(Order.account == settings.account, Order.order_id == order_id)
+    with sessions.begin() as session:
+        row_id = session.scalar(query)
+        if row_id is not None:
+            return row_id
+    try:
+        with sessions.begin() as session:
+            row = Order(account=settings.account, order_id=order_id, next_attempt_at=now)
+            session.add(row)
+            session.flush()
+            return row.id
+    except IntegrityError:  # recorded by another task at the same moment
+        with sessions.begin() as session:
+            return session.scalars(query).one()
+
+
+def _store(row: Order, order: ApiOrder, now: datetime) -> None:
+    row.state = "fetched"
+    row.order_number = order.order_number
+    row.customer_first_name = order.customer_first_name
+    row.customer_last_name = order.customer_last_name
+    row.payment_method = order.payment_method
+    row.price = str(order.price)
+    row.gift_option = order.gift_option
+    row.items_count = order.items_count
+    row.statuses = list(order.statuses)
+    row.is_open = not set(order.statuses) <= FINAL_STATUSES
+    row.order_created_at = order.created_at
+    row.order_updated_at = order.updated_at
+    row.address_billing = dict(order.address_billing)
+    row.address_shipping = dict(order.address_shipping)
+    row.extra_attributes = dict(order.extra_attributes)
+    row.raw = dict(order.raw)
+    row.error_code = None
+    row.message = None
+    row.attempts = 0
+    row.fetched_at = now
+    row.next_attempt_at = None
+    row.lease_until = None
+    row.dispatched_until = None
+
+
+def _record_transient(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    row_id: int,
+    request_id: str | None,
+    exc: TransientError,
+    calls: list[CallRecord],
+) -> list[Message]:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add_all(api_call_rows(settings.account, calls))
+        row = session.get_one(Order, row_id)
+        row.last_request_id = request_id
+        row.attempts += 1
+        if row.attempts > len(settings.retry_ladder):
+            message = f"gave up after repeated transient errors; last: {exc}"
+            _fail(session, row, exc.code, message, now)
+            return []
+        delay = retry_delay(settings.retry_ladder, row.attempts)
+        row.error_code = exc.code
+        row.message = str(exc)
+        row.next_attempt_at = now + timedelta(seconds=delay)
+        row.dispatched_until = dispatch_deadline(row.next_attempt_at, settings.redispatch_after)
+        row.lease_until = None
+        log.info("order %s: %s; retry %s in %.1fs", row.order_id, exc, row.attempts, delay)
+        return [Message(FETCH_ORDER_TASK, (row.order_id,), countdown=delay)]
+
+
+def _record_failure(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    row_id: int,
+    request_id: str | None,
+    exc: PermanentError,
+    calls: list[CallRecord],
+) -> None:
+    with sessions.begin() as session:
+        session.add_all(api_call_rows(settings.account, calls))
+        row = session.get_one(Order, row_id)
+        row.last_request_id = request_id
+        row.attempts += 1
+        _fail(session, row, exc.code, exc.message, datetime.now(UTC))
+
+
+def _fail(session: Session, row: Order, code: int | None, message: str, now: datetime) -> None:
+    # An order fetched before keeps its data and state; the error says why it is not current.
+    if row.state != "fetched":
+        row.state = "failed"
+    row.error_code = code
+    row.message = message
+    row.next_attempt_at = None
+    row.lease_until = None
+    row.dispatched_until = None
+    session.add(
+        Failure(
+            account=row.account,
+            at=now,
+            kind="order",
+            subject=str(row.order_id),
+            error_code=code,
+            message=message,
+            attempts=row.attempts,
+        )
+    )

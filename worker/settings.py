@@ -1,0 +1,201 @@
+"""The effective settings, read once from the environment (see the contract's table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///lazada-worker.sqlite3"
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker reads from the environment, validated.
+
+    The API key is kept out of ``repr`` so that a logged or printed Settings never leaks it.
+    """
+
+    database_url: str
+    broker_url: str
+    api_url: str | None
+    user_id: str | None
+    api_key: str | None = field(repr=False)
+    rate_limit: float
+    queue: str = "lazada"  # several shops (or test runs) can share one broker by name
+    # Transient failures are retried on this ladder (seconds, jittered by +-25%), then given up.
+    retry_ladder: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
+    # Image jobs: first poll after `poll_first` s, then every `poll_growth` x age + `poll_slack` s,
+    # at most `poll_cap` s apart; a job still running `image_deadline` s after it started expires.
+    poll_first: float = 1.0
+    poll_growth: float = 0.2
+    poll_slack: float = 2.0
+    poll_cap: float = 60.0
+    image_deadline: float = 900.0
+    # A task holds a row for at most `lease_seconds` per API call; a message sent for a row that
+    # has not been served `redispatch_after` s after it was due is taken for lost and sent again.
+    lease_seconds: float = 90.0
+    redispatch_after: float = 300.0
+    # Stored orders not in a final status are fetched again when older than this.
+    order_refresh_after: float = 900.0
+
+    @property
+    def broker_folder(self) -> Path | None:
+        """The embedded broker's folder, when the broker is the embedded one."""
+        if not self.broker_url.startswith("filesystem://"):
+            return None
+        return embedded_broker_folder(self.database_url)
+
+    def broker_transport_options(self) -> dict[str, object]:
+        """kombu transport options for the broker (publishers need them as well as workers)."""
+        folder = self.broker_folder
+        if folder is None:
+            # Redis: a message unacknowledged this long is delivered again. Far above our
+            # longest countdown (a few minutes), so a held message is never redelivered early.
+            return {"visibility_timeout": 3600}
+        # The embedded broker: kombu's filesystem transport, one file a message (measured
+        # against the SQLAlchemy transport on SQLite in bench/embedded_broker.py).
+        for sub in ("queue", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "polling_interval": 0.05,  # how often an idle worker looks for new files
+        }
+
+    @property
+    def account(self) -> str:
+        """The account every row belongs to: the signing UserID (one account for now)."""
+        return self.user_id or "default"
+
+    def require_api(self) -> tuple[str, str, str]:
+        """The API url, user id and key, or a SettingsError saying which variables to set."""
+        missing = [
+            name
+            for name, value in (
+                ("LAZADA_API_URL", self.api_url),
+                ("LAZADA_USER_ID", self.user_id),
+                ("LAZADA_API_KEY or LAZADA_API_KEY_FILE", self.api_key),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(
+                f"missing API settings: set {', '.join(missing)} "
+                "(or run `lazada-worker demo`, which uses the local sandbox)"
+            )
+        assert self.api_url and self.user_id and self.api_key
+        return self.api_url, self.user_id, self.api_key
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        _check_database_url(database_url)
+        broker_url = env.get("CELERY_BROKER_URL") or EMBEDDED_BROKER_URL
+        rate = env.get("LAZADA_RATE_LIMIT") or "5"
+        try:
+            rate_limit = float(rate)
+        except ValueError:
+            raise SettingsError(
+                f"LAZADA_RATE_LIMIT must be a number of calls per second, got {rate!r}"
+            ) from None
+        if not rate_limit > 0:
+            raise SettingsError(f"LAZADA_RATE_LIMIT must be above 0, got {rate!r}")
+        return cls(
+            database_url=database_url,
+            broker_url=broker_url,
+            api_url=env.get("LAZADA_API_URL") or None,
+            user_id=env.get("LAZADA_USER_ID") or None,
+            api_key=_read_api_key(env),
+            rate_limit=rate_limit,
+            queue=env.get("LAZADA_QUEUE") or "lazada",
+            image_deadline=_float(env, "LAZADA_IMAGE_DEADLINE", 900.0),
+            poll_first=_float(env, "LAZADA_POLL_FIRST", 1.0),
+            poll_slack=_float(env, "LAZADA_POLL_SLACK", 2.0),
+            order_refresh_after=_float(env, "LAZADA_ORDER_REFRESH_AFTER", 900.0),
+            redispatch_after=_float(env, "LAZADA_REDISPATCH_AFTER", 300.0),
+            retry_ladder=_ladder(env),
+        )
+
+
+EMBEDDED_BROKER_URL = "filesystem://"
+
+
+def embedded_broker_folder(database_url: str) -> Path:
+    """Where the embedded broker keeps its messages: beside a SQLite results database, or in
+    the working directory for a server database."""
+    url = make_url(database_url)
+    folder = Path(".")
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        folder = Path(url.database).parent
+    return (folder / "lazada-worker-broker").resolve()
+
+
+def _check_database_url(value: str) -> None:
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise SettingsError(
+            f"DATABASE_URL is not a database URL: {value!r} "
+            "(e.g. sqlite:///lazada-worker.sqlite3 or postgresql+psycopg://user@host/db)"
+        ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise SettingsError(
+            f"DATABASE_URL: {url.get_backend_name()!r} is not supported; use sqlite or postgresql"
+        )
+
+
+def _read_api_key(env: Mapping[str, str]) -> str | None:
+    key = env.get("LAZADA_API_KEY")
+    path = env.get("LAZADA_API_KEY_FILE")
+    if key:
+        return key
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"LAZADA_API_KEY_FILE {path!r} cannot be read ({exc.strerror})"
+        ) from None
+    if not text:
+        raise SettingsError(f"LAZADA_API_KEY_FILE {path!r} is empty")
+    return text
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _ladder(env: Mapping[str, str]) -> tuple[float, ...]:
+    raw = env.get("LAZADA_RETRY_LADDER")
+    if not raw:
+        return Settings.retry_ladder
+    try:
+        ladder = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        ladder = ()
+    if not ladder or any(step < 0 or step > 300 for step in ladder):
+        raise SettingsError(
+            f"LAZADA_RETRY_LADDER must be comma-separated seconds (0 to 300), got {raw!r}"
+        )
+    return ladder

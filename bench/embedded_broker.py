@@ -21,7 +21,9 @@ def measure(url: str, options: dict[str, object], n: int) -> tuple[float, float]
         producer = conn.Producer(serializer="json")
         started = time.perf_counter()
         for i in range(n):
-            producer.publish({"i": i}, exchange=queue.exchange, routing_key="bench", declare=[queue])
+            producer.publish(
+                {"i": i}, exchange=queue.exchange, routing_key="bench", declare=[queue]
+            )
         publish = n / (time.perf_counter() - started)
         simple = conn.SimpleQueue(queue)
         started = time.perf_counter()

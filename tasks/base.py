@@ -74,5 +74,5 @@ class ServiceTask(Task):  # type: ignore[misc]
                         attempts=self.request.retries + 1,
                     )
                 )
-        except Exception:  # noqa: BLE001 - the worker's own log still has the failure
+        except Exception:
             log.exception("could not record the failure of %s[%s]", self.name, task_id)

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["fixtures_worker"]
-
 from worker.sandbox import Sandbox, SandboxConfig
+
+pytest_plugins = ["fixtures_worker"]
 
 
 @pytest.fixture

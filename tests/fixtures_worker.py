@@ -116,9 +116,7 @@ def _check_broker(url: str) -> None:
 
 
 @pytest.fixture(params=list(STACKS))
-def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, sandbox: Sandbox
-) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, tmp_path: Path, sandbox: Sandbox) -> Iterator[Stack]:
     broker, database = STACKS[request.param]
     broker_url = service_url(broker) if broker else None
     if broker_url:

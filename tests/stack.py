@@ -56,9 +56,7 @@ def fresh_postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def wait_for(
-    condition: Callable[[], T], timeout: float = 60.0, what: str = "condition"
-) -> T:
+def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
     """Poll until `condition()` is truthy; a liveness deadline, not a timing assertion."""
     deadline = time.monotonic() + timeout
     while True:

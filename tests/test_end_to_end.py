@@ -122,7 +122,9 @@ def test_image_jobs_finish_and_one_past_its_deadline_expires(stack: Stack) -> No
     urls = [f"https://img.example.com/{n}.jpg" for n in range(1, 10)]
     stack.send("lazada.migrate_images", [*urls, "https://img.example.com/broken.jpg"], key="m1")
     stack.send(
-        "lazada.migrate_images", ["https://img.example.com/slow.jpg?sandbox_duration=3600"], key="m2"
+        "lazada.migrate_images",
+        ["https://img.example.com/slow.jpg?sandbox_duration=3600"],
+        key="m2",
     )
 
     def final_jobs() -> list[ImageJob] | None:
@@ -144,9 +146,7 @@ def test_image_jobs_finish_and_one_past_its_deadline_expires(stack: Stack) -> No
 
 def test_a_lost_message_is_recovered_by_the_sweeper(stack: Stack) -> None:
     # The job is recorded but its batch messages are never sent: as if the broker lost them.
-    job_id, messages = removal.create_job(
-        stack.sessions, stack.settings, "lost", ["L-1", "L-2", "L-3"]
-    )
+    _, messages = removal.create_job(stack.sessions, stack.settings, "lost", ["L-1", "L-2", "L-3"])
     assert messages  # the messages the worker would have sent; dropped here
     with stack.sessions() as session:
         # Their dispatch deadline has passed, as it would have after redispatch_after seconds.

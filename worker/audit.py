@@ -24,7 +24,8 @@ def record_call(record: CallRecord) -> None:
 def collect_calls() -> Iterator[list[CallRecord]]:
     """Gather the records of the calls made in this block, on this thread."""
     previous = getattr(_local, "calls", None)
-    _local.calls = calls = []
+    calls: list[CallRecord] = []
+    _local.calls = calls
     try:
         yield calls
     finally:

@@ -159,7 +159,9 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
         with sessions() as session:
             job = documents.removal_job(session, settings.account, key)
         assert job is not None
-        print(f"removed {job['removed']}, failed {job['failed']} of {job['total']}", file=sys.stderr)
+        print(
+            f"removed {job['removed']}, failed {job['failed']} of {job['total']}", file=sys.stderr
+        )
         return EXIT_FAILED if job["failed"] else EXIT_OK
     return EXIT_OK
 

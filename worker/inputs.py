@@ -50,12 +50,12 @@ def clean_key(key: Any) -> str | None:
         return None
     if not isinstance(key, str):
         raise InvalidInput(f"key must be a string, got {type(key).__name__}")
-    key = key.strip()
-    if not key:
+    cleaned = key.strip()
+    if not cleaned:
         raise InvalidInput("key is empty: give a non-blank key, or none to use the task id")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidInput(f"key is {len(key)} characters long; at most {MAX_KEY_LENGTH}")
-    return key
+    if len(cleaned) > MAX_KEY_LENGTH:
+        raise InvalidInput(f"key is {len(cleaned)} characters long; at most {MAX_KEY_LENGTH}")
+    return cleaned
 
 
 def clean_order_id(order_id: Any) -> int:
@@ -93,10 +93,10 @@ def clean_urls(urls: Any) -> list[str]:
 def clean_request_id(request_id: Any) -> str:
     if not isinstance(request_id, str) or not request_id.strip():
         raise InvalidInput(f"request id must be a non-empty string, got {request_id!r}")
-    request_id = request_id.strip()
-    if len(request_id) > 255 or not request_id.isprintable():
-        raise InvalidInput(f"request id {request_id[:40]!r} is not a Seller Center RequestId")
-    return request_id
+    cleaned = request_id.strip()
+    if len(cleaned) > 255 or not cleaned.isprintable():
+        raise InvalidInput(f"request id {cleaned[:40]!r} is not a Seller Center RequestId")
+    return cleaned
 
 
 def clean_action(action: Any) -> str:

@@ -41,6 +41,21 @@ __all__ = ["SellerCenterClient"]
 
 logger = logging.getLogger("worker.sellercenter")
 
+
+class _RedactSignatures(logging.Filter):
+    """urllib3 logs each request's URL at DEBUG, Signature included: scrub it first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = redact(record.getMessage())
+            record.args = ()
+        elif isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactSignatures())
+
 T = TypeVar("T")
 
 MAX_SKUS_PER_REMOVAL = 50  # RemoveProduct doc: "maximum number of 50 SellerSkus in one request"

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import api_call_rows, collect_calls
+from worker.db.engine import rows_changed
 from worker.db.models import Failure, ImageJob, ImageMigration
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.sellercenter import (
@@ -37,7 +38,10 @@ def poll_interval(settings: Settings, age: float) -> float:
     Growing with age keeps the detection delay a fixed share of the job's duration while the
     number of polls grows only with the logarithm of it.
     """
-    return min(settings.poll_cap, max(settings.poll_first, settings.poll_growth * age + settings.poll_slack))
+    return min(
+        settings.poll_cap,
+        max(settings.poll_first, settings.poll_growth * age + settings.poll_slack),
+    )
 
 
 def start_migration(
@@ -115,7 +119,8 @@ def advance(
     """Take one step: submit the job if it has no RequestId yet, else poll it once."""
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        claimed = session.execute(
+        claimed = rows_changed(
+            session,
             update(ImageJob)
             .where(
                 ImageJob.id == job_id,
@@ -123,8 +128,8 @@ def advance(
                 ImageJob.next_poll_at <= now,
                 or_(ImageJob.lease_until.is_(None), ImageJob.lease_until < now),
             )
-            .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
-        ).rowcount
+            .values(lease_until=now + timedelta(seconds=settings.lease_seconds)),
+        )
         if not claimed:
             return []
         job = session.get_one(ImageJob, job_id)
@@ -187,7 +192,9 @@ def _poll(
                 {"url": i.url, "code": i.code, "original_url": i.original_url}
                 for i in status.images
             ]
-            job.errors = [{"original_url": e.original_url, "message": e.message} for e in status.errors]
+            job.errors = [
+                {"original_url": e.original_url, "message": e.message} for e in status.errors
+            ]
             if not status.errors:
                 state = "succeeded"
             elif status.images:

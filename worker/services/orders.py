@@ -10,10 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import api_call_rows, collect_calls
+from worker.db.engine import rows_changed
 from worker.db.models import Failure, Order
 from worker.dispatch import Message, dispatch_deadline, retry_delay
-from worker.sellercenter import Order as ApiOrder
 from worker.sellercenter import CallRecord, PermanentError, SellerCenterClient, TransientError
+from worker.sellercenter import Order as ApiOrder
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,12 @@ def fetch_order(
         row = session.get_one(Order, row_id)
         if request_id is not None and row.last_request_id == request_id:
             return []
-        claimed = session.execute(
+        claimed = rows_changed(
+            session,
             update(Order)
             .where(Order.id == row_id, or_(Order.lease_until.is_(None), Order.lease_until < now))
-            .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
-        ).rowcount
+            .values(lease_until=now + timedelta(seconds=settings.lease_seconds)),
+        )
         if not claimed:
             return []
     with collect_calls() as calls:

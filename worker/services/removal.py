@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import api_call_rows, collect_calls
+from worker.db.engine import rows_changed
 from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.sellercenter import (
@@ -126,7 +127,8 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
     """Take the batch for one API call and return its pending SKUs ([] if not ours to do)."""
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        claimed = session.execute(
+        claimed = rows_changed(
+            session,
             update(RemovalBatch)
             .where(
                 RemovalBatch.id == batch_id,
@@ -134,8 +136,8 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
                 RemovalBatch.next_attempt_at <= now,
                 or_(RemovalBatch.lease_until.is_(None), RemovalBatch.lease_until < now),
             )
-            .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
-        ).rowcount
+            .values(lease_until=now + timedelta(seconds=settings.lease_seconds)),
+        )
         if not claimed:
             return []
         skus = list(
@@ -279,4 +281,3 @@ def _finish_batch(session: Session, job: RemovalJob, batch_id: int, now: datetim
     )
     if not pending and job.finished_at is None:
         job.finished_at = now
-

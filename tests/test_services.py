@@ -1,0 +1,331 @@
+"""The services against the sandbox over HTTP and a real database (SQLite and PostgreSQL),
+without Celery: what each step records, and which messages it asks to send."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker import documents
+from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch, RemovalSku
+from worker.dispatch import Message
+from worker.inputs import InvalidInput, clean_skus
+from worker.sandbox import Sandbox
+from worker.sellercenter import SellerCenterClient
+from worker.services import images, orders, removal, sweepers
+from worker.settings import Settings
+
+
+def _run_batches(
+    sessions: sessionmaker[Session],
+    client: SellerCenterClient,
+    settings: Settings,
+    messages: list[Message],
+) -> int:
+    """Deliver messages the way a worker would, waiting out countdowns; returns deliveries."""
+    delivered = 0
+    queue = list(messages)
+    while queue:
+        message = queue.pop(0)
+        if message.countdown:
+            time.sleep(message.countdown)
+        queue += removal.process_batch(sessions, client, settings, *message.args)
+        delivered += 1
+    return delivered
+
+
+def _job(sessions: sessionmaker[Session], settings: Settings, key: str) -> dict:
+    with sessions() as session:
+        job = documents.removal_job(session, settings.account, key)
+    assert job is not None
+    return job
+
+
+def test_a_job_is_split_into_batches_of_at_most_fifty_skus(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    skus = [f"S-{n}" for n in range(121)]
+    _, messages = removal.create_job(sessions, settings, "split", skus)
+    with sessions() as session:
+        sizes = session.execute(
+            select(RemovalSku.batch_id, func.count()).group_by(RemovalSku.batch_id)
+        ).all()
+    assert sorted(n for _, n in sizes) == [21, 50, 50]
+    assert [m.task for m in messages] == ["lazada.remove_batch"] * 3
+
+
+def test_the_same_key_again_records_nothing_and_sends_nothing(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    first, messages = removal.create_job(sessions, settings, "k", ["A", "B"])
+    again, more = removal.create_job(sessions, settings, "k", ["A", "B", "C"])
+    assert again == first and messages and more == []
+    assert _job(sessions, settings, "k")["total"] == 2
+
+
+def test_sku_named_in_error_detail_fails_and_the_rest_are_sent_again(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    skus = ["OK-1", "BAD-FAIL-1", "OK-2", "BAD-FAIL-2", "OK-3"]
+    _, messages = removal.create_job(sessions, settings, "d4", skus)
+    _run_batches(sessions, client, settings, messages)
+
+    job = _job(sessions, settings, "d4")
+    by_sku = {s["sku"]: s for s in job["skus"]}
+    assert job["state"] == "done" and job["removed"] == 3 and job["failed"] == 2
+    assert by_sku["BAD-FAIL-1"]["error_code"] == 503
+    assert "BAD-FAIL-1" in by_sku["BAD-FAIL-1"]["message"]
+    assert by_sku["OK-1"]["attempts"] == 2  # the rejected call, then the one that removed it
+    bodies = [c.body for c in sandbox.calls() if c.action == "RemoveProduct"]
+    assert len(bodies) == 2 and b"BAD-FAIL" not in bodies[1]
+    assert sandbox.removal_counts() == {"OK-1": 1, "OK-2": 1, "OK-3": 1}
+
+
+def test_transient_errors_are_retried_on_the_ladder_then_the_skus_fail_with_the_last_error(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    sandbox.config.fault_rate = 1.0
+    sandbox.config.fault_kinds = ("e006",)
+    _, messages = removal.create_job(sessions, settings, "flaky", ["T-1", "T-2"])
+    deliveries = _run_batches(sessions, client, settings, messages)
+
+    job = _job(sessions, settings, "flaky")
+    assert deliveries == len(settings.retry_ladder) + 1
+    assert job["state"] == "done" and job["failed"] == 2
+    assert all(s["attempts"] == deliveries and s["error_code"] == 6 for s in job["skus"])
+    assert "gave up" in job["skus"][0]["message"]
+    with sessions() as session:
+        kinds = set(session.scalars(select(Failure.kind)))
+        audited = session.scalar(select(func.count()).select_from(ApiCall))
+    assert kinds == {"removal_sku"}
+    assert audited == deliveries
+
+
+def test_a_transient_error_then_success_removes_every_sku_once(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    sandbox.config.fault_rate = 1.0
+    sandbox.config.fault_kinds = ("http502_html",)
+    _, messages = removal.create_job(sessions, settings, "recover", ["R-1"])
+    retry = removal.process_batch(sessions, client, settings, *messages[0].args)
+    assert retry and retry[0].countdown is not None
+    sandbox.config.fault_rate = 0.0
+    _run_batches(sessions, client, settings, retry)
+
+    job = _job(sessions, settings, "recover")
+    assert job["removed"] == 1 and job["skus"][0]["attempts"] == 2
+    assert sandbox.removal_counts() == {"R-1": 1}
+
+
+def test_a_wrong_key_fails_the_batch_at_once_without_retrying(
+    sessions: sessionmaker[Session], settings: Settings, sandbox: Sandbox
+) -> None:
+    bad = SellerCenterClient(sandbox.url, sandbox.user_id, "not-the-key", read_timeout=3)
+    _, messages = removal.create_job(sessions, settings, "auth", ["W-1"])
+    follow_up = removal.process_batch(sessions, bad, settings, *messages[0].args)
+
+    job = _job(sessions, settings, "auth")
+    assert follow_up == [] and job["failed"] == 1
+    assert job["skus"][0]["error_code"] == 7
+    assert len(sandbox.calls()) == 1
+    assert "not-the-key" not in job["skus"][0]["message"]
+
+
+def test_a_batch_delivered_twice_does_nothing_the_second_time(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    _, messages = removal.create_job(sessions, settings, "twice", ["X-1"])
+    batch_id = messages[0].args[0]
+    removal.process_batch(sessions, client, settings, batch_id)
+    assert removal.process_batch(sessions, client, settings, batch_id) == []
+    assert len(sandbox.calls()) == 1
+
+
+def test_a_batch_leased_by_another_worker_is_left_alone(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    _, messages = removal.create_job(sessions, settings, "leased", ["Y-1"])
+    with sessions.begin() as session:
+        session.execute(
+            update(RemovalBatch).values(lease_until=datetime.now(UTC) + timedelta(minutes=1))
+        )
+    assert removal.process_batch(sessions, client, settings, *messages[0].args) == []
+    assert sandbox.calls() == []
+
+
+def test_the_sweeper_resends_due_batches_whose_message_is_overdue_and_only_those(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    _, messages = removal.create_job(sessions, settings, "sweep", ["Z-1"])
+    assert sweepers.sweep_removal_batches(sessions, settings) == []  # its message is not late
+    with sessions.begin() as session:
+        session.execute(
+            update(RemovalBatch).values(dispatched_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    resent = sweepers.sweep_removal_batches(sessions, settings)
+    assert resent == messages
+    assert sweepers.sweep_removal_batches(sessions, settings) == []  # sent once per deadline
+
+
+def test_an_order_is_inserted_then_updated_in_place(
+    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+) -> None:
+    orders.fetch_order(sessions, client, settings, 190, "request-1")
+    orders.fetch_order(sessions, client, settings, 190, "request-2")
+    with sessions() as session:
+        rows = list(session.scalars(select(Order)))
+        document = documents.order(session, settings.account, 190)
+    assert len(rows) == 1 and document is not None
+    assert document["customer_first_name"] == "ภัทรนิดา แสนสุข"
+    assert document["extra_attributes"] == {"TaxInvoiceRequested": "true"}
+    assert document["gift_option"] is False and document["items_count"] == 12
+    assert document["created_at"].endswith("+00:00")
+
+
+def test_an_order_request_seen_before_is_not_fetched_again(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    orders.fetch_order(sessions, client, settings, 7, "same-request")
+    orders.fetch_order(sessions, client, settings, 7, "same-request")
+    assert len(sandbox.calls()) == 1
+
+
+def test_an_unknown_order_is_recorded_as_failed_with_its_code(
+    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+) -> None:
+    assert orders.fetch_order(sessions, client, settings, 900_000_123, "r") == []
+    with sessions() as session:
+        document = documents.order(session, settings.account, 900_000_123)
+        failure = session.scalars(select(Failure)).one()
+    assert document is not None and document["state"] == "failed"
+    assert document["error_code"] == 16 and failure.subject == "900000123"
+
+
+def test_open_orders_older_than_the_refresh_interval_are_fetched_again(
+    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+) -> None:
+    for order_id in range(1, 21):
+        orders.fetch_order(sessions, client, settings, order_id, f"r{order_id}")
+    with sessions.begin() as session:
+        session.execute(update(Order).values(fetched_at=datetime.now(UTC) - timedelta(days=1)))
+        open_ids = set(session.scalars(select(Order.order_id).where(Order.is_open.is_(True))))
+    assert open_ids, "the sandbox serves some open orders among the first twenty"
+
+    messages = orders.refresh_open_orders(sessions, settings)
+    assert {m.args[0] for m in messages} == open_ids
+    assert orders.refresh_open_orders(sessions, settings) == []  # already due, not twice
+
+
+def _advance_until_final(
+    sessions: sessionmaker[Session],
+    client: SellerCenterClient,
+    settings: Settings,
+    messages: list[Message],
+    limit: int = 200,
+) -> None:
+    queue = list(messages)
+    for _ in range(limit):
+        if not queue:
+            return
+        message = queue.pop(0)
+        if message.countdown:
+            time.sleep(message.countdown)
+        queue += images.advance(sessions, client, settings, *message.args)
+    raise AssertionError("image job still pending")
+
+
+def test_a_migration_is_submitted_in_chunks_of_eight_and_polled_until_final(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    sandbox.config.image_job_seconds = (0.2, 0.4)
+    urls = [f"https://img.example.com/{n}.jpg" for n in range(11)]
+    urls.append("https://img.example.com/broken.jpg")
+    _, messages = images.start_migration(sessions, settings, "mig", urls)
+    assert len(messages) == 2
+    _advance_until_final(sessions, client, settings, messages)
+
+    with sessions() as session:
+        jobs = documents.image_jobs(session, settings.account, key="mig")
+    assert sorted(j["state"] for j in jobs) == ["partial", "succeeded"]
+    assert sum(len(j["images"]) for j in jobs) == 11
+    assert all(j["polls"] >= 1 and j["request_id"] for j in jobs)
+    submitted = [c for c in sandbox.calls() if c.action == "MigrateImages"]
+    assert len(submitted) == 2
+
+
+def test_an_unknown_request_id_is_rejected(
+    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+) -> None:
+    messages = images.track(sessions, settings, "0123456789abcdef0123456789", "UploadImages")
+    assert images.track(sessions, settings, "0123456789abcdef0123456789", "UploadImages") == []
+    _advance_until_final(sessions, client, settings, messages)
+    with sessions() as session:
+        job = documents.image_job(session, settings.account, "0123456789abcdef0123456789")
+    assert job is not None and job["state"] == "rejected" and job["error_code"] == 5
+
+
+def test_a_job_still_running_at_its_deadline_expires(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+) -> None:
+    short = Settings(**{**settings.__dict__, "image_deadline": 0.5})
+    _, messages = images.start_migration(
+        sessions, short, "slow", ["https://img.example.com/a.jpg?sandbox_duration=3600"]
+    )
+    _advance_until_final(sessions, client, short, messages)
+    with sessions() as session:
+        job = session.scalars(select(ImageJob)).one()
+    assert job.state == "expired" and job.polls >= 1
+
+
+@given(age=st.floats(min_value=0, max_value=10_000))
+def test_poll_intervals_grow_with_age_within_their_bounds(age: float) -> None:
+    settings = Settings.from_env({})
+    interval = images.poll_interval(settings, age)
+    assert settings.poll_first <= interval <= settings.poll_cap
+    assert images.poll_interval(settings, age + 1) >= interval
+
+
+@hypothesis_settings(max_examples=200)
+@given(st.lists(st.text(max_size=20), max_size=30))
+def test_clean_skus_keeps_order_drops_duplicates_or_says_what_is_wrong(skus: list[str]) -> None:
+    try:
+        cleaned = clean_skus(skus)
+    except InvalidInput as exc:
+        assert str(exc)
+        return
+    assert cleaned == list(dict.fromkeys(s.strip() for s in skus))
+    assert all(s and s == s.strip() for s in cleaned)
+
+
+@pytest.mark.parametrize("bad", [[], [""], ["  "], "SKU-1", [1], None, ["x" * 256], ["a\nb"]])
+def test_clean_skus_refuses_bad_input_with_a_message(bad: object) -> None:
+    with pytest.raises(InvalidInput):
+        clean_skus(bad)

@@ -177,3 +177,39 @@ def test_bad_arguments_sent_by_name_are_recorded_as_failures(stack: Stack) -> No
     assert "must be a list" in messages and "positive integer" in messages
     with stack.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 0
+
+
+@pytest.mark.parametrize("stack", ["embedded+sqlite"], indirect=True)
+def test_the_api_key_appears_in_no_log_row_or_failure(stack: Stack) -> None:
+    import re
+
+    from worker.db.models import Base
+
+    key = stack.sandbox.api_key
+    stack.env["LAZADA_LOG_LEVEL"] = "DEBUG"
+    stack.sandbox.config.fault_rate = 0.3
+    stack.sandbox.config.fault_kinds = ("http500", "http502_html", "e006", "truncated")
+    worker = stack.start_worker()
+    stack.send("lazada.remove_products", ["S-1", "S-2-FAIL"], key="secret")
+    stack.send("lazada.fetch_order", 900_000_002)
+    _finished_job(stack, "secret")
+    wait_for(lambda: _failures(stack), 60, "the order failure")
+
+    with stack.sessions() as session:
+        dump = "\n".join(
+            repr(row)
+            for table in Base.metadata.sorted_tables
+            for row in session.execute(table.select())
+        )
+    log = worker.log()
+    assert "S-2-FAIL" in dump and "GetOrder" in dump  # the dump does hold the outcomes
+    for text in (dump, log):
+        assert key not in text
+        assert not re.search(r"Signature=[0-9a-f]{16}", text)
+
+
+def _failures(stack: Stack) -> list[dict]:
+    with stack.sessions() as session:
+        return [
+            f for f in documents.failures(session, stack.settings.account) if f["kind"] == "order"
+        ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -479,7 +480,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("run", cmd_run, "a worker with beat embedded, for a single machine")
     p.add_argument("--concurrency", type=int, default=16, help="API calls in flight")
-    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--loglevel", default=os.environ.get("LAZADA_LOG_LEVEL", "INFO"))
 
     p = sub.add_parser("db", help="the results database")
     db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")

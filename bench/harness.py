@@ -1,0 +1,410 @@
+"""Benchmark harness: the sandbox, worker processes on a chosen stack, enqueueing by name.
+
+A small library for bench/run.py. The sandbox runs in this process (a real HTTP server on a
+free port, with a set latency); workers are `python -m worker.cli run --concurrency C` child
+processes, as an operator runs them; work is sent by task name through a plain Celery app, as
+the shop backend sends it; completion is read from the results database, the source of truth.
+
+Stacks:
+- ``embedded``: SQLite and the default embedded broker, in a temporary folder.
+- ``redis``: Redis (db 14) and a fresh PostgreSQL database created and dropped here, with a
+  queue name of its own so that nothing else on the broker is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from worker.db.schema import ensure_schema
+from worker.sandbox import Sandbox, SandboxConfig
+from worker.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("LAZADA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+POSTGRES_URL = os.environ.get(
+    "LAZADA_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+STACKS = ("embedded", "redis")
+T = TypeVar("T")
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run or did not finish in its time bound; the message says why."""
+
+
+def start_sandbox(latency: float, **knobs: Any) -> Sandbox:
+    """The sandbox serving in a background thread, every answer delayed by `latency` s."""
+    # Orders never advance by themselves: a benchmark measures fetches, not refreshes.
+    config = SandboxConfig(latency=latency, order_advance_seconds=0.0, **knobs)
+    return Sandbox(config, host="127.0.0.1", port=0).start()
+
+
+@dataclass
+class WorkerProcess:
+    """One `lazada-worker run` child process (its own process group) and its log."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def ready(self) -> bool:
+        # Celery logs "<nodename> ready." once the consumer is attached to the queue.
+        return " ready." in self.log()
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@dataclass
+class BenchStack:
+    """A broker, a results database and the worker processes started on it."""
+
+    kind: str
+    env: dict[str, str]
+    settings: Settings
+    folder: Path
+    engine: Engine
+    workers: list[WorkerProcess] = field(default_factory=list)
+    _sender: Any = None
+
+    def start_workers(self, processes: int, concurrency: int, timeout: float = 90.0) -> None:
+        """Start `processes` workers of `concurrency` threads each; return once all are ready."""
+        for _ in range(processes):
+            log_path = self.folder / f"worker-{len(self.workers)}.log"
+            with log_path.open("ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "worker.cli", "run", f"--concurrency={concurrency}"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    cwd=REPO,
+                    start_new_session=True,  # stop() takes the whole group (beat's child too)
+                )
+            self.workers.append(WorkerProcess(process, log_path))
+
+        def all_ready() -> bool:
+            for worker in self.workers:
+                if worker.process.poll() is not None:
+                    raise BenchError(f"a worker exited at start:\n{worker.log()[-3000:]}")
+            return all(worker.ready() for worker in self.workers)
+
+        wait_for(all_ready, timeout, "the workers to be ready", interval=0.1)
+
+    def sender(self) -> Any:
+        """A plain Celery app that knows nothing of the project: the shop backend's view."""
+        if self._sender is None:
+            from celery import Celery
+
+            app = Celery("bench-sender", broker=self.settings.broker_url)
+            app.conf.broker_transport_options = self.settings.broker_transport_options()
+            app.conf.task_serializer = "json"
+            self._sender = app
+        return self._sender
+
+    def send(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Enqueue a task by name on the stack's queue."""
+        self.sender().send_task(name, args=list(args), kwargs=kwargs, queue=self.settings.queue)
+
+    def scalar(self, statement: Any) -> Any:
+        """One value from the results database (a plain read: no write lock on SQLite)."""
+        with self.engine.connect() as conn:
+            return conn.execute(statement).scalar()
+
+    def rows(self, statement: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(statement))
+
+    def worker_pids(self) -> list[int]:
+        return [worker.process.pid for worker in self.workers]
+
+    def worker_rss_mib(self) -> float:
+        """Resident memory of the worker process trees (main processes and beat), in MiB."""
+        return sum(process_tree_rss_kib(pid) for pid in self.worker_pids()) / 1024
+
+    def worker_cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the worker process trees."""
+        return sum(process_tree_cpu_seconds(pid) for pid in self.worker_pids())
+
+    def logs(self) -> str:
+        return "\n".join(worker.log()[-5000:] for worker in self.workers)
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@contextmanager
+def open_stack(
+    kind: str, sandbox: Sandbox, extra_env: dict[str, str] | None = None
+) -> Iterator[BenchStack]:
+    """A fresh stack of `kind` talking to `sandbox`; everything it made is removed on exit."""
+    if kind not in STACKS:
+        raise BenchError(f"unknown stack {kind!r} (choose from {', '.join(STACKS)})")
+    folder = Path(tempfile.mkdtemp(prefix=f"lw-bench-{kind}-"))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LAZADA_", "CELERY_", "DATABASE_URL"))
+    }
+    env.update(
+        {
+            "LAZADA_API_URL": sandbox.url,
+            "LAZADA_USER_ID": sandbox.user_id,
+            "LAZADA_API_KEY": sandbox.api_key,
+            "LAZADA_QUEUE": f"lw-bench-{uuid.uuid4().hex[:10]}",
+            # Not enforced by the worker yet; set far above any benchmark's rate all the same.
+            "LAZADA_RATE_LIMIT": "100000",
+        }
+    )
+    env.update(extra_env or {})
+    database_name: str | None = None
+    if kind == "embedded":
+        database_url = f"sqlite:///{folder / 'results.sqlite3'}"
+    else:
+        database_name = f"lw_bench_{uuid.uuid4().hex[:12]}"
+        database_url = _create_postgres_database(database_name)
+        env["CELERY_BROKER_URL"] = REDIS_URL
+    env["DATABASE_URL"] = database_url
+    stack: BenchStack | None = None
+    try:
+        ensure_schema(database_url)
+        settings = Settings.from_env(env)
+        if kind == "redis":
+            _check_broker(settings.broker_url)
+        stack = BenchStack(kind, env, settings, folder, _reading_engine(database_url))
+        yield stack
+    finally:
+        if stack is not None:
+            stack.stop_workers()
+            stack.engine.dispose()
+            if kind == "redis":
+                _delete_queue(stack)
+        _dispose_project_engines(database_url)
+        if database_name is not None:
+            _drop_postgres_database(database_name)
+        if os.environ.get("LAZADA_BENCH_KEEP") and stack is not None:
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _reading_engine(url: str) -> Engine:
+    # Not worker.db.engine.get_engine: that one begins SQLite transactions IMMEDIATE, which
+    # would take the write lock from the workers every time the harness looks.
+    if url.startswith("sqlite"):
+        return create_engine(url, connect_args={"timeout": 60})
+    return create_engine(url, pool_size=2)
+
+
+def _admin_url() -> str:
+    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
+
+
+def _create_postgres_database(name: str) -> str:
+    import psycopg
+
+    try:
+        with psycopg.connect(_admin_url(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise BenchError(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}") from None
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_admin_url(), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _dispose_project_engines(database_url: str) -> None:
+    from worker.db.engine import _engines
+
+    engine = _engines.pop(database_url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _check_broker(url: str) -> None:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=2)
+    except Exception as exc:
+        raise BenchError(f"broker at {url} is not reachable: {exc}") from None
+
+
+def _delete_queue(stack: BenchStack) -> None:
+    try:
+        with stack.sender().connection_for_write() as conn:
+            conn.default_channel.queue_delete(stack.settings.queue)
+    except Exception as exc:  # cleanup only: report, do not mask the run's own outcome
+        print(f"could not delete queue {stack.settings.queue}: {exc}", file=sys.stderr)
+
+
+def wait_for(
+    condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1
+) -> T:
+    """Poll until `condition()` is truthy; BenchError after `timeout` s (every run is bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"gave up waiting for {what} after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces: split after the last ")".
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    children = _children()
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def process_tree_rss_kib(pid: int) -> int:
+    total = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process: the sandbox's threads, the sender and the polling."""
+    times = os.times()
+    return times.user + times.system
+
+
+# -- profiling ------------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy sampling the worker processes while a workload runs (if py-spy is installed)."""
+
+    def __init__(self, pids: list[int], out: Path, rate: int = 100) -> None:
+        self.out = out
+        self.processes: list[tuple[Path, subprocess.Popen[bytes]]] = []
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(py_spy).exists():
+            raise BenchError("py-spy is not installed (pip install py-spy)")
+        out.mkdir(parents=True, exist_ok=True)
+        for pid in pids:
+            path = out / f"worker-{pid}.folded"
+            command = [py_spy, "record", "--pid", str(pid), "--rate", str(rate)]
+            command += ["--format", "raw", "--output", str(path), "--nonblocking"]
+            process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            self.processes.append((path, process))
+        time.sleep(0.5)  # let py-spy attach before the work starts
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling; return the top frames by own samples and by inclusive samples."""
+        for _, process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for _, process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        own: Counter[str] = Counter()
+        inclusive: Counter[str] = Counter()
+        total = 0
+        for path, _ in self.processes:
+            if not path.exists():
+                continue
+            for line in path.read_text(errors="replace").splitlines():
+                stack, _, count_text = line.rpartition(" ")
+                if not count_text.isdigit():
+                    continue
+                count = int(count_text)
+                frames = [_short(frame) for frame in stack.split(";")[1:]]  # [0]: the thread
+                total += count
+                if frames:
+                    own[frames[-1]] += count
+                for frame in set(frames):
+                    inclusive[frame] += count
+        return {"samples": total, "own": own, "inclusive": inclusive}
+
+
+def _short(frame: str) -> str:
+    # "function (path/to/module.py:123)" -> "function (module.py:123)"; keeps site-packages apart.
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    marker = "site-packages/"
+    if marker in where:
+        where = where.split(marker, 1)[1]
+    elif str(REPO) in where:
+        where = where.split(str(REPO) + "/", 1)[1]
+    else:
+        where = where.rsplit("/", 1)[-1]
+    return f"{name} ({where})"

@@ -354,13 +354,17 @@ def cmd_failures(args: argparse.Namespace) -> int:
         print(
             "\n".join(
                 f"{f['at']} {f['kind']} {f['subject']}: "
-                f"{'E%03d ' % f['error_code'] if f['error_code'] else ''}{f['message']} "
+                f"{_code_prefix(f['error_code'])}{f['message']} "
                 f"({f['attempts']} attempt(s))"
                 for f in rows
             )
             or "no failures"
         )
     return EXIT_OK
+
+
+def _code_prefix(code: int | None) -> str:
+    return f"E{code:03d} " if code else ""
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -188,6 +188,10 @@ def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder:
         )
     print("API calls: " + ", ".join(f"{name}: {n}" for name, n in sorted(calls.items())))
     stats = sandbox.stats()
-    print(f"sandbox: {stats.get('calls_total', stats)} calls served")
+    print(
+        f"sandbox: {stats['calls']} calls served, "
+        f"{sum(stats['faults_injected'].values())} transient faults injected, "
+        f"{stats['skus_removed_more_than_once']} SKUs removed more than once"
+    )
     print(f"{len(failures)} failure(s) recorded; see them with:")
     print(f"  DATABASE_URL=sqlite:///{folder / 'lazada-worker.sqlite3'} lazada-worker failures")

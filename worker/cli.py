@@ -172,6 +172,12 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
     settings = _settings()
     sessions = _sessions(settings) if args.wait else None
     started = _now()
+    if sessions is not None:
+        from worker.services import orders
+
+        # Mark the orders due before sending: a stored order then counts as final only once
+        # this fetch has stored it again, not as soon as a worker claims it.
+        orders.request_fetch(sessions, settings, order_ids)
     for order_id in order_ids:
         print(_send("lazada.fetch_order", [order_id]))
     if sessions is None:

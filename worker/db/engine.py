@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 _lock = threading.Lock()
@@ -72,10 +72,3 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def rows_changed(session: Session, statement: Executable) -> int:
-    """How many rows an UPDATE changed: a conditional UPDATE that changed one has claimed it."""
-    result = session.execute(statement)
-    assert isinstance(result, CursorResult)
-    return result.rowcount

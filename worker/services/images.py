@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import api_call_rows, collect_calls
-from worker.db.engine import rows_changed
+from worker.db.leases import claim
 from worker.db.models import Failure, ImageJob, ImageMigration
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.sellercenter import (
@@ -119,16 +119,14 @@ def advance(
     """Take one step: submit the job if it has no RequestId yet, else poll it once."""
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        claimed = rows_changed(
+        claimed = claim(
             session,
-            update(ImageJob)
-            .where(
-                ImageJob.id == job_id,
-                ImageJob.state == "pending",
-                ImageJob.next_poll_at <= now,
-                or_(ImageJob.lease_until.is_(None), ImageJob.lease_until < now),
-            )
-            .values(lease_until=now + timedelta(seconds=settings.lease_seconds)),
+            ImageJob,
+            job_id,
+            now,
+            settings.lease_seconds,
+            ImageJob.state == "pending",
+            ImageJob.next_poll_at <= now,
         )
         if not claimed:
             return []

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import api_call_rows, collect_calls
-from worker.db.engine import rows_changed
+from worker.db.leases import claim
 from worker.db.models import Failure, Order
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.sellercenter import CallRecord, PermanentError, SellerCenterClient, TransientError
@@ -39,13 +39,7 @@ def fetch_order(
         row = session.get_one(Order, row_id)
         if request_id is not None and row.last_request_id == request_id:
             return []
-        claimed = rows_changed(
-            session,
-            update(Order)
-            .where(Order.id == row_id, or_(Order.lease_until.is_(None), Order.lease_until < now))
-            .values(lease_until=now + timedelta(seconds=settings.lease_seconds)),
-        )
-        if not claimed:
+        if not claim(session, Order, row_id, now, settings.lease_seconds):
             return []
     with collect_calls() as calls:
         try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import api_call_rows, collect_calls
-from worker.db.engine import rows_changed
+from worker.db.leases import claim
 from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.sellercenter import (
@@ -127,16 +127,14 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
     """Take the batch for one API call and return its pending SKUs ([] if not ours to do)."""
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        claimed = rows_changed(
+        claimed = claim(
             session,
-            update(RemovalBatch)
-            .where(
-                RemovalBatch.id == batch_id,
-                RemovalBatch.state == "pending",
-                RemovalBatch.next_attempt_at <= now,
-                or_(RemovalBatch.lease_until.is_(None), RemovalBatch.lease_until < now),
-            )
-            .values(lease_until=now + timedelta(seconds=settings.lease_seconds)),
+            RemovalBatch,
+            batch_id,
+            now,
+            settings.lease_seconds,
+            RemovalBatch.state == "pending",
+            RemovalBatch.next_attempt_at <= now,
         )
         if not claimed:
             return []

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from worker.db.leases import lease_free
 from worker.db.models import ImageJob, Order, RemovalBatch
 from worker.dispatch import Message, dispatch_deadline
 from worker.services.images import ADVANCE_TASK
@@ -72,7 +73,7 @@ def _sweep(
                 model.account == settings.account,
                 pending,
                 due_column <= now,
-                or_(model.lease_until.is_(None), model.lease_until < now),
+                lease_free(model, now),
                 or_(model.dispatched_until.is_(None), model.dispatched_until < now),
             )
             .order_by(due_column)

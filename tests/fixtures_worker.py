@@ -146,6 +146,7 @@ def _stack(
             "LAZADA_RETRY_LADDER": "0.2,0.5,1",
             "LAZADA_POLL_FIRST": "0.3",
             "LAZADA_POLL_SLACK": "0.3",
+            "LAZADA_RATE_LIMIT": "50",
         }
     )
     if broker_url:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from worker.audit import record_call
-from worker.sellercenter import SellerCenterClient
+from worker.ratelimit import limiter_for
+from worker.sellercenter import CallRecord, SellerCenterClient
 from worker.settings import Settings
 
 _lock = threading.Lock()
@@ -13,12 +14,21 @@ _clients: dict[tuple[str, str], SellerCenterClient] = {}
 
 
 def get_client(settings: Settings) -> SellerCenterClient:
-    """One client per account and process, created on first use."""
+    """One client per account and process, created on first use; every call waits for its
+    slot under the account's rate limit and is audited."""
     api_url, user_id, api_key = settings.require_api()
     with _lock:
         client = _clients.get((api_url, user_id))
         if client is None:
-            client = SellerCenterClient(api_url, user_id, api_key, after_call=record_call)
+            limiter = limiter_for(settings)
+
+            def after_call(record: CallRecord) -> None:
+                record_call(record)
+                limiter.observe(record)
+
+            client = SellerCenterClient(
+                api_url, user_id, api_key, before_call=limiter.acquire, after_call=after_call
+            )
             _clients[(api_url, user_id)] = client
         return client
 

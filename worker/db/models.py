@@ -233,3 +233,13 @@ class ApiCall(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     http_status: Mapped[int | None]
     error_code: Mapped[int | None]
+
+
+class RateLimit(Base):
+    """The next free API call slot of an account (worker.ratelimit), when not kept in Redis."""
+
+    __tablename__ = "rate_limits"
+
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_slot_at: Mapped[datetime]
+    slow_until: Mapped[datetime | None]  # E901/E429 halved the rate until then

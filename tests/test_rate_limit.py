@@ -61,7 +61,7 @@ def test_accounts_do_not_share_slots(slots: SlotStore) -> None:
 
 
 def test_the_limiter_refuses_a_wait_beyond_its_bound_as_a_throttle(database_url: str) -> None:
-    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=0.001)
+    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=0.001, max_wait=60)
     limiter.acquire("GetOrder")
     with pytest.raises(RateLimited) as raised:
         limiter.acquire("GetOrder")
@@ -71,7 +71,7 @@ def test_the_limiter_refuses_a_wait_beyond_its_bound_as_a_throttle(database_url:
 def test_an_e901_answer_slows_the_account_down(database_url: str) -> None:
     store = DatabaseSlots(database_url)
     account = _account()
-    limiter = RateLimiter(store, account, rate=100)
+    limiter = RateLimiter(store, account, rate=100, max_wait=60)
     limiter.observe(CallRecord("RemoveProduct", "api_error", 0.01, 200, 901, "E901"))
     assert store.reserve(account, 0.01, 60) == pytest.approx(1.0, abs=0.1)
 

@@ -27,7 +27,13 @@ def get_client(settings: Settings) -> SellerCenterClient:
                 limiter.observe(record)
 
             client = SellerCenterClient(
-                api_url, user_id, api_key, before_call=limiter.acquire, after_call=after_call
+                api_url,
+                user_id,
+                api_key,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+                before_call=limiter.acquire,
+                after_call=after_call,
             )
             _clients[(api_url, user_id)] = client
         return client

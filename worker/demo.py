@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
     from worker.sandbox import Sandbox, SandboxConfig
 
     folder = Path(tempfile.mkdtemp(prefix="lazada-worker-demo-"))
-    config = SandboxConfig(
+    config = replace(
+        SandboxConfig.from_env(),  # the account (LAZADA_SANDBOX_USER_ID, _API_KEY) and seed
         latency=0.05,
         fault_rate=0.05,
         # "slow" answers take longer than the client's read timeout: real, but dull to watch.

@@ -32,11 +32,10 @@ log = logging.getLogger(__name__)
 THROTTLE_CODES = frozenset({901, 429})
 PAUSE_AFTER_THROTTLE = 1.0  # seconds no call is made after the API said "too frequent"
 SLOW_FOR = 30.0  # seconds the rate stays halved after that
-MAX_WAIT = 60.0  # a caller that would wait longer is told to come back later
 
 
 class RateLimited(ThrottledError):
-    """No call slot within MAX_WAIT: nothing was sent; retried like the API's own E901."""
+    """No call slot soon enough: nothing was sent; retried like the API's own E901."""
 
     def __init__(self, action: str, wait: float) -> None:
         super().__init__(f"local rate limit: next call slot in {wait:.0f}s", action=action)
@@ -55,14 +54,16 @@ class SlotStore(Protocol):
 class RateLimiter:
     """The client's before_call and after_call hooks for one account."""
 
-    def __init__(self, store: SlotStore, account: str, rate: float) -> None:
+    def __init__(self, store: SlotStore, account: str, rate: float, max_wait: float) -> None:
         self.store = store
         self.account = account
         self.interval = 1.0 / rate
+        # The wait happens while the caller holds a row's lease: it must end well before it.
+        self.max_wait = max_wait
 
     def acquire(self, action: str) -> None:
-        wait = self.store.reserve(self.account, self.interval, MAX_WAIT)
-        if wait > MAX_WAIT:
+        wait = self.store.reserve(self.account, self.interval, self.max_wait)
+        if wait > self.max_wait:
             raise RateLimited(action, wait)
         if wait > 0:
             time.sleep(wait)
@@ -183,6 +184,8 @@ def limiter_for(settings: Settings) -> RateLimiter:
         limiter = _limiters.get(key)
         if limiter is None:
             store: SlotStore = RedisSlots(store_url) if redis_broker else DatabaseSlots(store_url)
-            limiter = RateLimiter(store, settings.account, settings.rate_limit)
+            limiter = RateLimiter(
+                store, settings.account, settings.rate_limit, settings.max_rate_wait
+            )
             _limiters[key] = limiter
         return limiter

@@ -44,6 +44,10 @@ class Settings:
     # has not been served `redispatch_after` s after it was due is taken for lost and sent again.
     lease_seconds: float = 90.0
     redispatch_after: float = 300.0
+    # The client's HTTP timeouts; a lease must outlast a whole call, or a second worker could
+    # take the row while the first is still waiting for its answer.
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
     # Stored orders not in a final status are fetched again when older than this.
     order_refresh_after: float = 900.0
 
@@ -71,6 +75,11 @@ class Settings:
             "control_folder": str(folder / "control"),
             "polling_interval": 0.05,  # how often an idle worker looks for new files
         }
+
+    @property
+    def max_rate_wait(self) -> float:
+        """The longest wait for a rate-limit slot: what the lease leaves after a whole call."""
+        return self.lease_seconds - self.connect_timeout - self.read_timeout - 5.0
 
     @property
     def account(self) -> str:
@@ -111,6 +120,13 @@ class Settings:
             ) from None
         if not rate_limit > 0:
             raise SettingsError(f"LAZADA_RATE_LIMIT must be above 0, got {rate!r}")
+        read_timeout = _float(env, "LAZADA_READ_TIMEOUT", 30.0)
+        lease = _float(env, "LAZADA_LEASE_SECONDS", max(90.0, 3 * read_timeout))
+        if lease < read_timeout + 10:
+            raise SettingsError(
+                f"LAZADA_LEASE_SECONDS ({lease:g}) must exceed LAZADA_READ_TIMEOUT "
+                f"({read_timeout:g}) by at least 10 s: a lease must outlast a whole API call"
+            )
         return cls(
             database_url=database_url,
             broker_url=broker_url,
@@ -124,6 +140,8 @@ class Settings:
             poll_slack=_float(env, "LAZADA_POLL_SLACK", 2.0),
             order_refresh_after=_float(env, "LAZADA_ORDER_REFRESH_AFTER", 900.0),
             redispatch_after=_float(env, "LAZADA_REDISPATCH_AFTER", 300.0),
+            lease_seconds=lease,
+            read_timeout=read_timeout,
             retry_ladder=_ladder(env),
         )
 

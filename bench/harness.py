@@ -269,9 +269,7 @@ def _delete_queue(stack: BenchStack) -> None:
         print(f"could not delete queue {stack.settings.queue}: {exc}", file=sys.stderr)
 
 
-def wait_for(
-    condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1
-) -> T:
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll until `condition()` is truthy; BenchError after `timeout` s (every run is bounded)."""
     deadline = time.monotonic() + timeout
     while True:

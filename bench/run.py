@@ -1,0 +1,440 @@
+"""Benchmarks of the worker against the sandbox; prints figures (see bench/RESULTS.md).
+
+    python bench/run.py removal  --stack embedded|redis --skus 20000 --latency 0.1 --concurrency 16
+    python bench/run.py orders   --stack redis --orders 10000 --latency 0.1 --concurrency 16
+    python bench/run.py polling  --stack redis --jobs 2000 --max-duration 120
+    python bench/run.py overhead --stack redis --skus 20000 --concurrency 16
+    python bench/run.py memory   --stack redis --concurrency 16
+    python bench/run.py quick    (small versions of each on the embedded stack, for CI)
+
+Every run is bounded in time: a workload that does not finish within its bound stops with
+exit status 1 and says so. Figures are printed, not asserted; `--json` prints them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    STACKS,
+    BenchError,
+    BenchStack,
+    Profiler,
+    open_stack,
+    own_cpu_seconds,
+    start_sandbox,
+    wait_for,
+)
+from sqlalchemy import func, select
+
+from worker.db.models import ImageJob, Order, RemovalJob
+from worker.sandbox import Sandbox
+
+BATCH_SIZE = 50  # SKUs per RemoveProduct call (worker.services.removal.BATCH_SIZE)
+PROFILES = Path(__file__).resolve().parent / "profiles"
+
+
+# -- one measured run -----------------------------------------------------------------------
+
+
+class Run:
+    """What every workload reports: timings, API calls, CPU and memory of the workers."""
+
+    def __init__(self, workload: str, stack: BenchStack, sandbox: Sandbox, args: Any) -> None:
+        self.workload = workload
+        self.stack = stack
+        self.sandbox = sandbox
+        self.in_flight = args.concurrency * args.processes
+        self.figures: dict[str, Any] = {
+            "workload": workload,
+            "stack": stack.kind,
+            "processes": args.processes,
+            "concurrency": args.concurrency,
+            "latency_s": args.latency,
+        }
+        self.profiler: Profiler | None = None
+        if getattr(args, "profile", False):
+            self.profiler = Profiler(stack.worker_pids(), PROFILES / f"{workload}-{stack.kind}")
+        sandbox.reset()  # count only this workload's calls
+        self.worker_cpu = stack.worker_cpu_seconds()
+        self.own_cpu = own_cpu_seconds()
+        self.started = datetime.now(UTC)
+        self.started_clock = time.monotonic()
+
+    def enqueued(self) -> None:
+        self.figures["enqueue_s"] = round(time.monotonic() - self.started_clock, 3)
+
+    def finish(self, last_final: datetime, ideal: float | None, jobs: int) -> dict[str, Any]:
+        """Record the figures once the last row is final (`last_final`: its DB timestamp)."""
+        measured = (last_final - self.started).total_seconds()
+        stats = self.sandbox.stats()
+        figures = self.figures
+        figures["measured_s"] = round(measured, 3)
+        figures["observed_s"] = round(time.monotonic() - self.started_clock, 3)
+        if ideal is not None:
+            figures["ideal_s"] = round(ideal, 3)
+            figures["efficiency"] = round(ideal / measured, 3) if measured > 0 else None
+        figures["api_calls"] = stats["calls"]
+        figures["api_calls_by_action"] = stats["calls_by_action"]
+        figures["api_calls_by_outcome"] = stats["calls_by_outcome"]
+        figures["api_calls_per_job"] = round(stats["calls"] / jobs, 3) if jobs else None
+        figures["peak_calls_in_flight"] = stats["peak_calls_in_flight"]
+        served = self.sandbox.calls()
+        if served:
+            # Where the time went: before the first call (recording the job, queueing) and
+            # after the last one (recording its outcome).
+            start = self.started.timestamp()
+            figures["first_call_s"] = round(served[0].at - start, 3)
+            figures["last_call_s"] = round(max(call.at for call in served) - start, 3)
+        figures["worker_cpu_s"] = round(self.stack.worker_cpu_seconds() - self.worker_cpu, 2)
+        figures["harness_cpu_s"] = round(own_cpu_seconds() - self.own_cpu, 2)
+        figures["worker_rss_mib"] = round(self.stack.worker_rss_mib(), 1)
+        if self.profiler is not None:
+            figures["profile"] = self.profiler.stop()
+        return figures
+
+
+def _bound(ideal: float, floor: float = 60.0) -> float:
+    """How long a workload may take before it is called stuck: generous, but finite."""
+    return max(floor, 10 * ideal)
+
+
+# -- workloads ------------------------------------------------------------------------------
+
+
+def removal(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+    """One removal job of `--skus` SKUs; time from enqueue to the job's finished_at."""
+    run_id = uuid.uuid4().hex[:8]
+    skus = [f"BENCH-{run_id}-{i:07d}" for i in range(args.skus)]
+    calls = math.ceil(args.skus / BATCH_SIZE)
+    in_flight = args.concurrency * args.processes
+    ideal = calls * args.latency / in_flight
+    key = f"bench-{run_id}"
+    run = Run("removal", stack, sandbox, args)
+    stack.send("lazada.remove_products", skus, key=key)
+    run.enqueued()
+    query = select(RemovalJob.finished_at).where(RemovalJob.key == key)
+    finished = wait_for(lambda: stack.scalar(query), _bound(ideal, args.timeout), "the job")
+    figures = run.finish(finished, ideal if args.latency > 0 else None, jobs=1)
+    figures.update(skus=args.skus, calls_needed=calls)
+    figures["batches_per_s"] = round(calls / figures["measured_s"], 1)
+    figures["skus_removed"] = sandbox.stats()["skus_removed"]
+    return figures
+
+
+def orders(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+    """`--orders` fetch_order tasks; time from the first send to the last order stored."""
+    first = random.Random(args.seed).randrange(1_000, 100_000_000)
+    order_ids = range(first, first + args.orders)
+    ideal = args.orders * args.latency / (args.concurrency * args.processes)
+    run = Run("orders", stack, sandbox, args)
+    for order_id in order_ids:
+        stack.send("lazada.fetch_order", order_id)
+    run.enqueued()
+    final = select(func.count()).select_from(Order).where(Order.state != "pending")
+    wait_for(
+        lambda: stack.scalar(final) >= args.orders,
+        _bound(ideal, args.timeout),
+        "the orders",
+        interval=0.25,
+    )
+    last = stack.scalar(select(func.max(Order.updated_at)))
+    figures = run.finish(last, ideal if args.latency > 0 else None, jobs=args.orders)
+    states = stack.rows(select(Order.state, func.count()).group_by(Order.state))
+    figures.update(orders=args.orders, states=dict(states))  # type: ignore[arg-type]
+    return figures
+
+
+def polling(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+    """`--jobs` image jobs lasting uniformly between --min-duration and --max-duration s.
+
+    Each job is one migrate_images task of one URL whose `sandbox_duration` fixes how long
+    the sandbox takes. Detection delay = finished_at - (started_at + duration): how long after
+    the job ended the worker recorded it.
+    """
+    rng = random.Random(args.seed)
+    run_id = uuid.uuid4().hex[:8]
+    durations = [rng.uniform(args.min_duration, args.max_duration) for _ in range(args.jobs)]
+    run = Run("polling", stack, sandbox, args)
+    for i, seconds in enumerate(durations):
+        url = f"https://images.example.test/bench/{run_id}/{i}.jpg?sandbox_duration={seconds:.3f}"
+        stack.send("lazada.migrate_images", [url], key=f"bench-{run_id}-{i}")
+    run.enqueued()
+    done = select(func.count()).select_from(ImageJob).where(ImageJob.state != "pending")
+    wait_for(
+        lambda: stack.scalar(done) >= args.jobs,
+        args.max_duration + max(60.0, args.timeout),
+        "the image jobs",
+        interval=0.5,
+    )
+    rows = stack.rows(
+        select(
+            ImageJob.urls, ImageJob.polls, ImageJob.started_at, ImageJob.finished_at, ImageJob.state
+        )
+    )
+    last = max(row.finished_at for row in rows)
+    figures = run.finish(last, args.max_duration, jobs=args.jobs)
+    polls = sorted(row.polls for row in rows)
+    delays, shares = [], []
+    for row in rows:
+        seconds = float(row.urls[0].rsplit("sandbox_duration=", 1)[1])
+        delay = (row.finished_at - row.started_at).total_seconds() - seconds
+        delays.append(delay)
+        shares.append(delay / (0.2 * seconds + 5.0))  # <= 1: within "20% of duration + 5 s"
+    get_response = figures["api_calls_by_action"].get("GetResponse", 0)
+    figures.update(
+        jobs=args.jobs,
+        duration_range_s=[args.min_duration, args.max_duration],
+        states=dict(Counter(row.state for row in rows)),
+        polls_median=statistics.median(polls),
+        polls_p95=percentile(polls, 95),
+        polls_max=polls[-1],
+        get_response_per_job=round(get_response / args.jobs, 2),
+        delay_median_s=round(statistics.median(delays), 2),
+        delay_p95_s=round(percentile(delays, 95), 2),
+        delay_max_s=round(max(delays), 2),
+        delay_share_of_bound_p95=round(percentile(shares, 95), 3),
+        jobs_within_bound=round(sum(share <= 1 for share in shares) / len(shares), 3),
+    )
+    return figures
+
+
+def overhead(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+    """Batches per second through the worker at zero latency, against a bare loop of the same
+    RemoveProduct calls at the same concurrency (no Celery, no database) in its own process."""
+    figures = removal(stack, sandbox, args)
+    figures["workload"] = "overhead"
+    calls = figures["calls_needed"]
+    sandbox.reset()
+    command = [sys.executable, __file__, "bare-loop", sandbox.url, sandbox.user_id]
+    command += [str(calls), str(args.concurrency * args.processes)]
+    started = time.monotonic()
+    result = subprocess.run(
+        command,
+        input=sandbox.api_key,
+        capture_output=True,
+        text=True,
+        timeout=_bound(0, args.timeout),
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"the bare loop failed:\n{result.stderr[-2000:]}")
+    bare = json.loads(result.stdout)
+    figures["bare_loop_s"] = bare["seconds"]
+    figures["bare_loop_process_s"] = round(time.monotonic() - started, 3)
+    figures["bare_batches_per_s"] = round(calls / bare["seconds"], 1)
+    figures["overhead_ratio"] = round(figures["batches_per_s"] / figures["bare_batches_per_s"], 3)
+    return figures
+
+
+def bare_loop(url: str, user_id: str, calls: int, concurrency: int) -> None:
+    """The reference for `overhead`: the client alone, `concurrency` threads, one call each
+    of 50 SKUs; prints {"seconds": ...}. The API key comes on standard input."""
+    from worker.sellercenter import SellerCenterClient
+
+    api_key = sys.stdin.read().strip()
+    prefix = uuid.uuid4().hex[:8]
+    batches = [[f"BARE-{prefix}-{n:05d}-{i:02d}" for i in range(BATCH_SIZE)] for n in range(calls)]
+    with SellerCenterClient(url, user_id, api_key) as client:
+        client.remove_products(batches[0][:1])  # connect once, as a running worker would have
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(client.remove_products, batches))
+        seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": round(seconds, 3)}))
+
+
+def memory(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+    """Worker RSS after 10,000 SKUs, then after 100,000 in all (jobs of 10,000 in a row)."""
+    step = args.skus
+    per_step = argparse.Namespace(**{**vars(args), "skus": step})
+    first = removal(stack, sandbox, per_step)
+    after_first = first["worker_rss_mib"]
+    measured = first["measured_s"]
+    for _ in range(args.steps - 1):
+        measured += removal(stack, sandbox, per_step)["measured_s"]
+    after_all = stack.worker_rss_mib()
+    return {
+        "workload": "memory",
+        "stack": stack.kind,
+        "processes": args.processes,
+        "concurrency": args.concurrency,
+        "latency_s": args.latency,
+        "skus_first": step,
+        "skus_total": step * args.steps,
+        "measured_s": round(measured, 2),
+        "worker_rss_mib_first": after_first,
+        "worker_rss_mib_total": round(after_all, 1),
+        "rss_ratio": round(after_all / after_first, 3),
+    }
+
+
+WORKLOADS = {
+    "removal": removal,
+    "orders": orders,
+    "polling": polling,
+    "overhead": overhead,
+    "memory": memory,
+}
+
+
+# -- running and printing -------------------------------------------------------------------
+
+
+def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Start the sandbox and the stack, run one workload, stop everything."""
+    extra_env = {}
+    if getattr(args, "poll_first", None) is not None:
+        extra_env["LAZADA_POLL_FIRST"] = str(args.poll_first)
+    if getattr(args, "poll_slack", None) is not None:
+        extra_env["LAZADA_POLL_SLACK"] = str(args.poll_slack)
+    with ExitStack() as cleanup:
+        sandbox = start_sandbox(args.latency)
+        cleanup.callback(sandbox.stop)
+        stack = cleanup.enter_context(open_stack(args.stack, sandbox, extra_env))
+        started = time.monotonic()
+        stack.start_workers(args.processes, args.concurrency)
+        startup = round(time.monotonic() - started, 2)
+        try:
+            figures = WORKLOADS[name](stack, sandbox, args)
+        except BenchError:
+            print(stack.logs()[-4000:], file=sys.stderr)
+            raise
+        figures["worker_startup_s"] = startup
+        return figures
+
+
+def print_figures(figures: dict[str, Any]) -> None:
+    profile = figures.pop("profile", None)
+    title = f"== {figures.pop('workload')} on {figures.pop('stack')} =="
+    print(title)
+    for key, value in figures.items():
+        print(f"  {key:26s} {value}")
+    if profile:
+        total = profile["samples"] or 1
+        print(f"  profile: {profile['samples']} samples of on-CPU worker threads")
+        print("    own time (leaf frames):")
+        for frame, count in profile["own"].most_common(15):
+            print(f"      {100 * count / total:5.1f}%  {frame}")
+        print("    inclusive (a frame anywhere in the stack):")
+        for frame, count in profile["inclusive"].most_common(40):
+            print(f"      {100 * count / total:5.1f}%  {frame}")
+    sys.stdout.flush()
+
+
+def quick(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Small versions of every workload on the embedded stack (for CI: it keeps working)."""
+    base = {"stack": "embedded", "processes": 1, "concurrency": 8, "seed": 0, "timeout": 60.0}
+    plans = [
+        ("removal", {"skus": 500, "latency": 0.05}),
+        ("orders", {"orders": 100, "latency": 0.05}),
+        ("polling", {"jobs": 30, "min_duration": 1.0, "max_duration": 5.0, "latency": 0.05}),
+        ("overhead", {"skus": 500, "latency": 0.0}),
+    ]
+    results = []
+    for name, plan in plans:
+        namespace = argparse.Namespace(**{**base, **plan, "profile": False})
+        results.append(run_workload(name, namespace))
+        if not args.json:
+            print_figures(dict(results[-1]))
+    return results
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, latency: float) -> None:
+        p.add_argument("--stack", choices=STACKS, default="embedded")
+        p.add_argument("--latency", type=float, default=latency, help="sandbox latency, s")
+        p.add_argument("--concurrency", type=int, default=16, help="threads per worker")
+        p.add_argument("--processes", type=int, default=1, help="worker processes")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
+        p.add_argument("--profile", action="store_true", help="sample the workers with py-spy")
+
+    p = sub.add_parser("removal", help="one removal job")
+    common(p, 0.1)
+    p.add_argument("--skus", type=int, default=20_000)
+    p = sub.add_parser("orders", help="fetch_order tasks")
+    common(p, 0.1)
+    p.add_argument("--orders", type=int, default=10_000)
+    p = sub.add_parser("polling", help="image jobs of random durations")
+    common(p, 0.1)
+    p.add_argument("--jobs", type=int, default=2_000)
+    p.add_argument("--min-duration", type=float, default=1.0)
+    p.add_argument("--max-duration", type=float, default=120.0)
+    p.add_argument("--poll-first", type=float, default=None, help="LAZADA_POLL_FIRST")
+    p.add_argument("--poll-slack", type=float, default=None, help="LAZADA_POLL_SLACK")
+    p = sub.add_parser("overhead", help="worker vs a bare client loop at zero latency")
+    common(p, 0.0)
+    p.add_argument("--skus", type=int, default=20_000)
+    p = sub.add_parser("memory", help="worker RSS after 10,000 and 100,000 SKUs")
+    common(p, 0.0)
+    p.add_argument("--skus", type=int, default=10_000, help="SKUs per step")
+    p.add_argument("--steps", type=int, default=10)
+    sub.add_parser("quick", help="small versions of each on the embedded stack")
+    p = sub.add_parser("bare-loop", help=argparse.SUPPRESS)
+    p.add_argument("url")
+    p.add_argument("user_id")
+    p.add_argument("calls", type=int)
+    p.add_argument("concurrency", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "bare-loop":
+        bare_loop(args.url, args.user_id, args.calls, args.concurrency)
+        return 0
+    print(
+        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
+        f"python {sys.version.split()[0]}",
+        file=sys.stderr,
+    )
+    try:
+        if args.command == "quick":
+            results = quick(args)
+        else:
+            results = [run_workload(args.command, args)]
+            if not args.json:
+                print_figures(dict(results[0]))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        for figures in results:
+            profile = figures.pop("profile", None)
+            if profile:
+                figures["profile_top"] = profile["own"].most_common(20)
+        print(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -142,7 +142,7 @@ def test_a_wrong_key_fails_the_batch_at_once_without_retrying(
 
     job = _job(sessions, settings, "auth")
     assert follow_up == [] and job["failed"] == 1
-    assert job["skus"][0]["error_code"] == 7
+    assert job["skus"][0]["error_code"] == 7 and job["skus"][0]["attempts"] == 1
     assert len(sandbox.calls()) == 1
     assert "not-the-key" not in job["skus"][0]["message"]
 

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
 from worker.db.models import ApiCall
 from worker.sellercenter import CallRecord
 
@@ -32,17 +35,23 @@ def collect_calls() -> Iterator[list[CallRecord]]:
         _local.calls = previous
 
 
-def api_call_rows(account: str, calls: list[CallRecord]) -> list[ApiCall]:
+def record_api_calls(session: Session, account: str, calls: list[CallRecord]) -> None:
+    """Add the audit rows of `calls` to the session's transaction (one Core INSERT)."""
+    if not calls:
+        return
     now = datetime.now(UTC)
-    return [
-        ApiCall(
-            account=account,
-            at=now,
-            action=c.action,
-            outcome=c.outcome,
-            duration_ms=round(c.duration_s * 1000),
-            http_status=c.http_status,
-            error_code=c.error_code,
-        )
-        for c in calls
-    ]
+    session.execute(
+        insert(ApiCall),
+        [
+            {
+                "account": account,
+                "at": now,
+                "action": c.action,
+                "outcome": c.outcome,
+                "duration_ms": round(c.duration_s * 1000),
+                "http_status": c.http_status,
+                "error_code": c.error_code,
+            }
+            for c in calls
+        ],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -118,8 +119,8 @@ class Settings:
             raise SettingsError(
                 f"LAZADA_RATE_LIMIT must be a number of calls per second, got {rate!r}"
             ) from None
-        if not rate_limit > 0:
-            raise SettingsError(f"LAZADA_RATE_LIMIT must be above 0, got {rate!r}")
+        if not (rate_limit > 0 and math.isfinite(rate_limit)):
+            raise SettingsError(f"LAZADA_RATE_LIMIT must be a finite number above 0, got {rate!r}")
         read_timeout = _float(env, "LAZADA_READ_TIMEOUT", 30.0)
         lease = _float(env, "LAZADA_LEASE_SECONDS", max(90.0, 3 * read_timeout))
         if lease < read_timeout + 10:

@@ -72,6 +72,7 @@ class RemovalJob(Base):
     account: Mapped[str] = mapped_column(String(255))
     key: Mapped[str] = mapped_column(String(255))
     total: Mapped[int] = mapped_column(Integer)  # distinct SKUs; the other counts are derived
+    pending_batches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]  # set when the last SKU became removed or failed
 
@@ -80,7 +81,10 @@ class RemovalBatch(Base):
     """At most 50 SKUs of a job that travel together in RemoveProduct calls."""
 
     __tablename__ = "removal_batches"
-    __table_args__ = (Index("ix_removal_batches_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_removal_batches_due", "state", "next_attempt_at"),
+        Index("ix_removal_batches_job", "job_id", "state"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
@@ -100,6 +104,7 @@ class RemovalSku(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "sku"),
         Index("ix_removal_skus_batch", "batch_id", "state"),
+        Index("ix_removal_skus_job", "job_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

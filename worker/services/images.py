@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.audit import api_call_rows, collect_calls
+from worker.audit import collect_calls, record_api_calls
 from worker.db.leases import claim
 from worker.db.models import Failure, ImageJob, ImageMigration
 from worker.dispatch import Message, dispatch_deadline, retry_delay
@@ -154,7 +154,7 @@ def _submit(
             return []
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         job = session.get_one(ImageJob, job_id)
         job.request_id = request_id
         job.started_at = now
@@ -182,7 +182,7 @@ def _poll(
             return []
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         job = session.get_one(ImageJob, job_id)
         job.polls += 1
         if status is not None and status.finished:
@@ -233,7 +233,7 @@ def _retry_submit(
 ) -> list[Message]:
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         job = session.get_one(ImageJob, job_id)
         job.attempts += 1
         job.error_code, job.message = exc.code, str(exc)
@@ -257,7 +257,7 @@ def _finish_with_error(
 ) -> None:
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         job = session.get_one(ImageJob, job_id)
         job.error_code, job.message = code, message
         _finish(session, job, state, now)

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.audit import api_call_rows, collect_calls
+from worker.audit import collect_calls, record_api_calls
 from worker.db.leases import claim
 from worker.db.models import Failure, Order
 from worker.dispatch import Message, dispatch_deadline, retry_delay
@@ -33,14 +33,9 @@ def fetch_order(
 ) -> list[Message]:
     """Serve one fetch request. A request seen before (a redelivered message) does nothing,
     nor does one that arrives while another task is fetching the same order."""
-    now = datetime.now(UTC)
-    row_id = _ensure_row(sessions, settings, order_id, now)
-    with sessions.begin() as session:
-        row = session.get_one(Order, row_id)
-        if request_id is not None and row.last_request_id == request_id:
-            return []
-        if not claim(session, Order, row_id, now, settings.lease_seconds):
-            return []
+    row_id = _claim(sessions, settings, order_id, request_id)
+    if row_id is None:
+        return []
     with collect_calls() as calls:
         try:
             order = client.get_order(order_id)
@@ -50,7 +45,7 @@ def fetch_order(
             _record_failure(sessions, settings, row_id, request_id, exc, calls)
             return []
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         row = session.get_one(Order, row_id)
         _store(row, order, datetime.now(UTC))
         # Recorded only now: a request whose worker died mid-call is served again on redelivery.
@@ -98,6 +93,40 @@ def refresh_open_orders(
             )
         )
     return request_fetch(sessions, settings, order_ids) if order_ids else []
+
+
+def _claim(
+    sessions: sessionmaker[Session], settings: Settings, order_id: int, request_id: str | None
+) -> int | None:
+    """Insert the order's row already claimed, or claim the existing one, in one transaction;
+    None when the request was served before or another task holds the order."""
+    now = datetime.now(UTC)
+    lease_until = now + timedelta(seconds=settings.lease_seconds)
+    query = select(Order.id, Order.last_request_id).where(
+        Order.account == settings.account, Order.order_id == order_id
+    )
+    for _ in range(2):  # a second round if another task inserted the row at the same moment
+        try:
+            with sessions.begin() as session:
+                found = session.execute(query).one_or_none()
+                if found is None:
+                    row = Order(
+                        account=settings.account,
+                        order_id=order_id,
+                        next_attempt_at=now,
+                        lease_until=lease_until,
+                    )
+                    session.add(row)
+                    session.flush()
+                    return row.id
+                row_id, last_request_id = found
+                if request_id is not None and last_request_id == request_id:
+                    return None
+                claimed = claim(session, Order, row_id, now, settings.lease_seconds)
+                return row_id if claimed else None
+        except IntegrityError:
+            continue
+    return None
 
 
 def _ensure_row(
@@ -155,7 +184,7 @@ def _record_transient(
 ) -> list[Message]:
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         row = session.get_one(Order, row_id)
         row.last_request_id = request_id
         row.attempts += 1
@@ -182,7 +211,7 @@ def _record_failure(
     calls: list[CallRecord],
 ) -> None:
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         row = session.get_one(Order, row_id)
         row.last_request_id = request_id
         row.attempts += 1

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.audit import api_call_rows, collect_calls
+from worker.audit import collect_calls, record_api_calls
 from worker.db.leases import claim
 from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku
 from worker.dispatch import Message, dispatch_deadline, retry_delay
@@ -42,31 +44,52 @@ def create_job(
             existing = _find_job(session, settings.account, key)
             if existing is not None:
                 return existing, []
-            job = RemovalJob(account=settings.account, key=key, total=len(skus), created_at=now)
+            starts = range(0, len(skus), BATCH_SIZE)
+            job = RemovalJob(
+                account=settings.account,
+                key=key,
+                total=len(skus),
+                pending_batches=len(starts),
+                created_at=now,
+            )
             session.add(job)
             session.flush()
-            messages = []
-            for start in range(0, len(skus), BATCH_SIZE):
-                batch = RemovalBatch(
-                    account=settings.account,
-                    job_id=job.id,
-                    next_attempt_at=now,
-                    dispatched_until=deadline,
+            # Core bulk inserts: a job of 20,000 SKUs is 400 batch rows and one executemany,
+            # not 20,400 ORM objects flushed one by one before the first call can start.
+            batch_ids = list(
+                session.scalars(
+                    insert(RemovalBatch).returning(RemovalBatch.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "account": settings.account,
+                            "job_id": job.id,
+                            "state": "pending",
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "dispatched_until": deadline,
+                        }
+                        for _ in starts
+                    ],
                 )
-                session.add(batch)
-                session.flush()
-                session.add_all(
-                    RemovalSku(
-                        account=settings.account,
-                        job_id=job.id,
-                        batch_id=batch.id,
-                        position=start + offset,
-                        sku=sku,
-                        updated_at=now,
-                    )
-                    for offset, sku in enumerate(skus[start : start + BATCH_SIZE])
-                )
-                messages.append(Message(REMOVE_BATCH_TASK, (batch.id,)))
+            )
+            session.execute(
+                insert(RemovalSku),
+                [
+                    {
+                        "account": settings.account,
+                        "job_id": job.id,
+                        "batch_id": batch_id,
+                        "position": position,
+                        "sku": skus[position],
+                        "state": "pending",
+                        "attempts": 0,
+                        "updated_at": now,
+                    }
+                    for batch_id, start in zip(batch_ids, starts, strict=True)
+                    for position in range(start, min(start + BATCH_SIZE, len(skus)))
+                ],
+            )
+            messages = [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in batch_ids]
             return job.id, messages
     except IntegrityError:
         # Another client recorded the same key at the same moment: theirs stands.
@@ -83,6 +106,12 @@ def _find_job(session: Session, account: str, key: str) -> int | None:
     )
 
 
+class _Claim(NamedTuple):
+    job_id: int
+    job_key: str
+    skus: list[str]
+
+
 def process_batch(
     sessions: sessionmaker[Session],
     client: SellerCenterClient,
@@ -94,37 +123,39 @@ def process_batch(
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
     does nothing. Each call's outcome is committed before the next call: a killed worker
     loses at most the call in flight, and the sweeper sends the batch again after its lease.
+    Two transactions a call, of few statements each: they are the worker's cost per call.
     """
     while True:
-        skus = _claim(sessions, settings, batch_id)
-        if not skus:
+        work = _claim(sessions, settings, batch_id)
+        if work is None:
             return []
         with collect_calls() as calls:
             try:
-                outcome = client.remove_products(skus)
+                outcome = client.remove_products(work.skus)
             except TransientError as exc:
-                return _record_transient(sessions, settings, batch_id, skus, exc, calls)
+                return _record_transient(sessions, settings, batch_id, work, exc, calls)
             except PermanentError as exc:
-                _record_permanent(sessions, settings, batch_id, skus, exc, calls)
+                _record_permanent(sessions, settings, batch_id, work, exc, calls)
                 return []
+        now = datetime.now(UTC)
         with sessions.begin() as session:
-            session.add_all(api_call_rows(settings.account, calls))
-            job = _lock_job_of(session, batch_id)
-            now = datetime.now(UTC)
-            _touch_attempts(session, batch_id, skus)
+            record_api_calls(session, settings.account, calls)
             _mark_removed(session, batch_id, outcome.removed, now)
             for sku, detail in outcome.failed.items():
-                _fail_sku(session, job, batch_id, sku, outcome.error_code, detail.message, now)
+                _fail_sku(session, settings, work, sku, outcome.error_code, detail.message, now)
             # D4: the SKUs the API did not name were not applied; they go again in a new call
             # (the loop), and never again once recorded as removed or failed.
-            if outcome.not_applied:
-                session.get_one(RemovalBatch, batch_id).lease_until = None  # claim it again
-            else:
-                _finish_batch(session, job, batch_id, now)
+            _count_attempt(session, batch_id, outcome.not_applied)
+            if not outcome.not_applied:
+                _finish_batch(session, work.job_id, batch_id, now)
+                return []
+            session.execute(  # give up the lease: the loop claims the batch again
+                update(RemovalBatch).where(RemovalBatch.id == batch_id).values(lease_until=None)
+            )
 
 
-def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> list[str]:
-    """Take the batch for one API call and return its pending SKUs ([] if not ours to do)."""
+def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> _Claim | None:
+    """Take the batch for one API call; None if it is not ours to do (done, leased, not due)."""
     now = datetime.now(UTC)
     with sessions.begin() as session:
         claimed = claim(
@@ -137,40 +168,43 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
             RemovalBatch.next_attempt_at <= now,
         )
         if not claimed:
-            return []
-        skus = list(
-            session.scalars(
-                select(RemovalSku.sku)
-                .where(RemovalSku.batch_id == batch_id, RemovalSku.state == "pending")
-                .order_by(RemovalSku.position)
-            )
-        )
-        if not skus:
-            _finish_batch(session, _lock_job_of(session, batch_id), batch_id, now)
-        return skus
+            return None
+        rows = session.execute(
+            select(RemovalSku.sku, RemovalJob.id, RemovalJob.key)
+            .join(RemovalJob, RemovalJob.id == RemovalSku.job_id)
+            .where(RemovalSku.batch_id == batch_id, RemovalSku.state == "pending")
+            .order_by(RemovalSku.position)
+        ).all()
+        if not rows:  # every SKU already final: a crash came after the last call's commit
+            job_id = session.scalars(
+                select(RemovalBatch.job_id).where(RemovalBatch.id == batch_id)
+            ).one()
+            _finish_batch(session, job_id, batch_id, now)
+            return None
+        return _Claim(rows[0][1], rows[0][2], [row[0] for row in rows])
 
 
 def _record_transient(
     sessions: sessionmaker[Session],
     settings: Settings,
     batch_id: int,
-    skus: list[str],
+    work: _Claim,
     exc: TransientError,
     calls: list[CallRecord],
 ) -> list[Message]:
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
+        record_api_calls(session, settings.account, calls)
         batch = session.get_one(RemovalBatch, batch_id)
         batch.attempts += 1
         batch.last_error = str(exc)
-        _touch_attempts(session, batch_id, skus)
         if batch.attempts > len(settings.retry_ladder):
-            job = _lock_job_of(session, batch_id)
-            for sku in skus:
-                _fail_sku(session, job, batch_id, sku, exc.code, _last_error(exc), now)
-            _finish_batch(session, job, batch_id, now)
+            message = f"gave up after repeated transient errors; last: {exc}"
+            for sku in work.skus:
+                _fail_sku(session, settings, work, sku, exc.code, message, now)
+            _finish_batch(session, work.job_id, batch_id, now)
             return []
+        _count_attempt(session, batch_id, work.skus)
         delay = retry_delay(settings.retry_ladder, batch.attempts)
         batch.next_attempt_at = now + timedelta(seconds=delay)
         batch.dispatched_until = dispatch_deadline(batch.next_attempt_at, settings.redispatch_after)
@@ -183,34 +217,23 @@ def _record_permanent(
     sessions: sessionmaker[Session],
     settings: Settings,
     batch_id: int,
-    skus: list[str],
+    work: _Claim,
     exc: PermanentError,
     calls: list[CallRecord],
 ) -> None:
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        session.add_all(api_call_rows(settings.account, calls))
-        job = _lock_job_of(session, batch_id)
-        _touch_attempts(session, batch_id, skus)
-        for sku in skus:
-            _fail_sku(session, job, batch_id, sku, exc.code, exc.message, now)
-        session.get_one(RemovalBatch, batch_id).last_error = str(exc)
-        _finish_batch(session, job, batch_id, now)
+        record_api_calls(session, settings.account, calls)
+        for sku in work.skus:
+            _fail_sku(session, settings, work, sku, exc.code, exc.message, now)
+        session.execute(
+            update(RemovalBatch).where(RemovalBatch.id == batch_id).values(last_error=str(exc))
+        )
+        _finish_batch(session, work.job_id, batch_id, now)
 
 
-def _last_error(exc: TransientError) -> str:
-    return f"gave up after repeated transient errors; last: {exc}"
-
-
-def _lock_job_of(session: Session, batch_id: int) -> RemovalJob:
-    """The batch's job, locked: concurrent batches of one job finish it exactly once."""
-    job_id = select(RemovalBatch.job_id).where(RemovalBatch.id == batch_id).scalar_subquery()
-    return session.scalars(
-        select(RemovalJob).where(RemovalJob.id == job_id).with_for_update()
-    ).one()
-
-
-def _touch_attempts(session: Session, batch_id: int, skus: tuple[str, ...] | list[str]) -> None:
+def _count_attempt(session: Session, batch_id: int, skus: Sequence[str]) -> None:
+    """The SKUs rode along in one more call."""
     if skus:
         session.execute(
             update(RemovalSku)
@@ -219,7 +242,7 @@ def _touch_attempts(session: Session, batch_id: int, skus: tuple[str, ...] | lis
         )
 
 
-def _mark_removed(session: Session, batch_id: int, skus: tuple[str, ...], now: datetime) -> None:
+def _mark_removed(session: Session, batch_id: int, skus: Sequence[str], now: datetime) -> None:
     if skus:
         session.execute(
             update(RemovalSku)
@@ -228,54 +251,71 @@ def _mark_removed(session: Session, batch_id: int, skus: tuple[str, ...], now: d
                 RemovalSku.sku.in_(skus),
                 RemovalSku.state == "pending",
             )
-            .values(state="removed", updated_at=now)
+            .values(state="removed", attempts=RemovalSku.attempts + 1, updated_at=now)
         )
 
 
 def _fail_sku(
     session: Session,
-    job: RemovalJob,
-    batch_id: int,
+    settings: Settings,
+    work: _Claim,
     sku: str,
     code: int | None,
     message: str,
     now: datetime,
 ) -> None:
-    row = session.scalars(
-        select(RemovalSku).where(
-            RemovalSku.batch_id == batch_id, RemovalSku.sku == sku, RemovalSku.state == "pending"
+    """Record a SKU as failed (counting the call that failed it) and log the failure once."""
+    attempts = session.scalar(
+        update(RemovalSku)
+        .where(
+            RemovalSku.job_id == work.job_id,
+            RemovalSku.sku == sku,
+            RemovalSku.state == "pending",
         )
-    ).one_or_none()
-    if row is None:  # the API named a SKU this batch did not send, or one already final
-        return
-    row.state = "failed"
-    row.error_code = code
-    row.message = message
-    row.updated_at = now
-    session.add(
-        Failure(
-            account=job.account,
-            at=now,
-            kind="removal_sku",
-            subject=f"{sku} (job {job.key})",
+        .values(
+            state="failed",
+            attempts=RemovalSku.attempts + 1,
             error_code=code,
             message=message,
-            attempts=row.attempts,
+            updated_at=now,
+        )
+        .returning(RemovalSku.attempts)
+    )
+    if attempts is None:  # the API named a SKU this call did not send, or one already final
+        return
+    session.add(
+        Failure(
+            account=settings.account,
+            at=now,
+            kind="removal_sku",
+            subject=f"{sku} (job {work.job_key})",
+            error_code=code,
+            message=message,
+            attempts=attempts,
         )
     )
 
 
-def _finish_batch(session: Session, job: RemovalJob, batch_id: int, now: datetime) -> None:
-    session.execute(
+def _finish_batch(session: Session, job_id: int, batch_id: int, now: datetime) -> None:
+    """Mark the batch done, once; the job's last batch to finish sets its finished_at.
+
+    The job's count of pending batches is decremented in one UPDATE, which takes the job
+    row's lock: batches finishing at the same moment serialise there, and exactly one of
+    them brings the count to zero.
+    """
+    finished = session.execute(
         update(RemovalBatch)
-        .where(RemovalBatch.id == batch_id)
+        .where(RemovalBatch.id == batch_id, RemovalBatch.state == "pending")
         .values(state="done", lease_until=None, dispatched_until=None)
     )
-    session.flush()
-    pending = session.scalar(
-        select(func.count())
-        .select_from(RemovalSku)
-        .where(RemovalSku.job_id == job.id, RemovalSku.state == "pending")
+    assert isinstance(finished, CursorResult)
+    if finished.rowcount != 1:
+        return
+    session.execute(
+        update(RemovalJob)
+        .where(RemovalJob.id == job_id)
+        .values(
+            pending_batches=RemovalJob.pending_batches - 1,
+            finished_at=case((RemovalJob.pending_batches == 1, now), else_=RemovalJob.finished_at),
+        )
     )
-    if not pending and job.finished_at is None:
-        job.finished_at = now

@@ -78,6 +78,8 @@ def _check_every_sku_final_once(stack: Stack, job: dict, skus: list[str], failin
     """Assert the job's outcome is exact; return how many SKUs the API saw more than once."""
     states = {s["sku"]: s["state"] for s in job["skus"]}
     assert len(states) == len(skus)
+    unexpected = [s for s in job["skus"] if s["state"] == "failed" and s["sku"] not in failing]
+    assert not unexpected, [s["message"] for s in unexpected[:3]]
     assert {sku for sku, state in states.items() if state == "failed"} == failing
     assert all(state == "removed" for sku, state in states.items() if sku not in failing)
     with stack.sessions() as session:
@@ -203,22 +205,18 @@ def test_thirty_seconds_without_postgresql_delays_the_work_and_loses_none(stack:
     job = _wait_done(stack, "pg-down", timeout=300)
     twice = _check_every_sku_final_once(stack, job, skus, failing)
     print(f"\n[{stack.name}] PostgreSQL down 30 s: {twice} SKUs sent twice")
+    # Calls whose outcome could not be written are sent again: at most the batches in flight.
+    assert twice <= 8 * 50
 
 
 @pytest.mark.parametrize("stack", ["embedded+sqlite", "redis+postgresql"], indirect=True)
-def test_a_quarter_of_answers_faulty_every_sku_still_ends_right(stack: Stack) -> None:
+def test_with_a_quarter_of_answers_faulty_every_sku_still_ends_right(stack: Stack) -> None:
     _configure(stack, LAZADA_READ_TIMEOUT="1.5", LAZADA_LEASE_SECONDS="12")
+    kinds = ("http500", "http502_html", "e006", "e901", "truncated", "slow")
     stack.sandbox.config.fault_rate = 0.25
-    stack.sandbox.config.fault_kinds = (
-        "http500",
-        "http502_html",
-        "e006",
-        "e901",
-        "truncated",
-        "slow",
-    )
+    stack.sandbox.config.fault_kinds = kinds
     stack.sandbox.config.slow_seconds = 2.5  # slower than the client waits
-    skus, failing = _skus(2000)
+    skus, failing = _skus(5000)
     stack.start_worker(concurrency=8)
     stack.send("lazada.remove_products", skus, key="faults")
 
@@ -235,8 +233,9 @@ def test_a_quarter_of_answers_faulty_every_sku_still_ends_right(stack: Stack) ->
     served = wait_for(audit_matches, 15, "the audit to match the calls served")
     faults = stack.sandbox.stats()["faults_injected"]
     print(
-        f"\n[{stack.name}] 25% faults {dict(faults)}: {job['removed']} removed, "
-        f"{job['failed']} failed, {served['RemoveProduct']} calls, {twice} SKUs removed twice "
-        "(a slow answer applies after the client gave up)"
+        f"\n[{stack.name}] {sum(faults.values())} of {served['RemoveProduct']} answers faulty "
+        f"{dict(faults)}: {job['removed']} removed, {job['failed']} failed, {twice} SKUs "
+        "removed twice (a slow answer applies after the client gave up)"
     )
+    assert set(faults) == set(kinds)
     assert all(s["attempts"] >= 1 for s in job["skus"])

@@ -17,6 +17,7 @@ from worker import documents
 from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch, RemovalSku
 from worker.dispatch import Message
 from worker.inputs import InvalidInput, clean_skus
+from worker.ratelimit import RateLimited
 from worker.sandbox import Sandbox
 from worker.sellercenter import SellerCenterClient
 from worker.services import images, orders, removal, sweepers
@@ -331,3 +332,27 @@ def test_clean_skus_keeps_order_drops_duplicates_or_says_what_is_wrong(skus: lis
 def test_clean_skus_refuses_bad_input_with_a_message(bad: object) -> None:
     with pytest.raises(InvalidInput):
         clean_skus(bad)
+
+
+def test_a_call_refused_by_the_local_rate_limit_is_deferred_and_not_counted(
+    sessions: sessionmaker[Session], settings: Settings, sandbox: Sandbox
+) -> None:
+    refusals = iter([RateLimited("RemoveProduct", 0.05)])
+
+    def before_call(action: str) -> None:
+        refusal = next(refusals, None)
+        if refusal is not None:
+            raise refusal
+
+    limited = SellerCenterClient(
+        sandbox.url, sandbox.user_id, sandbox.api_key, before_call=before_call
+    )
+    _, messages = removal.create_job(sessions, settings, "limited", ["L-1"])
+    deferred = removal.process_batch(sessions, limited, settings, *messages[0].args)
+    assert [m.countdown for m in deferred] == [0.05] and sandbox.calls() == []
+    _run_batches(sessions, limited, settings, deferred)
+
+    job = _job(sessions, settings, "limited")
+    assert job["removed"] == 1 and job["skus"][0]["attempts"] == 1
+    with sessions() as session:
+        assert session.scalar(select(RemovalBatch.attempts)) == 0

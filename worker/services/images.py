@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
-from worker.db.leases import claim
+from worker.db.leases import claim, defer
 from worker.db.models import Failure, ImageJob, ImageMigration
 from worker.dispatch import Message, dispatch_deadline, retry_delay
+from worker.ratelimit import RateLimited
 from worker.sellercenter import (
     CallRecord,
     ImageJobStatus,
@@ -147,6 +148,8 @@ def _submit(
     with collect_calls() as calls:
         try:
             request_id = client.migrate_images(urls)
+        except RateLimited as exc:  # nothing was sent: not an attempt
+            return [_defer(sessions, settings, job_id, exc.wait)]
         except TransientError as exc:
             return _retry_submit(sessions, settings, job_id, exc, calls)
         except PermanentError as exc:
@@ -175,6 +178,8 @@ def _poll(
     with collect_calls() as calls:
         try:
             status = client.get_response(request_id)
+        except RateLimited as exc:  # nothing was sent: not a poll
+            return [_defer(sessions, settings, job_id, exc.wait)]
         except TransientError as exc:  # D6: E006, 1000, E901 mean "not yet" too
             problem = exc
         except PermanentError as exc:
@@ -215,6 +220,14 @@ def _poll(
         age = (now - job.started_at).total_seconds()
         delay = min(poll_interval(settings, age), (job.deadline_at - now).total_seconds())
         return [_schedule(job, settings, now, max(delay, 0.0))]
+
+
+def _defer(
+    sessions: sessionmaker[Session], settings: Settings, job_id: int, wait: float
+) -> Message:
+    with sessions.begin() as session:
+        defer(session, ImageJob, job_id, ImageJob.next_poll_at, wait, settings.redispatch_after)
+    return Message(ADVANCE_TASK, (job_id,), countdown=wait)
 
 
 def _schedule(job: ImageJob, settings: Settings, now: datetime, delay: float) -> Message:

@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
-from worker.db.leases import claim
+from worker.db.leases import claim, defer
 from worker.db.models import Failure, Order
 from worker.dispatch import Message, dispatch_deadline, retry_delay
+from worker.ratelimit import RateLimited
 from worker.sellercenter import CallRecord, PermanentError, SellerCenterClient, TransientError
 from worker.sellercenter import Order as ApiOrder
 from worker.settings import Settings
@@ -39,6 +40,17 @@ def fetch_order(
     with collect_calls() as calls:
         try:
             order = client.get_order(order_id)
+        except RateLimited as exc:  # nothing was sent: not an attempt
+            with sessions.begin() as session:
+                defer(
+                    session,
+                    Order,
+                    row_id,
+                    Order.next_attempt_at,
+                    exc.wait,
+                    settings.redispatch_after,
+                )
+            return [Message(FETCH_ORDER_TASK, (order_id,), countdown=exc.wait)]
         except TransientError as exc:
             return _record_transient(sessions, settings, row_id, request_id, exc, calls)
         except PermanentError as exc:

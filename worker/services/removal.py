@@ -12,9 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
-from worker.db.leases import claim
+from worker.db.leases import claim, defer
 from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku
 from worker.dispatch import Message, dispatch_deadline, retry_delay
+from worker.ratelimit import RateLimited
 from worker.sellercenter import (
     CallRecord,
     PermanentError,
@@ -132,6 +133,8 @@ def process_batch(
         with collect_calls() as calls:
             try:
                 outcome = client.remove_products(work.skus)
+            except RateLimited as exc:  # nothing was sent: not an attempt
+                return [_defer(sessions, settings, batch_id, exc.wait)]
             except TransientError as exc:
                 return _record_transient(sessions, settings, batch_id, work, exc, calls)
             except PermanentError as exc:
@@ -152,6 +155,21 @@ def process_batch(
             session.execute(  # give up the lease: the loop claims the batch again
                 update(RemovalBatch).where(RemovalBatch.id == batch_id).values(lease_until=None)
             )
+
+
+def _defer(
+    sessions: sessionmaker[Session], settings: Settings, batch_id: int, wait: float
+) -> Message:
+    with sessions.begin() as session:
+        defer(
+            session,
+            RemovalBatch,
+            batch_id,
+            RemovalBatch.next_attempt_at,
+            wait,
+            settings.redispatch_after,
+        )
+    return Message(REMOVE_BATCH_TASK, (batch_id,), countdown=wait)
 
 
 def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> _Claim | None:

@@ -5,6 +5,7 @@
     python bench/run.py polling  --stack redis --jobs 2000 --max-duration 120
     python bench/run.py overhead --stack redis --skus 20000 --concurrency 16
     python bench/run.py memory   --stack redis --concurrency 16
+    python bench/run.py ratelimit --stack redis --rate-limit 20 --calls 400 --processes 2
     python bench/run.py quick    (small versions of each on the embedded stack, for CI)
 
 Every run is bounded in time: a workload that does not finish within its bound stops with
@@ -192,12 +193,13 @@ def polling(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     last = max(row.finished_at for row in rows)
     figures = run.finish(last, args.max_duration, jobs=args.jobs)
     polls = sorted(row.polls for row in rows)
-    delays, shares = [], []
+    delays, shares, per_job = [], [], []
     for row in rows:
         seconds = float(row.urls[0].rsplit("sandbox_duration=", 1)[1])
         delay = (row.finished_at - row.started_at).total_seconds() - seconds
         delays.append(delay)
         shares.append(delay / (0.2 * seconds + 5.0))  # <= 1: within "20% of duration + 5 s"
+        per_job.append([round(seconds, 3), row.polls, round(delay, 3)])
     get_response = figures["api_calls_by_action"].get("GetResponse", 0)
     figures.update(
         jobs=args.jobs,
@@ -212,6 +214,8 @@ def polling(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
         delay_max_s=round(max(delays), 2),
         delay_share_of_bound_p95=round(percentile(shares, 95), 3),
         jobs_within_bound=round(sum(share <= 1 for share in shares) / len(shares), 3),
+        # One [duration s, polls, detection delay s] per job, for bench/plots.py (JSON only).
+        per_job=sorted(per_job),
     )
     return figures
 
@@ -286,7 +290,45 @@ def memory(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     }
 
 
+def ratelimit(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+    """A removal of `--calls` RemoveProduct calls with LAZADA_RATE_LIMIT=`--rate-limit` set
+    below what the workers could do; the achieved rate and the busiest 1-second window come
+    from the sandbox's record of the calls (arrival times)."""
+    expected = args.calls / args.rate_limit  # seconds the limit allows for the calls
+    per_run = argparse.Namespace(
+        **{**vars(args), "skus": args.calls * BATCH_SIZE, "timeout": max(args.timeout, 3 * expected)}
+    )
+    figures = removal(stack, sandbox, per_run)
+    figures["workload"] = "ratelimit"
+    figures["rate_limit"] = args.rate_limit
+    figures["ideal_s"] = round(expected, 3)  # at the limit, not at the threads' capacity
+    figures["efficiency"] = round(expected / figures["measured_s"], 3)
+    times = sorted(call.at for call in sandbox.calls())
+    if len(times) < 2:
+        raise BenchError(f"the sandbox recorded {len(times)} calls")
+    span = times[-1] - times[0]
+    peak, end = 0, 0
+    for start, at in enumerate(times):  # half-open windows [at, at + 1 s) starting at a call
+        while end < len(times) and times[end] < at + 1.0:
+            end += 1
+        peak = max(peak, end - start)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    figures.update(
+        calls_recorded=len(times),
+        call_span_s=round(span, 3),
+        achieved_rate=round(len(times) / span, 3),  # calls / (last - first)
+        achieved_rate_intervals=round((len(times) - 1) / span, 3),  # intervals / span
+        achieved_share_of_limit=round(len(times) / span / args.rate_limit, 3),
+        peak_calls_1s_window=peak,
+        peak_calls_calendar_second=sandbox.stats()["peak_calls_per_second"],
+        min_gap_s=round(min(gaps), 4),
+        median_gap_s=round(statistics.median(gaps), 4),
+    )
+    return figures
+
+
 WORKLOADS = {
+    "ratelimit": ratelimit,
     "removal": removal,
     "orders": orders,
     "polling": polling,
@@ -305,6 +347,8 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
         extra_env["LAZADA_POLL_FIRST"] = str(args.poll_first)
     if getattr(args, "poll_slack", None) is not None:
         extra_env["LAZADA_POLL_SLACK"] = str(args.poll_slack)
+    if getattr(args, "rate_limit", None) is not None:
+        extra_env["LAZADA_RATE_LIMIT"] = str(args.rate_limit)  # instead of the harness's 100000
     with ExitStack() as cleanup:
         sandbox = start_sandbox(args.latency)
         cleanup.callback(sandbox.stop)
@@ -323,6 +367,7 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def print_figures(figures: dict[str, Any]) -> None:
     profile = figures.pop("profile", None)
+    figures.pop("per_job", None)  # per-job data: JSON only
     title = f"== {figures.pop('workload')} on {figures.pop('stack')} =="
     print(title)
     for key, value in figures.items():
@@ -398,6 +443,10 @@ def _parser() -> argparse.ArgumentParser:
     common(p, 0.0)
     p.add_argument("--skus", type=int, default=10_000, help="SKUs per step")
     p.add_argument("--steps", type=int, default=10)
+    p = sub.add_parser("ratelimit", help="a removal with LAZADA_RATE_LIMIT below the capacity")
+    common(p, 0.1)
+    p.add_argument("--rate-limit", type=float, default=20.0, help="LAZADA_RATE_LIMIT, calls/s")
+    p.add_argument("--calls", type=int, default=400, help="RemoveProduct calls (50 SKUs each)")
     sub.add_parser("quick", help="small versions of each on the embedded stack")
     p = sub.add_parser("bare-loop", help=argparse.SUPPRESS)
     p.add_argument("url")

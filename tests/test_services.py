@@ -356,3 +356,17 @@ def test_a_call_refused_by_the_local_rate_limit_is_deferred_and_not_counted(
     assert job["removed"] == 1 and job["skus"][0]["attempts"] == 1
     with sessions() as session:
         assert session.scalar(select(RemovalBatch.attempts)) == 0
+
+
+def test_non_ascii_and_longest_skus_cross_the_wire_intact(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    skus = clean_skus(["  เสื้อ-ไทย-01 ", "靴-日本-02", "x" * 255, "a&b<c>'\"d", "เสื้อ-ไทย-01"])
+    assert len(skus) == 4  # trimmed, the duplicate dropped
+    _, messages = removal.create_job(sessions, settings, "unicode", skus)
+    _run_batches(sessions, client, settings, messages)
+    assert _job(sessions, settings, "unicode")["removed"] == 4
+    assert set(sandbox.removal_counts()) == set(skus)

@@ -28,6 +28,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -295,8 +296,9 @@ def ratelimit(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     below what the workers could do; the achieved rate and the busiest 1-second window come
     from the sandbox's record of the calls (arrival times)."""
     expected = args.calls / args.rate_limit  # seconds the limit allows for the calls
+    bound = max(args.timeout, 3 * expected)
     per_run = argparse.Namespace(
-        **{**vars(args), "skus": args.calls * BATCH_SIZE, "timeout": max(args.timeout, 3 * expected)}
+        **{**vars(args), "skus": args.calls * BATCH_SIZE, "timeout": bound}
     )
     figures = removal(stack, sandbox, per_run)
     figures["workload"] = "ratelimit"
@@ -312,7 +314,7 @@ def ratelimit(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
         while end < len(times) and times[end] < at + 1.0:
             end += 1
         peak = max(peak, end - start)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(times)]
     figures.update(
         calls_recorded=len(times),
         call_span_s=round(span, 3),

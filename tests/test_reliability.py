@@ -153,58 +153,50 @@ def test_a_worker_killed_while_image_jobs_poll_loses_no_job(stack: Stack) -> Non
     )
 
 
-@pytest.mark.parametrize("stack", ["redis+postgresql"], indirect=True)
-def test_a_redis_restart_that_loses_every_message_loses_no_work(stack: Stack) -> None:
+OUTAGES = {
+    # name: (stack, stop, start, seconds down)
+    "Redis restarted, keeping nothing": (
+        "redis+postgresql",
+        services_control.stop_redis,
+        services_control.start_redis,
+        3,
+    ),
+    "RabbitMQ restarted": (
+        "rabbitmq+postgresql",
+        services_control.stop_rabbitmq,
+        services_control.start_rabbitmq,
+        3,
+    ),
+    "PostgreSQL down": (
+        "redis+postgresql",
+        services_control.stop_postgres,
+        services_control.start_postgres,
+        30,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("stack", "outage"),
+    [(stack, outage) for outage, (stack, *_) in OUTAGES.items()],
+    indirect=["stack"],
+)
+def test_a_service_outage_mid_run_delays_the_work_and_loses_none(stack: Stack, outage: str) -> None:
+    _, stop, start, seconds = OUTAGES[outage]
     _configure(stack)
     skus, failing = _skus(3000)
     stack.start_worker(concurrency=8)
-    stack.send("lazada.remove_products", skus, key="redis-restart")
+    stack.send("lazada.remove_products", skus, key="outage")
     wait_for(lambda: _final_count(stack) >= 600, 120, "a fifth of the SKUs")
     try:
-        services_control.stop_redis()
-        time.sleep(3)
+        stop()
+        time.sleep(seconds)
     finally:
-        services_control.start_redis()
+        start()
 
-    job = _wait_done(stack, "redis-restart")
+    job = _wait_done(stack, "outage", timeout=300)
     twice = _check_every_sku_final_once(stack, job, skus, failing)
-    print(f"\n[{stack.name}] Redis restarted (nothing kept): {twice} SKUs sent twice")
-
-
-@pytest.mark.parametrize("stack", ["rabbitmq+postgresql"], indirect=True)
-def test_a_rabbitmq_restart_loses_no_work(stack: Stack) -> None:
-    _configure(stack)
-    skus, failing = _skus(3000)
-    stack.start_worker(concurrency=8)
-    stack.send("lazada.remove_products", skus, key="rabbit-restart")
-    wait_for(lambda: _final_count(stack) >= 600, 120, "a fifth of the SKUs")
-    try:
-        services_control.stop_rabbitmq()
-        time.sleep(3)
-    finally:
-        services_control.start_rabbitmq()
-
-    job = _wait_done(stack, "rabbit-restart")
-    twice = _check_every_sku_final_once(stack, job, skus, failing)
-    print(f"\n[{stack.name}] RabbitMQ restarted: {twice} SKUs sent twice")
-
-
-@pytest.mark.parametrize("stack", ["redis+postgresql"], indirect=True)
-def test_thirty_seconds_without_postgresql_delays_the_work_and_loses_none(stack: Stack) -> None:
-    _configure(stack)
-    skus, failing = _skus(3000)
-    stack.start_worker(concurrency=8)
-    stack.send("lazada.remove_products", skus, key="pg-down")
-    wait_for(lambda: _final_count(stack) >= 600, 120, "a fifth of the SKUs")
-    try:
-        services_control.stop_postgres()
-        time.sleep(30)
-    finally:
-        services_control.start_postgres()
-
-    job = _wait_done(stack, "pg-down", timeout=300)
-    twice = _check_every_sku_final_once(stack, job, skus, failing)
-    print(f"\n[{stack.name}] PostgreSQL down 30 s: {twice} SKUs sent twice")
+    print(f"\n[{stack.name}] {outage} ({seconds} s): {twice} SKUs sent twice")
     # Calls whose outcome could not be written are sent again: at most the batches in flight.
     assert twice <= 8 * 50
 

@@ -754,3 +754,29 @@ def test_image_job_json_shows_one_job_a_migration_started(cli: Cli, worker: Work
     assert [image["original_url"] for image in job["images"]] == ["https://img.example.com/one.jpg"]
     assert job["errors"] == [] and job["polls"] >= 1
     assert is_iso_with_offset(job["created_at"]) and is_iso_with_offset(job["finished_at"])
+
+
+def test_wait_draws_a_progress_bar_on_a_terminal_and_nothing_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import pty
+
+    from worker import cli as cli_module
+
+    steps = iter([(0, 4, False), (2, 4, False), (4, 4, True)])
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w") as terminal:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        monkeypatch.setattr(cli_module.time, "sleep", lambda _: None)
+        cli_module._wait("removing 4 SKUs", lambda: next(steps))
+        terminal.flush()
+        drawn = os.read(master, 4096).decode()
+    os.close(master)
+    assert "removing 4 SKUs [" in drawn and "2/4" in drawn and drawn.rstrip().endswith("4/4")
+
+    steps = iter([(0, 4, False), (4, 4, True)])
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    cli_module._wait("removing 4 SKUs", lambda: next(steps))
+    assert piped.getvalue() == ""

@@ -11,6 +11,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from worker import embedded_broker  # registers the lazada-files:// transport
+
 DEFAULT_DATABASE_URL = "sqlite:///lazada-worker.sqlite3"
 
 
@@ -55,7 +57,7 @@ class Settings:
     @property
     def broker_folder(self) -> Path | None:
         """The embedded broker's folder, when the broker is the embedded one."""
-        if not self.broker_url.startswith("filesystem://"):
+        if not self.broker_url.startswith((EMBEDDED_BROKER_URL, "filesystem://")):
             return None
         return embedded_broker_folder(self.database_url)
 
@@ -66,8 +68,8 @@ class Settings:
             # Redis: a message unacknowledged this long is delivered again. Far above our
             # longest countdown (a few minutes), so a held message is never redelivered early.
             return {"visibility_timeout": 3600}
-        # The embedded broker: kombu's filesystem transport, one file a message (measured
-        # against the SQLAlchemy transport on SQLite in bench/embedded_broker.py).
+        # The embedded broker (worker.embedded_broker): one file a message, measured against
+        # kombu's SQLAlchemy transport on SQLite in bench/embedded_broker.py.
         for sub in ("queue", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
@@ -147,7 +149,7 @@ class Settings:
         )
 
 
-EMBEDDED_BROKER_URL = "filesystem://"
+EMBEDDED_BROKER_URL = f"{embedded_broker.ALIAS}://"
 
 
 def embedded_broker_folder(database_url: str) -> Path:

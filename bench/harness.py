@@ -177,7 +177,8 @@ def open_stack(
             "LAZADA_USER_ID": sandbox.user_id,
             "LAZADA_API_KEY": sandbox.api_key,
             "LAZADA_QUEUE": f"lw-bench-{uuid.uuid4().hex[:10]}",
-            # Not enforced by the worker yet; set far above any benchmark's rate all the same.
+            # Far above any benchmark's rate: the limiter (worker/ratelimit.py) never binds.
+            # `ratelimit` overrides it.
             "LAZADA_RATE_LIMIT": "100000",
         }
     )

@@ -18,9 +18,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.engine import get_engine
 from worker.db.models import RateLimit
@@ -78,19 +77,29 @@ class RateLimiter:
 
 
 class DatabaseSlots:
-    """Slots in the results database: one row per account, locked while a slot is taken."""
+    """Slots in the results database: one row per account, locked while a slot is taken.
+
+    Core statements on a plain connection: this runs once per API call, so it stays small.
+    """
 
     def __init__(self, database_url: str) -> None:
-        self.sessions = sessionmaker(get_engine(database_url), expire_on_commit=False)
+        self.engine = get_engine(database_url)
 
-    def _row(self, session: Session, account: str) -> RateLimit:
-        query = select(RateLimit).where(RateLimit.account == account).with_for_update()
-        row = session.scalars(query).one_or_none()
+    def _state(self, conn: Connection, account: str) -> tuple[datetime, datetime | None, datetime]:
+        """The account's next free slot and slow_until, locked, and the store's time."""
+        now = _now(conn)
+        row = conn.execute(
+            select(RateLimit.next_slot_at, RateLimit.slow_until)
+            .where(RateLimit.account == account)
+            .with_for_update()
+        ).one_or_none()
         if row is None:
-            row = RateLimit(account=account, next_slot_at=_now(session), slow_until=None)
-            session.add(row)
-            session.flush()
-        return row
+            conn.execute(insert(RateLimit).values(account=account, next_slot_at=now))
+            return now, None, now
+        return row.next_slot_at, row.slow_until, now
+
+    def _save(self, conn: Connection, account: str, **values: datetime | None) -> None:
+        conn.execute(update(RateLimit).where(RateLimit.account == account).values(**values))
 
     def reserve(self, account: str, interval: float, max_wait: float) -> float:
         try:
@@ -99,29 +108,31 @@ class DatabaseSlots:
             return self._reserve(account, interval, max_wait)
 
     def _reserve(self, account: str, interval: float, max_wait: float) -> float:
-        with self.sessions.begin() as session:
-            row = self._row(session, account)
-            now = _now(session)
-            if row.slow_until is not None and now < row.slow_until:
+        with self.engine.begin() as conn:
+            next_slot, slow_until, now = self._state(conn, account)
+            if slow_until is not None and now < slow_until:
                 interval *= 2
-            slot = max(row.next_slot_at, now)
+            slot = max(next_slot, now)
             wait = (slot - now).total_seconds()
             if wait <= max_wait:
-                row.next_slot_at = slot + timedelta(seconds=interval)
+                self._save(conn, account, next_slot_at=slot + timedelta(seconds=interval))
             return wait
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
-        with self.sessions.begin() as session:
-            row = self._row(session, account)
-            now = _now(session)
-            row.next_slot_at = max(row.next_slot_at, now + timedelta(seconds=pause))
-            row.slow_until = now + timedelta(seconds=slow_for)
+        with self.engine.begin() as conn:
+            next_slot, _, now = self._state(conn, account)
+            self._save(
+                conn,
+                account,
+                next_slot_at=max(next_slot, now + timedelta(seconds=pause)),
+                slow_until=now + timedelta(seconds=slow_for),
+            )
 
 
-def _now(session: Session) -> datetime:
+def _now(conn: Connection) -> datetime:
     """The database's clock on PostgreSQL (shared by all machines); this machine's on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        value = session.scalar(select(func.clock_timestamp()))
+    if conn.dialect.name == "postgresql":
+        value = conn.scalar(select(func.clock_timestamp()))
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
     return datetime.now(UTC)

@@ -41,16 +41,7 @@ def fetch_order(
         try:
             order = client.get_order(order_id)
         except RateLimited as exc:  # nothing was sent: not an attempt
-            with sessions.begin() as session:
-                defer(
-                    session,
-                    Order,
-                    row_id,
-                    Order.next_attempt_at,
-                    exc.wait,
-                    settings.redispatch_after,
-                )
-            return [Message(FETCH_ORDER_TASK, (order_id,), countdown=exc.wait)]
+            return [_defer(sessions, settings, row_id, order_id, exc.wait)]
         except TransientError as exc:
             return _record_transient(sessions, settings, row_id, request_id, exc, calls)
         except PermanentError as exc:
@@ -63,6 +54,14 @@ def fetch_order(
         # Recorded only now: a request whose worker died mid-call is served again on redelivery.
         row.last_request_id = request_id
     return []
+
+
+def _defer(
+    sessions: sessionmaker[Session], settings: Settings, row_id: int, order_id: int, wait: float
+) -> Message:
+    with sessions.begin() as session:
+        defer(session, Order, row_id, Order.next_attempt_at, wait, settings.redispatch_after)
+    return Message(FETCH_ORDER_TASK, (order_id,), countdown=wait)
 
 
 def request_fetch(

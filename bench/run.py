@@ -129,6 +129,9 @@ def removal(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     in_flight = args.concurrency * args.processes
     ideal = calls * args.latency / in_flight
     key = f"bench-{run_id}"
+    polling_jobs = getattr(args, "while_polling", 0)
+    if polling_jobs:
+        _start_polling(stack, run_id, polling_jobs, args.seed)
     run = Run("removal", stack, sandbox, args)
     stack.send("lazada.remove_products", skus, key=key)
     run.enqueued()
@@ -138,7 +141,20 @@ def removal(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     figures.update(skus=args.skus, calls_needed=calls)
     figures["batches_per_s"] = round(calls / figures["measured_s"], 1)
     figures["skus_removed"] = sandbox.stats()["skus_removed"]
+    if polling_jobs:
+        figures["image_jobs_polling"] = polling_jobs
     return figures
+
+
+def _start_polling(stack: BenchStack, run_id: str, jobs: int, seed: int) -> None:
+    """Image jobs of 30-90 s, each polled while the removal runs: waiting holds no slot."""
+    rng = random.Random(seed)
+    for i in range(jobs):
+        seconds = rng.uniform(30.0, 90.0)
+        url = f"https://images.example.test/bench/{run_id}/{i}.jpg?sandbox_duration={seconds:.3f}"
+        stack.send("lazada.migrate_images", [url], key=f"bench-{run_id}-img-{i}")
+    polled = select(func.count()).select_from(ImageJob).where(ImageJob.polls > 0)
+    wait_for(lambda: stack.scalar(polled) >= jobs, 60.0, "the image jobs to be polling")
 
 
 def orders(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
@@ -428,6 +444,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("removal", help="one removal job")
     common(p, 0.1)
     p.add_argument("--skus", type=int, default=20_000)
+    p.add_argument(
+        "--while-polling", type=int, default=0, metavar="JOBS", help="image jobs polling meanwhile"
+    )
     p = sub.add_parser("orders", help="fetch_order tasks")
     common(p, 0.1)
     p.add_argument("--orders", type=int, default=10_000)

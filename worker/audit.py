@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
-from worker.db.models import ApiCall
+from worker.db.models import ApiCall, table_of
 from worker.sellercenter import CallRecord
 
 _local = threading.local()
@@ -35,13 +35,18 @@ def collect_calls() -> Iterator[list[CallRecord]]:
         _local.calls = previous
 
 
-def record_api_calls(session: Session, account: str, calls: list[CallRecord]) -> None:
-    """Add the audit rows of `calls` to the session's transaction (one Core INSERT)."""
+_INSERT = insert(table_of(ApiCall))
+
+
+def record_api_calls(
+    connection: Connection | Session, account: str, calls: list[CallRecord]
+) -> None:
+    """Add the audit rows of `calls` to the transaction (one Core INSERT)."""
     if not calls:
         return
     now = datetime.now(UTC)
-    session.execute(
-        insert(ApiCall),
+    connection.execute(
+        _INSERT,
         [
             {
                 "account": account,

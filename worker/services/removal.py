@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import CursorResult, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
-from worker.db.leases import claim, defer
-from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku
+from worker.db.bulk import insert_rows
+from worker.db.leases import defer
+from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.ratelimit import RateLimited
 from worker.sellercenter import (
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50  # RemoveProduct takes at most 50 SellerSkus a call
 REMOVE_BATCH_TASK = "lazada.remove_batch"
+
+_jobs = table_of(RemovalJob)
+_batches = table_of(RemovalBatch)
+_skus = table_of(RemovalSku)
 
 
 def create_job(
@@ -55,8 +59,8 @@ def create_job(
             )
             session.add(job)
             session.flush()
-            # Core bulk inserts: a job of 20,000 SKUs is 400 batch rows and one executemany,
-            # not 20,400 ORM objects flushed one by one before the first call can start.
+            # Bulk inserts: a job of 20,000 SKUs is 400 batch rows and one bulk load, not
+            # 20,400 ORM objects flushed one by one before the first call can start.
             batch_ids = list(
                 session.scalars(
                     insert(RemovalBatch).returning(RemovalBatch.id, sort_by_parameter_order=True),
@@ -73,19 +77,30 @@ def create_job(
                     ],
                 )
             )
-            session.execute(
-                insert(RemovalSku),
+            insert_rows(
+                session.connection(),
+                _skus,
+                (
+                    "account",
+                    "job_id",
+                    "batch_id",
+                    "position",
+                    "sku",
+                    "state",
+                    "attempts",
+                    "updated_at",
+                ),
                 [
-                    {
-                        "account": settings.account,
-                        "job_id": job.id,
-                        "batch_id": batch_id,
-                        "position": position,
-                        "sku": skus[position],
-                        "state": "pending",
-                        "attempts": 0,
-                        "updated_at": now,
-                    }
+                    (
+                        settings.account,
+                        job.id,
+                        batch_id,
+                        position,
+                        skus[position],
+                        "pending",
+                        0,
+                        now,
+                    )
                     for batch_id, start in zip(batch_ids, starts, strict=True)
                     for position in range(start, min(start + BATCH_SIZE, len(skus)))
                 ],
@@ -109,8 +124,77 @@ def _find_job(session: Session, account: str, key: str) -> int | None:
 
 class _Claim(NamedTuple):
     job_id: int
-    job_key: str
     skus: list[str]
+
+
+# The hot path's statements, built once: a batch runs them on every call, and building and
+# compiling SQLAlchemy expressions (and ORM-enabled updates) cost more CPU than the database.
+
+_CLAIM = (
+    update(_batches)
+    .where(
+        _batches.c.id == bindparam("batch"),
+        _batches.c.state == "pending",
+        _batches.c.next_attempt_at <= bindparam("now"),
+        or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < bindparam("now")),
+    )
+    .values(lease_until=bindparam("until"))
+    .returning(_batches.c.job_id)
+)
+_PENDING_SKUS = (
+    select(_skus.c.sku)
+    .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
+    .order_by(_skus.c.position)
+)
+_MARK_REMOVED = (
+    update(_skus)
+    .where(
+        _skus.c.batch_id == bindparam("batch"),
+        _skus.c.sku.in_(bindparam("skus", expanding=True)),
+        _skus.c.state == "pending",
+    )
+    .values(state="removed", attempts=_skus.c.attempts + 1, updated_at=bindparam("now"))
+)
+_COUNT_ATTEMPT = (
+    update(_skus)
+    .where(
+        _skus.c.batch_id == bindparam("batch"),
+        _skus.c.sku.in_(bindparam("skus", expanding=True)),
+    )
+    .values(attempts=_skus.c.attempts + 1)
+)
+_FAIL_SKU = (
+    update(_skus)
+    .where(
+        _skus.c.job_id == bindparam("job"),
+        _skus.c.sku == bindparam("failed_sku"),
+        _skus.c.state == "pending",
+    )
+    .values(
+        state="failed",
+        attempts=_skus.c.attempts + 1,
+        error_code=bindparam("code"),
+        message=bindparam("detail"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_skus.c.attempts)
+)
+_RELEASE = update(_batches).where(_batches.c.id == bindparam("batch")).values(lease_until=None)
+_FINISH_BATCH = (
+    update(_batches)
+    .where(_batches.c.id == bindparam("batch"), _batches.c.state == "pending")
+    .values(state="done", lease_until=None, dispatched_until=None)
+)
+_FINISH_IN_JOB = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job"))
+    .values(
+        pending_batches=_jobs.c.pending_batches - 1,
+        finished_at=case(
+            (_jobs.c.pending_batches == 1, bindparam("now")), else_=_jobs.c.finished_at
+        ),
+    )
+)
 
 
 def process_batch(
@@ -142,19 +226,21 @@ def process_batch(
                 return []
         now = datetime.now(UTC)
         with sessions.begin() as session:
-            record_api_calls(session, settings.account, calls)
-            _mark_removed(session, batch_id, outcome.removed, now)
+            connection = session.connection()
+            record_api_calls(connection, settings.account, calls)
+            if outcome.removed:
+                connection.execute(
+                    _MARK_REMOVED, {"batch": batch_id, "skus": outcome.removed, "now": now}
+                )
             for sku, detail in outcome.failed.items():
-                _fail_sku(session, settings, work, sku, outcome.error_code, detail.message, now)
+                _fail_sku(connection, settings, work, sku, outcome.error_code, detail.message, now)
             # D4: the SKUs the API did not name were not applied; they go again in a new call
             # (the loop), and never again once recorded as removed or failed.
-            _count_attempt(session, batch_id, outcome.not_applied)
             if not outcome.not_applied:
-                _finish_batch(session, work.job_id, batch_id, now)
+                _finish_batch(connection, work.job_id, batch_id, now)
                 return []
-            session.execute(  # give up the lease: the loop claims the batch again
-                update(RemovalBatch).where(RemovalBatch.id == batch_id).values(lease_until=None)
-            )
+            connection.execute(_COUNT_ATTEMPT, {"batch": batch_id, "skus": outcome.not_applied})
+            connection.execute(_RELEASE, {"batch": batch_id})  # the loop claims it again
 
 
 def _defer(
@@ -175,31 +261,19 @@ def _defer(
 def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> _Claim | None:
     """Take the batch for one API call; None if it is not ours to do (done, leased, not due)."""
     now = datetime.now(UTC)
+    until = now + timedelta(seconds=settings.lease_seconds)
     with sessions.begin() as session:
-        claimed = claim(
-            session,
-            RemovalBatch,
-            batch_id,
-            now,
-            settings.lease_seconds,
-            RemovalBatch.state == "pending",
-            RemovalBatch.next_attempt_at <= now,
-        )
-        if not claimed:
+        connection = session.connection()
+        job_id = connection.execute(
+            _CLAIM, {"batch": batch_id, "now": now, "until": until}
+        ).scalar()
+        if job_id is None:
             return None
-        rows = session.execute(
-            select(RemovalSku.sku, RemovalJob.id, RemovalJob.key)
-            .join(RemovalJob, RemovalJob.id == RemovalSku.job_id)
-            .where(RemovalSku.batch_id == batch_id, RemovalSku.state == "pending")
-            .order_by(RemovalSku.position)
-        ).all()
-        if not rows:  # every SKU already final: a crash came after the last call's commit
-            job_id = session.scalars(
-                select(RemovalBatch.job_id).where(RemovalBatch.id == batch_id)
-            ).one()
-            _finish_batch(session, job_id, batch_id, now)
+        skus = list(connection.execute(_PENDING_SKUS, {"batch": batch_id}).scalars())
+        if not skus:  # every SKU already final: a crash came after the last call's commit
+            _finish_batch(connection, job_id, batch_id, now)
             return None
-        return _Claim(rows[0][1], rows[0][2], [row[0] for row in rows])
+        return _Claim(job_id, skus)
 
 
 def _record_transient(
@@ -212,17 +286,17 @@ def _record_transient(
 ) -> list[Message]:
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        record_api_calls(session, settings.account, calls)
+        record_api_calls(session.connection(), settings.account, calls)
         batch = session.get_one(RemovalBatch, batch_id)
         batch.attempts += 1
         batch.last_error = str(exc)
         if batch.attempts > len(settings.retry_ladder):
             message = f"gave up after repeated transient errors; last: {exc}"
             for sku in work.skus:
-                _fail_sku(session, settings, work, sku, exc.code, message, now)
-            _finish_batch(session, work.job_id, batch_id, now)
+                _fail_sku(session.connection(), settings, work, sku, exc.code, message, now)
+            _finish_batch(session.connection(), work.job_id, batch_id, now)
             return []
-        _count_attempt(session, batch_id, work.skus)
+        session.execute(_COUNT_ATTEMPT, {"batch": batch_id, "skus": work.skus})
         delay = retry_delay(settings.retry_ladder, batch.attempts)
         batch.next_attempt_at = now + timedelta(seconds=delay)
         batch.dispatched_until = dispatch_deadline(batch.next_attempt_at, settings.redispatch_after)
@@ -241,40 +315,18 @@ def _record_permanent(
 ) -> None:
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        record_api_calls(session, settings.account, calls)
+        connection = session.connection()
+        record_api_calls(connection, settings.account, calls)
         for sku in work.skus:
-            _fail_sku(session, settings, work, sku, exc.code, exc.message, now)
-        session.execute(
-            update(RemovalBatch).where(RemovalBatch.id == batch_id).values(last_error=str(exc))
+            _fail_sku(connection, settings, work, sku, exc.code, exc.message, now)
+        connection.execute(
+            update(_batches).where(_batches.c.id == batch_id).values(last_error=str(exc))
         )
-        _finish_batch(session, work.job_id, batch_id, now)
-
-
-def _count_attempt(session: Session, batch_id: int, skus: Sequence[str]) -> None:
-    """The SKUs rode along in one more call."""
-    if skus:
-        session.execute(
-            update(RemovalSku)
-            .where(RemovalSku.batch_id == batch_id, RemovalSku.sku.in_(skus))
-            .values(attempts=RemovalSku.attempts + 1)
-        )
-
-
-def _mark_removed(session: Session, batch_id: int, skus: Sequence[str], now: datetime) -> None:
-    if skus:
-        session.execute(
-            update(RemovalSku)
-            .where(
-                RemovalSku.batch_id == batch_id,
-                RemovalSku.sku.in_(skus),
-                RemovalSku.state == "pending",
-            )
-            .values(state="removed", attempts=RemovalSku.attempts + 1, updated_at=now)
-        )
+        _finish_batch(connection, work.job_id, batch_id, now)
 
 
 def _fail_sku(
-    session: Session,
+    connection: Connection,
     settings: Settings,
     work: _Claim,
     sku: str,
@@ -283,30 +335,19 @@ def _fail_sku(
     now: datetime,
 ) -> None:
     """Record a SKU as failed (counting the call that failed it) and log the failure once."""
-    attempts = session.scalar(
-        update(RemovalSku)
-        .where(
-            RemovalSku.job_id == work.job_id,
-            RemovalSku.sku == sku,
-            RemovalSku.state == "pending",
-        )
-        .values(
-            state="failed",
-            attempts=RemovalSku.attempts + 1,
-            error_code=code,
-            message=message,
-            updated_at=now,
-        )
-        .returning(RemovalSku.attempts)
-    )
+    attempts = connection.execute(
+        _FAIL_SKU,
+        {"job": work.job_id, "failed_sku": sku, "code": code, "detail": message, "now": now},
+    ).scalar()
     if attempts is None:  # the API named a SKU this call did not send, or one already final
         return
-    session.add(
-        Failure(
+    job_key = connection.execute(select(_jobs.c.key).where(_jobs.c.id == work.job_id)).scalar()
+    connection.execute(
+        insert(table_of(Failure)).values(
             account=settings.account,
             at=now,
             kind="removal_sku",
-            subject=f"{sku} (job {work.job_key})",
+            subject=f"{sku} (job {job_key})",
             error_code=code,
             message=message,
             attempts=attempts,
@@ -314,26 +355,12 @@ def _fail_sku(
     )
 
 
-def _finish_batch(session: Session, job_id: int, batch_id: int, now: datetime) -> None:
+def _finish_batch(connection: Connection, job_id: int, batch_id: int, now: datetime) -> None:
     """Mark the batch done, once; the job's last batch to finish sets its finished_at.
 
     The job's count of pending batches is decremented in one UPDATE, which takes the job
     row's lock: batches finishing at the same moment serialise there, and exactly one of
     them brings the count to zero.
     """
-    finished = session.execute(
-        update(RemovalBatch)
-        .where(RemovalBatch.id == batch_id, RemovalBatch.state == "pending")
-        .values(state="done", lease_until=None, dispatched_until=None)
-    )
-    assert isinstance(finished, CursorResult)
-    if finished.rowcount != 1:
-        return
-    session.execute(
-        update(RemovalJob)
-        .where(RemovalJob.id == job_id)
-        .values(
-            pending_batches=RemovalJob.pending_batches - 1,
-            finished_at=case((RemovalJob.pending_batches == 1, now), else_=RemovalJob.finished_at),
-        )
-    )
+    if connection.execute(_FINISH_BATCH, {"batch": batch_id}).rowcount == 1:
+        connection.execute(_FINISH_IN_JOB, {"job": job_id, "now": now})

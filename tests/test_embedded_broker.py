@@ -6,6 +6,7 @@ import threading
 import uuid
 from pathlib import Path
 
+import pytest
 from kombu import Connection, Exchange, Queue
 
 import worker.embedded_broker  # noqa: F401 - registers lazada-files://
@@ -89,5 +90,23 @@ def test_a_half_written_foreign_file_is_dropped_and_reading_goes_on(tmp_path: Pa
         message = simple.get(timeout=5)
         assert message.payload == {"n": 1}
         message.ack()
+        with pytest.raises(simple.Empty):  # whichever file came first, both were looked at
+            simple.get(timeout=0.5)
         simple.close()
     assert not list((tmp_path / "queue").iterdir())
+
+
+def test_messages_are_taken_in_the_order_they_were_sent(tmp_path: Path) -> None:
+    # Names start with a fixed-width clock: compared as text they sort as numbers do.
+    with Connection("lazada-files://", transport_options=_options(tmp_path)) as conn:
+        queue = _queue()
+        simple = conn.SimpleQueue(queue)
+        for n in range(20):
+            simple.put({"n": n})
+        received = []
+        for _ in range(20):
+            message = simple.get(timeout=5)
+            received.append(message.payload["n"])
+            message.ack()
+        simple.close()
+    assert received == list(range(20))

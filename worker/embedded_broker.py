@@ -16,7 +16,7 @@ import logging
 import os
 import uuid
 from queue import Empty
-from time import monotonic
+from time import monotonic_ns
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -32,7 +32,8 @@ ALIAS = "lazada-files"
 class Channel(filesystem.Channel):
     # kombu's two base classes name the argument differently; this matches the filesystem one.
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # Fixed width: readers take names in text order, which is then the order of sending.
+        name = f"{monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
         # The leading dot keeps the file out of every reader's match until it is complete.
         partial = os.path.join(self.data_folder_out, f".{name}.part")
         try:

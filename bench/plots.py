@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     # The worker's defaults (worker/settings.py), for the schedule's line.
     parser.add_argument("--poll-first", type=float, default=1.0)
     parser.add_argument("--poll-growth", type=float, default=0.2)
-    parser.add_argument("--poll-slack", type=float, default=2.0)
+    parser.add_argument("--poll-slack", type=float, default=4.5)
     parser.add_argument("--cap", type=float, default=60.0)
     args = parser.parse_args(argv)
     if not args.throughput and not args.polling:

@@ -74,6 +74,7 @@ class Run:
         self.profiler: Profiler | None = None
         if getattr(args, "profile", False):
             self.profiler = Profiler(stack.worker_pids(), PROFILES / f"{workload}-{stack.kind}")
+        stack.sender()  # the harness's producer connects now, not inside the timed run
         sandbox.reset()  # count only this workload's calls
         self.worker_cpu = stack.worker_cpu_seconds()
         self.own_cpu = own_cpu_seconds()

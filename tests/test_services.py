@@ -316,6 +316,22 @@ def test_poll_intervals_grow_with_age_within_their_bounds(age: float) -> None:
     assert images.poll_interval(settings, age + 1) >= interval
 
 
+@given(duration=st.floats(min_value=0.01, max_value=800))
+def test_default_polling_sees_a_finished_job_within_a_fifth_of_its_duration_plus_5s(
+    duration: float,
+) -> None:
+    # The schedule alone (a worker that keeps up): the benchmark's delay target, and the
+    # number of polls that buys, for a job that finishes `duration` s after submission.
+    settings = Settings.from_env({})
+    age, polls = settings.poll_first, 1
+    while age < duration:
+        age += images.poll_interval(settings, age)
+        polls += 1
+    assert age - duration <= 0.2 * duration + 5
+    if duration <= 60:
+        assert polls <= 8
+
+
 @hypothesis_settings(max_examples=200)
 @given(st.lists(st.text(max_size=20), max_size=30))
 def test_clean_skus_keeps_order_drops_duplicates_or_says_what_is_wrong(skus: list[str]) -> None:

@@ -40,7 +40,7 @@ class Settings:
     # at most `poll_cap` s apart; a job still running `image_deadline` s after it started expires.
     poll_first: float = 1.0
     poll_growth: float = 0.2
-    poll_slack: float = 2.0
+    poll_slack: float = 4.5
     poll_cap: float = 60.0
     image_deadline: float = 900.0
     # A task holds a row for at most `lease_seconds` per API call; a message sent for a row that
@@ -143,7 +143,7 @@ class Settings:
             queue=env.get("LAZADA_QUEUE") or "lazada",
             image_deadline=_float(env, "LAZADA_IMAGE_DEADLINE", 900.0),
             poll_first=_float(env, "LAZADA_POLL_FIRST", 1.0),
-            poll_slack=_float(env, "LAZADA_POLL_SLACK", 2.0),
+            poll_slack=_float(env, "LAZADA_POLL_SLACK", 4.5),
             order_refresh_after=_float(env, "LAZADA_ORDER_REFRESH_AFTER", 900.0),
             redispatch_after=_float(env, "LAZADA_REDISPATCH_AFTER", 300.0),
             lease_seconds=lease,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, or_, update
+from sqlalchemy import ColumnElement, Update, bindparam, or_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from worker.db.models import Base, table_of
 
 
 def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
@@ -38,19 +40,25 @@ def defer(
     )
 
 
-def claim(
-    session: Session,
-    model: Any,
-    row_id: int,
-    now: datetime,
-    lease_seconds: float,
-    *conditions: ColumnElement[bool],
-) -> bool:
-    """Lease row `row_id` of `model` if it is free and meets `conditions`; True if we got it."""
-    result = session.execute(
-        update(model)
-        .where(model.id == row_id, lease_free(model, now), *conditions)
-        .values(lease_until=now + timedelta(seconds=lease_seconds))
+def claim_statement(model: type[Base], *conditions: ColumnElement[bool]) -> Update:
+    """The UPDATE that leases one row of `model` if it is free and meets `conditions`.
+
+    Built once per caller (a module constant): it runs on every task, and building SQLAlchemy
+    expressions costs more CPU than running them. Execute it with `claim_params`; conditions
+    may use ``bindparam("now")``. Add ``.returning(...)`` to read the row in the same trip.
+    """
+    table = table_of(model)
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("row"),
+            or_(table.c.lease_until.is_(None), table.c.lease_until < bindparam("now")),
+            *conditions,
+        )
+        .values(lease_until=bindparam("until"))
     )
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
+
+
+def claim_params(row_id: int, now: datetime, lease_seconds: float) -> dict[str, Any]:
+    """The parameters of a `claim_statement`: row `row_id`, leased for `lease_seconds` from now."""
+    return {"row": row_id, "now": now, "until": now + timedelta(seconds=lease_seconds)}

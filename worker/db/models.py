@@ -112,13 +112,14 @@ class RemovalSku(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "sku"),
         Index("ix_removal_skus_batch", "batch_id", "state"),
-        Index("ix_removal_skus_job", "job_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
-    job_id: Mapped[int] = mapped_column(ForeignKey("removal_jobs.id", ondelete="CASCADE"))
-    batch_id: Mapped[int] = mapped_column(ForeignKey("removal_batches.id", ondelete="CASCADE"))
+    # No foreign keys: the rows are written with their job and batch, in one transaction,
+    # and the checks doubled the time to load a large job (migration 0005).
+    job_id: Mapped[int] = mapped_column(Integer)
+    batch_id: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)  # order in the caller's list
     sku: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|removed|failed

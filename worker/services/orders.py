@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
-from worker.db.leases import claim, defer
-from worker.db.models import Failure, Order
+from worker.db.leases import claim_params, claim_statement, defer
+from worker.db.models import Failure, Order, table_of
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.ratelimit import RateLimited
 from worker.sellercenter import CallRecord, PermanentError, SellerCenterClient, TransientError
@@ -48,11 +49,12 @@ def fetch_order(
             _record_failure(sessions, settings, row_id, request_id, exc, calls)
             return []
     with sessions.begin() as session:
-        record_api_calls(session, settings.account, calls)
-        row = session.get_one(Order, row_id)
-        _store(row, order, datetime.now(UTC))
+        connection = session.connection()
+        record_api_calls(connection, settings.account, calls)
+        values = _stored_values(order, datetime.now(UTC))
         # Recorded only now: a request whose worker died mid-call is served again on redelivery.
-        row.last_request_id = request_id
+        values["last_request_id"] = request_id
+        connection.execute(_UPDATE, {"row": row_id, **values})
     return []
 
 
@@ -106,6 +108,17 @@ def refresh_open_orders(
     return request_fetch(sessions, settings, order_ids) if order_ids else []
 
 
+# The fetch's statements, built once (see worker.db.leases.claim_statement). An UPDATE without
+# .values() sets the columns named in the parameters it is executed with.
+_orders = table_of(Order)
+_FIND = select(_orders.c.id, _orders.c.last_request_id).where(
+    _orders.c.account == bindparam("account"), _orders.c.order_id == bindparam("order_id")
+)
+_INSERT = insert(_orders).returning(_orders.c.id)
+_CLAIM = claim_statement(Order)
+_UPDATE = update(_orders).where(_orders.c.id == bindparam("row"))
+
+
 def _claim(
     sessions: sessionmaker[Session], settings: Settings, order_id: int, request_id: str | None
 ) -> int | None:
@@ -113,28 +126,26 @@ def _claim(
     None when the request was served before or another task holds the order."""
     now = datetime.now(UTC)
     lease_until = now + timedelta(seconds=settings.lease_seconds)
-    query = select(Order.id, Order.last_request_id).where(
-        Order.account == settings.account, Order.order_id == order_id
-    )
     for _ in range(2):  # a second round if another task inserted the row at the same moment
         try:
             with sessions.begin() as session:
-                found = session.execute(query).one_or_none()
+                connection = session.connection()
+                found = connection.execute(
+                    _FIND, {"account": settings.account, "order_id": order_id}
+                ).one_or_none()
                 if found is None:
-                    row = Order(
-                        account=settings.account,
-                        order_id=order_id,
-                        next_attempt_at=now,
-                        lease_until=lease_until,
-                    )
-                    session.add(row)
-                    session.flush()
-                    return row.id
+                    new_row = {
+                        "account": settings.account,
+                        "order_id": order_id,
+                        "next_attempt_at": now,
+                        "lease_until": lease_until,
+                    }
+                    return int(connection.execute(_INSERT, new_row).scalar_one())
                 row_id, last_request_id = found
                 if request_id is not None and last_request_id == request_id:
                     return None
-                claimed = claim(session, Order, row_id, now, settings.lease_seconds)
-                return row_id if claimed else None
+                params = claim_params(row_id, now, settings.lease_seconds)
+                return row_id if connection.execute(_CLAIM, params).rowcount == 1 else None
         except IntegrityError:
             continue
     return None
@@ -159,30 +170,33 @@ def _ensure_row(
             return session.scalars(query).one()
 
 
-def _store(row: Order, order: ApiOrder, now: datetime) -> None:
-    row.state = "fetched"
-    row.order_number = order.order_number
-    row.customer_first_name = order.customer_first_name
-    row.customer_last_name = order.customer_last_name
-    row.payment_method = order.payment_method
-    row.price = str(order.price)
-    row.gift_option = order.gift_option
-    row.items_count = order.items_count
-    row.statuses = list(order.statuses)
-    row.is_open = not set(order.statuses) <= FINAL_STATUSES
-    row.order_created_at = order.created_at
-    row.order_updated_at = order.updated_at
-    row.address_billing = dict(order.address_billing)
-    row.address_shipping = dict(order.address_shipping)
-    row.extra_attributes = dict(order.extra_attributes)
-    row.raw = dict(order.raw)
-    row.error_code = None
-    row.message = None
-    row.attempts = 0
-    row.fetched_at = now
-    row.next_attempt_at = None
-    row.lease_until = None
-    row.dispatched_until = None
+def _stored_values(order: ApiOrder, now: datetime) -> dict[str, Any]:
+    """The columns a fetched order sets: its data, and nothing due any more."""
+    return {
+        "state": "fetched",
+        "order_number": order.order_number,
+        "customer_first_name": order.customer_first_name,
+        "customer_last_name": order.customer_last_name,
+        "payment_method": order.payment_method,
+        "price": str(order.price),
+        "gift_option": order.gift_option,
+        "items_count": order.items_count,
+        "statuses": list(order.statuses),
+        "is_open": not set(order.statuses) <= FINAL_STATUSES,
+        "order_created_at": order.created_at,
+        "order_updated_at": order.updated_at,
+        "address_billing": dict(order.address_billing),
+        "address_shipping": dict(order.address_shipping),
+        "extra_attributes": dict(order.extra_attributes),
+        "raw": dict(order.raw),
+        "error_code": None,
+        "message": None,
+        "attempts": 0,
+        "fetched_at": now,
+        "next_attempt_at": None,
+        "lease_until": None,
+        "dispatched_until": None,
+    }
 
 
 def _record_transient(

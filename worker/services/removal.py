@@ -6,13 +6,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, case, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
 from worker.db.bulk import insert_rows
-from worker.db.leases import defer
+from worker.db.leases import claim_params, claim_statement, defer
 from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.ratelimit import RateLimited
@@ -130,17 +130,9 @@ class _Claim(NamedTuple):
 # The hot path's statements, built once: a batch runs them on every call, and building and
 # compiling SQLAlchemy expressions (and ORM-enabled updates) cost more CPU than the database.
 
-_CLAIM = (
-    update(_batches)
-    .where(
-        _batches.c.id == bindparam("batch"),
-        _batches.c.state == "pending",
-        _batches.c.next_attempt_at <= bindparam("now"),
-        or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < bindparam("now")),
-    )
-    .values(lease_until=bindparam("until"))
-    .returning(_batches.c.job_id)
-)
+_CLAIM = claim_statement(
+    RemovalBatch, _batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("now")
+).returning(_batches.c.job_id)
 _PENDING_SKUS = (
     select(_skus.c.sku)
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
@@ -261,12 +253,10 @@ def _defer(
 def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> _Claim | None:
     """Take the batch for one API call; None if it is not ours to do (done, leased, not due)."""
     now = datetime.now(UTC)
-    until = now + timedelta(seconds=settings.lease_seconds)
     with sessions.begin() as session:
         connection = session.connection()
-        job_id = connection.execute(
-            _CLAIM, {"batch": batch_id, "now": now, "until": until}
-        ).scalar()
+        params = claim_params(batch_id, now, settings.lease_seconds)
+        job_id = connection.execute(_CLAIM, params).scalar()
         if job_id is None:
             return None
         skus = list(connection.execute(_PENDING_SKUS, {"batch": batch_id}).scalars())

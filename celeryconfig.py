@@ -6,6 +6,8 @@ setting says why it is set.
 
 from datetime import timedelta
 
+from kombu.entity import Queue
+
 from worker.settings import Settings
 
 _settings = Settings.from_env()
@@ -34,7 +36,15 @@ broker_transport_options = _settings.broker_transport_options()
 # (30 min by default); our longest hold is a countdown of a few minutes.
 
 task_default_queue = _settings.queue
-task_routes = {"lazada.*": {"queue": _settings.queue}}
+# Image jobs' steps go to a queue of their own (Settings.poll_queue); a worker consumes both
+# unless told otherwise (`lazada-worker run --only polls`, `celery -A worker worker -Q NAME`).
+task_queues = (Queue(_settings.queue), Queue(_settings.poll_queue))  # type: ignore[no-untyped-call]
+task_routes = (
+    [
+        ("lazada.advance_image_job", {"queue": _settings.poll_queue}),
+        ("lazada.*", {"queue": _settings.queue}),
+    ],
+)
 
 worker_send_task_events = False
 

@@ -92,13 +92,19 @@ class BenchStack:
     workers: list[WorkerProcess] = field(default_factory=list)
     _sender: Any = None
 
-    def start_workers(self, processes: int, concurrency: int, timeout: float = 90.0) -> None:
-        """Start `processes` workers of `concurrency` threads each; return once all are ready."""
+    def start_workers(
+        self, processes: int, concurrency: int, only: str = "all", timeout: float = 90.0
+    ) -> None:
+        """Start `processes` workers of `concurrency` threads each, serving `only` (see
+        `lazada-worker run --only`); return once all are ready."""
         for _ in range(processes):
             log_path = self.folder / f"worker-{len(self.workers)}.log"
             with log_path.open("ab") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "worker.cli", "run", f"--concurrency={concurrency}"],
+                    [
+                        *(sys.executable, "-m", "worker.cli", "run"),
+                        *(f"--concurrency={concurrency}", f"--only={only}"),
+                    ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=self.env,
@@ -268,7 +274,8 @@ def _check_broker(url: str) -> None:
 def _delete_queue(stack: BenchStack) -> None:
     try:
         with stack.sender().connection_for_write() as conn:
-            conn.default_channel.queue_delete(stack.settings.queue)
+            for queue in (stack.settings.queue, stack.settings.poll_queue):
+                conn.default_channel.queue_delete(queue)
     except Exception as exc:  # cleanup only: report, do not mask the run's own outcome
         print(f"could not delete queue {stack.settings.queue}: {exc}", file=sys.stderr)
 

@@ -373,7 +373,11 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
         cleanup.callback(sandbox.stop)
         stack = cleanup.enter_context(open_stack(args.stack, sandbox, extra_env))
         started = time.monotonic()
-        stack.start_workers(args.processes, args.concurrency)
+        if args.poll_workers:
+            stack.start_workers(args.processes, args.concurrency, only="work")
+            stack.start_workers(args.poll_workers, args.concurrency, only="polls")
+        else:
+            stack.start_workers(args.processes, args.concurrency)
         startup = round(time.monotonic() - started, 2)
         try:
             figures = WORKLOADS[name](stack, sandbox, args)
@@ -406,6 +410,7 @@ def print_figures(figures: dict[str, Any]) -> None:
 def quick(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Small versions of every workload on the embedded stack (for CI: it keeps working)."""
     base = {"stack": "embedded", "processes": 1, "concurrency": 8, "seed": 0, "timeout": 60.0}
+    base["poll_workers"] = 0
     plans = [
         ("removal", {"skus": 500, "latency": 0.05}),
         ("orders", {"orders": 100, "latency": 0.05}),
@@ -438,6 +443,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--latency", type=float, default=latency, help="sandbox latency, s")
         p.add_argument("--concurrency", type=int, default=16, help="threads per worker")
         p.add_argument("--processes", type=int, default=1, help="worker processes")
+        p.add_argument(
+            "--poll-workers",
+            type=int,
+            default=0,
+            help="processes serving only image-job polls (the others then serve the rest)",
+        )
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
         p.add_argument("--profile", action="store_true", help="sample the workers with py-spy")

@@ -80,9 +80,9 @@ class Stack:
     tmp_path: Path
     workers: list[WorkerProcess] = field(default_factory=list)
 
-    def start_worker(self, concurrency: int = 8) -> WorkerProcess:
+    def start_worker(self, concurrency: int = 8, only: str = "all") -> WorkerProcess:
         log = self.tmp_path / f"worker-{len(self.workers)}.log"
-        worker = WorkerProcess(self.env, log, concurrency).start()
+        worker = WorkerProcess(self.env, log, concurrency, only).start()
         self.workers.append(worker)
         return worker
 
@@ -162,4 +162,5 @@ def _stack(
             worker.stop()
         if broker_url:
             with stack.sender().connection_for_write() as conn:
-                conn.default_channel.queue_delete(settings.queue)
+                for queue in (settings.queue, settings.poll_queue):
+                    conn.default_channel.queue_delete(queue)

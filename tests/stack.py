@@ -71,16 +71,20 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "con
 class WorkerProcess:
     """`lazada-worker run` in a child process, with its log kept for failing tests."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 8) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, concurrency: int = 8, only: str = "all"
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.concurrency = concurrency
+        self.only = only
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
+        command = ["run", f"--concurrency={self.concurrency}", f"--only={self.only}"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run", f"--concurrency={self.concurrency}"],
+            [sys.executable, "-m", "worker.cli", *command],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

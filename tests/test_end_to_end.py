@@ -6,6 +6,7 @@ with PostgreSQL. Work is enqueued by task name from a plain Celery app, as the s
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from stack import wait_for
 
 from worker import documents
-from worker.db.models import ApiCall, ImageJob, Order, RemovalBatch
+from worker.db.models import ApiCall, ImageJob, Order, RemovalBatch, RemovalJob
 from worker.services import removal
 
 pytestmark = pytest.mark.slow
@@ -142,6 +143,32 @@ def test_image_jobs_finish_and_one_past_its_deadline_expires(stack: Stack) -> No
         "https://img.example.com/broken.jpg"
     ]
     assert slow[0]["state"] == "expired" and slow[0]["polls"] >= 2
+
+
+def test_a_worker_for_polls_and_one_for_the_rest_share_the_work_by_queue(stack: Stack) -> None:
+    stack.sandbox.config.image_job_seconds = (1.0, 2.0)
+    work = stack.start_worker(only="work")
+    polls = stack.start_worker(only="polls")
+    stack.send("lazada.migrate_images", ["https://img.example.com/1.jpg"], key="m")
+    stack.send("lazada.remove_products", [f"SKU-{n}" for n in range(120)], key="r")
+
+    def finished() -> bool:
+        with stack.sessions() as session:
+            job = session.scalars(select(RemovalJob)).one_or_none()
+            images = list(session.scalars(select(ImageJob)))
+        done = job is not None and job.finished_at is not None
+        return done and len(images) == 1 and images[0].state == "succeeded"
+
+    wait_for(finished, 60, "the removal and the image job")
+    ran = {name: _tasks_run(worker.log()) for name, worker in (("work", work), ("polls", polls))}
+    assert "lazada.remove_batch" in ran["work"] and "lazada.advance_image_job" not in ran["work"]
+    assert ran["polls"] == {"lazada.advance_image_job"}
+    assert "beat: Starting" in work.log() and "beat: Starting" not in polls.log()
+
+
+def _tasks_run(log: str) -> set[str]:
+    """The names of the tasks a worker's log says it received."""
+    return set(re.findall(r"Task (lazada\.[a-z_]+)\[[^]]+\] received", log))
 
 
 def test_a_lost_message_is_recovered_by_the_sweeper(stack: Stack) -> None:

@@ -24,6 +24,7 @@ from worker.inputs import (
     clean_skus,
     clean_urls,
 )
+from worker.run import QUEUE_CHOICES
 from worker.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -421,7 +422,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     settings.require_api()
     _sessions(settings)
-    return run_worker(settings, args.concurrency, args.loglevel)
+    return run_worker(settings, args.concurrency, args.loglevel, args.only)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -491,6 +492,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("run", cmd_run, "a worker with beat embedded, for a single machine")
     p.add_argument("--concurrency", type=int, default=16, help="API calls in flight")
     p.add_argument("--loglevel", default=os.environ.get("LAZADA_LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--only",
+        choices=QUEUE_CHOICES,
+        default="all",
+        help="serve only the main queue (with beat) or only the image jobs' polls; "
+        "run one of each to keep polls off the bulk work's threads (default: all)",
+    )
 
     p = sub.add_parser("db", help="the results database")
     db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")

@@ -1,4 +1,4 @@
-"""`lazada-worker run`: one worker with beat embedded, for a single machine."""
+"""`lazada-worker run`: a worker of threads, with beat embedded when it serves the main queue."""
 
 from __future__ import annotations
 
@@ -9,28 +9,40 @@ from pathlib import Path
 
 from worker.settings import Settings
 
+QUEUE_CHOICES = ("all", "work", "polls")
 
-def run_worker(settings: Settings, concurrency: int, loglevel: str = "INFO") -> int:
+
+def run_worker(
+    settings: Settings, concurrency: int, loglevel: str = "INFO", only: str = "all"
+) -> int:
     """Run until stopped. A thread pool: the work is waiting on HTTP, and threads share one
-    client (pooled connections) and one engine, at a fraction of prefork's memory."""
+    client (pooled connections) and one engine, at a fraction of prefork's memory.
+
+    `only`: "work" serves the main queue, "polls" the image jobs' queue, "all" both. Beat runs
+    in the worker that serves the main queue, so a machine with one of each has one beat.
+    """
     from worker.celery_app import app
 
-    # Beat's schedule file only remembers when each periodic task last ran; keep it out of
-    # the working directory, one per database.
-    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
-    schedule = Path(tempfile.gettempdir()) / f"lazada-worker-beat-{digest}"
-    app.worker_main(
-        [
-            "worker",
-            "--beat",
-            f"--schedule={schedule}",
-            "--pool=threads",
-            f"--concurrency={concurrency}",
-            f"--loglevel={loglevel}",
-            f"--queues={settings.queue}",
-            f"--hostname=lazada-worker@{socket.gethostname()}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    queues = {
+        "all": [settings.queue, settings.poll_queue],
+        "work": [settings.queue],
+        "polls": [settings.poll_queue],
+    }[only]
+    arguments = [
+        "worker",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        f"--queues={','.join(queues)}",
+        f"--hostname=lazada-worker-{only}@{socket.gethostname()}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if only != "polls":
+        # Beat's schedule file only remembers when each periodic task last ran; keep it out of
+        # the working directory, one per database.
+        digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+        schedule = Path(tempfile.gettempdir()) / f"lazada-worker-beat-{digest}"
+        arguments += ["--beat", f"--schedule={schedule}"]
+    app.worker_main(arguments)
     return 0

@@ -88,6 +88,12 @@ class Settings:
         return self.lease_seconds - self.connect_timeout - self.read_timeout - 5.0
 
     @property
+    def poll_queue(self) -> str:
+        """The queue of image jobs' steps (submit, then polls), apart from the bulk work: a
+        20,000-SKU removal does not delay polls, and workers of their own can serve them."""
+        return f"{self.queue}.polls"
+
+    @property
     def account(self) -> str:
         """The account every row belongs to: the signing UserID (one account for now)."""
         return self.user_id or "default"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -116,7 +117,10 @@ def track(
 _jobs = table_of(ImageJob)
 _CLAIM = claim_statement(
     ImageJob, _jobs.c.state == "pending", _jobs.c.next_poll_at <= bindparam("now")
-).returning(_jobs.c.request_id, _jobs.c.urls)
+).returning(_jobs.c.request_id, _jobs.c.urls, _jobs.c.started_at, _jobs.c.deadline_at)
+# An UPDATE without .values() sets the columns named in the parameters it is executed with.
+_UPDATE = update(_jobs).where(_jobs.c.id == bindparam("row"))
+_POLLED = _UPDATE.values(polls=_jobs.c.polls + 1)
 
 
 def advance(
@@ -135,10 +139,10 @@ def advance(
         )
     if claimed is None:
         return []
-    request_id, urls = claimed
+    request_id, urls, started_at, deadline_at = claimed
     if request_id is None:
         return _submit(sessions, client, settings, job_id, urls)
-    return _poll(sessions, client, settings, job_id, request_id)
+    return _poll(sessions, client, settings, job_id, request_id, started_at, deadline_at)
 
 
 def _submit(
@@ -160,13 +164,17 @@ def _submit(
             return []
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        record_api_calls(session, settings.account, calls)
-        job = session.get_one(ImageJob, job_id)
-        job.request_id = request_id
-        job.started_at = now
-        job.deadline_at = now + timedelta(seconds=settings.image_deadline)
-        job.attempts = 0
-        return [_schedule(job, settings, now, settings.poll_first)]
+        connection = session.connection()
+        record_api_calls(connection, settings.account, calls)
+        started = {
+            "request_id": request_id,
+            "started_at": now,
+            "deadline_at": now + timedelta(seconds=settings.image_deadline),
+            "attempts": 0,
+        }
+        delay = settings.poll_first
+        connection.execute(_UPDATE, {"row": job_id, **started, **_due(settings, now, delay)})
+    return [Message(ADVANCE_TASK, (job_id,), countdown=delay)]
 
 
 def _poll(
@@ -175,6 +183,8 @@ def _poll(
     settings: Settings,
     job_id: int,
     request_id: str,
+    started_at: datetime,
+    deadline_at: datetime,
 ) -> list[Message]:
     status: ImageJobStatus | None = None
     problem: TransientError | None = None
@@ -189,6 +199,17 @@ def _poll(
             _finish_with_error(sessions, settings, job_id, "rejected", exc.code, exc.message, calls)
             return []
     now = datetime.now(UTC)
+    if status is not None and not status.finished and now < deadline_at:
+        # Still running, as most polls find it: one UPDATE, no row loaded.
+        age = (now - started_at).total_seconds()
+        delay = min(poll_interval(settings, age), (deadline_at - now).total_seconds())
+        with sessions.begin() as session:
+            connection = session.connection()
+            record_api_calls(connection, settings.account, calls)
+            connection.execute(
+                _POLLED, {"row": job_id, "attempts": 0, **_due(settings, now, delay)}
+            )
+        return [Message(ADVANCE_TASK, (job_id,), countdown=delay)]
     with sessions.begin() as session:
         record_api_calls(session, settings.account, calls)
         job = session.get_one(ImageJob, job_id)
@@ -231,6 +252,16 @@ def _defer(
     with sessions.begin() as session:
         defer(session, ImageJob, job_id, ImageJob.next_poll_at, wait, settings.redispatch_after)
     return Message(ADVANCE_TASK, (job_id,), countdown=wait)
+
+
+def _due(settings: Settings, now: datetime, delay: float) -> dict[str, Any]:
+    """The columns that make a job due again in `delay` s (its message has that countdown)."""
+    due = now + timedelta(seconds=delay)
+    return {
+        "next_poll_at": due,
+        "dispatched_until": dispatch_deadline(due, settings.redispatch_after),
+        "lease_until": None,
+    }
 
 
 def _schedule(job: ImageJob, settings: Settings, now: datetime, delay: float) -> Message:

@@ -13,6 +13,7 @@ Stacks:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,19 +21,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
 from worker.db.schema import ensure_schema
-from worker.sandbox import Sandbox, SandboxConfig
+from worker.sandbox import SandboxConfig
 from worker.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,11 +52,59 @@ class BenchError(RuntimeError):
     """A benchmark could not run or did not finish in its time bound; the message says why."""
 
 
-def start_sandbox(latency: float, **knobs: Any) -> Sandbox:
-    """The sandbox serving in a background thread, every answer delayed by `latency` s."""
-    # Orders never advance by themselves: a benchmark measures fetches, not refreshes.
-    config = SandboxConfig(latency=latency, order_advance_seconds=0.0, **knobs)
-    return Sandbox(config, host="127.0.0.1", port=0).start()
+class SandboxProcess:
+    """The sandbox in a process of its own, every answer delayed by `latency` s.
+
+    Like the real API, it does not share the harness's interpreter: in-process, its threads
+    competed with the harness's sending for one GIL and stretched the latency it was set to.
+    Figures and the call record come from its /_sandbox/ control endpoints.
+    """
+
+    def __init__(self, latency: float) -> None:
+        config = SandboxConfig()
+        self.user_id, self.api_key = config.user_id, config.api_key
+        # Orders never advance by themselves: a benchmark measures fetches, not refreshes.
+        command = [sys.executable, "-m", "worker.sandbox", "--port", "0"]
+        command += ["--latency", str(latency), "--order-advance-seconds", "0"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        if not self.url:
+            self.stop()
+            raise BenchError("the sandbox did not start")
+
+    def _control(self, endpoint: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(urljoin(self.url, f"/_sandbox/{endpoint}"), method=method)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._control("stats"))
+
+    def calls(self) -> list[SimpleNamespace]:
+        """The calls served since the last reset, oldest first (`.at`: arrival, epoch s)."""
+        return [SimpleNamespace(**call) for call in self._control("calls")]
+
+    def reset(self) -> None:
+        self._control("reset", method="POST")
+
+    def cpu_seconds(self) -> float:
+        return process_tree_cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_sandbox(latency: float) -> SandboxProcess:
+    return SandboxProcess(latency)
 
 
 @dataclass
@@ -169,7 +221,7 @@ class BenchStack:
 
 @contextmanager
 def open_stack(
-    kind: str, sandbox: Sandbox, extra_env: dict[str, str] | None = None
+    kind: str, sandbox: SandboxProcess, extra_env: dict[str, str] | None = None
 ) -> Iterator[BenchStack]:
     """A fresh stack of `kind` talking to `sandbox`; everything it made is removed on exit."""
     if kind not in STACKS:

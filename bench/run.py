@@ -39,6 +39,7 @@ from harness import (
     BenchError,
     BenchStack,
     Profiler,
+    SandboxProcess,
     open_stack,
     own_cpu_seconds,
     start_sandbox,
@@ -47,7 +48,6 @@ from harness import (
 from sqlalchemy import func, select
 
 from worker.db.models import ImageJob, Order, RemovalJob
-from worker.sandbox import Sandbox
 
 BATCH_SIZE = 50  # SKUs per RemoveProduct call (worker.services.removal.BATCH_SIZE)
 PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -59,7 +59,9 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 class Run:
     """What every workload reports: timings, API calls, CPU and memory of the workers."""
 
-    def __init__(self, workload: str, stack: BenchStack, sandbox: Sandbox, args: Any) -> None:
+    def __init__(
+        self, workload: str, stack: BenchStack, sandbox: SandboxProcess, args: Any
+    ) -> None:
         self.workload = workload
         self.stack = stack
         self.sandbox = sandbox
@@ -78,6 +80,7 @@ class Run:
         sandbox.reset()  # count only this workload's calls
         self.worker_cpu = stack.worker_cpu_seconds()
         self.own_cpu = own_cpu_seconds()
+        self.sandbox_cpu = sandbox.cpu_seconds()
         self.started = datetime.now(UTC)
         self.started_clock = time.monotonic()
 
@@ -108,6 +111,7 @@ class Run:
             figures["last_call_s"] = round(max(call.at for call in served) - start, 3)
         figures["worker_cpu_s"] = round(self.stack.worker_cpu_seconds() - self.worker_cpu, 2)
         figures["harness_cpu_s"] = round(own_cpu_seconds() - self.own_cpu, 2)
+        figures["sandbox_cpu_s"] = round(self.sandbox.cpu_seconds() - self.sandbox_cpu, 2)
         figures["worker_rss_mib"] = round(self.stack.worker_rss_mib(), 1)
         if self.profiler is not None:
             figures["profile"] = self.profiler.stop()
@@ -122,7 +126,7 @@ def _bound(ideal: float, floor: float = 60.0) -> float:
 # -- workloads ------------------------------------------------------------------------------
 
 
-def removal(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+def removal(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
     """One removal job of `--skus` SKUs; time from enqueue to the job's finished_at."""
     run_id = uuid.uuid4().hex[:8]
     skus = [f"BENCH-{run_id}-{i:07d}" for i in range(args.skus)]
@@ -158,7 +162,7 @@ def _start_polling(stack: BenchStack, run_id: str, jobs: int, seed: int) -> None
     wait_for(lambda: stack.scalar(polled) >= jobs, 60.0, "the image jobs to be polling")
 
 
-def orders(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+def orders(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
     """`--orders` fetch_order tasks; time from the first send to the last order stored."""
     first = random.Random(args.seed).randrange(1_000, 100_000_000)
     order_ids = range(first, first + args.orders)
@@ -181,7 +185,7 @@ def orders(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     return figures
 
 
-def polling(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+def polling(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
     """`--jobs` image jobs lasting uniformly between --min-duration and --max-duration s.
 
     Each job is one migrate_images task of one URL whose `sandbox_duration` fixes how long
@@ -238,7 +242,7 @@ def polling(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     return figures
 
 
-def overhead(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+def overhead(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
     """Batches per second through the worker at zero latency, against a bare loop of the same
     RemoveProduct calls at the same concurrency (no Celery, no database) in its own process."""
     figures = removal(stack, sandbox, args)
@@ -283,7 +287,7 @@ def bare_loop(url: str, user_id: str, calls: int, concurrency: int) -> None:
     print(json.dumps({"seconds": round(seconds, 3)}))
 
 
-def memory(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+def memory(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
     """Worker RSS after 10,000 SKUs, then after 100,000 in all (jobs of 10,000 in a row)."""
     step = args.skus
     per_step = argparse.Namespace(**{**vars(args), "skus": step})
@@ -308,7 +312,7 @@ def memory(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
     }
 
 
-def ratelimit(stack: BenchStack, sandbox: Sandbox, args: Any) -> dict[str, Any]:
+def ratelimit(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
     """A removal of `--calls` RemoveProduct calls with LAZADA_RATE_LIMIT=`--rate-limit` set
     below what the workers could do; the achieved rate and the busiest 1-second window come
     from the sandbox's record of the calls (arrival times)."""

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from lxml import etree
@@ -45,6 +46,7 @@ _WORD_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 _OFFSET = re.compile(r"(?:([+-])(\d{2}):?(\d{2})|Z)$")
 
 
+@lru_cache(maxsize=1024)  # the same few dozen tags in every order; bounded: tags are input
 def snake_case(name: str) -> str:
     """``FirstName`` -> ``first_name``, ``Address1`` -> ``address1``, ``URLPath`` -> ``url_path``"""
     name = _ACRONYM_BOUNDARY.sub(r"\1_\2", name)

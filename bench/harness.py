@@ -88,7 +88,12 @@ class SandboxProcess:
         return [SimpleNamespace(**call) for call in self._control("calls")]
 
     def reset(self) -> None:
+        """Forget everything: calls, removals, orders and image jobs."""
         self._control("reset", method="POST")
+
+    def reset_calls(self) -> None:
+        """Forget the calls so far; jobs started before (image jobs polling) keep running."""
+        self._control("reset-calls", method="POST")
 
     def cpu_seconds(self) -> float:
         return process_tree_cpu_seconds(self.process.pid)

@@ -99,8 +99,13 @@ def polling(figures: list[dict[str, Any]], out: Path, args: argparse.Namespace) 
         label = (
             f"{fig['jobs']} jobs of {fig['duration_range_s'][0]:g}-"
             f"{fig['duration_range_s'][1]:g} s, {fig['stack']}, "
-            f"{fig['processes']}x{fig['concurrency']} threads "
-            f"(median {statistics.median(polls):g} polls)"
+            f"{fig['processes']}x{fig['concurrency']} threads"
+            + (
+                f" + {fig['poll_workers']}x{fig['concurrency']} for polls"
+                if fig.get("poll_workers")
+                else ""
+            )
+            + f" (median {statistics.median(polls):g} polls)"
         )
         size = 6 if len(durations) > 500 else 14
         left.scatter(durations, polls, s=size, alpha=0.45, label=label)

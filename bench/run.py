@@ -70,6 +70,7 @@ class Run:
             "workload": workload,
             "stack": stack.kind,
             "processes": args.processes,
+            "poll_workers": args.poll_workers,
             "concurrency": args.concurrency,
             "latency_s": args.latency,
         }
@@ -77,7 +78,7 @@ class Run:
         if getattr(args, "profile", False):
             self.profiler = Profiler(stack.worker_pids(), PROFILES / f"{workload}-{stack.kind}")
         stack.sender()  # the harness's producer connects now, not inside the timed run
-        sandbox.reset()  # count only this workload's calls
+        sandbox.reset_calls()  # count only this workload's calls
         self.worker_cpu = stack.worker_cpu_seconds()
         self.own_cpu = own_cpu_seconds()
         self.sandbox_cpu = sandbox.cpu_seconds()

@@ -759,6 +759,15 @@ def test_reset_endpoint_forgets_calls_and_removals(sandbox: Sandbox) -> None:
     assert sandbox.stats()["calls"] == 0
 
 
+def test_reset_calls_endpoint_forgets_calls_but_keeps_removals(sandbox: Sandbox) -> None:
+    call(sandbox, "RemoveProduct", remove_body("A-1"))
+    answer = requests.post(sandbox.url + "_sandbox/reset-calls", timeout=30)
+    assert answer.status_code == 200
+    assert sandbox.calls() == []
+    assert sandbox.stats()["calls"] == 0
+    assert sandbox.removal_counts() == {"A-1": 1}
+
+
 def test_observer_endpoints_get_no_faults(sandbox: Sandbox) -> None:
     only_fault(sandbox, "http500")
     assert requests.get(sandbox.url + "_sandbox/stats", timeout=30).status_code == 200

@@ -22,7 +22,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -198,6 +198,13 @@ class Sandbox:
         """Forget calls, counters, removals and image jobs; restart the order clock and
         reseed the faults from the current config.seed."""
         self._state = self._new_state()
+        with self._connections_lock:
+            self._peak_in_flight = self._in_flight
+
+    def reset_calls(self) -> None:
+        """Forget the recorded calls and their counters only: removals, orders and image jobs
+        stay (a benchmark counts its own calls while jobs started before it keep running)."""
+        self._state = replace(self._state, ledger=CallLedger(self.config.max_recorded_calls))
         with self._connections_lock:
             self._peak_in_flight = self._in_flight
 
@@ -416,7 +423,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif route == ("POST", "reset"):
             sandbox.reset()
             self._send_json(200, {"reset": True})
-        elif endpoint in ("stats", "calls", "config", "reset"):
+        elif route == ("POST", "reset-calls"):
+            sandbox.reset_calls()
+            self._send_json(200, {"reset": "calls"})
+        elif endpoint in ("stats", "calls", "config", "reset", "reset-calls"):
             self._send_json(405, {"error": f"{self.command} not allowed on /_sandbox/{endpoint}"})
         else:
             self._send_json(404, {"error": f"no endpoint /_sandbox/{endpoint}"})

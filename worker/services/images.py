@@ -265,9 +265,9 @@ def _due(settings: Settings, now: datetime, delay: float) -> dict[str, Any]:
 
 
 def _schedule(job: ImageJob, settings: Settings, now: datetime, delay: float) -> Message:
-    job.next_poll_at = now + timedelta(seconds=delay)
-    job.dispatched_until = dispatch_deadline(job.next_poll_at, settings.redispatch_after)
-    job.lease_until = None
+    """`_due` on a loaded job (the less common paths, which change more than the schedule)."""
+    for column, value in _due(settings, now, delay).items():
+        setattr(job, column, value)
     return Message(ADVANCE_TASK, (job.id,), countdown=delay)
 
 

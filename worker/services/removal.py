@@ -32,6 +32,16 @@ REMOVE_BATCH_TASK = "lazada.remove_batch"
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
 _skus = table_of(RemovalSku)
+_SKU_COLUMNS = (
+    "account",
+    "job_id",
+    "batch_id",
+    "position",
+    "sku",
+    "state",
+    "attempts",
+    "updated_at",
+)
 
 
 def create_job(
@@ -77,30 +87,13 @@ def create_job(
                     ],
                 )
             )
+            account = settings.account
             insert_rows(
                 session.connection(),
                 _skus,
-                (
-                    "account",
-                    "job_id",
-                    "batch_id",
-                    "position",
-                    "sku",
-                    "state",
-                    "attempts",
-                    "updated_at",
-                ),
+                _SKU_COLUMNS,
                 [
-                    (
-                        settings.account,
-                        job.id,
-                        batch_id,
-                        position,
-                        skus[position],
-                        "pending",
-                        0,
-                        now,
-                    )
+                    (account, job.id, batch_id, position, skus[position], "pending", 0, now)
                     for batch_id, start in zip(batch_ids, starts, strict=True)
                     for position in range(start, min(start + BATCH_SIZE, len(skus)))
                 ],

@@ -1,8 +1,8 @@
 """Benchmark harness: the sandbox, worker processes on a chosen stack, enqueueing by name.
 
-A small library for bench/run.py. The sandbox runs in this process (a real HTTP server on a
-free port, with a set latency); workers are `python -m worker.cli run --concurrency C` child
-processes, as an operator runs them; work is sent by task name through a plain Celery app, as
+A small library for bench/run.py. The sandbox is a child process (`python -m worker.sandbox`: a
+real HTTP server on a free port, with a set latency); workers are `python -m worker.cli run`
+child processes, as an operator runs them; work is sent by task name through a plain Celery app, as
 the shop backend sends it; completion is read from the results database, the source of truth.
 
 Stacks:

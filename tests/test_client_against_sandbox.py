@@ -4,14 +4,16 @@ The sandbox verifies signatures independently of ``worker.sellercenter``, so eve
 is also a check of the signing and of the URL being sent exactly as signed.
 """
 
+import http.server
 import logging
 import re
 import string
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 import requests
@@ -620,3 +622,65 @@ def test_sign_of_arbitrary_unicode_params_is_accepted_by_the_sandbox(
 
     assert answer.status_code == 200
     assert b"<SuccessResponse>" in answer.content, answer.content[:300]
+
+
+# --- the environment: read once, when the client is made ------------------------------------------
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that forwards nothing: it records each request line and answers 502."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.requestline)
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[str]:
+    _RecordingProxy.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_proxy_in_the_environment_carries_the_calls(
+    sandbox: Sandbox, proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with (
+        SellerCenterClient(sandbox.url, sandbox.user_id, sandbox.api_key) as client,
+        pytest.raises(TransportError, match="HTTP 502"),
+    ):
+        client.get_order(190)
+    assert len(_RecordingProxy.seen) == 1
+    assert _RecordingProxy.seen[0].startswith(f"GET {sandbox.url}")  # absolute form: proxied
+    assert sandbox.calls() == []
+
+
+def test_no_proxy_is_honoured_and_the_environment_is_read_when_the_client_is_made(
+    sandbox: Sandbox, proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with SellerCenterClient(sandbox.url, sandbox.user_id, sandbox.api_key) as client:
+        assert client.get_order(190).order_id == 190
+        # The environment is read once, when the client is made (requests would read it on
+        # every call, ~1 ms of CPU each): a later change does not redirect a running worker.
+        monkeypatch.delenv("NO_PROXY")
+        assert client.get_order(190).order_id == 190
+    assert _RecordingProxy.seen == []
+    assert len(sandbox.calls()) == 2

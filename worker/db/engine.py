@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 _lock = threading.Lock()
@@ -72,3 +72,15 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def core_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
+    """A transaction on a bare Connection of the sessions' engine, committed when the block ends.
+
+    For the hot paths, which run prebuilt Core statements: a Session around them cost more CPU
+    than the statements (bench/cost.py). Rare paths that load ORM objects keep their Session.
+    """
+    engine: Engine = sessions.kw["bind"]
+    with engine.begin() as connection:
+        yield connection

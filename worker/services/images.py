@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
+from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement, defer
 from worker.db.models import Failure, ImageJob, ImageMigration, table_of
 from worker.dispatch import Message, dispatch_deadline, retry_delay
@@ -131,12 +132,9 @@ def advance(
 ) -> list[Message]:
     """Take one step: submit the job if it has no RequestId yet, else poll it once."""
     now = datetime.now(UTC)
-    with sessions.begin() as session:
-        claimed = (
-            session.connection()
-            .execute(_CLAIM, claim_params(job_id, now, settings.lease_seconds))
-            .one_or_none()
-        )
+    with core_transaction(sessions) as connection:
+        params = claim_params(job_id, now, settings.lease_seconds)
+        claimed = connection.execute(_CLAIM, params).one_or_none()
     if claimed is None:
         return []
     request_id, urls, started_at, deadline_at = claimed
@@ -163,8 +161,7 @@ def _submit(
             _finish_with_error(sessions, settings, job_id, "rejected", exc.code, exc.message, calls)
             return []
     now = datetime.now(UTC)
-    with sessions.begin() as session:
-        connection = session.connection()
+    with core_transaction(sessions) as connection:
         record_api_calls(connection, settings.account, calls)
         started = {
             "request_id": request_id,
@@ -203,8 +200,7 @@ def _poll(
         # Still running, as most polls find it: one UPDATE, no row loaded.
         age = (now - started_at).total_seconds()
         delay = min(poll_interval(settings, age), (deadline_at - now).total_seconds())
-        with sessions.begin() as session:
-            connection = session.connection()
+        with core_transaction(sessions) as connection:
             record_api_calls(connection, settings.account, calls)
             connection.execute(
                 _POLLED, {"row": job_id, "attempts": 0, **_due(settings, now, delay)}

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
+from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement, defer
 from worker.db.models import Failure, Order, table_of
 from worker.dispatch import Message, dispatch_deadline, retry_delay
@@ -48,8 +49,7 @@ def fetch_order(
         except PermanentError as exc:
             _record_failure(sessions, settings, row_id, request_id, exc, calls)
             return []
-    with sessions.begin() as session:
-        connection = session.connection()
+    with core_transaction(sessions) as connection:
         record_api_calls(connection, settings.account, calls)
         values = _stored_values(order, datetime.now(UTC))
         # Recorded only now: a request whose worker died mid-call is served again on redelivery.
@@ -128,8 +128,7 @@ def _claim(
     lease_until = now + timedelta(seconds=settings.lease_seconds)
     for _ in range(2):  # a second round if another task inserted the row at the same moment
         try:
-            with sessions.begin() as session:
-                connection = session.connection()
+            with core_transaction(sessions) as connection:
                 found = connection.execute(
                     _FIND, {"account": settings.account, "order_id": order_id}
                 ).one_or_none()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.audit import collect_calls, record_api_calls
 from worker.db.bulk import insert_rows
+from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement, defer
 from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline, retry_delay
@@ -131,21 +132,16 @@ _PENDING_SKUS = (
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
     .order_by(_skus.c.position)
 )
+# D4: a call removes every SKU it sent or none; the SKUs it sent are the batch's pending ones.
 _MARK_REMOVED = (
     update(_skus)
-    .where(
-        _skus.c.batch_id == bindparam("batch"),
-        _skus.c.sku.in_(bindparam("skus", expanding=True)),
-        _skus.c.state == "pending",
-    )
+    .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
     .values(state="removed", attempts=_skus.c.attempts + 1, updated_at=bindparam("now"))
 )
+# The call counts as an attempt for the SKUs it left pending (not applied, or a transient error).
 _COUNT_ATTEMPT = (
     update(_skus)
-    .where(
-        _skus.c.batch_id == bindparam("batch"),
-        _skus.c.sku.in_(bindparam("skus", expanding=True)),
-    )
+    .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
     .values(attempts=_skus.c.attempts + 1)
 )
 _FAIL_SKU = (
@@ -210,13 +206,10 @@ def process_batch(
                 _record_permanent(sessions, settings, batch_id, work, exc, calls)
                 return []
         now = datetime.now(UTC)
-        with sessions.begin() as session:
-            connection = session.connection()
+        with core_transaction(sessions) as connection:
             record_api_calls(connection, settings.account, calls)
             if outcome.removed:
-                connection.execute(
-                    _MARK_REMOVED, {"batch": batch_id, "skus": outcome.removed, "now": now}
-                )
+                connection.execute(_MARK_REMOVED, {"batch": batch_id, "now": now})
             for sku, detail in outcome.failed.items():
                 _fail_sku(connection, settings, work, sku, outcome.error_code, detail.message, now)
             # D4: the SKUs the API did not name were not applied; they go again in a new call
@@ -224,7 +217,7 @@ def process_batch(
             if not outcome.not_applied:
                 _finish_batch(connection, work.job_id, batch_id, now)
                 return []
-            connection.execute(_COUNT_ATTEMPT, {"batch": batch_id, "skus": outcome.not_applied})
+            connection.execute(_COUNT_ATTEMPT, {"batch": batch_id})
             connection.execute(_RELEASE, {"batch": batch_id})  # the loop claims it again
 
 
@@ -246,8 +239,7 @@ def _defer(
 def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> _Claim | None:
     """Take the batch for one API call; None if it is not ours to do (done, leased, not due)."""
     now = datetime.now(UTC)
-    with sessions.begin() as session:
-        connection = session.connection()
+    with core_transaction(sessions) as connection:
         params = claim_params(batch_id, now, settings.lease_seconds)
         job_id = connection.execute(_CLAIM, params).scalar()
         if job_id is None:
@@ -279,7 +271,7 @@ def _record_transient(
                 _fail_sku(session.connection(), settings, work, sku, exc.code, message, now)
             _finish_batch(session.connection(), work.job_id, batch_id, now)
             return []
-        session.execute(_COUNT_ATTEMPT, {"batch": batch_id, "skus": work.skus})
+        session.execute(_COUNT_ATTEMPT, {"batch": batch_id})
         delay = retry_delay(settings.retry_ladder, batch.attempts)
         batch.next_attempt_at = now + timedelta(seconds=delay)
         batch.dispatched_until = dispatch_deadline(batch.next_attempt_at, settings.redispatch_after)

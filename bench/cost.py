@@ -1,0 +1,141 @@
+"""CPU per API call of the worker's own work, one thread, no Celery: where a batch's time goes.
+
+    python bench/cost.py --stack redis|embedded [--batches 400] [--rounds 10]
+
+End-to-end runs (bench/run.py) vary by +-0.05 between runs on a shared machine, and a 2-core
+machine of another kind can be twice as slow; a change that saves 0.5 ms a batch is invisible
+there. This measures the CPU time of the thread doing the work (time.thread_time), the sandbox
+in another process at zero latency, so it is repeatable, and the ratios to the bare client call
+carry over between machines:
+
+- bare call: SellerCenterClient.remove_products alone (sign, send, parse; no limiter, no audit);
+- worker call: the same through the worker's client (the rate limiter's reservation, the audit);
+- removal batch: worker.services.removal.process_batch (claim, call, record the outcome);
+- order fetch: worker.services.orders.fetch_order (claim, GetOrder, store order and items).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import STACKS, BenchError, SandboxProcess, open_stack
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from worker.api import forget_clients, get_client
+from worker.db.engine import get_engine
+from worker.db.models import RemovalBatch, RemovalJob
+from worker.sellercenter import SellerCenterClient
+from worker.services import orders, removal
+
+BATCH_SIZE = removal.BATCH_SIZE
+
+
+def cpu_ms(work: Callable[[], object], repeat: int) -> list[float]:
+    """The CPU time of this thread, in ms, of each of `repeat` runs of `work`."""
+    times = []
+    for _ in range(repeat):
+        started = time.thread_time()
+        work()
+        times.append(1000 * (time.thread_time() - started))
+    return times
+
+
+def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
+    sandbox = SandboxProcess(0.0)
+    try:
+        with open_stack(stack_kind, sandbox) as stack:
+            settings = stack.settings
+            sessions = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
+            run_id = uuid.uuid4().hex[:8]
+
+            def skus(n: int) -> list[str]:
+                return [f"COST-{run_id}-{n:05d}-{i:02d}" for i in range(BATCH_SIZE)]
+
+            bare = SellerCenterClient(sandbox.url, sandbox.user_id, sandbox.api_key)
+            worker_client = get_client(settings)
+            bare.remove_products(skus(0)[:1])  # connections opened outside the measurement
+            worker_client.remove_products(skus(0)[:1])
+            all_skus = [f"COST-{run_id}-job-{i:06d}" for i in range(batches * BATCH_SIZE)]
+            job_id, _ = removal.create_job(sessions, settings, f"cost-{run_id}", all_skus)
+            with sessions() as session:
+                batch_ids = list(
+                    session.scalars(
+                        select(RemovalBatch.id)
+                        .where(RemovalBatch.job_id == job_id)
+                        .order_by(RemovalBatch.id)
+                    )
+                )
+            first_order = 10_000_000 + int(run_id, 16) % 10_000_000
+            calls = iter(range(1, 10**9))
+            pending = iter(batch_ids)
+            order_ids = iter(range(first_order, 2 * first_order))
+            kinds: dict[str, Callable[[], object]] = {
+                "bare_call": lambda: bare.remove_products(skus(next(calls))),
+                "worker_call": lambda: worker_client.remove_products(skus(next(calls))),
+                "removal_batch": lambda: removal.process_batch(
+                    sessions, worker_client, settings, next(pending)
+                ),
+                "order_fetch": lambda: orders.fetch_order(
+                    sessions, worker_client, settings, next(order_ids), None
+                ),
+            }
+            # Rounds of each kind in turn: a slow spell of the machine then slows every kind
+            # alike, and the median round's ratio to the bare call stays put.
+            per_round = max(1, batches // rounds)
+            means: dict[str, list[float]] = {kind: [] for kind in kinds}
+            for _ in range(rounds):
+                for kind, work in kinds.items():
+                    means[kind].append(statistics.fmean(cpu_ms(work, per_round)))
+            with sessions() as session:
+                finished = session.scalar(
+                    select(RemovalJob.finished_at).where(RemovalJob.id == job_id)
+                )
+            if finished is None:
+                raise BenchError("the removal job did not finish: the figures would be wrong")
+            figures: dict[str, Any] = {
+                "stack": stack_kind,
+                "rounds": rounds,
+                "per_round": per_round,
+            }
+            for kind, values in means.items():
+                ratios = [v / b for v, b in zip(values, means["bare_call"], strict=True)]
+                figures[kind] = {
+                    "median_ms": round(statistics.median(values), 3),
+                    "min_ms": round(min(values), 3),
+                    "x_bare_call": round(statistics.median(ratios), 2),
+                }
+            bare.close()
+            forget_clients()
+            return figures
+    finally:
+        sandbox.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/cost.py", description=__doc__)
+    parser.add_argument("--stack", choices=STACKS, default="redis")
+    parser.add_argument("--batches", type=int, default=400, help="removal batches (50 SKUs)")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of each kind in turn")
+    args = parser.parse_args(argv)
+    try:
+        figures = measure(args.stack, args.batches, args.rounds)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

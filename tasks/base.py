@@ -21,6 +21,8 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
+PUBLISH_BATCH = 32  # messages sent in one go (a Redis pipeline); the first go out at once
+
 
 class ServiceTask(Task):  # type: ignore[misc]
     """Owns what a task needs around its service call.
@@ -50,11 +52,28 @@ class ServiceTask(Task):  # type: ignore[misc]
         return get_client(self.settings)
 
     def publish(self, messages: list[Message]) -> None:
-        """Send follow-up tasks; called only after the service's transactions committed."""
-        for message in messages:
-            self.app.send_task(
-                message.task, args=message.args, kwargs=message.kwargs, countdown=message.countdown
-            )
+        """Send follow-up tasks; called only after the service's transactions committed.
+
+        One producer for all of them, in kombu's publish batches: on Redis a batch is one
+        pipelined round trip and one client object instead of one of each per message (a job
+        of 400 batches: 0.9 -> 0.3-0.5 ms of CPU a message, bench/RESULTS.md). Batches of
+        PUBLISH_BATCH let the first ones start while the rest are sent. Other brokers publish
+        each message at once.
+        """
+        if not messages:
+            return
+        with (
+            self.app.producer_or_acquire() as producer,
+            producer.batch(max_size=PUBLISH_BATCH),
+        ):
+            for message in messages:
+                self.app.send_task(
+                    message.task,
+                    args=message.args,
+                    kwargs=message.kwargs,
+                    countdown=message.countdown,
+                    producer=producer,
+                )
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

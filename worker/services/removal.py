@@ -33,6 +33,10 @@ REMOVE_BATCH_TASK = "lazada.remove_batch"
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
 _skus = table_of(RemovalSku)
+_BATCH_COLUMNS = ("account", "job_id", "state", "attempts", "next_attempt_at", "dispatched_until")
+_JOB_BATCHES = (
+    select(_batches.c.id).where(_batches.c.job_id == bindparam("job")).order_by(_batches.c.id)
+)
 _SKU_COLUMNS = (
     "account",
     "job_id",
@@ -70,37 +74,28 @@ def create_job(
             )
             session.add(job)
             session.flush()
-            # Bulk inserts: a job of 20,000 SKUs is 400 batch rows and one bulk load, not
-            # 20,400 ORM objects flushed one by one before the first call can start.
-            batch_ids = list(
-                session.scalars(
-                    insert(RemovalBatch).returning(RemovalBatch.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "account": settings.account,
-                            "job_id": job.id,
-                            "state": "pending",
-                            "attempts": 0,
-                            "next_attempt_at": now,
-                            "dispatched_until": deadline,
-                        }
-                        for _ in starts
-                    ],
-                )
-            )
-            account = settings.account
+            # Bulk loads: a job of 20,000 SKUs is two loads (COPY on PostgreSQL) of 400 batch
+            # rows and 20,000 SKU rows, not 20,400 ORM objects flushed one by one before the
+            # first call can start.
+            connection = session.connection()
+            account, job_id = settings.account, job.id
+            batch_row = (account, job_id, "pending", 0, now, deadline)
+            insert_rows(connection, _batches, _BATCH_COLUMNS, [batch_row] * len(starts))
+            # Ids come from one sequence in the order the rows went in: the job's batches by id
+            # are its batches in order.
+            batch_ids = list(connection.execute(_JOB_BATCHES, {"job": job_id}).scalars())
             insert_rows(
-                session.connection(),
+                connection,
                 _skus,
                 _SKU_COLUMNS,
                 [
-                    (account, job.id, batch_id, position, skus[position], "pending", 0, now)
+                    (account, job_id, batch_id, position, skus[position], "pending", 0, now)
                     for batch_id, start in zip(batch_ids, starts, strict=True)
                     for position in range(start, min(start + BATCH_SIZE, len(skus)))
                 ],
             )
             messages = [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in batch_ids]
-            return job.id, messages
+            return job_id, messages
     except IntegrityError:
         # Another client recorded the same key at the same moment: theirs stands.
         with sessions.begin() as session:

@@ -342,6 +342,7 @@ def test_clean_skus_keeps_order_drops_duplicates_or_says_what_is_wrong(skus: lis
         return
     assert cleaned == list(dict.fromkeys(s.strip() for s in skus))
     assert all(s and s == s.strip() for s in cleaned)
+    assert not any(ord(ch) < 32 for s in cleaned for ch in s)  # control characters refused
 
 
 @pytest.mark.parametrize("bad", [[], [""], ["  "], "SKU-1", [1], None, ["x" * 256], ["a\nb"]])

@@ -55,6 +55,21 @@ def test_the_same_batch_taken_by_two_workers_at_once_is_sent_once(
     assert sandbox.removal_counts() == {"R-1": 1, "R-2": 1}
 
 
+def test_runners_of_one_job_take_its_batches_each_once(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+) -> None:
+    skus = [f"J-{n:03d}" for n in range(12 * removal.BATCH_SIZE)]
+    _, messages = removal.create_job(sessions, settings, "runners", skus)
+    sandbox.config.latency = 0.05
+    starts = iter(messages[:4])  # four runners at once, each going on to the next free batch
+    _together(lambda: removal.process_batch(sessions, client, settings, *next(starts).args), n=4)
+    assert len([c for c in sandbox.calls() if c.action == "RemoveProduct"]) == 12
+    assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
+
+
 def test_the_same_image_poll_taken_by_two_workers_at_once_is_made_once(
     sessions: sessionmaker[Session],
     settings: Settings,

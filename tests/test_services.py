@@ -62,6 +62,40 @@ def test_a_job_is_split_into_batches_of_at_most_fifty_skus(
     assert [m.task for m in messages] == ["lazada.remove_batch"] * 3
 
 
+def test_a_job_starts_a_few_runners_that_take_all_of_its_batches(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(removal, "RUNNERS_PER_JOB", 2)
+    skus = [f"S-{n}" for n in range(5 * removal.BATCH_SIZE + 1)]  # six batches
+    _, messages = removal.create_job(sessions, settings, "runners", skus)
+    assert len(messages) == 2
+    assert _run_batches(sessions, client, settings, messages) == 2
+    job = _job(sessions, settings, "runners")
+    assert job["state"] == "done" and job["removed"] == len(skus)
+    assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
+
+
+def test_a_runner_out_of_time_hands_over_to_a_new_message(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # one batch a task, then a hand-over
+    skus = [f"H-{n}" for n in range(3 * removal.BATCH_SIZE)]
+    _, messages = removal.create_job(sessions, settings, "hand-over", skus)
+    first = removal.process_batch(sessions, client, settings, *messages[0].args)
+    assert first == [Message(removal.REMOVE_BATCH_TASK, messages[0].args)]
+    _run_batches(sessions, client, settings, [*first, *messages[1:]])
+    assert _job(sessions, settings, "hand-over")["removed"] == len(skus)
+    assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
+
+
 def test_the_same_key_again_records_nothing_and_sends_nothing(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:

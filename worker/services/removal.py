@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50  # RemoveProduct takes at most 50 SellerSkus a call
 REMOVE_BATCH_TASK = "lazada.remove_batch"
+# A job starts this many tasks, each of which goes on to the job's next free batch: Celery's
+# cost per task (about that of a batch's own work, bench/RESULTS.md) is then paid once per
+# several batches. More than the threads of all workers is harmless: a task that finds no free
+# batch ends at once.
+RUNNERS_PER_JOB = 32
+RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work takes turns
 
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
@@ -94,8 +101,10 @@ def create_job(
                     for position in range(start, min(start + BATCH_SIZE, len(skus)))
                 ],
             )
-            messages = [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in batch_ids]
-            return job_id, messages
+            # The other batches are taken by these tasks as they go (process_batch), or, should
+            # they all die, sent by the sweeper once their dispatch deadline has passed.
+            runners = batch_ids[:RUNNERS_PER_JOB]
+            return job_id, [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in runners]
     except IntegrityError:
         # Another client recorded the same key at the same moment: theirs stands.
         with sessions.begin() as session:
@@ -112,6 +121,7 @@ def _find_job(session: Session, account: str, key: str) -> int | None:
 
 
 class _Claim(NamedTuple):
+    batch_id: int
     job_id: int
     skus: list[str]
 
@@ -119,9 +129,26 @@ class _Claim(NamedTuple):
 # The hot path's statements, built once: a batch runs them on every call, and building and
 # compiling SQLAlchemy expressions (and ORM-enabled updates) cost more CPU than the database.
 
-_CLAIM = claim_statement(
-    RemovalBatch, _batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("now")
-).returning(_batches.c.job_id)
+_DUE = (_batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("now"))
+_LEASE_FREE = or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < bindparam("now"))
+_CLAIM = claim_statement(RemovalBatch, *_DUE).returning(_batches.c.job_id)
+# The job's first free batch, skipping rows another transaction is claiming (PostgreSQL;
+# SQLite runs one writer at a time), claimed in the same statement.
+_NEXT_FREE = (
+    select(_batches.c.id)
+    .where(_batches.c.job_id == bindparam("job"), _LEASE_FREE, *_DUE)
+    .order_by(_batches.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_CLAIM_NEXT = (
+    update(_batches)
+    .where(_batches.c.id == _NEXT_FREE, _LEASE_FREE, *_DUE)
+    .values(lease_until=bindparam("until"))
+    .returning(_batches.c.id)
+)
+_JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
 _PENDING_SKUS = (
     select(_skus.c.sku)
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
@@ -179,27 +206,53 @@ def process_batch(
     settings: Settings,
     batch_id: int,
 ) -> list[Message]:
-    """Remove a batch's pending SKUs; returns the retry message if the API said "later".
+    """Remove a batch's pending SKUs, then those of the job's next free batch, until no batch of
+    the job is free or RUNNER_SECONDS have passed; returns retry and hand-over messages.
 
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
-    does nothing. Each call's outcome is committed before the next call: a killed worker
-    loses at most the call in flight, and the sweeper sends the batch again after its lease.
-    Two transactions a call, of few statements each: they are the worker's cost per call.
+    does not call the API for it again. Each call's outcome is committed before the next call:
+    a killed worker loses at most the call in flight; its message comes back (late
+    acknowledgement), or the sweeper sends the batch again after its lease.
     """
+    started = time.monotonic()
+    messages: list[Message] = []
+    work = _claim(sessions, settings, batch_id)
+    job_id = work.job_id if work is not None else _job_of(sessions, batch_id)
     while True:
-        work = _claim(sessions, settings, batch_id)
+        if work is not None:
+            follow_up, go_on = _remove(sessions, client, settings, work)
+            messages += follow_up
+            if not go_on:
+                return messages
+            if time.monotonic() - started > RUNNER_SECONDS:  # a new message goes on from here
+                return [*messages, Message(REMOVE_BATCH_TASK, (work.batch_id,))]
+        if job_id is None:
+            return messages
+        work = _claim_next(sessions, settings, job_id)
         if work is None:
-            return []
+            return messages
+
+
+def _remove(
+    sessions: sessionmaker[Session],
+    client: SellerCenterClient,
+    settings: Settings,
+    work: _Claim,
+) -> tuple[list[Message], bool]:
+    """One claimed batch's calls; the messages it needs, and whether to go on to another batch
+    (not when the rate limit said wait: the next batch would be told the same)."""
+    batch_id = work.batch_id
+    while True:
         with collect_calls() as calls:
             try:
                 outcome = client.remove_products(work.skus)
             except RateLimited as exc:  # nothing was sent: not an attempt
-                return [_defer(sessions, settings, batch_id, exc.wait)]
+                return [_defer(sessions, settings, batch_id, exc.wait)], False
             except TransientError as exc:
-                return _record_transient(sessions, settings, batch_id, work, exc, calls)
+                return _record_transient(sessions, settings, batch_id, work, exc, calls), True
             except PermanentError as exc:
                 _record_permanent(sessions, settings, batch_id, work, exc, calls)
-                return []
+                return [], True
         now = datetime.now(UTC)
         with core_transaction(sessions) as connection:
             record_api_calls(connection, settings.account, calls)
@@ -211,9 +264,13 @@ def process_batch(
             # (the loop), and never again once recorded as removed or failed.
             if not outcome.not_applied:
                 _finish_batch(connection, work.job_id, batch_id, now)
-                return []
+                return [], True
             connection.execute(_COUNT_ATTEMPT, {"batch": batch_id})
-            connection.execute(_RELEASE, {"batch": batch_id})  # the loop claims it again
+            connection.execute(_RELEASE, {"batch": batch_id})
+        again = _claim(sessions, settings, batch_id)
+        if again is None:  # taken by another task meanwhile, or nothing left to send
+            return [], True
+        work = again
 
 
 def _defer(
@@ -239,11 +296,35 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
         job_id = connection.execute(_CLAIM, params).scalar()
         if job_id is None:
             return None
-        skus = list(connection.execute(_PENDING_SKUS, {"batch": batch_id}).scalars())
-        if not skus:  # every SKU already final: a crash came after the last call's commit
-            _finish_batch(connection, job_id, batch_id, now)
-            return None
-        return _Claim(job_id, skus)
+        return _pending(connection, batch_id, job_id, now)
+
+
+def _claim_next(sessions: sessionmaker[Session], settings: Settings, job_id: int) -> _Claim | None:
+    """Take the job's next free batch (pending, due, not leased); None when there is none."""
+    while True:
+        now = datetime.now(UTC)
+        with core_transaction(sessions) as connection:
+            until = now + timedelta(seconds=settings.lease_seconds)
+            params = {"job": job_id, "now": now, "until": until}
+            batch_id = connection.execute(_CLAIM_NEXT, params).scalar()
+            if batch_id is None:
+                return None
+            work = _pending(connection, batch_id, job_id, now)
+        if work is not None:
+            return work
+
+
+def _pending(connection: Connection, batch_id: int, job_id: int, now: datetime) -> _Claim | None:
+    skus = list(connection.execute(_PENDING_SKUS, {"batch": batch_id}).scalars())
+    if not skus:  # every SKU already final: a crash came after the last call's commit
+        _finish_batch(connection, job_id, batch_id, now)
+        return None
+    return _Claim(batch_id, job_id, skus)
+
+
+def _job_of(sessions: sessionmaker[Session], batch_id: int) -> int | None:
+    with core_transaction(sessions) as connection:
+        return connection.execute(_JOB_OF, {"batch": batch_id}).scalar()
 
 
 def _record_transient(

@@ -384,13 +384,28 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
         else:
             stack.start_workers(args.processes, args.concurrency)
         startup = round(time.monotonic() - started, 2)
+        if not args.cold:
+            warm_up(stack, sandbox, args)
         try:
             figures = WORKLOADS[name](stack, sandbox, args)
         except BenchError:
             print(stack.logs()[-4000:], file=sys.stderr)
             raise
         figures["worker_startup_s"] = startup
+        figures["warmed_up"] = not args.cold
         return figures
+
+
+def warm_up(stack: BenchStack, sandbox: SandboxProcess, args: argparse.Namespace) -> None:
+    """A removal job of one batch per thread before the measured run, so that the workers
+    have their database and HTTP connections open, as a worker that has been running does
+    (the bare loop, too, connects before its clock starts). `--cold` measures without it."""
+    key = f"warm-up-{uuid.uuid4().hex[:8]}"
+    skus = [f"{key}-{i:05d}" for i in range(args.concurrency * args.processes * BATCH_SIZE)]
+    stack.send("lazada.remove_products", skus, key=key)
+    query = select(RemovalJob.finished_at).where(RemovalJob.key == key)
+    wait_for(lambda: stack.scalar(query), args.timeout, "the warm-up job")
+    sandbox.reset()
 
 
 def print_figures(figures: dict[str, Any]) -> None:
@@ -424,7 +439,7 @@ def quick(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
     results = []
     for name, plan in plans:
-        namespace = argparse.Namespace(**{**base, **plan, "profile": False})
+        namespace = argparse.Namespace(**{**base, **plan, "profile": False, "cold": False})
         results.append(run_workload(name, namespace))
         if not args.json:
             print_figures(dict(results[-1]))
@@ -457,6 +472,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
         p.add_argument("--profile", action="store_true", help="sample the workers with py-spy")
+        p.add_argument("--cold", action="store_true", help="measure without a warm-up job")
 
     p = sub.add_parser("removal", help="one removal job")
     common(p, 0.1)

@@ -210,27 +210,35 @@ def process_batch(
     the job is free or RUNNER_SECONDS have passed; returns retry and hand-over messages.
 
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
-    does not call the API for it again. Each call's outcome is committed before the next call:
-    a killed worker loses at most the call in flight; its message comes back (late
-    acknowledgement), or the sweeper sends the batch again after its lease.
+    does not call the API for it again. Each call's outcome is committed before the next call
+    (with the claim of the next batch, in one transaction): a killed worker loses at most the
+    call in flight; its message comes back (late acknowledgement), or the sweeper sends the
+    batch again after its lease.
     """
-    started = time.monotonic()
+    take_until = time.monotonic() + RUNNER_SECONDS
     messages: list[Message] = []
     work = _claim(sessions, settings, batch_id)
-    job_id = work.job_id if work is not None else _job_of(sessions, batch_id)
-    while True:
-        if work is not None:
-            follow_up, go_on = _remove(sessions, client, settings, work)
-            messages += follow_up
-            if not go_on:
-                return messages
-            if time.monotonic() - started > RUNNER_SECONDS:  # a new message goes on from here
-                return [*messages, Message(REMOVE_BATCH_TASK, (work.batch_id,))]
-        if job_id is None:
+    if work is None:
+        job_id = _job_of(sessions, batch_id)
+        work = None if job_id is None else _claim_next(sessions, settings, job_id)
+    while work is not None:
+        done = _remove(sessions, client, settings, work, take_until)
+        messages += done.messages
+        if not done.go_on:
             return messages
-        work = _claim_next(sessions, settings, job_id)
-        if work is None:
-            return messages
+        if done.next is not None:
+            work = done.next
+        elif time.monotonic() < take_until:
+            work = _claim_next(sessions, settings, work.job_id)
+        else:  # a new message goes on from here
+            return [*messages, Message(REMOVE_BATCH_TASK, (work.batch_id,))]
+    return messages
+
+
+class _Done(NamedTuple):
+    messages: list[Message]
+    go_on: bool  # not when the rate limit said wait: the next batch would be told the same
+    next: _Claim | None  # the job's next batch, claimed with this one's outcome
 
 
 def _remove(
@@ -238,21 +246,24 @@ def _remove(
     client: SellerCenterClient,
     settings: Settings,
     work: _Claim,
-) -> tuple[list[Message], bool]:
-    """One claimed batch's calls; the messages it needs, and whether to go on to another batch
-    (not when the rate limit said wait: the next batch would be told the same)."""
+    take_until: float,
+) -> _Done:
+    """One claimed batch's calls. Once it is done, and before `take_until` (monotonic), the
+    transaction that records its outcome also claims the job's next free batch: one commit and
+    one connection checkout a batch, not two."""
     batch_id = work.batch_id
     while True:
         with collect_calls() as calls:
             try:
                 outcome = client.remove_products(work.skus)
             except RateLimited as exc:  # nothing was sent: not an attempt
-                return [_defer(sessions, settings, batch_id, exc.wait)], False
+                return _Done([_defer(sessions, settings, batch_id, exc.wait)], False, None)
             except TransientError as exc:
-                return _record_transient(sessions, settings, batch_id, work, exc, calls), True
+                messages = _record_transient(sessions, settings, batch_id, work, exc, calls)
+                return _Done(messages, True, None)
             except PermanentError as exc:
                 _record_permanent(sessions, settings, batch_id, work, exc, calls)
-                return [], True
+                return _Done([], True, None)
         now = datetime.now(UTC)
         with core_transaction(sessions) as connection:
             record_api_calls(connection, settings.account, calls)
@@ -263,13 +274,18 @@ def _remove(
             # D4: the SKUs the API did not name were not applied; they go again in a new call
             # (the loop), and never again once recorded as removed or failed.
             if not outcome.not_applied:
+                taken = None
+                if time.monotonic() < take_until:
+                    taken = _take_next(connection, settings, work.job_id, now)
+                # Last: the job row's lock, which batches finishing together queue for, is
+                # held only until the commit.
                 _finish_batch(connection, work.job_id, batch_id, now)
-                return [], True
+                return _Done([], True, taken)
             connection.execute(_COUNT_ATTEMPT, {"batch": batch_id})
             connection.execute(_RELEASE, {"batch": batch_id})
         again = _claim(sessions, settings, batch_id)
         if again is None:  # taken by another task meanwhile, or nothing left to send
-            return [], True
+            return _Done([], True, None)
         work = again
 
 
@@ -301,15 +317,21 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
 
 def _claim_next(sessions: sessionmaker[Session], settings: Settings, job_id: int) -> _Claim | None:
     """Take the job's next free batch (pending, due, not leased); None when there is none."""
+    with core_transaction(sessions) as connection:
+        return _take_next(connection, settings, job_id, datetime.now(UTC))
+
+
+def _take_next(
+    connection: Connection, settings: Settings, job_id: int, now: datetime
+) -> _Claim | None:
+    """_claim_next in the caller's transaction."""
+    until = now + timedelta(seconds=settings.lease_seconds)
     while True:
-        now = datetime.now(UTC)
-        with core_transaction(sessions) as connection:
-            until = now + timedelta(seconds=settings.lease_seconds)
-            params = {"job": job_id, "now": now, "until": until}
-            batch_id = connection.execute(_CLAIM_NEXT, params).scalar()
-            if batch_id is None:
-                return None
-            work = _pending(connection, batch_id, job_id, now)
+        params = {"job": job_id, "now": now, "until": until}
+        batch_id = connection.execute(_CLAIM_NEXT, params).scalar()
+        if batch_id is None:
+            return None
+        work = _pending(connection, batch_id, job_id, now)
         if work is not None:
             return work
 

@@ -7,6 +7,7 @@ Figures are printed (run with -s) and collected in docs/RELIABILITY.md.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -51,14 +52,17 @@ def _in_flight_skus(stack: Stack) -> int:
     now = datetime.now(UTC)
     with stack.sessions() as session:
         leased = select(RemovalBatch.id).where(RemovalBatch.lease_until > now)
-        return (
-            session.scalar(
-                select(func.count())
-                .select_from(RemovalSku)
-                .where(RemovalSku.batch_id.in_(leased), RemovalSku.state == "pending")
-            )
-            or 0
+        rows = session.scalar(
+            select(func.count())
+            .select_from(RemovalSku)
+            .where(RemovalSku.batch_id.in_(leased), RemovalSku.state == "pending")
         )
+        held = session.scalars(  # batches before their first outcome hold their SKUs
+            select(RemovalBatch.skus).where(
+                RemovalBatch.lease_until > now, RemovalBatch.skus.is_not(None)
+            )
+        )
+        return (rows or 0) + sum(len(json.loads(skus)) for skus in held if skus)
 
 
 def _wait_done(stack: Stack, key: str, timeout: float = 240) -> dict:

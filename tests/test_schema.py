@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.engine import get_engine
 from worker.db.models import Base
+from worker.db.schema import alembic_config
+from worker.services import removal
+from worker.settings import Settings
 
 
 def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
@@ -14,3 +20,19 @@ def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
     with get_engine(database_url).connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+def test_going_back_a_revision_writes_the_rows_of_skus_held_by_batches(
+    database_url: str, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    # Revision 0006 keeps a batch's SKUs in the batch until its first outcome; 0005's code
+    # expects a row per SKU, so the downgrade writes them, pending, at their positions.
+    skus = [f"D-{n}" for n in range(60)]
+    removal.create_job(sessions, settings, "downgrade", skus)
+    command.downgrade(alembic_config(database_url), "0005")
+    with get_engine(database_url).connect() as connection:
+        rows = connection.execute(
+            text("SELECT position, sku, state, attempts FROM removal_skus ORDER BY position")
+        ).all()
+    command.upgrade(alembic_config(database_url), "head")
+    assert [tuple(row) for row in rows] == [(n, sku, "pending", 0) for n, sku in enumerate(skus)]

@@ -3,6 +3,7 @@ without Celery: what each step records, and which messages it asks to send."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import documents
-from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch, RemovalSku
+from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch
 from worker.dispatch import Message
 from worker.inputs import InvalidInput, clean_skus
 from worker.ratelimit import RateLimited
@@ -55,10 +56,15 @@ def test_a_job_is_split_into_batches_of_at_most_fifty_skus(
     skus = [f"S-{n}" for n in range(121)]
     _, messages = removal.create_job(sessions, settings, "split", skus)
     with sessions() as session:
-        sizes = session.execute(
-            select(RemovalSku.batch_id, func.count()).group_by(RemovalSku.batch_id)
+        held = session.execute(
+            select(RemovalBatch.first_position, RemovalBatch.skus).order_by(RemovalBatch.id)
         ).all()
-    assert sorted(n for _, n in sizes) == [21, 50, 50]
+    # Each batch holds its SKUs, in the caller's order, until its first outcome.
+    assert [(first, json.loads(batch)) for first, batch in held] == [
+        (0, skus[:50]),
+        (50, skus[50:100]),
+        (100, skus[100:]),
+    ]
     assert [m.task for m in messages] == ["lazada.remove_batch"] * 3
 
 
@@ -94,6 +100,39 @@ def test_a_runner_out_of_time_hands_over_to_a_new_message(
     _run_batches(sessions, client, settings, [*first, *messages[1:]])
     assert _job(sessions, settings, "hand-over")["removed"] == len(skus)
     assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
+
+
+def test_the_status_lists_every_sku_in_order_before_and_after_its_batch_is_done(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Batches hold their SKUs until their first outcome; the status reads both places.
+    monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # one batch a task
+    skus = [f"P-{n:03d}" for n in range(2 * removal.BATCH_SIZE + 7)]
+    skus[60] = "P-060-FAIL"
+    _, messages = removal.create_job(sessions, settings, "status", skus)
+
+    def states() -> list[tuple[str, str, int]]:
+        return [
+            (s["sku"], s["state"], s["attempts"])
+            for s in _job(sessions, settings, "status")["skus"]
+        ]
+
+    assert states() == [(sku, "pending", 0) for sku in skus]
+    assert _job(sessions, settings, "status")["state"] == "pending"
+    removal.process_batch(sessions, client, settings, *messages[0].args)
+    first = removal.BATCH_SIZE
+    assert states() == [(sku, "removed", 1) for sku in skus[:first]] + [
+        (sku, "pending", 0) for sku in skus[first:]
+    ]
+    assert _job(sessions, settings, "status")["state"] == "running"
+    _run_batches(sessions, client, settings, messages[1:])
+    job = _job(sessions, settings, "status")
+    assert [s["sku"] for s in job["skus"]] == skus
+    assert (job["state"], job["removed"], job["failed"], job["pending"]) == ("done", 106, 1, 0)
+    assert [s["sku"] for s in job["skus"] if s["state"] == "failed"] == ["P-060-FAIL"]
 
 
 def test_the_same_key_again_records_nothing_and_sends_nothing(

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.db.models import Failure, ImageJob, ImageMigration, Order, RemovalJob, RemovalSku
+from worker.db.models import (
+    Failure,
+    ImageJob,
+    ImageMigration,
+    Order,
+    RemovalBatch,
+    RemovalJob,
+    RemovalSku,
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -16,22 +25,45 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | None:
-    """A removal job; `removed`, `failed` and `state` are derived from its SKUs' rows."""
+    """A removal job; `removed`, `failed` and `state` are derived from its SKUs' rows, and the
+    SKUs of batches without an outcome yet (no rows) are pending."""
     job = session.scalars(
         select(RemovalJob).where(RemovalJob.account == account, RemovalJob.key == key)
     ).one_or_none()
     if job is None:
         return None
-    skus = list(
-        session.scalars(
-            select(RemovalSku).where(RemovalSku.job_id == job.id).order_by(RemovalSku.position)
+    rows = session.scalars(select(RemovalSku).where(RemovalSku.job_id == job.id))
+    by_position: dict[int, dict[str, Any]] = {
+        row.position: {
+            "sku": row.sku,
+            "state": row.state,
+            "attempts": row.attempts,
+            "error_code": row.error_code,
+            "message": row.message,
+        }
+        for row in rows
+    }
+    unwritten = session.execute(
+        select(RemovalBatch.first_position, RemovalBatch.skus).where(
+            RemovalBatch.job_id == job.id, RemovalBatch.skus.is_not(None)
         )
     )
+    for first, held in unwritten:
+        assert first is not None and held is not None  # written together (create_job)
+        for offset, sku in enumerate(json.loads(held)):
+            by_position[first + offset] = {
+                "sku": sku,
+                "state": "pending",
+                "attempts": 0,
+                "error_code": None,
+                "message": None,
+            }
+    skus = [by_position[position] for position in sorted(by_position)]
     counts = {"pending": 0, "removed": 0, "failed": 0}
     attempted = False
     for sku in skus:
-        counts[sku.state] += 1
-        attempted = attempted or sku.attempts > 0
+        counts[sku["state"]] += 1
+        attempted = attempted or sku["attempts"] > 0
     if job.finished_at is not None:
         state = "done"
     elif attempted or counts["removed"] or counts["failed"]:
@@ -47,16 +79,7 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
         "pending": counts["pending"],
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),
-        "skus": [
-            {
-                "sku": s.sku,
-                "state": s.state,
-                "attempts": s.attempts,
-                "error_code": s.error_code,
-                "message": s.message,
-            }
-            for s in skus
-        ],
+        "skus": skus,
     }
 
 

@@ -103,10 +103,16 @@ class RemovalBatch(Base):
     lease_until: Mapped[datetime | None]  # a running task holds the row until then
     dispatched_until: Mapped[datetime | None]  # the message sent for it is due by then
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The batch's SKUs (a JSON list, the first at `first_position` in the caller's list) until
+    # its SKU rows are written, with its first outcome; NULL from then on. A job of 20,000
+    # SKUs is then 400 rows to record before its first call, not 20,400 (migration 0006).
+    first_position: Mapped[int | None]
+    skus: Mapped[str | None] = mapped_column(Text)
 
 
 class RemovalSku(Base):
-    """One SKU's outcome within a job."""
+    """One SKU's outcome within a job; written with its batch's first outcome (until then the
+    SKU is pending, in its batch's `skus`)."""
 
     __tablename__ = "removal_skus"
     __table_args__ = (

@@ -18,7 +18,7 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be opened or upgraded; the message says which and why."""
 
 
-def _config(url: str) -> Config:
+def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     # Alembic's ini interpolation treats '%' specially (URL-encoded passwords have it).
@@ -27,7 +27,7 @@ def _config(url: str) -> Config:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config("sqlite://")).get_current_head()
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(url: str) -> str | None:
@@ -38,7 +38,7 @@ def current_revision(url: str) -> str | None:
 def upgrade(url: str) -> None:
     """Apply every pending revision (a no-op on an up-to-date database)."""
     try:
-        command.upgrade(_config(url), "head")
+        command.upgrade(alembic_config(url), "head")
     except OperationalError as exc:
         raise DatabaseUnavailable(_describe(url, exc)) from None
 

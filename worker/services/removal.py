@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,16 @@ RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
 _skus = table_of(RemovalSku)
-_BATCH_COLUMNS = ("account", "job_id", "state", "attempts", "next_attempt_at", "dispatched_until")
+_BATCH_COLUMNS = (
+    "account",
+    "job_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "dispatched_until",
+    "first_position",
+    "skus",
+)
 _JOB_BATCHES = (
     select(_batches.c.id).where(_batches.c.job_id == bindparam("job")).order_by(_batches.c.id)
 )
@@ -59,7 +69,7 @@ _SKU_COLUMNS = (
 def create_job(
     sessions: sessionmaker[Session], settings: Settings, key: str, skus: list[str]
 ) -> tuple[int, list[Message]]:
-    """Record the job, its batches and SKUs in one transaction; the same key again adds nothing.
+    """Record the job and its batches in one transaction; the same key again adds nothing.
 
     `skus` must already be clean (worker.inputs.clean_skus). Returns the job id and the
     messages that start its batches.
@@ -81,28 +91,24 @@ def create_job(
             )
             session.add(job)
             session.flush()
-            # Bulk loads: a job of 20,000 SKUs is two loads (COPY on PostgreSQL) of 400 batch
-            # rows and 20,000 SKU rows, not 20,400 ORM objects flushed one by one before the
-            # first call can start.
+            # One bulk load (COPY on PostgreSQL) of the batch rows, each holding its SKUs: the
+            # SKU rows are written with each batch's first outcome, so a job of 20,000 SKUs is
+            # 400 rows to record before its first call can start, not 20,400.
             connection = session.connection()
-            account, job_id = settings.account, job.id
-            batch_row = (account, job_id, "pending", 0, now, deadline)
-            insert_rows(connection, _batches, _BATCH_COLUMNS, [batch_row] * len(starts))
+            job_id = job.id
+            rows = [
+                (
+                    *(settings.account, job_id, "pending", 0, now, deadline),
+                    *(start, json.dumps(skus[start : start + BATCH_SIZE])),
+                )
+                for start in starts
+            ]
+            insert_rows(connection, _batches, _BATCH_COLUMNS, rows)
             # Ids come from one sequence in the order the rows went in: the job's batches by id
-            # are its batches in order.
+            # are its batches in order. The others are taken by these tasks as they go
+            # (process_batch), or, should they all die, sent by the sweeper once their dispatch
+            # deadline has passed.
             batch_ids = list(connection.execute(_JOB_BATCHES, {"job": job_id}).scalars())
-            insert_rows(
-                connection,
-                _skus,
-                _SKU_COLUMNS,
-                [
-                    (account, job_id, batch_id, position, skus[position], "pending", 0, now)
-                    for batch_id, start in zip(batch_ids, starts, strict=True)
-                    for position in range(start, min(start + BATCH_SIZE, len(skus)))
-                ],
-            )
-            # The other batches are taken by these tasks as they go (process_batch), or, should
-            # they all die, sent by the sweeper once their dispatch deadline has passed.
             runners = batch_ids[:RUNNERS_PER_JOB]
             return job_id, [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in runners]
     except IntegrityError:
@@ -123,7 +129,8 @@ def _find_job(session: Session, account: str, key: str) -> int | None:
 class _Claim(NamedTuple):
     batch_id: int
     job_id: int
-    skus: list[str]
+    skus: list[str]  # its pending SKUs: what the next call sends
+    first_position: int | None  # when its SKU rows are not written yet: all of `skus` pending
 
 
 # The hot path's statements, built once: a batch runs them on every call, and building and
@@ -131,7 +138,8 @@ class _Claim(NamedTuple):
 
 _DUE = (_batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("now"))
 _LEASE_FREE = or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < bindparam("now"))
-_CLAIM = claim_statement(RemovalBatch, *_DUE).returning(_batches.c.job_id)
+_UNWRITTEN = (_batches.c.first_position, _batches.c.skus)
+_CLAIM = claim_statement(RemovalBatch, *_DUE).returning(_batches.c.job_id, *_UNWRITTEN)
 # The job's first free batch, skipping rows another transaction is claiming (PostgreSQL;
 # SQLite runs one writer at a time), claimed in the same statement.
 _NEXT_FREE = (
@@ -146,7 +154,7 @@ _CLAIM_NEXT = (
     update(_batches)
     .where(_batches.c.id == _NEXT_FREE, _LEASE_FREE, *_DUE)
     .values(lease_until=bindparam("until"))
-    .returning(_batches.c.id)
+    .returning(_batches.c.id, *_UNWRITTEN)
 )
 _JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
 _PENDING_SKUS = (
@@ -182,12 +190,20 @@ _FAIL_SKU = (
     )
     .returning(_skus.c.attempts)
 )
+# A batch's first outcome writes its SKU rows; this takes the SKUs from the batch row, once.
+_TAKE_SKUS = (
+    update(_batches)
+    .where(_batches.c.id == bindparam("batch"), _batches.c.skus.is_not(None))
+    .values(skus=None)
+)
 _RELEASE = update(_batches).where(_batches.c.id == bindparam("batch")).values(lease_until=None)
 _FINISH_BATCH = (
     update(_batches)
     .where(_batches.c.id == bindparam("batch"), _batches.c.state == "pending")
     .values(state="done", lease_until=None, dispatched_until=None)
 )
+# A whole batch removed by its first call: done, and its SKUs taken to be written as removed.
+_FINISH_UNWRITTEN = _FINISH_BATCH.where(_batches.c.skus.is_not(None)).values(skus=None)
 _FINISH_IN_JOB = (
     update(_jobs)
     .where(_jobs.c.id == bindparam("job"))
@@ -267,22 +283,31 @@ def _remove(
         now = datetime.now(UTC)
         with core_transaction(sessions) as connection:
             record_api_calls(connection, settings.account, calls)
-            if outcome.removed:
-                connection.execute(_MARK_REMOVED, {"batch": batch_id, "now": now})
-            for sku, detail in outcome.failed.items():
-                _fail_sku(connection, settings, work, sku, outcome.error_code, detail.message, now)
-            # D4: the SKUs the API did not name were not applied; they go again in a new call
-            # (the loop), and never again once recorded as removed or failed.
-            if not outcome.not_applied:
+            if outcome.removed:  # D4: then all of them
+                finished = _record_removed(connection, settings, work, now)
+            else:
+                _write_skus(connection, settings, work, now)
+                for sku, detail in outcome.failed.items():
+                    _fail_sku(
+                        connection, settings, work, sku, outcome.error_code, detail.message, now
+                    )
+                # D4: the SKUs the API did not name were not applied; they go again in a new
+                # call (the loop), and never again once recorded as removed or failed.
+                if outcome.not_applied:
+                    connection.execute(_COUNT_ATTEMPT, {"batch": batch_id})
+                    connection.execute(_RELEASE, {"batch": batch_id})
+                    finished = None
+                else:
+                    finished = connection.execute(_FINISH_BATCH, {"batch": batch_id}).rowcount == 1
+            if finished is not None:
                 taken = None
                 if time.monotonic() < take_until:
                     taken = _take_next(connection, settings, work.job_id, now)
                 # Last: the job row's lock, which batches finishing together queue for, is
                 # held only until the commit.
-                _finish_batch(connection, work.job_id, batch_id, now)
+                if finished:
+                    connection.execute(_FINISH_IN_JOB, {"job": work.job_id, "now": now})
                 return _Done([], True, taken)
-            connection.execute(_COUNT_ATTEMPT, {"batch": batch_id})
-            connection.execute(_RELEASE, {"batch": batch_id})
         again = _claim(sessions, settings, batch_id)
         if again is None:  # taken by another task meanwhile, or nothing left to send
             return _Done([], True, None)
@@ -309,10 +334,10 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         params = claim_params(batch_id, now, settings.lease_seconds)
-        job_id = connection.execute(_CLAIM, params).scalar()
-        if job_id is None:
+        row = connection.execute(_CLAIM, params).one_or_none()
+        if row is None:
             return None
-        return _pending(connection, batch_id, job_id, now)
+        return _pending(connection, batch_id, row.job_id, now, row.first_position, row.skus)
 
 
 def _claim_next(sessions: sessionmaker[Session], settings: Settings, job_id: int) -> _Claim | None:
@@ -328,20 +353,70 @@ def _take_next(
     until = now + timedelta(seconds=settings.lease_seconds)
     while True:
         params = {"job": job_id, "now": now, "until": until}
-        batch_id = connection.execute(_CLAIM_NEXT, params).scalar()
-        if batch_id is None:
+        row = connection.execute(_CLAIM_NEXT, params).one_or_none()
+        if row is None:
             return None
-        work = _pending(connection, batch_id, job_id, now)
+        work = _pending(connection, row.id, job_id, now, row.first_position, row.skus)
         if work is not None:
             return work
 
 
-def _pending(connection: Connection, batch_id: int, job_id: int, now: datetime) -> _Claim | None:
+def _pending(
+    connection: Connection,
+    batch_id: int,
+    job_id: int,
+    now: datetime,
+    first_position: int | None,
+    unwritten: str | None,
+) -> _Claim | None:
+    """The claimed batch's pending SKUs: those it holds until its first outcome, or else its
+    SKU rows still pending."""
+    if unwritten is not None:
+        return _Claim(batch_id, job_id, json.loads(unwritten), first_position)
     skus = list(connection.execute(_PENDING_SKUS, {"batch": batch_id}).scalars())
     if not skus:  # every SKU already final: a crash came after the last call's commit
         _finish_batch(connection, job_id, batch_id, now)
         return None
-    return _Claim(batch_id, job_id, skus)
+    return _Claim(batch_id, job_id, skus, None)
+
+
+def _record_removed(
+    connection: Connection, settings: Settings, work: _Claim, now: datetime
+) -> bool:
+    """Record all the batch's pending SKUs as removed and the batch as done; True if this
+    finished the batch (its job's count is then due), False if it was done already."""
+    params = {"batch": work.batch_id}
+    unwritten = work.first_position is not None
+    if unwritten and connection.execute(_FINISH_UNWRITTEN, params).rowcount == 1:
+        _insert_skus(connection, settings, work, "removed", 1, now)
+        return True
+    connection.execute(_MARK_REMOVED, {"batch": work.batch_id, "now": now})
+    return connection.execute(_FINISH_BATCH, params).rowcount == 1
+
+
+def _write_skus(connection: Connection, settings: Settings, work: _Claim, now: datetime) -> None:
+    """Write the batch's SKU rows, pending, if it still holds them: before any outcome that is
+    not a plain removal of them all (failures, attempts) is recorded on the rows."""
+    unwritten = work.first_position is not None
+    if unwritten and connection.execute(_TAKE_SKUS, {"batch": work.batch_id}).rowcount == 1:
+        _insert_skus(connection, settings, work, "pending", 0, now)
+
+
+def _insert_skus(
+    connection: Connection,
+    settings: Settings,
+    work: _Claim,
+    state: str,
+    attempts: int,
+    now: datetime,
+) -> None:
+    assert work.first_position is not None
+    first, account = work.first_position, settings.account
+    rows = [
+        (account, work.job_id, work.batch_id, first + offset, sku, state, attempts, now)
+        for offset, sku in enumerate(work.skus)
+    ]
+    insert_rows(connection, _skus, _SKU_COLUMNS, rows)
 
 
 def _job_of(sessions: sessionmaker[Session], batch_id: int) -> int | None:
@@ -360,6 +435,7 @@ def _record_transient(
     now = datetime.now(UTC)
     with sessions.begin() as session:
         record_api_calls(session.connection(), settings.account, calls)
+        _write_skus(session.connection(), settings, work, now)
         batch = session.get_one(RemovalBatch, batch_id)
         batch.attempts += 1
         batch.last_error = str(exc)
@@ -390,6 +466,7 @@ def _record_permanent(
     with sessions.begin() as session:
         connection = session.connection()
         record_api_calls(connection, settings.account, calls)
+        _write_skus(connection, settings, work, now)
         for sku in work.skus:
             _fail_sku(connection, settings, work, sku, exc.code, exc.message, now)
         connection.execute(

@@ -122,8 +122,8 @@ class RemovalSku(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
-    # No foreign keys: the rows are written with their job and batch, in one transaction,
-    # and the checks doubled the time to load a large job (migration 0005).
+    # No foreign keys: the rows come from their batch's row (which names its job), and
+    # nothing deletes jobs; the checks only cost time (migration 0005).
     job_id: Mapped[int] = mapped_column(Integer)
     batch_id: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)  # order in the caller's list

@@ -37,14 +37,10 @@ def _skus(n: int) -> tuple[list[str], set[str]]:
     return skus, {s for s in skus if s.endswith("-FAIL")}
 
 
-def _final_count(stack: Stack) -> int:
+def _final_count(stack: Stack, key: str) -> int:
     with stack.sessions() as session:
-        return (
-            session.scalar(
-                select(func.count()).select_from(RemovalSku).where(RemovalSku.state != "pending")
-            )
-            or 0
-        )
+        progress = documents.removal_progress(session, stack.settings.account, key)
+    return progress[0] if progress is not None else 0
 
 
 def _in_flight_skus(stack: Stack) -> int:
@@ -57,7 +53,7 @@ def _in_flight_skus(stack: Stack) -> int:
             .select_from(RemovalSku)
             .where(RemovalSku.batch_id.in_(leased), RemovalSku.state == "pending")
         )
-        held = session.scalars(  # batches before their first outcome hold their SKUs
+        held = session.scalars(  # batches without SKU rows hold their SKUs
             select(RemovalBatch.skus).where(
                 RemovalBatch.lease_until > now, RemovalBatch.skus.is_not(None)
             )
@@ -107,10 +103,10 @@ def test_a_worker_killed_mid_removal_loses_no_sku(stack: Stack) -> None:
     skus, failing = _skus(5000)
     worker = stack.start_worker(concurrency=8)
     stack.send("lazada.remove_products", skus, key="crash")
-    wait_for(lambda: _final_count(stack) >= 1500, 120, "a third of the SKUs")
+    wait_for(lambda: _final_count(stack, "crash") >= 1500, 120, "a third of the SKUs")
     in_flight = _in_flight_skus(stack)
     worker.kill()
-    at_kill = _final_count(stack)
+    at_kill = _final_count(stack, "crash")
     stack.start_worker(concurrency=8)
 
     job = _wait_done(stack, "crash")
@@ -191,7 +187,7 @@ def test_a_service_outage_mid_run_delays_the_work_and_loses_none(stack: Stack, o
     skus, failing = _skus(3000)
     stack.start_worker(concurrency=8)
     stack.send("lazada.remove_products", skus, key="outage")
-    wait_for(lambda: _final_count(stack) >= 600, 120, "a fifth of the SKUs")
+    wait_for(lambda: _final_count(stack, "outage") >= 600, 120, "a fifth of the SKUs")
     try:
         stop()
         time.sleep(seconds)

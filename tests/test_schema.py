@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.db.engine import get_engine
 from worker.db.models import Base
 from worker.db.schema import alembic_config
+from worker.sellercenter import SellerCenterClient
 from worker.services import removal
 from worker.settings import Settings
 
@@ -23,16 +25,24 @@ def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
 
 
 def test_going_back_a_revision_writes_the_rows_of_skus_held_by_batches(
-    database_url: str, sessions: sessionmaker[Session], settings: Settings
+    database_url: str,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: SellerCenterClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Revision 0006 keeps a batch's SKUs in the batch until its first outcome; 0005's code
-    # expects a row per SKU, so the downgrade writes them, pending, at their positions.
+    # Revision 0006 lets batches hold their SKUs (pending, or removed once the batch is done);
+    # 0005's code expects a row per SKU, so the downgrade writes them at their positions.
+    monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # one batch a task
     skus = [f"D-{n}" for n in range(60)]
-    removal.create_job(sessions, settings, "downgrade", skus)
+    _, messages = removal.create_job(sessions, settings, "downgrade", skus)
+    removal.process_batch(sessions, client, settings, *messages[0].args)  # the first 50
     command.downgrade(alembic_config(database_url), "0005")
     with get_engine(database_url).connect() as connection:
         rows = connection.execute(
             text("SELECT position, sku, state, attempts FROM removal_skus ORDER BY position")
         ).all()
     command.upgrade(alembic_config(database_url), "head")
-    assert [tuple(row) for row in rows] == [(n, sku, "pending", 0) for n, sku in enumerate(skus)]
+    assert [tuple(row) for row in rows] == [
+        (n, sku, "removed", 1) if n < 50 else (n, sku, "pending", 0) for n, sku in enumerate(skus)
+    ]

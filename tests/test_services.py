@@ -108,7 +108,8 @@ def test_the_status_lists_every_sku_in_order_before_and_after_its_batch_is_done(
     client: SellerCenterClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Batches hold their SKUs until their first outcome; the status reads both places.
+    # Batches hold their SKUs (pending, then removed by one call) unless a call leaves them
+    # otherwise, which writes their rows; the status and the progress read both places.
     monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # one batch a task
     skus = [f"P-{n:03d}" for n in range(2 * removal.BATCH_SIZE + 7)]
     skus[60] = "P-060-FAIL"
@@ -128,11 +129,17 @@ def test_the_status_lists_every_sku_in_order_before_and_after_its_batch_is_done(
         (sku, "pending", 0) for sku in skus[first:]
     ]
     assert _job(sessions, settings, "status")["state"] == "running"
+    with sessions() as session:
+        progress = documents.removal_progress(session, settings.account, "status")
+    assert progress == (first, len(skus), False)
     _run_batches(sessions, client, settings, messages[1:])
     job = _job(sessions, settings, "status")
     assert [s["sku"] for s in job["skus"]] == skus
     assert (job["state"], job["removed"], job["failed"], job["pending"]) == ("done", 106, 1, 0)
     assert [s["sku"] for s in job["skus"] if s["state"] == "failed"] == ["P-060-FAIL"]
+    with sessions() as session:
+        progress = documents.removal_progress(session, settings.account, "status")
+    assert progress == (len(skus), len(skus), True)
 
 
 def test_the_same_key_again_records_nothing_and_sends_nothing(

@@ -131,13 +131,13 @@ def _drive(sandbox: Any, worker: subprocess.Popen[bytes], timeout: float, folder
 
 
 def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
-    from worker.db.models import ApiCall, ImageJob, Order, RemovalJob, RemovalSku
+    from worker.db.models import ApiCall, ImageJob, Order, RemovalJob
+    from worker.documents import removal_progress
 
     with sessions() as session:
         job = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).first()
-        skus_final = session.scalar(
-            select(func.count()).select_from(RemovalSku).where(RemovalSku.state != "pending")
-        )
+        progress = removal_progress(session, settings.account, "demo-removal")
+        skus_final = progress[0] if progress is not None else 0
         orders = session.execute(select(Order.state, Order.next_attempt_at)).all()
         images = list(session.scalars(select(ImageJob.state)))
         api_calls = session.scalar(select(func.count()).select_from(ApiCall))

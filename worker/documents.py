@@ -25,8 +25,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | None:
-    """A removal job; `removed`, `failed` and `state` are derived from its SKUs' rows, and the
-    SKUs of batches without an outcome yet (no rows) are pending."""
+    """A removal job; `removed`, `failed` and `state` are derived from its SKUs: their rows,
+    and those that batches hold (pending, or removed by one call once the batch is done)."""
     job = session.scalars(
         select(RemovalJob).where(RemovalJob.account == account, RemovalJob.key == key)
     ).one_or_none()
@@ -43,18 +43,19 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
         }
         for row in rows
     }
-    unwritten = session.execute(
-        select(RemovalBatch.first_position, RemovalBatch.skus).where(
+    holding = session.execute(
+        select(RemovalBatch.first_position, RemovalBatch.skus, RemovalBatch.state).where(
             RemovalBatch.job_id == job.id, RemovalBatch.skus.is_not(None)
         )
     )
-    for first, held in unwritten:
+    for first, held, batch_state in holding:
         assert first is not None and held is not None  # written together (create_job)
+        done = batch_state == "done"
         for offset, sku in enumerate(json.loads(held)):
             by_position[first + offset] = {
                 "sku": sku,
-                "state": "pending",
-                "attempts": 0,
+                "state": "removed" if done else "pending",
+                "attempts": 1 if done else 0,
                 "error_code": None,
                 "message": None,
             }
@@ -95,7 +96,25 @@ def removal_progress(session: Session, account: str, key: str) -> tuple[int, int
         .select_from(RemovalSku)
         .where(RemovalSku.job_id == job.id, RemovalSku.state != "pending")
     )
-    return final or 0, job.total, job.finished_at is not None
+    # Done batches that hold their SKUs removed them all; a batch's size is the distance to
+    # the next batch's first position (its SKUs are not read).
+    batches = session.execute(
+        select(
+            RemovalBatch.first_position,
+            RemovalBatch.state,
+            RemovalBatch.skus.is_not(None).label("held"),
+        )
+        .where(RemovalBatch.job_id == job.id, RemovalBatch.first_position.is_not(None))
+        .order_by(RemovalBatch.first_position)
+    ).all()
+    firsts = [batch.first_position or 0 for batch in batches]
+    ends = [*firsts[1:], job.total]
+    held_removed = sum(
+        end - first
+        for batch, first, end in zip(batches, firsts, ends, strict=True)
+        if batch.state == "done" and batch.held
+    )
+    return (final or 0) + held_removed, job.total, job.finished_at is not None
 
 
 def order(session: Session, account: str, order_id: int) -> dict[str, Any] | None:

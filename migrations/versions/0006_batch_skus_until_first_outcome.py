@@ -1,13 +1,14 @@
-"""a batch holds its SKUs until its first outcome
+"""a batch holds its SKUs while it has no SKU rows
 
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-25
 
 A job's SKU rows are no longer written when the job is recorded: each batch keeps its SKUs as
-a JSON list, and its rows are written with its first outcome (worker/services/removal.py).
-Recording a 20,000-SKU job on PostgreSQL took ~90 ms, 70 of them the SKU rows, all before the
-first API call. Batches recorded before this revision already have their rows: NULL columns.
+a JSON list, pending while the batch is pending and removed by one call once it is done; rows
+are written only for outcomes other than that (worker/services/removal.py). Recording a
+20,000-SKU job on PostgreSQL took ~90 ms, 70 of them the SKU rows, all before the first API
+call. Batches recorded before this revision already have their rows: NULL columns.
 """
 
 import json
@@ -34,7 +35,7 @@ def downgrade() -> None:
     connection = op.get_bind()
     batches = connection.execute(
         sa.text(
-            "SELECT id, account, job_id, first_position, skus FROM removal_batches"
+            "SELECT id, account, job_id, state, first_position, skus FROM removal_batches"
             " WHERE skus IS NOT NULL"
         )
     ).all()
@@ -46,9 +47,11 @@ def downgrade() -> None:
             "batch_id": batch_id,
             "position": first + offset,
             "sku": sku,
+            "state": "removed" if state == "done" else "pending",
+            "attempts": 1 if state == "done" else 0,
             "now": now,
         }
-        for batch_id, account, job_id, first, skus in batches
+        for batch_id, account, job_id, state, first, skus in batches
         for offset, sku in enumerate(json.loads(skus))
     ]
     if rows:
@@ -56,7 +59,7 @@ def downgrade() -> None:
             sa.text(
                 "INSERT INTO removal_skus (account, job_id, batch_id, position, sku, state,"
                 " attempts, updated_at) VALUES (:account, :job_id, :batch_id, :position, :sku,"
-                " 'pending', 0, :now)"
+                " :state, :attempts, :now)"
             ),
             rows,
         )

@@ -103,16 +103,18 @@ class RemovalBatch(Base):
     lease_until: Mapped[datetime | None]  # a running task holds the row until then
     dispatched_until: Mapped[datetime | None]  # the message sent for it is due by then
     last_error: Mapped[str | None] = mapped_column(Text)
-    # The batch's SKUs (a JSON list, the first at `first_position` in the caller's list) until
-    # its SKU rows are written, with its first outcome; NULL from then on. A job of 20,000
-    # SKUs is then 400 rows to record before its first call, not 20,400 (migration 0006).
+    # The batch's SKUs (a JSON list, the first at `first_position` in the caller's list) for
+    # as long as it has no SKU rows: pending while the batch is, removed by one call once it
+    # is done. A call that leaves them otherwise (failures, not applied, transient errors)
+    # writes their rows and sets this to NULL. A job of 20,000 SKUs is then 400 rows to
+    # record before its first call, and no more if every call succeeds (migration 0006).
     first_position: Mapped[int | None]
     skus: Mapped[str | None] = mapped_column(Text)
 
 
 class RemovalSku(Base):
-    """One SKU's outcome within a job; written with its batch's first outcome (until then the
-    SKU is pending, in its batch's `skus`)."""
+    """One SKU's outcome within a job, for batches whose calls did not simply remove them all
+    (the others hold their SKUs in `RemovalBatch.skus`)."""
 
     __tablename__ = "removal_skus"
     __table_args__ = (

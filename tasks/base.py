@@ -11,12 +11,12 @@ from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.api import get_client
+from worker.accounts import Account
+from worker.api import Platforms, platforms
 from worker.db.engine import get_engine, session_scope
 from worker.db.models import Failure
 from worker.dispatch import Message
 from worker.inputs import InvalidInput
-from worker.sellercenter import SellerCenterClient
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,15 @@ class ServiceTask(Task):  # type: ignore[misc]
         return sessionmaker(get_engine(self.settings.database_url), expire_on_commit=False)
 
     @property
-    def client(self) -> SellerCenterClient:
-        return get_client(self.settings)
+    def platforms(self) -> Platforms:
+        """Each account's platform, chosen from the account of the row a service claims."""
+        return platforms(self.sessions, self.settings)
+
+    def account(self, name: Any) -> Account:
+        """The account a task names (None: the default one); unknown names are bad input."""
+        if name is not None and not isinstance(name, str):
+            raise InvalidInput(f"account must be an account's name, got {type(name).__name__}")
+        return self.platforms.account(name)
 
     def publish(self, messages: list[Message]) -> None:
         """Send follow-up tasks; called only after the service's transactions committed.
@@ -80,11 +87,13 @@ class ServiceTask(Task):  # type: ignore[misc]
     ) -> None:
         """A task that could not do its work leaves a row that says why (bad arguments too)."""
         kind = "bad_input" if isinstance(exc, InvalidInput | TypeError) else "task"
+        named = (kwargs or {}).get("account")
+        account = named if isinstance(named, str) and named else self.settings.account
         try:
             with session_scope(self.settings.database_url) as session:
                 session.add(
                     Failure(
-                        account=self.settings.account,
+                        account=account[:255],
                         at=datetime.now(UTC),
                         kind=kind,
                         subject=f"{self.name}[{task_id}]",

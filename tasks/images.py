@@ -11,22 +11,29 @@ from worker.services import images
 
 
 @app.task(name="lazada.migrate_images", base=ServiceTask, bind=True)
-def migrate_images(self: ServiceTask, urls: Any, key: Any = None) -> None:
+def migrate_images(self: ServiceTask, urls: Any, key: Any = None, account: Any = None) -> None:
     """Record a migration under `key` (the task id when none); its chunks are submitted next."""
     cleaned = clean_urls(urls)
     job_key = clean_key(key) or self.request.id
-    _, messages = images.start_migration(self.sessions, self.settings, job_key, cleaned)
+    owner = self.account(account).name
+    per_call = self.platforms(owner).max_urls_per_call
+    _, messages = images.start_migration(
+        self.sessions, self.settings, owner, job_key, cleaned, per_call
+    )
     self.publish(messages)
 
 
 @app.task(name="lazada.track_image_job", base=ServiceTask, bind=True)
-def track_image_job(self: ServiceTask, request_id: Any, action: Any = "MigrateImages") -> None:
+def track_image_job(
+    self: ServiceTask, request_id: Any, action: Any = "MigrateImages", account: Any = None
+) -> None:
     """Poll GetResponse for a job submitted elsewhere until it finishes or its deadline passes."""
     request = clean_request_id(request_id)
-    self.publish(images.track(self.sessions, self.settings, request, clean_action(action)))
+    owner = self.account(account).name
+    self.publish(images.track(self.sessions, self.settings, owner, request, clean_action(action)))
 
 
 @app.task(name="lazada.advance_image_job", base=ServiceTask, bind=True)
 def advance_image_job(self: ServiceTask, job_id: int) -> None:
     """Submit or poll one image job once (internal: its countdown is the wait)."""
-    self.publish(images.advance(self.sessions, self.client, self.settings, job_id))
+    self.publish(images.advance(self.sessions, self.platforms, self.settings, job_id))

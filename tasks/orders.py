@@ -11,15 +11,18 @@ from worker.services import orders
 
 
 @app.task(name="lazada.fetch_order", base=ServiceTask, bind=True)
-def fetch_order(self: ServiceTask, order_id: Any) -> None:
+def fetch_order(self: ServiceTask, order_id: Any, account: Any = None) -> None:
     """GetOrder, then insert or update the stored order."""
     order = clean_order_id(order_id)
+    owner = self.account(account).name
     self.publish(
-        orders.fetch_order(self.sessions, self.client, self.settings, order, self.request.id)
+        orders.fetch_order(
+            self.sessions, self.platforms, self.settings, owner, order, self.request.id
+        )
     )
 
 
 @app.task(name="lazada.refresh_open_orders", base=ServiceTask, bind=True)
 def refresh_open_orders(self: ServiceTask) -> None:
-    """Periodic: fetch again the stored orders that are not in a final status."""
+    """Periodic: fetch again the stored orders, of every account, not in a final status."""
     self.publish(orders.refresh_open_orders(self.sessions, self.settings))

@@ -11,15 +11,19 @@ from worker.services import removal
 
 
 @app.task(name="lazada.remove_products", base=ServiceTask, bind=True)
-def remove_products(self: ServiceTask, skus: Any, key: Any = None) -> None:
+def remove_products(self: ServiceTask, skus: Any, key: Any = None, account: Any = None) -> None:
     """Record a removal job under `key` (the task id when none) and start its batches."""
     cleaned = clean_skus(skus)
     job_key = clean_key(key) or self.request.id
-    _, messages = removal.create_job(self.sessions, self.settings, job_key, cleaned)
+    owner = self.account(account)
+    batch_size = self.platforms(owner.name).max_skus_per_call
+    _, messages = removal.create_job(
+        self.sessions, self.settings, owner.name, job_key, cleaned, batch_size
+    )
     self.publish(messages)
 
 
 @app.task(name="lazada.remove_batch", base=ServiceTask, bind=True)
 def remove_batch(self: ServiceTask, batch_id: int) -> None:
     """Remove one batch's pending SKUs (internal: enqueued by remove_products and sweepers)."""
-    self.publish(removal.process_batch(self.sessions, self.client, self.settings, batch_id))
+    self.publish(removal.process_batch(self.sessions, self.platforms, self.settings, batch_id))

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from stack import WorkerProcess, fresh_postgres_database, plain_celery, service_url
 
+from worker.api import PlatformFor
 from worker.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.schema import ensure_schema
 from worker.sandbox import Sandbox
-from worker.sellercenter import SellerCenterClient
+from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.settings import Settings
 
 
@@ -66,6 +67,17 @@ def client(sandbox: Sandbox) -> Iterator[SellerCenterClient]:
         sandbox.url, sandbox.user_id, sandbox.api_key, read_timeout=3.0, after_call=record_call
     ) as api:
         yield api
+
+
+@pytest.fixture
+def platforms(client: SellerCenterClient) -> PlatformFor:
+    """Every account's platform: the legacy client on the sandbox (services take a PlatformFor)."""
+    platform = SellerCenterPlatform(client)
+    return lambda _account: platform
+
+
+BATCH = SellerCenterPlatform.max_skus_per_call  # SKUs a removal call takes (the legacy API's)
+URLS_PER_CALL = SellerCenterPlatform.max_urls_per_call
 
 
 @dataclass

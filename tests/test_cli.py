@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_worker import BATCH
 from sqlalchemy.orm import sessionmaker
 from stack import WorkerProcess
 
@@ -501,7 +502,7 @@ def stored(cli: Cli) -> dict[str, str]:
     """One row of each kind, written as the worker would: what the read commands show."""
     settings = Settings.from_env(cli.env)
     sessions = sessionmaker(get_engine(cli.database_url), expire_on_commit=False)
-    removal.create_job(sessions, settings, "stored-job", ["S-1", "S-2"])
+    removal.create_job(sessions, settings, settings.account, "stored-job", ["S-1", "S-2"], BATCH)
     now = datetime.now(UTC)
     with sessions.begin() as session:
         session.add(

@@ -145,7 +145,7 @@ def test_unknown_order_is_not_found(client: SellerCenterClient) -> None:
     with pytest.raises(NotFoundError) as caught:
         client.get_order(900_000_000)
 
-    assert caught.value.code == 16
+    assert caught.value.code == "E016"
     assert str(caught.value).startswith("GetOrder failed: E016 ")
     assert "Invalid Order ID" in str(caught.value)
 
@@ -196,7 +196,7 @@ def test_sku_named_in_error_detail_fails_and_the_rest_are_sent_again(
     assert "could not be removed" in outcome.failed["X-FAIL-1"].message
     assert outcome.not_applied == ("KEEP-1", "KEEP-2")
     assert sandbox.removal_counts() == {}
-    assert [(r.outcome, r.error_code) for r in records] == [("api_error", 503)]
+    assert [(r.outcome, r.error_code) for r in records] == [("api_error", "E503")]
 
     again = client.remove_products(list(outcome.not_applied))
 
@@ -298,7 +298,7 @@ def test_unknown_request_id_is_an_invalid_request(client: SellerCenterClient) ->
     with pytest.raises(InvalidRequestError) as caught:
         client.get_response("0" * 26)
 
-    assert caught.value.code == 5
+    assert caught.value.code == "E005"
 
 
 @pytest.mark.parametrize(
@@ -352,7 +352,7 @@ def test_wrong_api_key_is_an_authentication_error_that_never_shows_the_key(
         client.get_order(190)
 
     error = caught.value
-    assert error.code == 7
+    assert error.code == "E007"
     assert "wrong API key" in str(error)
     for text in (str(error), repr(error), repr(client), repr(records), caplog.text):
         assert wrong_key not in text
@@ -384,7 +384,7 @@ def test_clock_an_hour_off_is_retried_once_then_a_clock_skew_error(
     ):
         client.get_order(190)
 
-    assert caught.value.code == 3
+    assert caught.value.code == "E003"
     assert "clock" in str(caught.value)
     assert [call.error_code for call in sandbox.calls()] == [3, 3]
     assert attempts == ["GetOrder", "GetOrder"]
@@ -436,7 +436,7 @@ def test_e006_fault_is_a_service_error(sandbox: Sandbox, client: SellerCenterCli
     with pytest.raises(ServiceError) as caught:
         client.get_order(190)
 
-    assert caught.value.code == 6
+    assert caught.value.code == "E006"
     assert len(sandbox.calls()) == 1
 
 
@@ -446,7 +446,7 @@ def test_e901_fault_is_a_throttled_error(sandbox: Sandbox, client: SellerCenterC
     with pytest.raises(ThrottledError) as caught:
         client.get_response("0" * 26)
 
-    assert caught.value.code == 901
+    assert caught.value.code == "E901"
 
 
 def test_truncated_answer_is_a_transport_error(
@@ -509,7 +509,7 @@ def test_hooks_see_every_attempt(sandbox: Sandbox, response_format: Format) -> N
     assert before == ["GetOrder", "GetOrder"]
     assert [(r.action, r.outcome, r.http_status, r.error_code) for r in after] == [
         ("GetOrder", "ok", 200, None),
-        ("GetOrder", "api_error", 200, 16),
+        ("GetOrder", "api_error", 200, "E016"),
     ]
     assert all(record.duration_s >= 0 for record in after)
 

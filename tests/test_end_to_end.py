@@ -10,7 +10,7 @@ import re
 from collections import Counter
 
 import pytest
-from fixtures_worker import Stack
+from fixtures_worker import BATCH, Stack
 from sqlalchemy import func, select
 from stack import wait_for
 
@@ -112,7 +112,7 @@ def test_orders_are_stored_and_a_missing_one_is_recorded_as_failed(stack: Stack)
     assert sample["order_number"] == "300125759"
     assert sample["price"] == "100.00"
     assert sample["address_billing"]["post_code"] == "33333"
-    assert missing is not None and missing["state"] == "failed" and missing["error_code"] == 16
+    assert missing is not None and missing["state"] == "failed" and missing["error_code"] == "E016"
     assert calls["GetOrder"] >= 3
 
 
@@ -173,7 +173,9 @@ def _tasks_run(log: str) -> set[str]:
 
 def test_a_lost_message_is_recovered_by_the_sweeper(stack: Stack) -> None:
     # The job is recorded but its batch messages are never sent: as if the broker lost them.
-    _, messages = removal.create_job(stack.sessions, stack.settings, "lost", ["L-1", "L-2", "L-3"])
+    _, messages = removal.create_job(
+        stack.sessions, stack.settings, stack.settings.account, "lost", ["L-1", "L-2", "L-3"], BATCH
+    )
     assert messages  # the messages the worker would have sent; dropped here
     with stack.sessions() as session:
         # Their dispatch deadline has passed, as it would have after redispatch_after seconds.

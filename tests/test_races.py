@@ -10,12 +10,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from fixtures_worker import BATCH, URLS_PER_CALL
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.api import PlatformFor
 from worker.db.models import RemovalJob
 from worker.sandbox import Sandbox
-from worker.sellercenter import SellerCenterClient
 from worker.services import images, orders, removal
 from worker.settings import Settings
 
@@ -45,12 +46,14 @@ def _together(work: Callable[[], Any], n: int = 2) -> list[Any]:
 def test_the_same_batch_taken_by_two_workers_at_once_is_sent_once(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
-    _, messages = removal.create_job(sessions, settings, "race", ["R-1", "R-2"])
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, "race", ["R-1", "R-2"], BATCH
+    )
     sandbox.config.latency = 0.3
-    _together(lambda: removal.process_batch(sessions, client, settings, *messages[0].args))
+    _together(lambda: removal.process_batch(sessions, platforms, settings, *messages[0].args))
     assert len([c for c in sandbox.calls() if c.action == "RemoveProduct"]) == 1
     assert sandbox.removal_counts() == {"R-1": 1, "R-2": 1}
 
@@ -58,14 +61,14 @@ def test_the_same_batch_taken_by_two_workers_at_once_is_sent_once(
 def test_runners_of_one_job_take_its_batches_each_once(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
-    skus = [f"J-{n:03d}" for n in range(12 * removal.BATCH_SIZE)]
-    _, messages = removal.create_job(sessions, settings, "runners", skus)
+    skus = [f"J-{n:03d}" for n in range(12 * BATCH)]
+    _, messages = removal.create_job(sessions, settings, settings.account, "runners", skus, BATCH)
     sandbox.config.latency = 0.05
     starts = iter(messages[:4])  # four runners at once, each going on to the next free batch
-    _together(lambda: removal.process_batch(sessions, client, settings, *next(starts).args), n=4)
+    _together(lambda: removal.process_batch(sessions, platforms, settings, *next(starts).args), n=4)
     assert len([c for c in sandbox.calls() if c.action == "RemoveProduct"]) == 12
     assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
 
@@ -73,15 +76,17 @@ def test_runners_of_one_job_take_its_batches_each_once(
 def test_the_same_image_poll_taken_by_two_workers_at_once_is_made_once(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
     sandbox.config.image_job_seconds = (60.0, 60.0)
-    _, messages = images.start_migration(sessions, settings, "race", ["https://i.example.com/a"])
-    polls = images.advance(sessions, client, settings, *messages[0].args)  # submits
+    _, messages = images.start_migration(
+        sessions, settings, settings.account, "race", ["https://i.example.com/a"], URLS_PER_CALL
+    )
+    polls = images.advance(sessions, platforms, settings, *messages[0].args)  # submits
     sandbox.config.latency = 0.3
     threading.Event().wait(polls[0].countdown or 0)
-    _together(lambda: images.advance(sessions, client, settings, *polls[0].args))
+    _together(lambda: images.advance(sessions, platforms, settings, *polls[0].args))
     assert len([c for c in sandbox.calls() if c.action == "GetResponse"]) == 1
 
 
@@ -89,7 +94,10 @@ def test_the_same_key_recorded_by_two_clients_at_once_makes_one_job(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
     skus = [f"K-{n}" for n in range(200)]
-    results = _together(lambda: removal.create_job(sessions, settings, "same-key", skus), n=4)
+    results = _together(
+        lambda: removal.create_job(sessions, settings, settings.account, "same-key", skus, BATCH),
+        n=4,
+    )
     assert len({job_id for job_id, _ in results}) == 1
     assert sum(len(messages) for _, messages in results) == 4  # one client's 4 batches only
     with sessions() as session:
@@ -99,12 +107,14 @@ def test_the_same_key_recorded_by_two_clients_at_once_makes_one_job(
 def test_the_same_order_fetched_by_two_workers_at_once_is_fetched_once(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
     sandbox.config.latency = 0.3
     counter = iter(range(100))
     _together(
-        lambda: orders.fetch_order(sessions, client, settings, 4711, f"request-{next(counter)}")
+        lambda: orders.fetch_order(
+            sessions, platforms, settings, settings.account, 4711, f"request-{next(counter)}"
+        )
     )
     assert len([c for c in sandbox.calls() if c.action == "GetOrder"]) == 1

@@ -12,7 +12,7 @@ from stack import service_url, wait_for
 
 from worker import documents
 from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter, RedisSlots, SlotStore
-from worker.sellercenter import CallRecord
+from worker.platforms import CallRecord
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -72,7 +72,9 @@ def test_an_e901_answer_slows_the_account_down(database_url: str) -> None:
     store = DatabaseSlots(database_url)
     account = _account()
     limiter = RateLimiter(store, account, rate=100, max_wait=60)
-    limiter.observe(CallRecord("RemoveProduct", "api_error", 0.01, 200, 901, "E901"))
+    limiter.observe(
+        CallRecord("RemoveProduct", "api_error", 0.01, 200, "E901", "E901", throttled=True)
+    )
     assert store.reserve(account, 0.01, 60) == pytest.approx(1.0, abs=0.1)
 
 

@@ -418,7 +418,7 @@ def test_error_message_reads_like_action_failed_code_text() -> None:
 
     assert isinstance(error, NotFoundError)
     assert str(error) == "GetOrder failed: E016 Invalid Order ID"
-    assert error.code == 16
+    assert error.code == "E016"
     assert error.message == "Invalid Order ID"
     assert error.action == "GetOrder"
     assert error.http_status == 200

@@ -6,13 +6,14 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from fixtures_worker import BATCH
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.api import PlatformFor
 from worker.db.engine import get_engine
 from worker.db.models import Base
 from worker.db.schema import alembic_config
-from worker.sellercenter import SellerCenterClient
 from worker.services import removal
 from worker.settings import Settings
 
@@ -28,15 +29,15 @@ def test_going_back_a_revision_writes_the_rows_of_skus_held_by_batches(
     database_url: str,
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Revision 0006 lets batches hold their SKUs (pending, or removed once the batch is done);
     # 0005's code expects a row per SKU, so the downgrade writes them at their positions.
     monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # one batch a task
     skus = [f"D-{n}" for n in range(60)]
-    _, messages = removal.create_job(sessions, settings, "downgrade", skus)
-    removal.process_batch(sessions, client, settings, *messages[0].args)  # the first 50
+    _, messages = removal.create_job(sessions, settings, settings.account, "downgrade", skus, BATCH)
+    removal.process_batch(sessions, platforms, settings, *messages[0].args)  # the first 50
     command.downgrade(alembic_config(database_url), "0005")
     with get_engine(database_url).connect() as connection:
         rows = connection.execute(

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fixtures_worker import BATCH, URLS_PER_CALL
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -15,19 +16,25 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import documents
+from worker.api import PlatformFor
 from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch
 from worker.dispatch import Message
 from worker.inputs import InvalidInput, clean_skus
+from worker.platforms import Platform
 from worker.ratelimit import RateLimited
 from worker.sandbox import Sandbox
-from worker.sellercenter import SellerCenterClient
+from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.services import images, orders, removal, sweepers
 from worker.settings import Settings
 
 
+def single(platform: Platform) -> PlatformFor:
+    return lambda _account: platform
+
+
 def _run_batches(
     sessions: sessionmaker[Session],
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     settings: Settings,
     messages: list[Message],
 ) -> int:
@@ -38,7 +45,7 @@ def _run_batches(
         message = queue.pop(0)
         if message.countdown:
             time.sleep(message.countdown)
-        queue += removal.process_batch(sessions, client, settings, *message.args)
+        queue += removal.process_batch(sessions, platforms, settings, *message.args)
         delivered += 1
     return delivered
 
@@ -54,7 +61,7 @@ def test_a_job_is_split_into_batches_of_at_most_fifty_skus(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
     skus = [f"S-{n}" for n in range(121)]
-    _, messages = removal.create_job(sessions, settings, "split", skus)
+    _, messages = removal.create_job(sessions, settings, settings.account, "split", skus, BATCH)
     with sessions() as session:
         held = session.execute(
             select(RemovalBatch.first_position, RemovalBatch.skus).order_by(RemovalBatch.id)
@@ -71,15 +78,15 @@ def test_a_job_is_split_into_batches_of_at_most_fifty_skus(
 def test_a_job_starts_a_few_runners_that_take_all_of_its_batches(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(removal, "RUNNERS_PER_JOB", 2)
-    skus = [f"S-{n}" for n in range(5 * removal.BATCH_SIZE + 1)]  # six batches
-    _, messages = removal.create_job(sessions, settings, "runners", skus)
+    skus = [f"S-{n}" for n in range(5 * BATCH + 1)]  # six batches
+    _, messages = removal.create_job(sessions, settings, settings.account, "runners", skus, BATCH)
     assert len(messages) == 2
-    assert _run_batches(sessions, client, settings, messages) == 2
+    assert _run_batches(sessions, platforms, settings, messages) == 2
     job = _job(sessions, settings, "runners")
     assert job["state"] == "done" and job["removed"] == len(skus)
     assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
@@ -88,16 +95,16 @@ def test_a_job_starts_a_few_runners_that_take_all_of_its_batches(
 def test_a_runner_out_of_time_hands_over_to_a_new_message(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # one batch a task, then a hand-over
-    skus = [f"H-{n}" for n in range(3 * removal.BATCH_SIZE)]
-    _, messages = removal.create_job(sessions, settings, "hand-over", skus)
-    first = removal.process_batch(sessions, client, settings, *messages[0].args)
+    skus = [f"H-{n}" for n in range(3 * BATCH)]
+    _, messages = removal.create_job(sessions, settings, settings.account, "hand-over", skus, BATCH)
+    first = removal.process_batch(sessions, platforms, settings, *messages[0].args)
     assert first == [Message(removal.REMOVE_BATCH_TASK, messages[0].args)]
-    _run_batches(sessions, client, settings, [*first, *messages[1:]])
+    _run_batches(sessions, platforms, settings, [*first, *messages[1:]])
     assert _job(sessions, settings, "hand-over")["removed"] == len(skus)
     assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
 
@@ -105,15 +112,15 @@ def test_a_runner_out_of_time_hands_over_to_a_new_message(
 def test_the_status_lists_every_sku_in_order_before_and_after_its_batch_is_done(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Batches hold their SKUs (pending, then removed by one call) unless a call leaves them
     # otherwise, which writes their rows; the status and the progress read both places.
     monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # one batch a task
-    skus = [f"P-{n:03d}" for n in range(2 * removal.BATCH_SIZE + 7)]
+    skus = [f"P-{n:03d}" for n in range(2 * BATCH + 7)]
     skus[60] = "P-060-FAIL"
-    _, messages = removal.create_job(sessions, settings, "status", skus)
+    _, messages = removal.create_job(sessions, settings, settings.account, "status", skus, BATCH)
 
     def states() -> list[tuple[str, str, int]]:
         return [
@@ -123,8 +130,8 @@ def test_the_status_lists_every_sku_in_order_before_and_after_its_batch_is_done(
 
     assert states() == [(sku, "pending", 0) for sku in skus]
     assert _job(sessions, settings, "status")["state"] == "pending"
-    removal.process_batch(sessions, client, settings, *messages[0].args)
-    first = removal.BATCH_SIZE
+    removal.process_batch(sessions, platforms, settings, *messages[0].args)
+    first = BATCH
     assert states() == [(sku, "removed", 1) for sku in skus[:first]] + [
         (sku, "pending", 0) for sku in skus[first:]
     ]
@@ -132,7 +139,7 @@ def test_the_status_lists_every_sku_in_order_before_and_after_its_batch_is_done(
     with sessions() as session:
         progress = documents.removal_progress(session, settings.account, "status")
     assert progress == (first, len(skus), False)
-    _run_batches(sessions, client, settings, messages[1:])
+    _run_batches(sessions, platforms, settings, messages[1:])
     job = _job(sessions, settings, "status")
     assert [s["sku"] for s in job["skus"]] == skus
     assert (job["state"], job["removed"], job["failed"], job["pending"]) == ("done", 106, 1, 0)
@@ -145,8 +152,12 @@ def test_the_status_lists_every_sku_in_order_before_and_after_its_batch_is_done(
 def test_the_same_key_again_records_nothing_and_sends_nothing(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
-    first, messages = removal.create_job(sessions, settings, "k", ["A", "B"])
-    again, more = removal.create_job(sessions, settings, "k", ["A", "B", "C"])
+    first, messages = removal.create_job(
+        sessions, settings, settings.account, "k", ["A", "B"], BATCH
+    )
+    again, more = removal.create_job(
+        sessions, settings, settings.account, "k", ["A", "B", "C"], BATCH
+    )
     assert again == first and messages and more == []
     assert _job(sessions, settings, "k")["total"] == 2
 
@@ -154,17 +165,17 @@ def test_the_same_key_again_records_nothing_and_sends_nothing(
 def test_sku_named_in_error_detail_fails_and_the_rest_are_sent_again(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
     skus = ["OK-1", "BAD-FAIL-1", "OK-2", "BAD-FAIL-2", "OK-3"]
-    _, messages = removal.create_job(sessions, settings, "d4", skus)
-    _run_batches(sessions, client, settings, messages)
+    _, messages = removal.create_job(sessions, settings, settings.account, "d4", skus, BATCH)
+    _run_batches(sessions, platforms, settings, messages)
 
     job = _job(sessions, settings, "d4")
     by_sku = {s["sku"]: s for s in job["skus"]}
     assert job["state"] == "done" and job["removed"] == 3 and job["failed"] == 2
-    assert by_sku["BAD-FAIL-1"]["error_code"] == 503
+    assert by_sku["BAD-FAIL-1"]["error_code"] == "E503"
     assert "BAD-FAIL-1" in by_sku["BAD-FAIL-1"]["message"]
     assert by_sku["OK-1"]["attempts"] == 2  # the rejected call, then the one that removed it
     bodies = [c.body for c in sandbox.calls() if c.action == "RemoveProduct"]
@@ -175,18 +186,20 @@ def test_sku_named_in_error_detail_fails_and_the_rest_are_sent_again(
 def test_transient_errors_are_retried_on_the_ladder_then_the_skus_fail_with_the_last_error(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
     sandbox.config.fault_rate = 1.0
     sandbox.config.fault_kinds = ("e006",)
-    _, messages = removal.create_job(sessions, settings, "flaky", ["T-1", "T-2"])
-    deliveries = _run_batches(sessions, client, settings, messages)
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, "flaky", ["T-1", "T-2"], BATCH
+    )
+    deliveries = _run_batches(sessions, platforms, settings, messages)
 
     job = _job(sessions, settings, "flaky")
     assert deliveries == len(settings.retry_ladder) + 1
     assert job["state"] == "done" and job["failed"] == 2
-    assert all(s["attempts"] == deliveries and s["error_code"] == 6 for s in job["skus"])
+    assert all(s["attempts"] == deliveries and s["error_code"] == "E006" for s in job["skus"])
     assert "gave up" in job["skus"][0]["message"]
     with sessions() as session:
         kinds = set(session.scalars(select(Failure.kind)))
@@ -198,16 +211,18 @@ def test_transient_errors_are_retried_on_the_ladder_then_the_skus_fail_with_the_
 def test_a_transient_error_then_success_removes_every_sku_once(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
     sandbox.config.fault_rate = 1.0
     sandbox.config.fault_kinds = ("http502_html",)
-    _, messages = removal.create_job(sessions, settings, "recover", ["R-1"])
-    retry = removal.process_batch(sessions, client, settings, *messages[0].args)
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, "recover", ["R-1"], BATCH
+    )
+    retry = removal.process_batch(sessions, platforms, settings, *messages[0].args)
     assert retry and retry[0].countdown is not None
     sandbox.config.fault_rate = 0.0
-    _run_batches(sessions, client, settings, retry)
+    _run_batches(sessions, platforms, settings, retry)
 
     job = _job(sessions, settings, "recover")
     assert job["removed"] == 1 and job["skus"][0]["attempts"] == 2
@@ -218,12 +233,13 @@ def test_a_wrong_key_fails_the_batch_at_once_without_retrying(
     sessions: sessionmaker[Session], settings: Settings, sandbox: Sandbox
 ) -> None:
     bad = SellerCenterClient(sandbox.url, sandbox.user_id, "not-the-key", read_timeout=3)
-    _, messages = removal.create_job(sessions, settings, "auth", ["W-1"])
-    follow_up = removal.process_batch(sessions, bad, settings, *messages[0].args)
+    wrong_key = single(SellerCenterPlatform(bad))
+    _, messages = removal.create_job(sessions, settings, settings.account, "auth", ["W-1"], BATCH)
+    follow_up = removal.process_batch(sessions, wrong_key, settings, *messages[0].args)
 
     job = _job(sessions, settings, "auth")
     assert follow_up == [] and job["failed"] == 1
-    assert job["skus"][0]["error_code"] == 7 and job["skus"][0]["attempts"] == 1
+    assert job["skus"][0]["error_code"] == "E007" and job["skus"][0]["attempts"] == 1
     assert len(sandbox.calls()) == 1
     assert "not-the-key" not in job["skus"][0]["message"]
 
@@ -231,35 +247,35 @@ def test_a_wrong_key_fails_the_batch_at_once_without_retrying(
 def test_a_batch_delivered_twice_does_nothing_the_second_time(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
-    _, messages = removal.create_job(sessions, settings, "twice", ["X-1"])
+    _, messages = removal.create_job(sessions, settings, settings.account, "twice", ["X-1"], BATCH)
     batch_id = messages[0].args[0]
-    removal.process_batch(sessions, client, settings, batch_id)
-    assert removal.process_batch(sessions, client, settings, batch_id) == []
+    removal.process_batch(sessions, platforms, settings, batch_id)
+    assert removal.process_batch(sessions, platforms, settings, batch_id) == []
     assert len(sandbox.calls()) == 1
 
 
 def test_a_batch_leased_by_another_worker_is_left_alone(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
-    _, messages = removal.create_job(sessions, settings, "leased", ["Y-1"])
+    _, messages = removal.create_job(sessions, settings, settings.account, "leased", ["Y-1"], BATCH)
     with sessions.begin() as session:
         session.execute(
             update(RemovalBatch).values(lease_until=datetime.now(UTC) + timedelta(minutes=1))
         )
-    assert removal.process_batch(sessions, client, settings, *messages[0].args) == []
+    assert removal.process_batch(sessions, platforms, settings, *messages[0].args) == []
     assert sandbox.calls() == []
 
 
 def test_the_sweeper_resends_due_batches_whose_message_is_overdue_and_only_those(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
-    _, messages = removal.create_job(sessions, settings, "sweep", ["Z-1"])
+    _, messages = removal.create_job(sessions, settings, settings.account, "sweep", ["Z-1"], BATCH)
     assert sweepers.sweep_removal_batches(sessions, settings) == []  # its message is not late
     with sessions.begin() as session:
         session.execute(
@@ -271,10 +287,10 @@ def test_the_sweeper_resends_due_batches_whose_message_is_overdue_and_only_those
 
 
 def test_an_order_is_inserted_then_updated_in_place(
-    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor
 ) -> None:
-    orders.fetch_order(sessions, client, settings, 190, "request-1")
-    orders.fetch_order(sessions, client, settings, 190, "request-2")
+    orders.fetch_order(sessions, platforms, settings, settings.account, 190, "request-1")
+    orders.fetch_order(sessions, platforms, settings, settings.account, 190, "request-2")
     with sessions() as session:
         rows = list(session.scalars(select(Order)))
         document = documents.order(session, settings.account, 190)
@@ -288,30 +304,34 @@ def test_an_order_is_inserted_then_updated_in_place(
 def test_an_order_request_seen_before_is_not_fetched_again(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
-    orders.fetch_order(sessions, client, settings, 7, "same-request")
-    orders.fetch_order(sessions, client, settings, 7, "same-request")
+    orders.fetch_order(sessions, platforms, settings, settings.account, 7, "same-request")
+    orders.fetch_order(sessions, platforms, settings, settings.account, 7, "same-request")
     assert len(sandbox.calls()) == 1
 
 
 def test_an_unknown_order_is_recorded_as_failed_with_its_code(
-    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor
 ) -> None:
-    assert orders.fetch_order(sessions, client, settings, 900_000_123, "r") == []
+    assert (
+        orders.fetch_order(sessions, platforms, settings, settings.account, 900_000_123, "r") == []
+    )
     with sessions() as session:
         document = documents.order(session, settings.account, 900_000_123)
         failure = session.scalars(select(Failure)).one()
     assert document is not None and document["state"] == "failed"
-    assert document["error_code"] == 16 and failure.subject == "900000123"
+    assert document["error_code"] == "E016" and failure.subject == "900000123"
 
 
 def test_open_orders_older_than_the_refresh_interval_are_fetched_again(
-    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor
 ) -> None:
     for order_id in range(1, 21):
-        orders.fetch_order(sessions, client, settings, order_id, f"r{order_id}")
+        orders.fetch_order(
+            sessions, platforms, settings, settings.account, order_id, f"r{order_id}"
+        )
     with sessions.begin() as session:
         session.execute(update(Order).values(fetched_at=datetime.now(UTC) - timedelta(days=1)))
         open_ids = set(session.scalars(select(Order.order_id).where(Order.is_open.is_(True))))
@@ -324,7 +344,7 @@ def test_open_orders_older_than_the_refresh_interval_are_fetched_again(
 
 def _advance_until_final(
     sessions: sessionmaker[Session],
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     settings: Settings,
     messages: list[Message],
     limit: int = 200,
@@ -336,22 +356,24 @@ def _advance_until_final(
         message = queue.pop(0)
         if message.countdown:
             time.sleep(message.countdown)
-        queue += images.advance(sessions, client, settings, *message.args)
+        queue += images.advance(sessions, platforms, settings, *message.args)
     raise AssertionError("image job still pending")
 
 
 def test_a_migration_is_submitted_in_chunks_of_eight_and_polled_until_final(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
     sandbox.config.image_job_seconds = (0.2, 0.4)
     urls = [f"https://img.example.com/{n}.jpg" for n in range(11)]
     urls.append("https://img.example.com/broken.jpg")
-    _, messages = images.start_migration(sessions, settings, "mig", urls)
+    _, messages = images.start_migration(
+        sessions, settings, settings.account, "mig", urls, URLS_PER_CALL
+    )
     assert len(messages) == 2
-    _advance_until_final(sessions, client, settings, messages)
+    _advance_until_final(sessions, platforms, settings, messages)
 
     with sessions() as session:
         jobs = documents.image_jobs(session, settings.account, key="mig")
@@ -363,26 +385,38 @@ def test_a_migration_is_submitted_in_chunks_of_eight_and_polled_until_final(
 
 
 def test_an_unknown_request_id_is_rejected(
-    sessions: sessionmaker[Session], settings: Settings, client: SellerCenterClient
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor
 ) -> None:
-    messages = images.track(sessions, settings, "0123456789abcdef0123456789", "UploadImages")
-    assert images.track(sessions, settings, "0123456789abcdef0123456789", "UploadImages") == []
-    _advance_until_final(sessions, client, settings, messages)
+    messages = images.track(
+        sessions, settings, settings.account, "0123456789abcdef0123456789", "UploadImages"
+    )
+    assert (
+        images.track(
+            sessions, settings, settings.account, "0123456789abcdef0123456789", "UploadImages"
+        )
+        == []
+    )
+    _advance_until_final(sessions, platforms, settings, messages)
     with sessions() as session:
         job = documents.image_job(session, settings.account, "0123456789abcdef0123456789")
-    assert job is not None and job["state"] == "rejected" and job["error_code"] == 5
+    assert job is not None and job["state"] == "rejected" and job["error_code"] == "E005"
 
 
 def test_a_job_still_running_at_its_deadline_expires(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
 ) -> None:
     short = Settings(**{**settings.__dict__, "image_deadline": 0.5})
     _, messages = images.start_migration(
-        sessions, short, "slow", ["https://img.example.com/a.jpg?sandbox_duration=3600"]
+        sessions,
+        short,
+        short.account,
+        "slow",
+        ["https://img.example.com/a.jpg?sandbox_duration=3600"],
+        URLS_PER_CALL,
     )
-    _advance_until_final(sessions, client, short, messages)
+    _advance_until_final(sessions, platforms, short, messages)
     with sessions() as session:
         job = session.scalars(select(ImageJob)).one()
     assert job.state == "expired" and job.polls >= 1
@@ -441,10 +475,16 @@ def test_a_call_refused_by_the_local_rate_limit_is_deferred_and_not_counted(
         if refusal is not None:
             raise refusal
 
-    limited = SellerCenterClient(
-        sandbox.url, sandbox.user_id, sandbox.api_key, before_call=before_call
+    limited = single(
+        SellerCenterPlatform(
+            SellerCenterClient(
+                sandbox.url, sandbox.user_id, sandbox.api_key, before_call=before_call
+            )
+        )
     )
-    _, messages = removal.create_job(sessions, settings, "limited", ["L-1"])
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, "limited", ["L-1"], BATCH
+    )
     deferred = removal.process_batch(sessions, limited, settings, *messages[0].args)
     assert [m.countdown for m in deferred] == [0.05] and sandbox.calls() == []
     _run_batches(sessions, limited, settings, deferred)
@@ -458,12 +498,12 @@ def test_a_call_refused_by_the_local_rate_limit_is_deferred_and_not_counted(
 def test_non_ascii_and_longest_skus_cross_the_wire_intact(
     sessions: sessionmaker[Session],
     settings: Settings,
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     sandbox: Sandbox,
 ) -> None:
     skus = clean_skus(["  เสื้อ-ไทย-01 ", "靴-日本-02", "x" * 255, "a&b<c>'\"d", "เสื้อ-ไทย-01"])
     assert len(skus) == 4  # trimmed, the duplicate dropped
-    _, messages = removal.create_job(sessions, settings, "unicode", skus)
-    _run_batches(sessions, client, settings, messages)
+    _, messages = removal.create_job(sessions, settings, settings.account, "unicode", skus, BATCH)
+    _run_batches(sessions, platforms, settings, messages)
     assert _job(sessions, settings, "unicode")["removed"] == 4
     assert set(sandbox.removal_counts()) == set(skus)

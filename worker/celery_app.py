@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
-from worker.api import forget_clients
+from worker.api import forget_platforms
 from worker.db.engine import dispose_engines
 
 app = Celery("lazada-worker")
@@ -18,7 +18,7 @@ app.config_from_object("celeryconfig")
 def _dispose_inherited_engines(**_: Any) -> None:
     # A forked pool child must not share the parent's database connections or HTTP sockets.
     dispose_engines()
-    forget_clients()
+    forget_platforms()
 
 
 @worker_init.connect

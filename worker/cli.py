@@ -178,7 +178,7 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
 
         # Mark the orders due before sending: a stored order then counts as final only once
         # this fetch has stored it again, not as soon as a worker claims it.
-        orders.request_fetch(sessions, settings, order_ids)
+        orders.request_fetch(sessions, settings, settings.account, order_ids)
     for order_id in order_ids:
         print(_send("lazada.fetch_order", [order_id]))
     if sessions is None:

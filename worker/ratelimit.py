@@ -23,12 +23,11 @@ from sqlalchemy.exc import IntegrityError
 
 from worker.db.engine import get_engine
 from worker.db.models import RateLimit
-from worker.sellercenter import CallRecord, ThrottledError
+from worker.platforms import CallRecord, ThrottledApiError
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-THROTTLE_CODES = frozenset({901, 429})
 PAUSE_AFTER_THROTTLE = 1.0  # seconds no call is made after the API said "too frequent"
 SLOW_FOR = 30.0  # seconds the rate stays halved after that
 # Slots 3% further apart than 1/rate: calls leave a few ms late or early (threads, GIL), and
@@ -36,7 +35,7 @@ SLOW_FOR = 30.0  # seconds the rate stays halved after that
 SPACING = 1.03
 
 
-class RateLimited(ThrottledError):
+class RateLimited(ThrottledApiError):
     """No call slot soon enough: nothing was sent; retried like the API's own E901."""
 
     def __init__(self, action: str, wait: float) -> None:
@@ -71,8 +70,8 @@ class RateLimiter:
             time.sleep(wait)
 
     def observe(self, record: CallRecord) -> None:
-        if record.error_code in THROTTLE_CODES:
-            log.warning("%s throttled (E%s): slowing down", record.action, record.error_code)
+        if record.throttled:
+            log.warning("%s throttled (%s): slowing down", record.action, record.error_code)
             self.store.throttled(self.account, PAUSE_AFTER_THROTTLE, SLOW_FOR)
 
 
@@ -188,18 +187,16 @@ _lock = threading.Lock()
 _limiters: dict[tuple[str, str, float], RateLimiter] = {}
 
 
-def limiter_for(settings: Settings) -> RateLimiter:
-    """The process's limiter for the account: Redis when the broker is Redis, else the
-    database."""
+def limiter_for(settings: Settings, account: str, rate: float) -> RateLimiter:
+    """The process's limiter for `account` at `rate` calls a second: its slots in Redis when
+    the broker is Redis, else in the database, shared by every worker of the deployment."""
     redis_broker = settings.broker_url.startswith(("redis://", "rediss://"))
     store_url = settings.broker_url if redis_broker else settings.database_url
-    key = (store_url, settings.account, settings.rate_limit)
+    key = (store_url, account, rate)
     with _lock:
         limiter = _limiters.get(key)
         if limiter is None:
             store: SlotStore = RedisSlots(store_url) if redis_broker else DatabaseSlots(store_url)
-            limiter = RateLimiter(
-                store, settings.account, settings.rate_limit, settings.max_rate_wait
-            )
+            limiter = RateLimiter(store, account, rate, settings.max_rate_wait)
             _limiters[key] = limiter
         return limiter

@@ -3,41 +3,12 @@ row and a duplicate delivery finds nothing to do."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Update, bindparam, or_, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from worker.db.models import Base, table_of
-
-
-def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
-    """No task holds the row: never leased, or its lease has lapsed (a worker died)."""
-    return or_(model.lease_until.is_(None), model.lease_until < now)
-
-
-def defer(
-    session: Session,
-    model: Any,
-    row_id: int,
-    due: InstrumentedAttribute[Any],
-    wait: float,
-    redispatch_after: float,
-) -> None:
-    """Give the row back, due again in `wait` s (the message sent for it has that countdown)."""
-    when = datetime.now(UTC) + timedelta(seconds=wait)
-    session.execute(
-        update(model)
-        .where(model.id == row_id)
-        .values(
-            {
-                due: when,
-                model.lease_until: None,
-                model.dispatched_until: when + timedelta(seconds=redispatch_after),
-            }
-        )
-    )
 
 
 def claim_statement(model: type[Base], *conditions: ColumnElement[bool]) -> Update:

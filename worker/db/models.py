@@ -132,7 +132,7 @@ class RemovalSku(Base):
     sku: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|removed|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # calls that carried this SKU
-    error_code: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -166,7 +166,7 @@ class Order(Base):
     address_shipping: Mapped[dict[str, Any]] = mapped_column(default=dict)
     extra_attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    error_code: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # None: nothing due. Set when a fetch is requested, retried, or the order is due a refresh.
@@ -219,7 +219,7 @@ class ImageJob(Base):
     deadline_at: Mapped[datetime | None]
     images: Mapped[list[Any]] = mapped_column(default=list)
     errors: Mapped[list[Any]] = mapped_column(default=list)
-    error_code: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -236,7 +236,7 @@ class Failure(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))  # removal_sku|order|image_job
     subject: Mapped[str] = mapped_column(Text)
-    error_code: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -254,7 +254,7 @@ class ApiCall(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # ok|api_error|transport_error
     duration_ms: Mapped[int] = mapped_column(Integer)
     http_status: Mapped[int | None]
-    error_code: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class RateLimit(Base):

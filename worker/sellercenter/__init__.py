@@ -16,6 +16,7 @@ from worker.sellercenter.errors import (
     TransientError,
     TransportError,
     classify,
+    code_label,
 )
 from worker.sellercenter.models import (
     CallRecord,
@@ -26,6 +27,7 @@ from worker.sellercenter.models import (
     Order,
     RemovalOutcome,
 )
+from worker.sellercenter.platform import SellerCenterPlatform
 from worker.sellercenter.signing import canonical_query, sign
 
 __all__ = [
@@ -43,11 +45,13 @@ __all__ = [
     "RemovalOutcome",
     "SellerCenterClient",
     "SellerCenterError",
+    "SellerCenterPlatform",
     "ServiceError",
     "ThrottledError",
     "TransientError",
     "TransportError",
     "canonical_query",
     "classify",
+    "code_label",
     "sign",
 ]

@@ -26,6 +26,7 @@ from worker.sellercenter.envelope import Envelope, MalformedResponse, parse_enve
 from worker.sellercenter.errors import (
     ClockSkewError,
     SellerCenterError,
+    ThrottledError,
     TransportError,
     redact,
 )
@@ -281,14 +282,19 @@ class SellerCenterClient:
             outcome: Literal["ok", "api_error", "transport_error"] = (
                 "transport_error" if isinstance(exc, TransportError) else "api_error"
             )
-            self._record(action, outcome, started, status, exc.code, str(exc), loggable_url)
+            throttled = isinstance(exc, ThrottledError)
+            self._record(
+                action, outcome, started, status, exc.code, str(exc), loggable_url, throttled
+            )
             raise
         if envelope.success:
             self._record(action, "ok", started, status, None, "ok", loggable_url)
         else:  # an ErrorResponse the operation turned into a result (RemoveProduct, D4)
-            message = redact(str(error_from_envelope(envelope)), (self._api_key,))
+            error = error_from_envelope(envelope)
+            message = redact(str(error), (self._api_key,))
+            throttled = isinstance(error, ThrottledError)
             self._record(
-                action, "api_error", started, status, envelope.error_code, message, loggable_url
+                action, "api_error", started, status, error.code, message, loggable_url, throttled
             )
         return result
 
@@ -370,9 +376,10 @@ class SellerCenterClient:
         outcome: Literal["ok", "api_error", "transport_error"],
         started: float,
         status: int | None,
-        error_code: int | None,
+        error_code: str | None,
         message: str,
         loggable_url: str,
+        throttled: bool = False,
     ) -> None:
         duration = time.monotonic() - started
         logger.debug(
@@ -393,6 +400,7 @@ class SellerCenterClient:
                     http_status=status,
                     error_code=error_code,
                     message=message,
+                    throttled=throttled,
                 )
             )
 

@@ -8,6 +8,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
+from worker.platforms.errors import (
+    ApiError,
+    PermanentApiError,
+    ThrottledApiError,
+    TransientApiError,
+)
 from worker.sellercenter.models import ErrorDetail
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "TransientError",
     "TransportError",
     "classify",
+    "code_label",
     "redact",
 ]
 
@@ -40,8 +47,16 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _HEX_DIGEST.sub(_REDACTED, text)
 
 
-class SellerCenterError(Exception):
-    """Base of all client errors; ``str(e)`` reads like ``GetOrder failed: E016 Invalid ...``."""
+def code_label(code: int) -> str:
+    """The string form of an API code, as the documentation writes it: E016, E503, 1000."""
+    return f"E{code:03d}" if code < 1000 else str(code)
+
+
+class SellerCenterError(ApiError):
+    """Base of all client errors; ``str(e)`` reads like ``GetOrder failed: E016 Invalid ...``.
+
+    ``code`` is the documented label (``"E016"``); ``number`` the API's integer code.
+    """
 
     def __init__(
         self,
@@ -52,12 +67,12 @@ class SellerCenterError(Exception):
         details: tuple[ErrorDetail, ...] = (),
         http_status: int | None = None,
     ) -> None:
-        self.message = redact(message)
-        self.action = action
-        self.code = code
+        super().__init__(
+            redact(message), action=action, code=None if code is None else code_label(code)
+        )
+        self.number = code
         self.details = details
         self.http_status = http_status
-        super().__init__(self.message)
 
     def redact(self, secret: str) -> None:
         """Scrub ``secret`` from the message and details (the client calls this with its key)."""
@@ -66,12 +81,6 @@ class SellerCenterError(Exception):
         self.message = redact(self.message, (secret,))
         self.details = tuple(_redact_detail(detail, secret) for detail in self.details)
         self.args = (self.message,)
-
-    def __str__(self) -> str:
-        if self.code is None:
-            return f"{self.action} failed: {self.message}"
-        label = f"E{self.code:03d}" if self.code < 1000 else str(self.code)
-        return f"{self.action} failed: {label} {self.message}"
 
     def __repr__(self) -> str:
         return (
@@ -93,7 +102,7 @@ def _redact_detail(detail: ErrorDetail, secret: str) -> ErrorDetail:
     )
 
 
-class TransientError(SellerCenterError):
+class TransientError(SellerCenterError, TransientApiError):
     """Worth retrying later: the same call may succeed once the service or network recovers."""
 
 
@@ -102,7 +111,7 @@ class TransportError(TransientError):
     is not a Seller Center envelope (proxy page, empty, truncated), too large or hostile."""
 
 
-class ThrottledError(TransientError):
+class ThrottledError(TransientError, ThrottledApiError):
     """The API asked us to slow down (E901, E429): back off before the next call."""
 
 
@@ -110,7 +119,7 @@ class ServiceError(TransientError):
     """The API failed internally (E006, 1000 or E503 without field-level detail)."""
 
 
-class PermanentError(SellerCenterError):
+class PermanentError(SellerCenterError, PermanentApiError):
     """Retrying the same call will fail the same way; record it and move on."""
 
 

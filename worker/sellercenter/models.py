@@ -1,15 +1,12 @@
-"""Typed results of Seller Center calls.
+"""Typed results of Seller Center calls: the legacy shapes, and the neutral ones re-exported.
 
-Frozen so a result can be passed between layers without anyone editing it on the way. Mapping
-fields hold plain dicts on purpose: callers store them as JSON, and a read-only proxy would not
-serialise.
+Frozen so a result can be passed between layers without anyone editing it on the way.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, Literal
+
+from worker.platforms.models import CallRecord, ImageError, ImageJobStatus, ImageResult, Order
 
 __all__ = [
     "CallRecord",
@@ -20,18 +17,6 @@ __all__ = [
     "Order",
     "RemovalOutcome",
 ]
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One HTTP attempt, as handed to the ``after_call`` audit hook (never holds secrets)."""
-
-    action: str
-    outcome: Literal["ok", "api_error", "transport_error"]
-    duration_s: float
-    http_status: int | None
-    error_code: int | None
-    message: str
 
 
 @dataclass(frozen=True)
@@ -56,59 +41,4 @@ class RemovalOutcome:
     failed: Mapping[str, ErrorDetail]
     not_applied: tuple[str, ...]
     warnings: tuple[str, ...]
-    error_code: int | None = None  # the ErrorResponse's code when SKUs failed (e.g. 503)
-
-
-@dataclass(frozen=True)
-class Order:
-    """One order from GetOrder; datetimes are aware and in UTC, ``raw`` keeps every field."""
-
-    order_id: int
-    order_number: str
-    customer_first_name: str
-    customer_last_name: str
-    payment_method: str
-    remarks: str
-    delivery_info: str
-    price: Decimal
-    gift_option: bool
-    gift_message: str
-    voucher_code: str
-    created_at: datetime | None
-    updated_at: datetime | None
-    address_billing: Mapping[str, str]
-    address_shipping: Mapping[str, str]
-    national_registration_number: str
-    items_count: int
-    promised_shipping_time: str
-    extra_attributes: Mapping[str, Any]
-    statuses: tuple[str, ...]
-    tax_code: str
-    branch_number: str
-    raw: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """An image the API finished migrating: its new Lazada ``url`` and hash ``code``."""
-
-    url: str
-    code: str
-    original_url: str
-
-
-@dataclass(frozen=True)
-class ImageError:
-    """An image the API could not migrate; final for that image."""
-
-    original_url: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ImageJobStatus:
-    """GetResponse for a MigrateImages job (decision D6); ``finished=False`` means poll again."""
-
-    finished: bool
-    images: tuple[ImageResult, ...]
-    errors: tuple[ImageError, ...]
+    error_code: str | None = None  # the ErrorResponse's code when SKUs failed ("E503")

@@ -15,7 +15,7 @@ from typing import Any
 from lxml import etree
 
 from worker.sellercenter.envelope import Envelope, MalformedResponse
-from worker.sellercenter.errors import SellerCenterError, classify
+from worker.sellercenter.errors import SellerCenterError, classify, code_label
 from worker.sellercenter.models import (
     ErrorDetail,
     ImageError,
@@ -106,7 +106,7 @@ def parse_removal_outcome(envelope: Envelope, skus: Sequence[str]) -> RemovalOut
         failed=failed,
         not_applied=tuple(sku for sku in skus if sku not in failed),
         warnings=(),
-        error_code=envelope.error_code,
+        error_code=None if envelope.error_code is None else code_label(envelope.error_code),
     )
 
 

@@ -6,18 +6,18 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.audit import collect_calls, record_api_calls
+from worker.api import PlatformFor
 from worker.db.engine import core_transaction
-from worker.db.leases import claim_params, claim_statement, defer
-from worker.db.models import Failure, Order, table_of
-from worker.dispatch import Message, dispatch_deadline, retry_delay
-from worker.ratelimit import RateLimited
-from worker.sellercenter import CallRecord, PermanentError, SellerCenterClient, TransientError
-from worker.sellercenter import Order as ApiOrder
+from worker.db.leases import claim_params, claim_statement
+from worker.db.models import Order, table_of
+from worker.dispatch import Message, dispatch_deadline
+from worker.platforms import ApiError, TransientApiError
+from worker.platforms import Order as ApiOrder
+from worker.services.attempts import Row, attempt, record_failure
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,85 +27,85 @@ FETCH_ORDER_TASK = "lazada.fetch_order"
 FINAL_STATUSES = frozenset({"delivered", "canceled", "returned", "failed", "return_rejected"})
 
 
+def fetch_message(account: str, order_id: int) -> Message:
+    """The task that fetches the account's order."""
+    return Message(FETCH_ORDER_TASK, (order_id,), kwargs={"account": account})
+
+
 def fetch_order(
     sessions: sessionmaker[Session],
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     settings: Settings,
+    account: str,
     order_id: int,
     request_id: str | None,
 ) -> list[Message]:
     """Serve one fetch request. A request seen before (a redelivered message) does nothing,
     nor does one that arrives while another task is fetching the same order."""
-    row_id = _claim(sessions, settings, order_id, request_id)
+    row_id = _claim(sessions, settings, account, order_id, request_id)
     if row_id is None:
         return []
-    with collect_calls() as calls:
-        try:
-            order = client.get_order(order_id)
-        except RateLimited as exc:  # nothing was sent: not an attempt
-            return [_defer(sessions, settings, row_id, order_id, exc.wait)]
-        except TransientError as exc:
-            return _record_transient(sessions, settings, row_id, request_id, exc, calls)
-        except PermanentError as exc:
-            _record_failure(sessions, settings, row_id, request_id, exc, calls)
-            return []
-    with core_transaction(sessions) as connection:
-        record_api_calls(connection, settings.account, calls)
-        values = _stored_values(order, datetime.now(UTC))
-        # Recorded only now: a request whose worker died mid-call is served again on redelivery.
-        values["last_request_id"] = request_id
-        connection.execute(_UPDATE, {"row": row_id, **values})
-    return []
-
-
-def _defer(
-    sessions: sessionmaker[Session], settings: Settings, row_id: int, order_id: int, wait: float
-) -> Message:
-    with sessions.begin() as session:
-        defer(session, Order, row_id, Order.next_attempt_at, wait, settings.redispatch_after)
-    return Message(FETCH_ORDER_TASK, (order_id,), countdown=wait)
+    platform = platforms(account)
+    row = Row(_orders, row_id, account, "next_attempt_at", fetch_message(account, order_id))
+    attempted = attempt(
+        sessions,
+        settings,
+        row,
+        lambda: platform.get_order(order_id),
+        succeeded=lambda c, order, now: _store(c, row_id, request_id, order, now),
+        failed=lambda c, error, message, attempts, now: _fail(
+            c, row, order_id, request_id, error, message, attempts, now
+        ),
+        retrying=lambda c, error, attempts, now: _record_retry(c, row, request_id, error, attempts),
+    )
+    return attempted.messages
 
 
 def request_fetch(
-    sessions: sessionmaker[Session], settings: Settings, order_ids: list[int]
+    sessions: sessionmaker[Session], settings: Settings, account: str, order_ids: list[int]
 ) -> list[Message]:
-    """Mark orders as due and say which fetches to send (for the CLI and the refresh)."""
+    """Mark the account's orders as due and say which fetches to send (the CLI, the refresh)."""
     now = datetime.now(UTC)
     for order_id in order_ids:
-        _ensure_row(sessions, settings, order_id, now)
-    with sessions.begin() as session:
-        session.execute(
-            update(Order)
-            .where(Order.account == settings.account, Order.order_id.in_(order_ids))
+        _ensure_row(sessions, account, order_id, now)
+    with core_transaction(sessions) as connection:
+        connection.execute(
+            update(_orders)
+            .where(_orders.c.account == account, _orders.c.order_id.in_(order_ids))
             .values(
                 next_attempt_at=now,
                 dispatched_until=dispatch_deadline(now, settings.redispatch_after),
             )
         )
-    return [Message(FETCH_ORDER_TASK, (order_id,)) for order_id in order_ids]
+    return [fetch_message(account, order_id) for order_id in order_ids]
 
 
 def refresh_open_orders(
     sessions: sessionmaker[Session], settings: Settings, limit: int = 1000
 ) -> list[Message]:
-    """Fetch again the open orders last fetched longer ago than the refresh interval."""
+    """Fetch again the open orders, of every account, last fetched longer ago than the
+    refresh interval."""
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=settings.order_refresh_after)
-    with sessions.begin() as session:
-        order_ids = list(
-            session.scalars(
-                select(Order.order_id)
-                .where(
-                    Order.account == settings.account,
-                    Order.is_open.is_(True),
-                    Order.fetched_at < stale,
-                    Order.next_attempt_at.is_(None),
-                )
-                .order_by(Order.fetched_at)
-                .limit(limit)
+    with core_transaction(sessions) as connection:
+        found = connection.execute(
+            select(_orders.c.account, _orders.c.order_id)
+            .where(
+                _orders.c.is_open.is_(True),
+                _orders.c.fetched_at < stale,
+                _orders.c.next_attempt_at.is_(None),
             )
-        )
-    return request_fetch(sessions, settings, order_ids) if order_ids else []
+            .order_by(_orders.c.fetched_at)
+            .limit(limit)
+        ).all()
+    by_account: dict[str, list[int]] = {}
+    for account, order_id in found:
+        by_account.setdefault(account, []).append(order_id)
+    return [
+        message
+        for account, order_ids in by_account.items()
+        for message in request_fetch(sessions, settings, account, order_ids)
+    ]
 
 
 # The fetch's statements, built once (see worker.db.leases.claim_statement). An UPDATE without
@@ -120,7 +120,11 @@ _UPDATE = update(_orders).where(_orders.c.id == bindparam("row"))
 
 
 def _claim(
-    sessions: sessionmaker[Session], settings: Settings, order_id: int, request_id: str | None
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    account: str,
+    order_id: int,
+    request_id: str | None,
 ) -> int | None:
     """Insert the order's row already claimed, or claim the existing one, in one transaction;
     None when the request was served before or another task holds the order."""
@@ -130,11 +134,11 @@ def _claim(
         try:
             with core_transaction(sessions) as connection:
                 found = connection.execute(
-                    _FIND, {"account": settings.account, "order_id": order_id}
+                    _FIND, {"account": account, "order_id": order_id}
                 ).one_or_none()
                 if found is None:
                     new_row = {
-                        "account": settings.account,
+                        "account": account,
                         "order_id": order_id,
                         "next_attempt_at": now,
                         "lease_until": lease_until,
@@ -151,22 +155,31 @@ def _claim(
 
 
 def _ensure_row(
-    sessions: sessionmaker[Session], settings: Settings, order_id: int, now: datetime
-) -> int:
-    query = select(Order.id).where(Order.account == settings.account, Order.order_id == order_id)
-    with sessions.begin() as session:
-        row_id = session.scalar(query)
-        if row_id is not None:
-            return row_id
+    sessions: sessionmaker[Session], account: str, order_id: int, now: datetime
+) -> None:
+    params = {"account": account, "order_id": order_id}
+    with core_transaction(sessions) as connection:
+        if connection.execute(_FIND, params).first() is not None:
+            return
     try:
-        with sessions.begin() as session:
-            row = Order(account=settings.account, order_id=order_id, next_attempt_at=now)
-            session.add(row)
-            session.flush()
-            return row.id
+        with core_transaction(sessions) as connection:
+            connection.execute(_INSERT, {**params, "next_attempt_at": now})
     except IntegrityError:  # recorded by another task at the same moment
-        with sessions.begin() as session:
-            return session.scalars(query).one()
+        pass
+
+
+def _store(
+    connection: Connection,
+    row_id: int,
+    request_id: str | None,
+    order: ApiOrder,
+    now: datetime,
+) -> list[Message]:
+    values = _stored_values(order, now)
+    # Recorded only now: a request whose worker died mid-call is served again on redelivery.
+    values["last_request_id"] = request_id
+    connection.execute(_UPDATE, {"row": row_id, **values})
+    return []
 
 
 def _stored_values(order: ApiOrder, now: datetime) -> dict[str, Any]:
@@ -198,67 +211,42 @@ def _stored_values(order: ApiOrder, now: datetime) -> dict[str, Any]:
     }
 
 
-def _record_transient(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    row_id: int,
+def _record_retry(
+    connection: Connection,
+    row: Row,
     request_id: str | None,
-    exc: TransientError,
-    calls: list[CallRecord],
-) -> list[Message]:
-    now = datetime.now(UTC)
-    with sessions.begin() as session:
-        record_api_calls(session, settings.account, calls)
-        row = session.get_one(Order, row_id)
-        row.last_request_id = request_id
-        row.attempts += 1
-        if row.attempts > len(settings.retry_ladder):
-            message = f"gave up after repeated transient errors; last: {exc}"
-            _fail(session, row, exc.code, message, now)
-            return []
-        delay = retry_delay(settings.retry_ladder, row.attempts)
-        row.error_code = exc.code
-        row.message = str(exc)
-        row.next_attempt_at = now + timedelta(seconds=delay)
-        row.dispatched_until = dispatch_deadline(row.next_attempt_at, settings.redispatch_after)
-        row.lease_until = None
-        log.info("order %s: %s; retry %s in %.1fs", row.order_id, exc, row.attempts, delay)
-        return [Message(FETCH_ORDER_TASK, (row.order_id,), countdown=delay)]
-
-
-def _record_failure(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    row_id: int,
-    request_id: str | None,
-    exc: PermanentError,
-    calls: list[CallRecord],
+    error: TransientApiError,
+    attempts: int,
 ) -> None:
-    with sessions.begin() as session:
-        record_api_calls(session, settings.account, calls)
-        row = session.get_one(Order, row_id)
-        row.last_request_id = request_id
-        row.attempts += 1
-        _fail(session, row, exc.code, exc.message, datetime.now(UTC))
+    values = {"last_request_id": request_id, "error_code": error.code, "message": str(error)}
+    connection.execute(_UPDATE, {"row": row.id, **values})
+    log.info("order %s: %s; retry %s", row.message.args[0], error, attempts)
 
 
-def _fail(session: Session, row: Order, code: int | None, message: str, now: datetime) -> None:
+def _fail(
+    connection: Connection,
+    row: Row,
+    order_id: int,
+    request_id: str | None,
+    error: ApiError,
+    message: str,
+    attempts: int,
+    now: datetime,
+) -> None:
     # An order fetched before keeps its data and state; the error says why it is not current.
-    if row.state != "fetched":
-        row.state = "failed"
-    row.error_code = code
-    row.message = message
-    row.next_attempt_at = None
-    row.lease_until = None
-    row.dispatched_until = None
-    session.add(
-        Failure(
-            account=row.account,
-            at=now,
-            kind="order",
-            subject=str(row.order_id),
-            error_code=code,
+    connection.execute(
+        update(_orders)
+        .where(_orders.c.id == row.id)
+        .values(
+            state=case((_orders.c.state == "fetched", "fetched"), else_="failed"),
+            last_request_id=request_id,
+            error_code=error.code,
             message=message,
-            attempts=row.attempts,
+            next_attempt_at=None,
+            lease_until=None,
+            dispatched_until=None,
         )
+    )
+    record_failure(
+        connection, row.account, "order", str(order_id), error.code, message, attempts, now
     )

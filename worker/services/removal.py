@@ -12,24 +12,18 @@ from sqlalchemy import Connection, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.audit import collect_calls, record_api_calls
+from worker.api import PlatformFor
 from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
-from worker.db.leases import claim_params, claim_statement, defer
-from worker.db.models import Failure, RemovalBatch, RemovalJob, RemovalSku, table_of
-from worker.dispatch import Message, dispatch_deadline, retry_delay
-from worker.ratelimit import RateLimited
-from worker.sellercenter import (
-    CallRecord,
-    PermanentError,
-    SellerCenterClient,
-    TransientError,
-)
+from worker.db.leases import claim_params, claim_statement
+from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
+from worker.dispatch import Message, dispatch_deadline
+from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
+from worker.services.attempts import Attempted, Row, attempt, record_failure
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 50  # RemoveProduct takes at most 50 SellerSkus a call
 REMOVE_BATCH_TASK = "lazada.remove_batch"
 # A job starts this many tasks, each of which goes on to the job's next free batch: Celery's
 # cost per task (about that of a batch's own work, bench/RESULTS.md) is then paid once per
@@ -67,9 +61,15 @@ _SKU_COLUMNS = (
 
 
 def create_job(
-    sessions: sessionmaker[Session], settings: Settings, key: str, skus: list[str]
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    account: str,
+    key: str,
+    skus: list[str],
+    batch_size: int,
 ) -> tuple[int, list[Message]]:
-    """Record the job and its batches in one transaction; the same key again adds nothing.
+    """Record the account's job and its batches of `batch_size` SKUs (the platform's most a
+    call) in one transaction; the same key again adds nothing.
 
     `skus` must already be clean (worker.inputs.clean_skus). Returns the job id and the
     messages that start its batches.
@@ -77,29 +77,29 @@ def create_job(
     now = datetime.now(UTC)
     deadline = dispatch_deadline(now, settings.redispatch_after)
     try:
-        with sessions.begin() as session:
-            existing = _find_job(session, settings.account, key)
+        with core_transaction(sessions) as connection:
+            existing = _find_job(connection, account, key)
             if existing is not None:
                 return existing, []
-            starts = range(0, len(skus), BATCH_SIZE)
-            job = RemovalJob(
-                account=settings.account,
-                key=key,
-                total=len(skus),
-                pending_batches=len(starts),
-                created_at=now,
-            )
-            session.add(job)
-            session.flush()
+            starts = range(0, len(skus), batch_size)
+            job_id = connection.execute(
+                insert(_jobs)
+                .values(
+                    account=account,
+                    key=key,
+                    total=len(skus),
+                    pending_batches=len(starts),
+                    created_at=now,
+                )
+                .returning(_jobs.c.id)
+            ).scalar_one()
             # One bulk load (COPY on PostgreSQL) of the batch rows, each holding its SKUs: SKU
             # rows are written only for outcomes other than "all removed by one call", so a job
             # of 20,000 SKUs is 400 rows to record before its first call can start, not 20,400.
-            connection = session.connection()
-            job_id = job.id
             rows = [
                 (
-                    *(settings.account, job_id, "pending", 0, now, deadline),
-                    *(start, json.dumps(skus[start : start + BATCH_SIZE])),
+                    *(account, job_id, "pending", 0, now, deadline),
+                    *(start, json.dumps(skus[start : start + batch_size])),
                 )
                 for start in starts
             ]
@@ -113,22 +113,23 @@ def create_job(
             return job_id, [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in runners]
     except IntegrityError:
         # Another client recorded the same key at the same moment: theirs stands.
-        with sessions.begin() as session:
-            existing = _find_job(session, settings.account, key)
+        with core_transaction(sessions) as connection:
+            existing = _find_job(connection, account, key)
         if existing is None:
             raise
         return existing, []
 
 
-def _find_job(session: Session, account: str, key: str) -> int | None:
-    return session.scalar(
-        select(RemovalJob.id).where(RemovalJob.account == account, RemovalJob.key == key)
-    )
+def _find_job(connection: Connection, account: str, key: str) -> int | None:
+    return connection.execute(
+        select(_jobs.c.id).where(_jobs.c.account == account, _jobs.c.key == key)
+    ).scalar()
 
 
 class _Claim(NamedTuple):
     batch_id: int
     job_id: int
+    account: str
     skus: list[str]  # its pending SKUs: what the next call sends
     first_position: int | None  # when its row holds its SKUs (no SKU rows): all of `skus`
 
@@ -139,7 +140,9 @@ class _Claim(NamedTuple):
 _DUE = (_batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("now"))
 _LEASE_FREE = or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < bindparam("now"))
 _UNWRITTEN = (_batches.c.first_position, _batches.c.skus)
-_CLAIM = claim_statement(RemovalBatch, *_DUE).returning(_batches.c.job_id, *_UNWRITTEN)
+_CLAIM = claim_statement(RemovalBatch, *_DUE).returning(
+    _batches.c.job_id, _batches.c.account, *_UNWRITTEN
+)
 # The job's first free batch, skipping rows another transaction is claiming (PostgreSQL;
 # SQLite runs one writer at a time), claimed in the same statement.
 _NEXT_FREE = (
@@ -154,7 +157,7 @@ _CLAIM_NEXT = (
     update(_batches)
     .where(_batches.c.id == _NEXT_FREE, _LEASE_FREE, *_DUE)
     .values(lease_until=bindparam("until"))
-    .returning(_batches.c.id, *_UNWRITTEN)
+    .returning(_batches.c.id, _batches.c.account, *_UNWRITTEN)
 )
 _JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
 _PENDING_SKUS = (
@@ -162,7 +165,7 @@ _PENDING_SKUS = (
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
     .order_by(_skus.c.position)
 )
-# D4: a call removes every SKU it sent or none; the SKUs it sent are the batch's pending ones.
+# A call that removed every SKU it sent: the SKUs it sent are the batch's pending ones.
 _MARK_REMOVED = (
     update(_skus)
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
@@ -173,6 +176,15 @@ _COUNT_ATTEMPT = (
     update(_skus)
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
     .values(attempts=_skus.c.attempts + 1)
+)
+_REMOVE_SKU = (
+    update(_skus)
+    .where(
+        _skus.c.job_id == bindparam("job"),
+        _skus.c.sku == bindparam("removed_sku"),
+        _skus.c.state == "pending",
+    )
+    .values(state="removed", attempts=_skus.c.attempts + 1, updated_at=bindparam("now"))
 )
 _FAIL_SKU = (
     update(_skus)
@@ -202,6 +214,11 @@ _TAKE_SKUS = (
     .values(skus=None)
 )
 _RELEASE = update(_batches).where(_batches.c.id == bindparam("batch")).values(lease_until=None)
+_LAST_ERROR = (
+    update(_batches)
+    .where(_batches.c.id == bindparam("batch"))
+    .values(last_error=bindparam("last_error"))
+)
 _FINISH_BATCH = (
     update(_batches)
     .where(_batches.c.id == bindparam("batch"), _batches.c.state == "pending")
@@ -223,7 +240,7 @@ _FINISH_IN_JOB = (
 
 def process_batch(
     sessions: sessionmaker[Session],
-    client: SellerCenterClient,
+    platforms: PlatformFor,
     settings: Settings,
     batch_id: int,
 ) -> list[Message]:
@@ -231,10 +248,10 @@ def process_batch(
     the job is free or RUNNER_SECONDS have passed; returns retry and hand-over messages.
 
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
-    does not call the API for it again. Each call's outcome is committed before the next call
-    (with the claim of the next batch, in one transaction): a killed worker loses at most the
-    call in flight; its message comes back (late acknowledgement), or the sweeper sends the
-    batch again after its lease.
+    does not call the API for it again; the platform is its account's, chosen once it is
+    claimed. Each call's outcome is committed before the next call (with the claim of the next
+    batch, in one transaction): a killed worker loses at most the call in flight; its message
+    comes back (late acknowledgement), or the sweeper sends the batch again after its lease.
     """
     take_until = time.monotonic() + RUNNER_SECONDS
     messages: list[Message] = []
@@ -243,7 +260,7 @@ def process_batch(
         job_id = _job_of(sessions, batch_id)
         work = None if job_id is None else _claim_next(sessions, settings, job_id)
     while work is not None:
-        done = _remove(sessions, client, settings, work, take_until)
+        done = _remove(sessions, platforms(work.account), settings, work, take_until)
         messages += done.messages
         if not done.go_on:
             return messages
@@ -260,11 +277,12 @@ class _Done(NamedTuple):
     messages: list[Message]
     go_on: bool  # not when the rate limit said wait: the next batch would be told the same
     next: _Claim | None  # the job's next batch, claimed with this one's outcome
+    again: bool = False  # SKUs of the batch were not applied: they go in a new call
 
 
 def _remove(
     sessions: sessionmaker[Session],
-    client: SellerCenterClient,
+    platform: Platform,
     settings: Settings,
     work: _Claim,
     take_until: float,
@@ -272,66 +290,100 @@ def _remove(
     """One claimed batch's calls. Once it is done, and before `take_until` (monotonic), the
     transaction that records its outcome also claims the job's next free batch: one commit and
     one connection checkout a batch, not two."""
-    batch_id = work.batch_id
     while True:
-        with collect_calls() as calls:
-            try:
-                outcome = client.remove_products(work.skus)
-            except RateLimited as exc:  # nothing was sent: not an attempt
-                return _Done([_defer(sessions, settings, batch_id, exc.wait)], False, None)
-            except TransientError as exc:
-                messages = _record_transient(sessions, settings, batch_id, work, exc, calls)
-                return _Done(messages, True, None)
-            except PermanentError as exc:
-                _record_permanent(sessions, settings, batch_id, work, exc, calls)
-                return _Done([], True, None)
-        now = datetime.now(UTC)
-        with core_transaction(sessions) as connection:
-            record_api_calls(connection, settings.account, calls)
-            if outcome.removed:  # D4: then all of them
-                finished = _record_removed(connection, work, now)
-            else:
-                _write_skus(connection, settings, work, now)
-                for sku, detail in outcome.failed.items():
-                    _fail_sku(
-                        connection, settings, work, sku, outcome.error_code, detail.message, now
-                    )
-                # D4: the SKUs the API did not name were not applied; they go again in a new
-                # call (the loop), and never again once recorded as removed or failed.
-                if outcome.not_applied:
-                    connection.execute(_COUNT_ATTEMPT, {"batch": batch_id})
-                    connection.execute(_RELEASE, {"batch": batch_id})
-                    finished = None
-                else:
-                    finished = connection.execute(_FINISH_BATCH, {"batch": batch_id}).rowcount == 1
-            if finished is not None:
-                taken = None
-                if time.monotonic() < take_until:
-                    taken = _take_next(connection, settings, work.job_id, now)
-                # Last: the job row's lock, which batches finishing together queue for, is
-                # held only until the commit.
-                if finished:
-                    connection.execute(_FINISH_IN_JOB, {"job": work.job_id, "now": now})
-                return _Done([], True, taken)
-        again = _claim(sessions, settings, batch_id)
+        attempted = _call_once(sessions, platform, settings, work, take_until)
+        done = attempted.value
+        if done is None:
+            return _Done(attempted.messages, not attempted.deferred, None)
+        if not done.again:
+            return done
+        again = _claim(sessions, settings, work.batch_id)
         if again is None:  # taken by another task meanwhile, or nothing left to send
             return _Done([], True, None)
         work = again
 
 
-def _defer(
-    sessions: sessionmaker[Session], settings: Settings, batch_id: int, wait: float
-) -> Message:
-    with sessions.begin() as session:
-        defer(
-            session,
-            RemovalBatch,
-            batch_id,
-            RemovalBatch.next_attempt_at,
-            wait,
-            settings.redispatch_after,
-        )
-    return Message(REMOVE_BATCH_TASK, (batch_id,), countdown=wait)
+def _call_once(
+    sessions: sessionmaker[Session],
+    platform: Platform,
+    settings: Settings,
+    work: _Claim,
+    take_until: float,
+) -> Attempted[_Done]:
+    row = Row(
+        _batches,
+        work.batch_id,
+        work.account,
+        "next_attempt_at",
+        Message(REMOVE_BATCH_TASK, (work.batch_id,)),
+    )
+    return attempt(
+        sessions,
+        settings,
+        row,
+        lambda: platform.remove_skus(work.skus),
+        succeeded=lambda c, outcome, now: _record_outcome(
+            c, settings, work, outcome, now, take_until
+        ),
+        failed=lambda c, error, message, _, now: _fail_batch(c, work, error, message, now),
+        retrying=lambda c, error, attempts, now: _record_retry(c, work, error, attempts),
+    )
+
+
+def _record_outcome(
+    connection: Connection,
+    settings: Settings,
+    work: _Claim,
+    outcome: RemovalOutcome,
+    now: datetime,
+    take_until: float,
+) -> _Done:
+    """Record what a call did to the batch's SKUs; SKUs it left (not applied) go again."""
+    removed = set(outcome.removed)
+    if removed.issuperset(work.skus):
+        finished = _record_removed(connection, work, now)
+    else:
+        _write_skus(connection, work, now)
+        for sku in outcome.removed:
+            connection.execute(_REMOVE_SKU, {"job": work.job_id, "removed_sku": sku, "now": now})
+        for sku, failure in outcome.failed.items():
+            _fail_sku(connection, work, sku, failure.code, failure.message, now)
+        # A SKU neither removed nor failed was not applied: a new call sends it again, and
+        # none is sent again once recorded as removed or failed.
+        if any(sku not in removed and sku not in outcome.failed for sku in work.skus):
+            connection.execute(_COUNT_ATTEMPT, {"batch": work.batch_id})
+            connection.execute(_RELEASE, {"batch": work.batch_id})
+            return _Done([], True, None, again=True)
+        finished = connection.execute(_FINISH_BATCH, {"batch": work.batch_id}).rowcount == 1
+    taken = None
+    if time.monotonic() < take_until:
+        taken = _take_next(connection, settings, work.job_id, now)
+    # Last: the job row's lock, which batches finishing together queue for, is held only
+    # until the commit.
+    if finished:
+        connection.execute(_FINISH_IN_JOB, {"job": work.job_id, "now": now})
+    return _Done([], True, taken)
+
+
+def _record_retry(
+    connection: Connection, work: _Claim, error: TransientApiError, attempts: int
+) -> None:
+    """A transient error: the call counts as an attempt for each SKU it carried."""
+    _write_skus(connection, work, datetime.now(UTC))
+    connection.execute(_COUNT_ATTEMPT, {"batch": work.batch_id})
+    connection.execute(_LAST_ERROR, {"batch": work.batch_id, "last_error": str(error)})
+    log.info("batch %s: %s; retry %s", work.batch_id, error, attempts)
+
+
+def _fail_batch(
+    connection: Connection, work: _Claim, error: ApiError, message: str, now: datetime
+) -> None:
+    """A permanent error, or the retry ladder's end: every SKU the call carried fails."""
+    _write_skus(connection, work, now)
+    for sku in work.skus:
+        _fail_sku(connection, work, sku, error.code, message, now)
+    connection.execute(_LAST_ERROR, {"batch": work.batch_id, "last_error": str(error)})
+    _finish_batch(connection, work.job_id, work.batch_id, now)
 
 
 def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> _Claim | None:
@@ -342,7 +394,9 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -
         row = connection.execute(_CLAIM, params).one_or_none()
         if row is None:
             return None
-        return _pending(connection, batch_id, row.job_id, now, row.first_position, row.skus)
+        return _pending(
+            connection, batch_id, row.job_id, row.account, now, row.first_position, row.skus
+        )
 
 
 def _claim_next(sessions: sessionmaker[Session], settings: Settings, job_id: int) -> _Claim | None:
@@ -361,7 +415,7 @@ def _take_next(
         row = connection.execute(_CLAIM_NEXT, params).one_or_none()
         if row is None:
             return None
-        work = _pending(connection, row.id, job_id, now, row.first_position, row.skus)
+        work = _pending(connection, row.id, job_id, row.account, now, row.first_position, row.skus)
         if work is not None:
             return work
 
@@ -370,6 +424,7 @@ def _pending(
     connection: Connection,
     batch_id: int,
     job_id: int,
+    account: str,
     now: datetime,
     first_position: int | None,
     held: str | None,
@@ -377,12 +432,12 @@ def _pending(
     """The claimed (pending) batch's pending SKUs: those its row holds, or else its SKU rows
     still pending."""
     if held is not None:
-        return _Claim(batch_id, job_id, json.loads(held), first_position)
+        return _Claim(batch_id, job_id, account, json.loads(held), first_position)
     skus = list(connection.execute(_PENDING_SKUS, {"batch": batch_id}).scalars())
     if not skus:  # every SKU already final: a crash came after the last call's commit
         _finish_batch(connection, job_id, batch_id, now)
         return None
-    return _Claim(batch_id, job_id, skus, None)
+    return _Claim(batch_id, job_id, account, skus, None)
 
 
 def _record_removed(connection: Connection, work: _Claim, now: datetime) -> bool:
@@ -401,15 +456,14 @@ def _record_removed(connection: Connection, work: _Claim, now: datetime) -> bool
     return connection.execute(_FINISH_BATCH, params).rowcount == 1
 
 
-def _write_skus(connection: Connection, settings: Settings, work: _Claim, now: datetime) -> None:
+def _write_skus(connection: Connection, work: _Claim, now: datetime) -> None:
     """Write the batch's SKU rows, pending, if it still holds them: before any outcome that is
     not a plain removal of them all (failures, attempts) is recorded on the rows."""
     first = work.first_position
     if first is None or connection.execute(_TAKE_SKUS, {"batch": work.batch_id}).rowcount != 1:
         return
-    account = settings.account
     rows = [
-        (account, work.job_id, work.batch_id, first + offset, sku, "pending", 0, now)
+        (work.account, work.job_id, work.batch_id, first + offset, sku, "pending", 0, now)
         for offset, sku in enumerate(work.skus)
     ]
     insert_rows(connection, _skus, _SKU_COLUMNS, rows)
@@ -420,63 +474,11 @@ def _job_of(sessions: sessionmaker[Session], batch_id: int) -> int | None:
         return connection.execute(_JOB_OF, {"batch": batch_id}).scalar()
 
 
-def _record_transient(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    batch_id: int,
-    work: _Claim,
-    exc: TransientError,
-    calls: list[CallRecord],
-) -> list[Message]:
-    now = datetime.now(UTC)
-    with sessions.begin() as session:
-        record_api_calls(session.connection(), settings.account, calls)
-        _write_skus(session.connection(), settings, work, now)
-        batch = session.get_one(RemovalBatch, batch_id)
-        batch.attempts += 1
-        batch.last_error = str(exc)
-        if batch.attempts > len(settings.retry_ladder):
-            message = f"gave up after repeated transient errors; last: {exc}"
-            for sku in work.skus:
-                _fail_sku(session.connection(), settings, work, sku, exc.code, message, now)
-            _finish_batch(session.connection(), work.job_id, batch_id, now)
-            return []
-        session.execute(_COUNT_ATTEMPT, {"batch": batch_id})
-        delay = retry_delay(settings.retry_ladder, batch.attempts)
-        batch.next_attempt_at = now + timedelta(seconds=delay)
-        batch.dispatched_until = dispatch_deadline(batch.next_attempt_at, settings.redispatch_after)
-        batch.lease_until = None
-        log.info("batch %s: %s; retry %s in %.1fs", batch_id, exc, batch.attempts, delay)
-        return [Message(REMOVE_BATCH_TASK, (batch_id,), countdown=delay)]
-
-
-def _record_permanent(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    batch_id: int,
-    work: _Claim,
-    exc: PermanentError,
-    calls: list[CallRecord],
-) -> None:
-    now = datetime.now(UTC)
-    with sessions.begin() as session:
-        connection = session.connection()
-        record_api_calls(connection, settings.account, calls)
-        _write_skus(connection, settings, work, now)
-        for sku in work.skus:
-            _fail_sku(connection, settings, work, sku, exc.code, exc.message, now)
-        connection.execute(
-            update(_batches).where(_batches.c.id == batch_id).values(last_error=str(exc))
-        )
-        _finish_batch(connection, work.job_id, batch_id, now)
-
-
 def _fail_sku(
     connection: Connection,
-    settings: Settings,
     work: _Claim,
     sku: str,
-    code: int | None,
+    code: str | None,
     message: str,
     now: datetime,
 ) -> None:
@@ -488,17 +490,8 @@ def _fail_sku(
     if attempts is None:  # the API named a SKU this call did not send, or one already final
         return
     job_key = connection.execute(select(_jobs.c.key).where(_jobs.c.id == work.job_id)).scalar()
-    connection.execute(
-        insert(table_of(Failure)).values(
-            account=settings.account,
-            at=now,
-            kind="removal_sku",
-            subject=f"{sku} (job {job_key})",
-            error_code=code,
-            message=message,
-            attempts=attempts,
-        )
-    )
+    subject = f"{sku} (job {job_key})"
+    record_failure(connection, work.account, "removal_sku", subject, code, message, attempts, now)
 
 
 def _finish_batch(connection: Connection, job_id: int, batch_id: int, now: datetime) -> None:

@@ -1,4 +1,4 @@
-"""Sweepers: find due work whose message was lost, and send it again.
+"""Sweepers: find due work whose message was lost, and send it again, for every account.
 
 A row is due when its time has come, no task holds its lease, and the message sent for it
 should have been served by now (a killed worker, a broker that dropped it in flight).
@@ -7,30 +7,35 @@ Sending again is safe: the task claims the row, so a late original does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy import ColumnElement, Row, Table, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.leases import lease_free
-from worker.db.models import ImageJob, Order, RemovalBatch
+from worker.db.engine import core_transaction
+from worker.db.models import ImageJob, Order, RemovalBatch, table_of
 from worker.dispatch import Message, dispatch_deadline
 from worker.services.images import ADVANCE_TASK
-from worker.services.orders import FETCH_ORDER_TASK
+from worker.services.orders import fetch_message
 from worker.services.removal import REMOVE_BATCH_TASK
 from worker.settings import Settings
 
 SWEEP_LIMIT = 500  # rows a sweep re-sends at most; the next sweep takes the rest
+
+_batches = table_of(RemovalBatch)
+_orders = table_of(Order)
+_images = table_of(ImageJob)
 
 
 def sweep_removal_batches(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
     return _sweep(
         sessions,
         settings,
-        RemovalBatch,
-        RemovalBatch.next_attempt_at,
-        RemovalBatch.state == "pending",
+        _batches,
+        _batches.c.next_attempt_at,
+        _batches.c.state == "pending",
         lambda row: Message(REMOVE_BATCH_TASK, (row.id,)),
     )
 
@@ -39,10 +44,10 @@ def sweep_orders(sessions: sessionmaker[Session], settings: Settings) -> list[Me
     return _sweep(
         sessions,
         settings,
-        Order,
-        Order.next_attempt_at,
-        Order.next_attempt_at.is_not(None),
-        lambda row: Message(FETCH_ORDER_TASK, (row.order_id,)),
+        _orders,
+        _orders.c.next_attempt_at,
+        _orders.c.next_attempt_at.is_not(None),
+        lambda row: fetch_message(row.account, row.order_id),
     )
 
 
@@ -50,9 +55,9 @@ def sweep_image_jobs(sessions: sessionmaker[Session], settings: Settings) -> lis
     return _sweep(
         sessions,
         settings,
-        ImageJob,
-        ImageJob.next_poll_at,
-        ImageJob.state == "pending",
+        _images,
+        _images.c.next_poll_at,
+        _images.c.state == "pending",
         lambda row: Message(ADVANCE_TASK, (row.id,)),
     )
 
@@ -60,28 +65,31 @@ def sweep_image_jobs(sessions: sessionmaker[Session], settings: Settings) -> lis
 def _sweep(
     sessions: sessionmaker[Session],
     settings: Settings,
-    model: Any,
-    due_column: InstrumentedAttribute[Any],
-    pending: Any,
-    message: Any,
+    table: Table,
+    due_column: ColumnElement[Any],
+    pending: ColumnElement[bool],
+    message: Callable[[Row[Any]], Message],
 ) -> list[Message]:
     now = datetime.now(UTC)
-    with sessions.begin() as session:
+    with core_transaction(sessions) as connection:
         query = (
-            select(model)
+            select(table)
             .where(
-                model.account == settings.account,
                 pending,
                 due_column <= now,
-                lease_free(model, now),
-                or_(model.dispatched_until.is_(None), model.dispatched_until < now),
+                or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+                or_(table.c.dispatched_until.is_(None), table.c.dispatched_until < now),
             )
             .order_by(due_column)
             .limit(SWEEP_LIMIT)
         )
-        if session.get_bind().dialect.name == "postgresql":
+        if connection.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = list(session.scalars(query))
-        for row in rows:
-            row.dispatched_until = dispatch_deadline(now, settings.redispatch_after)
+        rows = connection.execute(query).all()
+        if rows:
+            connection.execute(
+                update(table)
+                .where(table.c.id.in_([row.id for row in rows]))
+                .values(dispatched_until=dispatch_deadline(now, settings.redispatch_after))
+            )
         return [message(row) for row in rows]

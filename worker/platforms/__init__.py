@@ -1,0 +1,38 @@
+"""The platform seam: what the services need of a marketplace API, in neutral terms.
+
+A platform (the legacy Seller Center, the Lazada Open Platform) is a package of its own that
+implements `Platform` (worker.platforms.base) and raises the errors of worker.platforms.errors;
+the services above know only this package. Knows nothing of Celery or the database.
+"""
+
+from worker.platforms.base import Platform
+from worker.platforms.errors import (
+    ApiError,
+    PermanentApiError,
+    ThrottledApiError,
+    TransientApiError,
+)
+from worker.platforms.models import (
+    CallRecord,
+    ImageError,
+    ImageJobStatus,
+    ImageResult,
+    Order,
+    RemovalOutcome,
+    SkuFailure,
+)
+
+__all__ = [
+    "ApiError",
+    "CallRecord",
+    "ImageError",
+    "ImageJobStatus",
+    "ImageResult",
+    "Order",
+    "PermanentApiError",
+    "Platform",
+    "RemovalOutcome",
+    "SkuFailure",
+    "ThrottledApiError",
+    "TransientApiError",
+]

@@ -1,0 +1,35 @@
+"""The errors every platform raises, at the levels the services act on.
+
+``TransientApiError`` is worth retrying later (``ThrottledApiError``: the API said slow down);
+``PermanentApiError`` fails the work once. Codes are strings in the platform's own spelling
+(``"E016"`` on the legacy API, ``"ApiCallLimit"`` on the Open Platform).
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """A call that did not do what was asked; ``str(e)`` reads ``GetOrder failed: E016 ...``."""
+
+    def __init__(self, message: str, *, action: str, code: str | None = None) -> None:
+        self.message = message
+        self.action = action
+        self.code = code
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.code is None:
+            return f"{self.action} failed: {self.message}"
+        return f"{self.action} failed: {self.code} {self.message}"
+
+
+class TransientApiError(ApiError):
+    """The same call may succeed later: the service, the network or the rate recovers."""
+
+
+class ThrottledApiError(TransientApiError):
+    """The API (or the local rate limit) asked for fewer calls: back off first."""
+
+
+class PermanentApiError(ApiError):
+    """Retrying the same call fails the same way: record it once and move on."""

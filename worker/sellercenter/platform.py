@@ -1,0 +1,47 @@
+"""The legacy Seller Center as a `worker.platforms.Platform`: its limits and its outcomes."""
+
+from collections.abc import Sequence
+
+from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
+from worker.sellercenter.client import (
+    MAX_SKUS_PER_REMOVAL,
+    MAX_URLS_PER_MIGRATION,
+    SellerCenterClient,
+)
+
+__all__ = ["SellerCenterPlatform"]
+
+
+class SellerCenterPlatform:
+    """One legacy account's client, in the services' terms."""
+
+    max_skus_per_call = MAX_SKUS_PER_REMOVAL
+    max_urls_per_call = MAX_URLS_PER_MIGRATION
+
+    def __init__(self, client: SellerCenterClient) -> None:
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"SellerCenterPlatform({self.client!r})"
+
+    def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
+        """D4: a SuccessResponse removed every SKU sent; an ErrorResponse naming SKUs removed
+        none, failed those named, and left the others to be sent again."""
+        outcome = self.client.remove_products(skus)
+        return RemovalOutcome(
+            removed=outcome.removed,
+            failed={
+                sku: SkuFailure(outcome.error_code, detail.message)
+                for sku, detail in outcome.failed.items()
+            },
+            not_applied=outcome.not_applied,
+        )
+
+    def get_order(self, order_id: int) -> Order:
+        return self.client.get_order(order_id)
+
+    def submit_images(self, urls: Sequence[str]) -> str:
+        return self.client.migrate_images(urls)
+
+    def poll_images(self, request_id: str) -> ImageJobStatus:
+        return self.client.get_response(request_id)

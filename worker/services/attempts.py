@@ -1,0 +1,178 @@
+"""One API attempt for one work row, written once for every service: the audit rows, the
+deferral when the rate limit has no slot, the retry ladder for transient errors, and the
+final failure for permanent ones (recorded once, in the transaction of the row's final state).
+
+A service says only what its call is and what each outcome writes on its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Generic, NamedTuple, TypeVar
+
+from sqlalchemy import Connection, Table, insert, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.audit import collect_calls, record_api_calls
+from worker.db.engine import core_transaction
+from worker.db.models import Failure, table_of
+from worker.dispatch import Message, dispatch_deadline, retry_delay
+from worker.platforms import ApiError, PermanentApiError, TransientApiError
+from worker.ratelimit import RateLimited
+from worker.settings import Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_failures = table_of(Failure)
+
+
+@dataclass(frozen=True)
+class Row:
+    """The work row an attempt is for: its table, id, account, the column that says when it is
+    due, and the message that comes back to it (sent with a countdown when it is due again)."""
+
+    table: Table
+    id: int
+    account: str
+    due_column: str
+    message: Message
+
+    def reschedule(
+        self, connection: Connection, settings: Settings, now: datetime, delay: float
+    ) -> Message:
+        """Due again in `delay` s, lease released; returns the message with that countdown."""
+        due = now + timedelta(seconds=delay)
+        connection.execute(
+            update(self.table)
+            .where(self.table.c.id == self.id)
+            .values(
+                {
+                    self.due_column: due,
+                    "lease_until": None,
+                    "dispatched_until": dispatch_deadline(due, settings.redispatch_after),
+                }
+            )
+        )
+        return replace(self.message, countdown=delay)
+
+
+class Attempted(NamedTuple, Generic[R]):
+    """What an attempt led to: the success handler's value, or the messages of the other
+    outcomes; `deferred` when nothing was sent because the rate limit had no slot."""
+
+    value: R | None
+    messages: list[Message]
+    deferred: bool = False
+
+
+# Handlers: what each outcome writes, in the transaction that also holds the audit rows.
+Succeeded = Callable[[Connection, T, datetime], R]
+# (error, the message to record, the row's attempts with this one)
+Failed = Callable[[Connection, ApiError, str, int, datetime], None]
+Retrying = Callable[[Connection, TransientApiError, int, datetime], None]  # attempts so far
+Transient = Callable[[Connection, TransientApiError, datetime], list[Message]]
+
+
+def attempt(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    row: Row,
+    call: Callable[[], T],
+    *,
+    succeeded: Succeeded[T, R],
+    failed: Failed,
+    retrying: Retrying | None = None,
+    transient: Transient | None = None,
+) -> Attempted[R]:
+    """Make `call` once and record its outcome.
+
+    - success: `succeeded` records it and its value is returned;
+    - no rate-limit slot (nothing sent): the row is due again at its slot, not an attempt;
+    - a transient error: the row's `attempts` grows, `retrying` records the error, and the row
+      is due again after the next step of the retry ladder; past the ladder it fails with the
+      last error. A service with its own policy (image polls: "not yet") passes `transient`.
+    - a permanent error: `failed` records the final state once.
+    """
+    error: ApiError | None = None
+    with collect_calls() as calls:
+        try:
+            result = call()
+        except RateLimited as exc:
+            with core_transaction(sessions) as connection:
+                record_api_calls(connection, row.account, calls)
+                message = row.reschedule(connection, settings, datetime.now(UTC), exc.wait)
+            return Attempted(None, [message], deferred=True)
+        except (TransientApiError, PermanentApiError) as exc:
+            error = exc
+    now = datetime.now(UTC)
+    with core_transaction(sessions) as connection:
+        record_api_calls(connection, row.account, calls)
+        if error is None:
+            return Attempted(succeeded(connection, result, now), [])
+        if isinstance(error, PermanentApiError):
+            failed(connection, error, error.message, _count_attempt(connection, row), now)
+            return Attempted(None, [])
+        assert isinstance(error, TransientApiError)
+        if transient is not None:
+            return Attempted(None, transient(connection, error, now))
+        return Attempted(None, _retry(connection, settings, row, error, now, failed, retrying))
+
+
+def _retry(
+    connection: Connection,
+    settings: Settings,
+    row: Row,
+    error: TransientApiError,
+    now: datetime,
+    failed: Failed,
+    retrying: Retrying | None,
+) -> list[Message]:
+    attempts = _count_attempt(connection, row)
+    if attempts > len(settings.retry_ladder):
+        message = f"gave up after repeated transient errors; last: {error}"
+        failed(connection, error, message, attempts, now)
+        return []
+    if retrying is not None:
+        retrying(connection, error, attempts, now)
+    delay = retry_delay(settings.retry_ladder, attempts)
+    return [row.reschedule(connection, settings, now, delay)]
+
+
+def _count_attempt(connection: Connection, row: Row) -> int:
+    """One more call of the row's that failed; returns how many there have been."""
+    table = row.table
+    return int(
+        connection.execute(
+            update(table)
+            .where(table.c.id == row.id)
+            .values(attempts=table.c.attempts + 1)
+            .returning(table.c.attempts)
+        ).scalar_one()
+    )
+
+
+def record_failure(
+    connection: Connection,
+    account: str,
+    kind: str,
+    subject: str,
+    code: str | None,
+    message: str,
+    attempts: int,
+    now: datetime,
+) -> None:
+    """The row that tells operators (`lazada-worker failures`) what failed for good, and why."""
+    connection.execute(
+        insert(_failures).values(
+            account=account,
+            at=now,
+            kind=kind,
+            subject=subject,
+            error_code=code,
+            message=message,
+            attempts=attempts,
+        )
+    )

@@ -11,8 +11,8 @@ from fixtures_worker import Stack
 from stack import service_url, wait_for
 
 from worker import documents
-from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter, RedisSlots, SlotStore
 from worker.platforms import CallRecord
+from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter, RedisSlots, SlotStore
 
 
 @pytest.fixture(params=["database", "redis"])

@@ -32,13 +32,13 @@ from harness import STACKS, BenchError, SandboxProcess, open_stack
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from worker.api import forget_clients, get_client
+from worker.api import forget_platforms, platforms
 from worker.db.engine import get_engine
 from worker.db.models import RemovalBatch, RemovalJob
-from worker.sellercenter import SellerCenterClient
+from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.services import orders, removal
 
-BATCH_SIZE = removal.BATCH_SIZE
+BATCH_SIZE = SellerCenterPlatform.max_skus_per_call
 
 
 def cpu_ms(work: Callable[[], object], repeat: int) -> list[float]:
@@ -63,11 +63,15 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
                 return [f"COST-{run_id}-{n:05d}-{i:02d}" for i in range(BATCH_SIZE)]
 
             bare = SellerCenterClient(sandbox.url, sandbox.user_id, sandbox.api_key)
-            worker_client = get_client(settings)
+            worker_platforms = platforms(sessions, settings)
+            account = worker_platforms.account(None).name
+            worker_platform = worker_platforms(account)
             bare.remove_products(skus(0)[:1])  # connections opened outside the measurement
-            worker_client.remove_products(skus(0)[:1])
+            worker_platform.remove_skus(skus(0)[:1])
             all_skus = [f"COST-{run_id}-job-{i:06d}" for i in range(batches * BATCH_SIZE)]
-            job_id, _ = removal.create_job(sessions, settings, f"cost-{run_id}", all_skus)
+            job_id, _ = removal.create_job(
+                sessions, settings, account, f"cost-{run_id}", all_skus, BATCH_SIZE
+            )
             with sessions() as session:
                 batch_ids = list(
                     session.scalars(
@@ -82,12 +86,12 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
             order_ids = iter(range(first_order, 2 * first_order))
             kinds: dict[str, Callable[[], object]] = {
                 "bare_call": lambda: bare.remove_products(skus(next(calls))),
-                "worker_call": lambda: worker_client.remove_products(skus(next(calls))),
+                "worker_call": lambda: worker_platform.remove_skus(skus(next(calls))),
                 "removal_batch": lambda: removal.process_batch(
-                    sessions, worker_client, settings, next(pending)
+                    sessions, worker_platforms, settings, next(pending)
                 ),
                 "order_fetch": lambda: orders.fetch_order(
-                    sessions, worker_client, settings, next(order_ids), None
+                    sessions, worker_platforms, settings, account, next(order_ids), None
                 ),
             }
             # Rounds of each kind in turn: a slow spell of the machine then slows every kind
@@ -116,7 +120,7 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
                     "x_bare_call": round(statistics.median(ratios), 2),
                 }
             bare.close()
-            forget_clients()
+            forget_platforms()
             return figures
     finally:
         sandbox.stop()

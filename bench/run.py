@@ -49,7 +49,7 @@ from sqlalchemy import func, select
 
 from worker.db.models import ImageJob, Order, RemovalJob
 
-BATCH_SIZE = 50  # SKUs per RemoveProduct call (worker.services.removal.BATCH_SIZE)
+BATCH_SIZE = 50  # SKUs per RemoveProduct call (SellerCenterPlatform.max_skus_per_call)
 PROFILES = Path(__file__).resolve().parent / "profiles"
 
 

@@ -62,8 +62,8 @@ class ServiceTask(Task):  # type: ignore[misc]
         """Send follow-up tasks; called only after the service's transactions committed.
 
         One producer for all of them, in kombu's publish batches: on Redis a batch is one
-        pipelined round trip and one client object instead of one of each per message (a job
-        of 400 batches: 0.9 -> 0.3-0.5 ms of CPU a message, bench/RESULTS.md). Batches of
+        pipelined round trip and one client object instead of one of each per message
+        (bench/RESULTS.md). Batches of
         PUBLISH_BATCH let the first ones start while the rest are sent. Other brokers publish
         each message at once.
         """

@@ -542,7 +542,7 @@ def stored(cli: Cli) -> dict[str, str]:
                     at=now - timedelta(minutes=5),
                     kind="removal_sku",
                     subject="OLD-FAIL (job k)",
-                    error_code=503,
+                    error_code="E503",
                     message="Remove product failed",
                     attempts=1,
                 ),
@@ -611,7 +611,7 @@ def test_failures_json_is_a_list_of_failures_newest_first(cli: Cli, stored: dict
         assert is_iso_with_offset(failure["at"])
     assert (failures[1]["kind"], failures[1]["error_code"], failures[1]["attempts"]) == (
         "removal_sku",
-        503,
+        "E503",
         1,
     )
 
@@ -670,7 +670,7 @@ def test_a_sku_the_api_refuses_fails_with_503_and_remove_products_wait_exits_1(
     assert (job["state"], job["removed"], job["failed"]) == ("done", 1, 1)
     skus = {s["sku"]: s for s in job["skus"]}
     assert skus["OK-1"]["state"] == "removed"
-    assert (skus["X-FAIL-1"]["state"], skus["X-FAIL-1"]["error_code"]) == ("failed", 503)
+    assert (skus["X-FAIL-1"]["state"], skus["X-FAIL-1"]["error_code"]) == ("failed", "E503")
     assert skus["X-FAIL-1"]["message"]
 
 

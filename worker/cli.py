@@ -288,7 +288,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{job['failed']} failed, {job['pending']} pending of {job['total']}"
         ]
         lines += [
-            f"  {s['sku']}: failed (E{s['error_code'] or '?'}) {s['message']}"
+            f"  {s['sku']}: failed ({s['error_code'] or '?'}) {s['message']}"
             for s in job["skus"]
             if s["state"] == "failed"
         ]
@@ -370,8 +370,8 @@ def cmd_failures(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _code_prefix(code: int | None) -> str:
-    return f"E{code:03d} " if code else ""
+def _code_prefix(code: str | None) -> str:
+    return f"{code} " if code else ""
 
 
 def cmd_config(args: argparse.Namespace) -> int:

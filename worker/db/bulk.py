@@ -13,7 +13,7 @@ def insert_rows(
 ) -> None:
     """Insert `rows` (values in `columns` order) in the connection's transaction.
 
-    PostgreSQL gets COPY: a 20,000-SKU job loads in about half the time of an executemany
+    PostgreSQL gets COPY, faster than an executemany for the thousands of rows of a big job
     (bench/RESULTS.md), and that time comes before the job's first API call. Values go in as
     they are, past the columns' Python-side types: give aware UTC datetimes.
     """

@@ -78,8 +78,8 @@ def session_scope(url: str) -> Iterator[Session]:
 def core_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
     """A transaction on a bare Connection of the sessions' engine, committed when the block ends.
 
-    For the hot paths, which run prebuilt Core statements: a Session around them cost more CPU
-    than the statements (bench/cost.py). Rare paths that load ORM objects keep their Session.
+    The services' one kind of transaction: they run prebuilt Core statements, and a Session
+    around them cost more CPU than the statements (bench/cost.py).
     """
     engine: Engine = sessions.kw["bind"]
     with engine.begin() as connection:

@@ -103,7 +103,9 @@ def get_account(session: Session, settings: Settings, name: str | None) -> Accou
                 "(--account NAME, or the task's `account`) or set LAZADA_DEFAULT_ACCOUNT"
             )
     if not isinstance(name, str):
-        raise InvalidInput(f"account must be a string (an account's name), got {type(name)}")
+        raise InvalidInput(
+            f"account must be a string (an account's name), got {type(name).__name__}"
+        )
     environment = environment_account(settings)
     if environment is not None and name == environment.name:
         return environment

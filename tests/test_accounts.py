@@ -472,6 +472,24 @@ def test_the_key_may_come_from_a_file(tmp_path: Path) -> None:
     assert KEY not in repr(from_file) + repr(from_variable)
 
 
+def test_a_key_file_that_cannot_be_read_is_a_settings_error_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "sqlite://", "LAZADA_SECRET_KEY_FILE": str(tmp_path / "absent.key")}
+    )
+    with pytest.raises(SecretKeyError, match=r"LAZADA_SECRET_KEY_FILE .* cannot be read"):
+        secret_box(settings)
+
+
+def test_an_account_named_by_something_other_than_a_string_is_invalid_input(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    with sessions() as session, pytest.raises(InvalidInput, match="must be a string"):
+        accounts.get_account(session, settings, 42)  # type: ignore[arg-type]
+
+
 # -- the command line ---------------------------------------------------------------------
 
 

@@ -88,8 +88,9 @@ def _load(settings: Settings) -> SecretBox:
     embedded = embedded_key_path(settings.database_url)
     if embedded is None:
         raise SecretKeyError(
-            "no key to encrypt stored secrets with: set LAZADA_SECRET_KEY (the same on every "
-            f"machine) to a key made with: {HOW_TO_MAKE_A_KEY}"
+            "no key to encrypt stored secrets with: set LAZADA_SECRET_KEY (or a file of it in "
+            "LAZADA_SECRET_KEY_FILE), the same on every machine, to a key made with: "
+            f"{HOW_TO_MAKE_A_KEY}"
         )
     return _box(_read_or_create(embedded), f"the key file {str(embedded)!r}")
 

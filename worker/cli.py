@@ -544,6 +544,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("config", cmd_config, "the effective settings")
     p.add_argument("--json", action="store_true")
+
+    from worker.cli_accounts import add_accounts_commands
+
+    add_accounts_commands(sub, _settings, _sessions, _print_json)
     return parser
 
 

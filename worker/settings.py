@@ -53,6 +53,12 @@ class Settings:
     read_timeout: float = 30.0
     # Stored orders not in a final status are fetched again when older than this.
     order_refresh_after: float = 900.0
+    # The account used when work names none (worker.accounts.get_account).
+    default_account: str | None = None
+    # The Fernet key(s) that encrypt stored secrets, comma-separated, or a file holding them
+    # (read when a secret is first stored or read: worker.secrets).
+    secret_key: str | None = field(default=None, repr=False)
+    secret_key_file: str | None = None
 
     @property
     def broker_folder(self) -> Path | None:
@@ -155,6 +161,9 @@ class Settings:
             lease_seconds=lease,
             read_timeout=read_timeout,
             retry_ladder=_ladder(env),
+            default_account=env.get("LAZADA_DEFAULT_ACCOUNT") or None,
+            secret_key=env.get("LAZADA_SECRET_KEY") or None,
+            secret_key_file=env.get("LAZADA_SECRET_KEY_FILE") or None,
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -265,3 +266,35 @@ class RateLimit(Base):
     account: Mapped[str] = mapped_column(String(255), primary_key=True)
     next_slot_at: Mapped[datetime]
     slow_until: Mapped[datetime | None]  # E901/E429 halved the rate until then
+
+
+class Account(Base):
+    """A seller account stored as data (worker.accounts); the environment's legacy account is
+    not a row. Secrets are Fernet ciphertext (worker.secrets), never clear text."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        CheckConstraint("platform IN ('sellercenter', 'lazop')", name="ck_accounts_platform"),
+        CheckConstraint("state IN ('ready', 'needs_authorization')", name="ck_accounts_state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(16))  # sellercenter|lazop
+    api_url: Mapped[str] = mapped_column(Text)  # the endpoint, or the lazop gateway
+    auth_url: Mapped[str | None] = mapped_column(Text)  # lazop: where tokens are made
+    country: Mapped[str | None] = mapped_column(String(8))  # lazop, when a venture's gateway
+    user_id: Mapped[str | None] = mapped_column(String(255))  # sellercenter: signs requests
+    app_key: Mapped[str | None] = mapped_column(String(255))  # lazop
+    seller_id: Mapped[str | None] = mapped_column(String(255))  # lazop, once authorized
+    rate_limit: Mapped[float | None]  # None: LAZADA_RATE_LIMIT
+    # ready|needs_authorization ("expiring" is derived for display from refresh_expires_at)
+    state: Mapped[str] = mapped_column(String(32), default="ready")
+    secret: Mapped[str | None] = mapped_column(Text)  # the API key, or the lazop app secret
+    access_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    refresh_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

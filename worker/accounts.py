@@ -1,0 +1,445 @@
+"""Seller accounts: the stored ones (table `accounts`) and the environment's legacy account.
+
+Work is done for an account: its platform, endpoint, credentials and rate limit come from here,
+never from the environment deep in the call stack. The environment's `LAZADA_API_URL`,
+`LAZADA_USER_ID` and `LAZADA_API_KEY[_FILE]` define one `sellercenter` account named by its
+UserID, as before accounts were data; it is not a row, because its key lives in the
+environment. Stored secrets are encrypted (worker.secrets) and decrypted only into `Account`,
+whose secret fields are kept out of its repr.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from worker.db.models import Account as AccountRow
+from worker.db.models import ImageJob, Order, RateLimit, RemovalBatch
+from worker.inputs import InvalidInput
+from worker.secrets import secret_box
+from worker.settings import Settings
+
+PLATFORMS = ("sellercenter", "lazop")
+STATES = ("ready", "needs_authorization")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+# lazop-api.md section 2.1 (decision L9): a venture's gateway; Daraz and sandboxes by URL.
+LAZOP_GATEWAYS = {
+    "sg": "https://api.lazada.sg/rest",
+    "my": "https://api.lazada.com.my/rest",
+    "th": "https://api.lazada.co.th/rest",
+    "vn": "https://api.lazada.vn/rest",
+    "ph": "https://api.lazada.com.ph/rest",
+    "id": "https://api.lazada.co.id/rest",
+}
+LAZOP_AUTH_URL = "https://auth.lazada.com/rest"
+EXPIRING_WITHIN = timedelta(days=7)  # L4: warn while the refresh token has less left
+_HOW_TO_LIST = "see `lazada-worker accounts list`, or add it with `lazada-worker accounts add`"
+
+
+class UnknownAccount(InvalidInput):
+    """Work or a command named an account that is neither stored nor the environment's."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """One seller account, secrets in clear (never in repr): what a platform client needs."""
+
+    name: str
+    platform: str
+    api_url: str
+    rate_limit: float  # calls per second, LAZADA_RATE_LIMIT unless the account sets one
+    user_id: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # sellercenter
+    country: str | None = None
+    auth_url: str | None = None
+    app_key: str | None = None
+    app_secret: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    access_expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    seller_id: str | None = None
+    state: str = "ready"
+    created_at: datetime | None = None
+    source: Literal["stored", "environment"] = "stored"
+
+    @property
+    def secret(self) -> str | None:
+        """The platform's signing secret: the legacy API key or the lazop app secret."""
+        return self.api_key if self.platform == "sellercenter" else self.app_secret
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def get_account(session: Session, settings: Settings, name: str | None) -> Account:
+    """The named account, or the default one when `name` is None (contract "Accounts"):
+    LAZADA_DEFAULT_ACCOUNT, else the environment's account, else the single stored one."""
+    if name is None and settings.default_account is not None:
+        return _named_default(session, settings, settings.default_account)
+    if name is None:
+        environment = environment_account(settings)
+        if environment is not None:
+            return environment
+        names = list(session.scalars(select(AccountRow.name).limit(2)))
+        if len(names) == 1:
+            name = names[0]
+        elif not names:
+            raise InvalidInput(
+                "no account: set LAZADA_API_URL, LAZADA_USER_ID and LAZADA_API_KEY, or add one "
+                "with `lazada-worker accounts add` (or run `lazada-worker demo`)"
+            )
+        else:
+            raise InvalidInput(
+                "several accounts are stored and none is the default: name one "
+                "(--account NAME, or the task's `account`) or set LAZADA_DEFAULT_ACCOUNT"
+            )
+    if not isinstance(name, str):
+        raise InvalidInput(
+            f"account must be a string (an account's name), got {type(name).__name__}"
+        )
+    environment = environment_account(settings)
+    if environment is not None and name == environment.name:
+        return environment
+    row = _row(session, name)
+    if row is None:
+        raise UnknownAccount(f"no account named {name[:80]!r}: {_HOW_TO_LIST}")
+    return _account(row, settings)
+
+
+def _named_default(session: Session, settings: Settings, name: str) -> Account:
+    try:
+        return get_account(session, settings, name)
+    except UnknownAccount:
+        raise UnknownAccount(
+            f"LAZADA_DEFAULT_ACCOUNT names no account ({name[:80]!r}): {_HOW_TO_LIST}"
+        ) from None
+
+
+def list_accounts(session: Session, settings: Settings) -> list[Account]:
+    """Every account: the environment's first (when set), then the stored ones by name."""
+    rows = session.scalars(select(AccountRow).order_by(AccountRow.name))
+    stored = [_account(row, settings) for row in rows]
+    environment = environment_account(settings)
+    return [environment, *stored] if environment is not None else stored
+
+
+def environment_account(settings: Settings) -> Account | None:
+    """The legacy account of LAZADA_API_URL, LAZADA_USER_ID and LAZADA_API_KEY[_FILE], named
+    by its UserID; None when none of them is set, a SettingsError naming the missing ones
+    when only some are."""
+    if not (settings.api_url or settings.user_id or settings.api_key):
+        return None
+    api_url, user_id, api_key = settings.require_api()
+    return Account(
+        name=user_id,
+        platform="sellercenter",
+        api_url=api_url,
+        rate_limit=settings.rate_limit,
+        user_id=user_id,
+        api_key=api_key,
+        source="environment",
+    )
+
+
+def account_document(account: Account, now: datetime | None = None) -> dict[str, Any]:
+    """The contract's Account document; secrets only as "set" or "missing"."""
+    now = now or datetime.now(UTC)
+    state = account.state
+    if (
+        state == "ready"
+        and account.refresh_expires_at is not None
+        and account.refresh_expires_at - now < EXPIRING_WITHIN
+    ):
+        state = "expiring"
+    return {
+        "name": account.name,
+        "platform": account.platform,
+        "api_url": account.api_url,
+        "auth_url": account.auth_url,
+        "country": account.country,
+        "user_id": account.user_id,
+        "seller_id": account.seller_id,
+        "rate_limit": account.rate_limit,
+        "state": state,
+        "access_expires_at": _iso(account.access_expires_at),
+        "refresh_expires_at": _iso(account.refresh_expires_at),
+        "secret": "set" if account.secret else "missing",
+        "created_at": _iso(account.created_at),
+        "source": account.source,
+    }
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def add_sellercenter(
+    session: Session,
+    settings: Settings,
+    name: str,
+    api_url: str,
+    user_id: str,
+    api_key: str,
+    rate_limit: float | None = None,
+) -> Account:
+    """Store a legacy Seller Center account (flushed; the caller commits)."""
+    key = _clean_secret(api_key, "API key")
+    row = AccountRow(
+        name=_new_name(session, settings, name),
+        platform="sellercenter",
+        api_url=clean_url(api_url, "API URL"),
+        user_id=_clean_text(user_id, "UserID"),
+        rate_limit=clean_rate_limit(rate_limit),
+        state="ready",
+    )
+    row.secret = secret_box(settings).encrypt(key)  # last: bad input makes no key file
+    return _insert(session, settings, row)
+
+
+def add_lazop(
+    session: Session,
+    settings: Settings,
+    name: str,
+    app_key: str,
+    app_secret: str,
+    country: str | None = None,
+    api_url: str | None = None,
+    auth_url: str | None = None,
+    rate_limit: float | None = None,
+) -> Account:
+    """Store an Open Platform account, not yet authorized (flushed; the caller commits)."""
+    secret = _clean_secret(app_secret, "app secret")
+    if (country is None) == (api_url is None):
+        raise InvalidInput(
+            "give the account's gateway as a country (--country sg|my|th|vn|ph|id) or as a URL "
+            "(--api-url, for Daraz and sandboxes), one of the two"
+        )
+    if country is not None:
+        cleaned_country = country.strip().lower()
+        if cleaned_country not in LAZOP_GATEWAYS:
+            raise InvalidInput(
+                f"country {country[:20]!r} has no Lazada gateway: use one of "
+                f"{', '.join(LAZOP_GATEWAYS)}, or give --api-url for Daraz or a sandbox"
+            )
+        gateway = LAZOP_GATEWAYS[cleaned_country]
+    else:
+        assert api_url is not None
+        cleaned_country, gateway = None, clean_url(api_url, "API URL")
+    row = AccountRow(
+        name=_new_name(session, settings, name),
+        platform="lazop",
+        api_url=gateway,
+        auth_url=clean_url(auth_url, "auth URL") if auth_url is not None else LAZOP_AUTH_URL,
+        country=cleaned_country,
+        app_key=_clean_text(app_key, "app key"),
+        rate_limit=clean_rate_limit(rate_limit),
+        state="needs_authorization",
+    )
+    row.secret = secret_box(settings).encrypt(secret)
+    return _insert(session, settings, row)
+
+
+def store_tokens(
+    session: Session,
+    settings: Settings,
+    name: str,
+    access_token: str,
+    refresh_token: str,
+    access_expires_at: datetime,
+    refresh_expires_at: datetime,
+    seller_id: str | None = None,
+) -> Account:
+    """Store a lazop account's new tokens (encrypted) and mark it ready (the caller commits)."""
+    row = _stored_row(session, settings, name, "lazop")
+    box = secret_box(settings)
+    row.access_token = box.encrypt(_clean_secret(access_token, "access token"))
+    row.refresh_token = box.encrypt(_clean_secret(refresh_token, "refresh token"))
+    row.access_expires_at = access_expires_at
+    row.refresh_expires_at = refresh_expires_at
+    if seller_id is not None:
+        row.seller_id = seller_id
+    row.state = "ready"
+    session.flush()
+    return _account(row, settings)
+
+
+def set_state(session: Session, settings: Settings, name: str, state: str) -> Account:
+    """Mark a stored account ready or needing authorization (L4; the caller commits)."""
+    if state not in STATES:
+        raise InvalidInput(f"account state must be one of {', '.join(STATES)}, got {state!r}")
+    row = _stored_row(session, settings, name)
+    row.state = state
+    session.flush()
+    return _account(row, settings)
+
+
+def remove_account(session: Session, settings: Settings, name: str) -> None:
+    """Delete a stored account that has no unfinished work (the caller commits); its finished
+    work's rows stay, as history under its name."""
+    row = _stored_row(session, settings, name)
+    waiting = {
+        "removal batch(es)": _count(
+            session, RemovalBatch, RemovalBatch.account == name, RemovalBatch.state == "pending"
+        ),
+        "order fetch(es)": _count(
+            session, Order, Order.account == name, Order.next_attempt_at.is_not(None)
+        ),
+        "image job(s)": _count(
+            session, ImageJob, ImageJob.account == name, ImageJob.state == "pending"
+        ),
+    }
+    if any(waiting.values()):
+        counts = ", ".join(f"{count} {what}" for what, count in waiting.items() if count)
+        raise InvalidInput(
+            f"account {name!r} has unfinished work ({counts} waiting): let it finish, or cancel "
+            "its removal jobs (`lazada-worker cancel KEY`), then remove the account"
+        )
+    session.delete(row)
+    session.execute(delete(RateLimit).where(RateLimit.account == name))
+    session.flush()
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def clean_account_name(name: Any) -> str:
+    """A new account's name: 1-64 characters of A-Z a-z 0-9 . _ @ -."""
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        shown = name[:80] if isinstance(name, str) else name
+        raise InvalidInput(f"account name {shown!r} is not 1-64 characters of A-Z a-z 0-9 . _ @ -")
+    return name
+
+
+def clean_url(url: Any, what: str) -> str:
+    """An http(s) URL with a host, without surrounding white space."""
+    cleaned = url.strip() if isinstance(url, str) else ""
+    parts = urlsplit(cleaned)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not cleaned.isprintable():
+        shown = url[:120] if isinstance(url, str) else url
+        raise InvalidInput(f"{what} {shown!r} is not an http(s) URL with a host")
+    return cleaned
+
+
+def clean_rate_limit(rate_limit: Any) -> float | None:
+    """None (use LAZADA_RATE_LIMIT), or a finite number of calls per second above 0."""
+    if rate_limit is None:
+        return None
+    try:
+        value = float(rate_limit)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(rate_limit, bool) or not (value > 0 and math.isfinite(value)):
+        raise InvalidInput(
+            f"rate limit must be a finite number of calls per second above 0, got {rate_limit!r}"
+        )
+    return value
+
+
+def _clean_text(value: Any, what: str) -> str:
+    cleaned = value.strip() if isinstance(value, str) else ""
+    if not cleaned or len(cleaned) > 255 or not cleaned.isprintable():
+        raise InvalidInput(f"{what} must be 1-255 printable characters")
+    return cleaned
+
+
+def _clean_secret(value: Any, what: str) -> str:
+    # The value itself is never shown: it is a secret.
+    cleaned = value.strip() if isinstance(value, str) else ""
+    if not cleaned:
+        raise InvalidInput(f"the {what} is empty")
+    if not cleaned.isprintable():
+        raise InvalidInput(f"the {what} holds control characters or line breaks")
+    return cleaned
+
+
+def _new_name(session: Session, settings: Settings, name: Any) -> str:
+    cleaned = clean_account_name(name)
+    if settings.user_id == cleaned or _row(session, cleaned) is not None:
+        raise InvalidInput(
+            f"an account named {cleaned!r} exists already: choose another name, or remove it "
+            "first with `lazada-worker accounts remove`"
+        )
+    return cleaned
+
+
+# --- rows ---------------------------------------------------------------------------------
+
+
+def _row(session: Session, name: str) -> AccountRow | None:
+    return session.scalars(select(AccountRow).where(AccountRow.name == name)).one_or_none()
+
+
+def _stored_row(
+    session: Session, settings: Settings, name: str, platform: str | None = None
+) -> AccountRow:
+    row = _row(session, name)
+    if row is None:
+        environment = environment_account(settings)
+        if environment is not None and environment.name == name:
+            raise InvalidInput(
+                f"account {name!r} is the environment's (LAZADA_API_URL, LAZADA_USER_ID, "
+                "LAZADA_API_KEY): change or unset those variables instead"
+            )
+        raise UnknownAccount(f"no account named {name[:80]!r}: {_HOW_TO_LIST}")
+    if platform is not None and row.platform != platform:
+        raise InvalidInput(f"account {name!r} is a {row.platform} account, not {platform}")
+    return row
+
+
+def _insert(session: Session, settings: Settings, row: AccountRow) -> Account:
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another process stored the same name between our check and this insert.
+        raise InvalidInput(
+            f"an account named {row.name!r} exists already: choose another name"
+        ) from None
+    return _account(row, settings)
+
+
+def _account(row: AccountRow, settings: Settings) -> Account:
+    box = secret_box(settings) if row.secret or row.access_token or row.refresh_token else None
+
+    def clear(token: str | None, what: str) -> str | None:
+        if token is None:
+            return None
+        assert box is not None
+        return box.decrypt(token, f"the {what} of account {row.name!r}")
+
+    secret = clear(row.secret, "secret")
+    return Account(
+        name=row.name,
+        platform=row.platform,
+        api_url=row.api_url,
+        rate_limit=row.rate_limit if row.rate_limit is not None else settings.rate_limit,
+        user_id=row.user_id,
+        api_key=secret if row.platform == "sellercenter" else None,
+        country=row.country,
+        auth_url=row.auth_url,
+        app_key=row.app_key,
+        app_secret=secret if row.platform == "lazop" else None,
+        access_token=clear(row.access_token, "access token"),
+        refresh_token=clear(row.refresh_token, "refresh token"),
+        access_expires_at=row.access_expires_at,
+        refresh_expires_at=row.refresh_expires_at,
+        seller_id=row.seller_id,
+        state=row.state,
+        created_at=row.created_at,
+    )
+
+
+def _count(session: Session, model: Any, *where: Any) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,204 @@
+"""The `lazada-worker accounts` commands: add, list, show, remove (worker.accounts).
+
+Secrets are read from a file or standard input, never from an argument: arguments show in
+`ps` and in shell histories. The CLI's own helpers (settings, sessions) are passed in by
+worker.cli, so this module does not import it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from worker.inputs import InvalidInput
+from worker.settings import Settings
+
+SettingsFactory = Callable[[], Settings]
+SessionsFactory = Callable[[Settings], Any]  # a sessionmaker on an up-to-date database
+PrintJson = Callable[[Any], None]  # one JSON document on standard output
+EXIT_OK = 0
+# Options that belong to one platform only; given for the other, they are bad input.
+_ONLY_FOR = {
+    "sellercenter": ("user_id", "api_key_file"),
+    "lazop": ("country", "app_key", "app_secret_file", "auth_url"),
+}
+
+
+def add_accounts_commands(
+    sub: Any, settings: SettingsFactory, sessions: SessionsFactory, print_json: PrintJson
+) -> None:
+    """Add `accounts` and its subcommands to the CLI's subparsers."""
+    commands = _Commands(settings, sessions, print_json)
+    parser = sub.add_parser("accounts", help="seller accounts", description="seller accounts")
+    accounts = parser.add_subparsers(dest="accounts_command", required=True, metavar="ACTION")
+
+    # No abbreviations: `--api-key SECRET` must not be taken for `--api-key-file SECRET`.
+    p = accounts.add_parser(
+        "add", help="store an account (secrets from a file or -)", allow_abbrev=False
+    )
+    p.set_defaults(handler=commands.add)
+    p.add_argument("name", metavar="NAME", help="1-64 characters of A-Z a-z 0-9 . _ @ -")
+    p.add_argument("--platform", required=True, choices=("sellercenter", "lazop"))
+    p.add_argument("--api-url", metavar="URL", help="the endpoint (lazop: instead of --country)")
+    p.add_argument("--user-id", metavar="ID", help="sellercenter: the UserID that signs")
+    p.add_argument("--api-key-file", metavar="PATH|-", help="sellercenter: the API key's file")
+    p.add_argument("--country", metavar="CC", help="lazop: sg, my, th, vn, ph or id")
+    p.add_argument("--app-key", metavar="KEY", help="lazop: the app key")
+    p.add_argument("--app-secret-file", metavar="PATH|-", help="lazop: the app secret's file")
+    p.add_argument("--auth-url", metavar="URL", help="lazop: where tokens are made")
+    p.add_argument("--rate-limit", metavar="R", help="calls per second (LAZADA_RATE_LIMIT)")
+
+    p = accounts.add_parser("list", help="every account")
+    p.set_defaults(handler=commands.list)
+    p.add_argument("--json", action="store_true")
+
+    p = accounts.add_parser("show", help="one account")
+    p.set_defaults(handler=commands.show)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true")
+
+    p = accounts.add_parser("remove", help="remove an account with no unfinished work")
+    p.set_defaults(handler=commands.remove)
+    p.add_argument("name", metavar="NAME")
+
+
+class _Commands:
+    def __init__(
+        self, settings: SettingsFactory, sessions: SessionsFactory, print_json: PrintJson
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._print_json = print_json
+
+    def add(self, args: argparse.Namespace) -> int:
+        from worker import accounts
+
+        _refuse_other_platforms_options(args)
+        if args.platform == "sellercenter":
+            for option in ("api_url", "user_id", "api_key_file"):
+                _require(args, option)
+            api_key = _read_secret(args.api_key_file, "--api-key-file", "API key")
+            settings = self._settings()
+            with self._sessions(settings).begin() as session:
+                account = accounts.add_sellercenter(
+                    session,
+                    settings,
+                    args.name,
+                    api_url=args.api_url,
+                    user_id=args.user_id,
+                    api_key=api_key,
+                    rate_limit=args.rate_limit,
+                )
+            print(f"stored account {account.name} (sellercenter, {account.api_url})")
+            return EXIT_OK
+        for option in ("app_key", "app_secret_file"):
+            _require(args, option)
+        app_secret = _read_secret(args.app_secret_file, "--app-secret-file", "app secret")
+        settings = self._settings()
+        with self._sessions(settings).begin() as session:
+            account = accounts.add_lazop(
+                session,
+                settings,
+                args.name,
+                app_key=args.app_key,
+                app_secret=app_secret,
+                country=args.country,
+                api_url=args.api_url,
+                auth_url=args.auth_url,
+                rate_limit=args.rate_limit,
+            )
+        print(
+            f"stored account {account.name} (lazop, {account.api_url}): it needs the seller's "
+            "authorization before work is sent for it"
+        )
+        return EXIT_OK
+
+    def list(self, args: argparse.Namespace) -> int:
+        from worker import accounts
+
+        settings = self._settings()
+        with self._sessions(settings)() as session:
+            documents = [
+                accounts.account_document(a) for a in accounts.list_accounts(session, settings)
+            ]
+        if args.json:
+            self._print_json(documents)
+        else:
+            print("\n".join(_line(document) for document in documents) or "no accounts")
+        return EXIT_OK
+
+    def show(self, args: argparse.Namespace) -> int:
+        from worker import accounts
+
+        settings = self._settings()
+        with self._sessions(settings)() as session:
+            document = accounts.account_document(accounts.get_account(session, settings, args.name))
+        if args.json:
+            self._print_json(document)
+        else:
+            print("\n".join(f"{key}: {_text(value)}" for key, value in document.items()))
+        return EXIT_OK
+
+    def remove(self, args: argparse.Namespace) -> int:
+        from worker import accounts
+
+        settings = self._settings()
+        with self._sessions(settings).begin() as session:
+            accounts.remove_account(session, settings, args.name)
+        print(f"removed account {args.name}")
+        return EXIT_OK
+
+
+def _refuse_other_platforms_options(args: argparse.Namespace) -> None:
+    for platform, options in _ONLY_FOR.items():
+        if platform == args.platform:
+            continue
+        for option in options:
+            if getattr(args, option) is not None:
+                raise InvalidInput(
+                    f"--{option.replace('_', '-')} is for {platform} accounts, "
+                    f"not --platform {args.platform}"
+                )
+
+
+def _require(args: argparse.Namespace, option: str) -> None:
+    if getattr(args, option) is None:
+        raise InvalidInput(
+            f"--{option.replace('_', '-')} is required for --platform {args.platform}"
+        )
+
+
+def _read_secret(path: str, option: str, what: str) -> str:
+    """A secret from a file, or from standard input for `-` (asked for on a terminal)."""
+    if path == "-":
+        text = getpass.getpass(f"{what}: ") if sys.stdin.isatty() else sys.stdin.read()
+        source = "standard input"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidInput(f"{option} {path!r} does not exist") from None
+        except (OSError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise InvalidInput(f"{option} {path!r} cannot be read ({reason})") from None
+        source = repr(path)
+    secret = text.strip()
+    if not secret:
+        raise InvalidInput(f"{option}: {source} is empty; it must hold the {what}")
+    return secret
+
+
+def _line(document: dict[str, Any]) -> str:
+    source = " (environment)" if document["source"] == "environment" else ""
+    return (
+        f"{document['name']}  {document['platform']}  {document['state']}  "
+        f"{document['api_url']}{source}"
+    )
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)

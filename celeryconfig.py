@@ -27,8 +27,9 @@ result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
 # Four messages per slot: a thread that finishes takes its next task from memory rather than
-# after a broker round trip (measured in bench/RESULTS.md, "prefetch"). Tasks are one API call each, so what a slow call strands is small; with
-# late acks, messages a killed worker had reserved come back to the queue or to the sweepers.
+# after a broker round trip (measured in bench/RESULTS.md, "prefetch"). Tasks are one API
+# call each, so what a slow call strands is small; with late acks, messages a killed worker
+# had reserved come back to the queue or to the sweepers.
 worker_prefetch_multiplier = 4
 
 # Countdowns are at most a few minutes (retry ladder, polling cap); both timeouts sit far above

@@ -163,6 +163,11 @@ def _stack(
     )
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url
+    if not database_url.startswith("sqlite"):
+        # A server database needs the deployment's key; the embedded defaults make a key file.
+        from cryptography.fernet import Fernet
+
+        env["LAZADA_SECRET_KEY"] = Fernet.generate_key().decode()
     ensure_schema(database_url)
     settings = Settings.from_env(env)
     sessions = sessionmaker(get_engine(database_url), expire_on_commit=False)

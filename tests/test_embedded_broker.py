@@ -346,6 +346,20 @@ def test_a_young_file_cut_short_is_left_in_the_queue_for_its_writer(
     assert cut.exists() and _rejected(folder) == []
 
 
+def test_a_message_without_a_routing_key_is_served_not_set_aside(
+    folder: Path, reader: tuple[Any, Queue]
+) -> None:
+    # A broadcast (fanout) is published with a null routing key.
+    simple, queue = reader
+    message = json.loads(_kombu_file(folder, queue, {"n": 1}))
+    message["properties"]["delivery_info"]["routing_key"] = None
+    (folder / "queue" / _kombu_name(queue)).write_text(json.dumps(message))
+    got = simple.get(timeout=10)
+    assert got.payload == {"n": 1}
+    got.ack()
+    assert _rejected(folder) == []
+
+
 _scalars = st.none() | st.booleans() | st.integers() | st.text()
 _json = st.recursive(
     _scalars | st.floats(allow_nan=False, allow_infinity=False),
@@ -432,7 +446,7 @@ def test_bad_files_in_the_queue_folder_are_set_aside_and_the_worker_serves_on(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stack", ["embedded+sqlite"], indirect=True)
-def test_a_worker_on_the_embedded_broker_warns_of_no_missing_hostname(stack: Stack) -> None:
+def test_a_worker_on_the_embedded_broker_starts_without_a_hostname_warning(stack: Stack) -> None:
     worker = stack.start_worker(concurrency=1)
     wait_for(lambda: "ready." in worker.log(), 60, "the worker to start")
     assert "No hostname was supplied" not in worker.log()

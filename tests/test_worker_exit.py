@@ -22,8 +22,7 @@ def test_a_worker_stopped_by_an_unrecoverable_error_exits_non_zero(stack: Stack)
     (folder / "queue").write_text("")
 
     assert worker.process is not None
-    status = wait_for(lambda: worker.process.poll() is not None, 60, "the worker to stop")
-    assert status
+    wait_for(lambda: worker.process.poll() is not None, 60, "the worker to stop")
     assert "Unrecoverable error" in worker.log()
     assert worker.process.returncode != 0
 

@@ -180,7 +180,11 @@ def check_envelope(payload: Any) -> None:
     if not isinstance(properties.get("delivery_tag"), str):
         raise Unservable("has no 'delivery_tag' text in its properties")
     info = properties.get("delivery_info")
-    if not (isinstance(info, dict) and all(isinstance(info.get(k), str) for k in _ROUTE)):
+    # Giving a message back (at shutdown) indexes both; a broadcast's routing key is null.
+    if not (
+        isinstance(info, dict)
+        and all(k in info and isinstance(info[k], (str, type(None))) for k in _ROUTE)
+    ):
         raise Unservable("has no 'delivery_info' with an exchange and a routing key")
     if properties.get("body_encoding") not in (None, "utf-8", "base64"):
         raise Unservable(f"has an unknown body encoding {properties['body_encoding']!r}")

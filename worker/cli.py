@@ -88,8 +88,10 @@ def _send(name: str, args: Sequence[Any], task_id: str | None = None, **kwargs: 
             retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1},
         )
     except OperationalError as exc:
+        # Not always unreachable (a full disk under the embedded broker): the broker's own
+        # words say what failed.
         raise CommandFailed(
-            f"cannot reach the broker {app.conf.broker_url.split('@')[-1]}: {exc}"
+            f"the broker {app.conf.broker_url.split('@')[-1]} did not take the task: {exc}"
         ) from None
     return task_id
 

@@ -21,7 +21,7 @@ def run_worker(
     `only`: "work" serves the main queue, "polls" the image jobs' queue, "all" both. Beat runs
     in the worker that serves the main queue, so a machine with one of each has one beat.
     """
-    from worker.celery_app import app
+    from celery.bin.celery import celery as celery_command
 
     queues = {
         "all": [settings.queue, settings.poll_queue],
@@ -44,5 +44,10 @@ def run_worker(
         digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
         schedule = Path(tempfile.gettempdir()) / f"lazada-worker-beat-{digest}"
         arguments += ["--beat", f"--schedule={schedule}"]
-    app.worker_main(arguments)
-    return 0
+    # Celery's command returns the worker's exit status; `app.worker_main` drops it, and a
+    # worker stopped by an unrecoverable error must not exit 0 (a supervisor would not restart
+    # it).
+    status = celery_command.main(
+        args=["--app=worker.celery_app:app", *arguments], standalone_mode=False
+    )
+    return status if isinstance(status, int) else 0

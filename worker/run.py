@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import tempfile
 from pathlib import Path
@@ -34,7 +35,9 @@ def run_worker(
         f"--concurrency={concurrency}",
         f"--loglevel={loglevel}",
         f"--queues={','.join(queues)}",
-        f"--hostname=lazada-worker-{only}@{socket.gethostname()}",
+        # One name per process: two workers of one name on a broker with remote control
+        # (RabbitMQ) fight over its exclusive pidbox queue, and one of them stops.
+        f"--hostname=lazada-worker-{only}-{os.getpid()}@{socket.gethostname()}",
         "--without-gossip",
         "--without-mingle",
     ]

@@ -247,6 +247,13 @@ def _order_outcome(order: dict[str, Any]) -> list[Any]:
     return [label, state, status, order["attempts"], _error_text(order)]
 
 
+def _seconds(timestamp: str) -> str:
+    """An ISO timestamp to the second, for text: the JSON documents keep it whole."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(timestamp).replace(microsecond=0).isoformat()
+
+
 def _error_text(document: dict[str, Any]) -> str:
     """A document's error as one text: its code in the one spelling, then the message."""
     from worker.documents import error_code_text
@@ -459,7 +466,10 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
         print_table(
             ["at", "kind", "subject", "error", "attempts"],
-            [[f["at"], f["kind"], f["subject"], _error_text(f), f["attempts"]] for f in rows],
+            [
+                [_seconds(f["at"]), f["kind"], f["subject"], _error_text(f), f["attempts"]]
+                for f in rows
+            ],
         )
     else:
         # Failures are per account: say whose, so an empty answer is not mistaken for none.

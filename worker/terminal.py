@@ -126,7 +126,10 @@ def print_table(
     out = stream if stream is not None else sys.stdout
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
     if out.isatty():
-        table = Table(*headers, title=title, title_justify="left")
+        table = Table(title=title, title_justify="left")
+        for header in headers:
+            # Fold, never cut: a cell may be an id that is only useful whole.
+            table.add_column(header, overflow="fold")
         for row in cells:
             table.add_row(*(Text(cell) for cell in row))
         Console(file=out).print(table)

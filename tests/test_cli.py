@@ -938,7 +938,7 @@ def test_wait_draws_a_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch
 
     steps = iter([(0, 4, False), (2, 4, False), (4, 4, True)])
     master, slave = pty.openpty()
-    with os.fdopen(slave, "w") as terminal:
+    with os.fdopen(slave, "w", encoding="utf-8") as terminal:
         monkeypatch.setattr(sys, "stderr", terminal)
         cli_module._wait("removing 4 SKUs", lambda: next(steps), sleep=lambda _: None)
         terminal.flush()

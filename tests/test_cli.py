@@ -23,11 +23,20 @@ from typing import Any
 
 import pytest
 from fixtures_worker import BATCH
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
-from stack import WorkerProcess
+from stack import WorkerProcess, wait_for
 
 from worker.db.engine import get_engine
-from worker.db.models import Failure, ImageJob, ImageMigration, Order
+from worker.db.models import (
+    Failure,
+    ImageJob,
+    ImageMigration,
+    Order,
+    RemovalBatch,
+    RemovalJob,
+    RemovalSku,
+)
 from worker.db.schema import ensure_schema
 from worker.sandbox import Sandbox
 from worker.services import removal
@@ -382,12 +391,87 @@ def test_config_json_says_a_key_read_from_a_file_is_set_and_never_shows_it(cli: 
     assert SECRET_KEY not in result.stdout + result.stderr
 
 
+def config_rows(result: subprocess.CompletedProcess[str]) -> dict[str, list[str]]:
+    """`config` off a terminal: a header line, then setting, value and source a line."""
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split("\t") == ["setting", "value", "from"]
+    return {line.split("\t")[0]: line.split("\t")[1:] for line in lines}
+
+
 def test_config_text_says_the_api_key_is_set_and_never_shows_it(cli: Cli) -> None:
     result = cli("config", env={"LAZADA_API_KEY": SECRET_KEY})
-    assert result.returncode == 0, result.stderr
-    assert "api_key: set" in result.stdout.splitlines()
-    assert f"api_url: {cli.env['LAZADA_API_URL']}" in result.stdout.splitlines()
+    rows = config_rows(result)
+    assert rows["api_key"] == ["set", "environment LAZADA_API_KEY"]
+    assert rows["api_url"] == [cli.env["LAZADA_API_URL"], "environment LAZADA_API_URL"]
     assert SECRET_KEY not in result.stdout + result.stderr
+
+
+# Every variable of the README's configuration table.
+README_VARIABLES = {
+    "LAZADA_API_URL",
+    "LAZADA_USER_ID",
+    "LAZADA_API_KEY",
+    "LAZADA_API_KEY_FILE",
+    "LAZADA_RATE_LIMIT",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "LAZADA_QUEUE",
+    "LAZADA_RETRY_LADDER",
+    "LAZADA_IMAGE_DEADLINE",
+    "LAZADA_POLL_FIRST",
+    "LAZADA_POLL_SLACK",
+    "LAZADA_ORDER_REFRESH_AFTER",
+    "LAZADA_REDISPATCH_AFTER",
+    "LAZADA_READ_TIMEOUT",
+    "LAZADA_LEASE_SECONDS",
+    "LAZADA_LOG_LEVEL",
+}
+
+
+def test_config_json_shows_every_setting_with_where_it_came_from(cli: Cli) -> None:
+    import dataclasses
+
+    from worker.cli import SETTING_VARIABLES
+
+    key_file = cli.folder / "api-key"
+    key_file.write_text(SECRET_KEY)
+    result = cli(
+        "config",
+        "--json",
+        env={
+            "LAZADA_API_KEY": None,
+            "LAZADA_API_KEY_FILE": str(key_file),
+            "LAZADA_QUEUE": "shop-7",
+            "LAZADA_RETRY_LADDER": "",  # empty counts as unset, as the settings read it
+        },
+    )
+    document = json_document(result)
+
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    assert set(document) >= CONFIG_KEYS | fields | {"log_level", "sources"}
+    assert {v for names in SETTING_VARIABLES.values() for v in names} >= README_VARIABLES
+    sources = document["sources"]
+    assert set(sources) == set(document) - {"sources"}
+    assert sources["api_key"] == {"source": "file", "variable": "LAZADA_API_KEY_FILE"}
+    assert sources["queue"] == {"source": "environment", "variable": "LAZADA_QUEUE"}
+    assert sources["retry_ladder"] == {"source": "default", "variable": None}
+    assert sources["poll_cap"] == {"source": "default", "variable": None}  # no variable
+    assert (document["queue"], document["retry_ladder"]) == ("shop-7", [1, 2, 5, 15, 30, 60])
+    assert (document["api_key"], document["log_level"]) == ("set", "INFO")
+    assert SECRET_KEY not in result.stdout + result.stderr
+
+
+def test_config_text_shows_every_setting_with_where_it_came_from(cli: Cli) -> None:
+    import dataclasses
+
+    rows = config_rows(cli("config", env={"LAZADA_LEASE_SECONDS": "120"}))
+
+    assert set(rows) == {field.name for field in dataclasses.fields(Settings)} | {"log_level"}
+    assert rows["lease_seconds"] == ["120", "environment LAZADA_LEASE_SECONDS"]
+    assert rows["database_url"] == [cli.database_url, "environment DATABASE_URL"]
+    assert rows["broker_url"][1] == "default"
+    assert rows["retry_ladder"] == ["1,2,5,15,30,60", "default"]
 
 
 @pytest.mark.parametrize("form", [["--json"], []], ids=["json", "text"])
@@ -675,6 +759,96 @@ def test_a_sku_the_api_refuses_fails_with_503_and_remove_products_wait_exits_1(
 
 
 @pytest.mark.slow
+def test_remove_products_wait_off_a_terminal_shows_progress_lines_and_why_skus_failed(
+    cli: Cli, worker: WorkerProcess
+) -> None:
+    skus = ["OK-1", "X-FAIL-1", "OK-2", "Y-FAIL-2"]
+    result = cli("remove-products", *skus, "--key", "told", "--wait", timeout=120)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == "told\n"  # standard output keeps the key alone
+    lines = result.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("removing 4 SKUs: ")]
+    assert progress and progress[0].startswith("removing 4 SKUs: 0/4")
+    assert progress[-1].startswith("removing 4 SKUs: 4/4 (100%)")
+    assert "removed 2, failed 2 of 4" in lines
+    assert "  2 failed: E503 SellerSku '…' could not be removed" in lines, lines
+
+
+@pytest.mark.slow
+def test_fetch_order_wait_prints_each_orders_state_and_status_and_exits_1_if_one_failed(
+    cli: Cli, worker: WorkerProcess
+) -> None:
+    result = cli("fetch-order", "190", "1003", "900000001", "--wait", timeout=120)
+
+    assert result.returncode == 1, result.stderr
+    assert len(result.stdout.splitlines()) == 3  # the task ids, as without --wait
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("fetching 3 orders: 3/3") for line in lines), lines
+    header = "order\tstate\tstatus\tGetOrder calls\terror"
+    rows = {row.split("\t")[0]: row.split("\t")[1:] for row in lines[lines.index(header) + 1 :]}
+    sample = rows["190 (#300125759)"]
+    assert sample[0] == "fetched" and sample[3] == ""
+    assert sample[1].startswith("items in 11 statuses: shipped, returned,")
+    assert sample[1].endswith("(open)")
+    [other] = [row for label, row in rows.items() if label.startswith("1003 (#")]
+    assert other[0] == "fetched" and re.fullmatch(r"status \w+ \((open|final)\)", other[1])
+    assert rows["900000001"] == ["failed", "", "1", 'E016 "900000001" Invalid Order ID']
+    assert "2 fetched, 1 failed" in lines
+
+
+@pytest.mark.slow
+def test_migrate_images_wait_prints_each_jobs_state_and_counts_and_exits_1_if_images_failed(
+    cli: Cli, worker: WorkerProcess
+) -> None:
+    urls = ["https://img.example.com/fine.jpg", "https://img.example.com/broken-link.jpg"]
+    result = cli("migrate-images", *urls, "--key", "half", "--wait", timeout=120)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == "half\n"
+    lines = result.stderr.splitlines()
+    header = "request id\taction\tstate\timages\terrors\tpolls\terror"
+    [row] = lines[lines.index(header) + 1 : lines.index(header) + 2]
+    assert row.split("\t")[1:5] == ["MigrateImages", "partial", "1", "1"]
+    assert "1 image job(s): 1 partial; 1 image(s) migrated, 1 error(s)" in lines
+
+
+@pytest.mark.slow
+def test_a_fetched_orders_attempts_count_the_getorder_calls_of_its_fetch(
+    cli: Cli, sandbox: Sandbox
+) -> None:
+    def get_orders() -> int:
+        return sum(1 for call in sandbox.calls() if call.action == "GetOrder")
+
+    env = {**cli.env, "LAZADA_RETRY_LADDER": "0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3"}
+    worker = WorkerProcess(env, cli.folder / "worker.log").start()
+    try:
+        sandbox.config.fault_kinds = ("e006",)
+        sandbox.config.fault_rate = 1.0  # transient errors until two calls have failed
+        fetch = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "fetch-order", "190", "--wait"],
+            env=env,
+            cwd=cli.folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: get_orders() >= 2, what="two failed GetOrder calls")
+        sandbox.config.fault_rate = 0.0
+        assert fetch.wait(timeout=120) == 0
+
+        first = json_document(cli("order", "190", "--json"))
+        assert (first["state"], first["message"]) == ("fetched", None)
+        assert first["attempts"] == get_orders() >= 3
+
+        again = cli("fetch-order", "190", "--wait", timeout=120)  # a new fetch counts anew
+        assert again.returncode == 0, again.stderr
+        assert json_document(cli("order", "190", "--json"))["attempts"] == 1
+    finally:
+        worker.stop()
+        print(worker.log()[-20000:])
+
+
+@pytest.mark.slow
 def test_fetch_order_wait_stores_the_order_that_order_json_shows(
     cli: Cli, worker: WorkerProcess
 ) -> None:
@@ -757,10 +931,7 @@ def test_image_job_json_shows_one_job_a_migration_started(cli: Cli, worker: Work
     assert is_iso_with_offset(job["created_at"]) and is_iso_with_offset(job["finished_at"])
 
 
-def test_wait_draws_a_progress_bar_on_a_terminal_and_nothing_elsewhere(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import io
+def test_wait_draws_a_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import pty
     import select
 
@@ -768,19 +939,190 @@ def test_wait_draws_a_progress_bar_on_a_terminal_and_nothing_elsewhere(
 
     steps = iter([(0, 4, False), (2, 4, False), (4, 4, True)])
     master, slave = pty.openpty()
-    with os.fdopen(slave, "w") as terminal:
+    with os.fdopen(slave, "w", encoding="utf-8") as terminal:
         monkeypatch.setattr(sys, "stderr", terminal)
-        monkeypatch.setattr(cli_module.time, "sleep", lambda _: None)
-        cli_module._wait("removing 4 SKUs", lambda: next(steps))
+        cli_module._wait("removing 4 SKUs", lambda: next(steps), sleep=lambda _: None)
         terminal.flush()
         drawn = ""
         while select.select([master], [], [], 0.5)[0]:  # all the terminal has, in pieces
             drawn += os.read(master, 4096).decode()
     os.close(master)
-    assert "removing 4 SKUs [" in drawn and "2/4" in drawn and drawn.rstrip().endswith("4/4")
+    assert "removing 4 SKUs" in drawn and "4/4" in drawn
+    assert "━" in drawn  # rich's bar, not lines of text
 
-    steps = iter([(0, 4, False), (4, 4, True)])
+
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_wait_off_a_terminal_prints_a_progress_line_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from worker import cli as cli_module
+    from worker.terminal import PLAIN_PROGRESS_EVERY
+
+    clock = FakeClock()
+    # 100 SKUs, 2 more final at each poll (every 0.5 s): 25 s of work.
+    polls = iter(range(51))
+
+    def progress() -> tuple[int, int, bool]:
+        done = 2 * next(polls)
+        return done, 100, done == 100
+
     piped = io.StringIO()
     monkeypatch.setattr(sys, "stderr", piped)
-    cli_module._wait("removing 4 SKUs", lambda: next(steps))
-    assert piped.getvalue() == ""
+    cli_module._wait("removing 100 SKUs", progress, clock=clock, sleep=clock.sleep)
+
+    lines = piped.getvalue().splitlines()
+    expected = [int(4 * PLAIN_PROGRESS_EVERY * n) for n in range(int(25 / PLAIN_PROGRESS_EVERY))]
+    assert [int(re.match(r"removing 100 SKUs: (\d+)/100", line)[1]) for line in lines] == [
+        *expected,
+        100,
+    ], lines
+    assert "4.0/s" in lines[2] and "left" in lines[2]  # the rate and ETA, as rich estimates them
+    assert "\r" not in piped.getvalue() and "\x1b" not in piped.getvalue()  # no redrawing
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from worker.cli import _parser
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            yield path, action
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, f"{path} {name}")
+
+    actions = list(walk(_parser(), "lazada-worker"))
+    assert len(actions) > 40  # the walk reached every command
+    missing = [
+        f"{path} {'/'.join(action.option_strings) or action.dest}"
+        for path, action in actions
+        if not (action.help and action.help.strip())
+    ]
+    assert missing == []
+
+
+# -- a closed pipe ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def many_stored(cli: Cli) -> str:
+    """A job of 3,000 SKUs and 1,000 failures: more output than a pipe holds."""
+    settings = Settings.from_env(cli.env)
+    sessions = sessionmaker(get_engine(cli.database_url), expire_on_commit=False)
+    removal.create_job(sessions, settings, "big-job", [f"BIG-SKU-{n:05d}" for n in range(3000)])
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add_all(
+            Failure(
+                account=settings.account,
+                at=now - timedelta(seconds=n),
+                kind="removal_sku",
+                subject=f"BIG-SKU-{n:05d} (job big-job)",
+                error_code=503,
+                message=f"SellerSku 'BIG-SKU-{n:05d}' could not be removed",
+                attempts=1,
+            )
+            for n in range(1000)
+        )
+    return "big-job"
+
+
+@pytest.mark.parametrize(
+    "args", [["status", "big-job", "--json"], ["failures"], ["failures", "--json"]]
+)
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(
+    cli: Cli, many_stored: str, args: list[str]
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=cli.env,
+        cwd=cli.folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()  # `| head -1`: one line, then the reader is gone
+    process.stdout.close()
+    status = process.wait(timeout=60)
+    errors = process.stderr.read().decode()
+    assert first.strip()
+    assert errors == ""  # no BrokenPipeError traceback, no "Exception ignored"
+    assert status == 1
+
+
+# -- one spelling of an error code ----------------------------------------------------------
+
+
+@pytest.fixture
+def failed_sku(cli: Cli) -> str:
+    """A job whose SKU failed with code 7, and its failure row, as the worker records them."""
+    settings = Settings.from_env(cli.env)
+    sessions = sessionmaker(get_engine(cli.database_url), expire_on_commit=False)
+    removal.create_job(sessions, settings, "coded-job", ["OK-1", "BAD-7"])
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        job = session.scalars(select(RemovalJob).where(RemovalJob.key == "coded-job")).one()
+        batch = session.scalars(select(RemovalBatch).where(RemovalBatch.job_id == job.id)).one()
+        batch.skus, batch.first_position, batch.state = None, None, "done"
+        job.finished_at = now
+        for position, (sku, state, code) in enumerate(
+            [("OK-1", "removed", None), ("BAD-7", "failed", 7)]
+        ):
+            session.add(
+                RemovalSku(
+                    account=settings.account,
+                    job_id=job.id,
+                    batch_id=batch.id,
+                    position=position,
+                    sku=sku,
+                    state=state,
+                    attempts=1,
+                    error_code=code,
+                    message="Login failed. Signature mismatching" if code else None,
+                )
+            )
+        session.add(
+            Failure(
+                account=settings.account,
+                at=now,
+                kind="removal_sku",
+                subject="BAD-7 (job coded-job)",
+                error_code=7,
+                message="Login failed. Signature mismatching",
+                attempts=1,
+            )
+        )
+    return "coded-job"
+
+
+def test_status_and_failures_spell_an_error_code_the_same_way(cli: Cli, failed_sku: str) -> None:
+    status = cli("status", failed_sku)
+    failures = cli("failures")
+
+    assert status.returncode == 0 and failures.returncode == 0, status.stderr + failures.stderr
+    for output in (status.stdout, failures.stdout):
+        assert "E007" in output, output
+        assert not re.search(r"\bE7\b", output), output
+
+
+def test_status_text_groups_the_reasons_skus_failed(cli: Cli, failed_sku: str) -> None:
+    result = cli("status", failed_sku)
+    assert result.returncode == 0, result.stderr
+    assert "1 failed: E007 Login failed. Signature mismatching" in result.stdout

@@ -7,6 +7,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,17 @@ pytestmark = pytest.mark.slow
 KEY = "RECOGNISABLE-demo-key-7c1f0e"
 
 
-def test_the_demo_does_the_whole_job_and_leaks_the_key_nowhere(tmp_path: Path) -> None:
+@dataclass
+class DemoRun:
+    result: subprocess.CompletedProcess[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One run of the demo as a newcomer starts it (it takes a while: the tests share it)."""
+    tmp_path = tmp_path_factory.mktemp("demo")
     env = {
         k: v
         for k, v in os.environ.items()
@@ -32,10 +43,16 @@ def test_the_demo_does_the_whole_job_and_leaks_the_key_nowhere(tmp_path: Path) -
         cwd=tmp_path,
         timeout=240,
     )
+    env.pop("LAZADA_SANDBOX_API_KEY")
+    return DemoRun(result, env, tmp_path)
+
+
+def test_the_demo_does_the_whole_job_and_leaks_the_key_nowhere(demo: DemoRun) -> None:
+    result = demo.result
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "removal job demo-removal: 293 removed, 7 failed" in result.stdout
-    assert "order 900000001: failed" in result.stdout
+    assert re.search(r"order 900000001: failed: E016 .*Invalid Order ID", result.stdout)
     assert re.search(r"image job \w+: partial", result.stdout)
 
     folder = Path(re.search(r"data in (\S+)", result.stderr).group(1))  # type: ignore[union-attr]
@@ -48,3 +65,44 @@ def test_the_demo_does_the_whole_job_and_leaks_the_key_nowhere(tmp_path: Path) -
     assert "DEMO-SKU-0040-FAIL" in dump  # the dump holds the outcomes ...
     for text in (output, dump, log):  # ... and never the key
         assert KEY not in text
+
+
+def test_the_demos_failures_hint_works_as_printed(demo: DemoRun) -> None:
+    lines = demo.result.stdout.splitlines()
+    [at] = [
+        n for n, line in enumerate(lines) if line.endswith("failure(s) recorded; see them with:")
+    ]
+    recorded = int(lines[at].split()[0])
+    command = lines[at + 1].strip()
+
+    shown = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        env=demo.env,  # no LAZADA_* and no DATABASE_URL: only what the hint says
+        cwd=demo.cwd,
+        timeout=60,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    header, *rows = shown.stdout.splitlines()
+    assert header.startswith("at\tkind\tsubject")
+    assert len(rows) == recorded == 9
+    assert sum("DEMO-SKU-" in row and "E503" in row for row in rows) == 7
+
+
+def test_the_demo_says_why_its_skus_failed(demo: DemoRun) -> None:
+    assert "  7 SKU(s) failed: E503 SellerSku '…' could not be removed" in demo.result.stdout
+
+
+def test_the_demo_shows_each_orders_status_as_the_api_defines_it(demo: DemoRun) -> None:
+    orders = {
+        int(match[1]): match[2]
+        for match in re.finditer(r"^  order (\d+) [^:]*: fetched; (.*)$", demo.result.stdout, re.M)
+    }
+    assert sorted(orders) == [190, 1001, 1002, 1003]
+    assert orders[190].startswith("items in 11 statuses: shipped, returned, ")
+    assert "(open)" in orders[190]
+    for order_id in (1001, 1002, 1003):  # one status each: the order's own, open or final
+        assert re.match(r"status \w+ \((open|final)\); ", orders[order_id]), orders[order_id]
+    assert "GetOrder gives each item group's status" in demo.result.stdout

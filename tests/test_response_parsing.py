@@ -15,6 +15,7 @@ from worker.sellercenter import (
     ServiceError,
     ThrottledError,
     classify,
+    code_label,
 )
 from worker.sellercenter.envelope import Envelope, MalformedResponse, parse_envelope
 from worker.sellercenter.models import ErrorDetail
@@ -688,3 +689,20 @@ def test_failed_image_job_has_only_errors() -> None:
     assert status.finished is True
     assert status.images == ()
     assert len(status.errors) == 1
+
+
+def test_error_codes_are_labelled_as_the_documentation_writes_them() -> None:
+    # ErrorMessage prefixes "E" and three digits; 1000 is written bare (section 4.3).
+    assert [code_label(c) for c in (7, 16, 503, 901, 1000)] == [
+        "E007",
+        "E016",
+        "E503",
+        "E901",
+        "1000",
+    ]
+    error = classify(16, action="GetOrder", message="E016: Invalid Order ID")
+    assert (error.code, error.number, str(error)) == (
+        "E016",
+        16,
+        "GetOrder failed: E016 Invalid Order ID",
+    )

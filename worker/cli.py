@@ -6,6 +6,7 @@ Exit status: 0 done, 1 the work or a service failed, 2 bad input (one line that 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -36,6 +37,21 @@ class CommandFailed(RuntimeError):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a reader that closes standard output early (`| head`) ends it quietly."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+    except BrokenPipeError:
+        # Python's recipe (the signal module's docs): point standard output at devnull so that
+        # the interpreter's own flush at exit cannot fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -105,24 +121,23 @@ def _wait(
     describe: str,
     progress: Callable[[], tuple[int, int, bool]],
     timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Poll the database until the work is final; a bar on a terminal, nothing otherwise."""
-    tty = sys.stderr.isatty()
-    started = time.monotonic()
-    while True:
-        done, total, final = progress()
-        if tty:
-            width = 30
-            filled = int(width * done / total) if total else 0
-            bar = "#" * filled + "-" * (width - filled)
-            print(f"\r{describe} [{bar}] {done}/{total}", end="", file=sys.stderr, flush=True)
-        if final:
-            if tty:
-                print(file=sys.stderr)
-            return
-        if timeout is not None and time.monotonic() - started > timeout:
-            raise CommandFailed(f"{describe}: not final after {timeout:.0f}s")
-        time.sleep(0.5)
+    """Poll the database until the work is final, showing progress on standard error: a bar
+    on a terminal, a line every few seconds elsewhere (worker.terminal)."""
+    from worker.terminal import WaitProgress
+
+    started = clock()
+    with WaitProgress(describe, clock=clock) as shown:
+        while True:
+            done, total, final = progress()
+            shown.update(done, total, final)
+            if final:
+                return
+            if timeout is not None and clock() - started > timeout:
+                raise CommandFailed(f"{describe}: not final after {timeout:.0f}s")
+            sleep(0.5)
 
 
 # --- enqueue commands ---------------------------------------------------------------------
@@ -166,6 +181,9 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
         print(
             f"removed {job['removed']}, failed {job['failed']} of {job['total']}", file=sys.stderr
         )
+        failed = [sku for sku in job["skus"] if sku["state"] == "failed"]
+        for reason, count in documents.failure_reasons(failed):
+            print(f"  {count} failed: {reason}", file=sys.stderr)
         return EXIT_FAILED if job["failed"] else EXIT_OK
     return EXIT_OK
 
@@ -200,13 +218,50 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
         return final, len(order_ids), final == len(order_ids)
 
     _wait(f"fetching {len(order_ids)} orders", progress)
+    from worker import documents
+    from worker.terminal import print_table
+
     with sessions() as session:
-        states = session.scalars(
-            select(Order.state).where(
-                Order.account == settings.account, Order.order_id.in_(order_ids)
-            )
-        ).all()
-    return EXIT_FAILED if "failed" in states else EXIT_OK
+        found = [documents.order(session, settings.account, o) for o in order_ids]
+    fetched = [o for o in found if o is not None]
+    # A fetch that failed leaves its error on the row; an order fetched before keeps its data.
+    failed = [o for o in fetched if o["state"] == "failed" or o["message"] is not None]
+    print_table(
+        ["order", "state", "status", "GetOrder calls", "error"],
+        [_order_outcome(o) for o in fetched],
+        stream=sys.stderr,
+    )
+    print(f"{len(fetched) - len(failed)} fetched, {len(failed)} failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _order_outcome(order: dict[str, Any]) -> list[Any]:
+    from worker import documents
+
+    if order["state"] == "fetched":
+        state = "fetched" if order["message"] is None else "fetched earlier; this fetch failed"
+        status = documents.order_status_text(order)
+    else:
+        state, status = order["state"], ""
+    label = str(order["order_id"])
+    if order["order_number"]:
+        label += f" (#{order['order_number']})"
+    return [label, state, status, order["attempts"], _error_text(order)]
+
+
+def _seconds(timestamp: str) -> str:
+    """An ISO timestamp to the second, for text: the JSON documents keep it whole."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(timestamp).replace(microsecond=0).isoformat()
+
+
+def _error_text(document: dict[str, Any]) -> str:
+    """A document's error as one text: its code in the one spelling, then the message."""
+    from worker.documents import error_code_text
+
+    parts = [error_code_text(document.get("error_code")), document.get("message")]
+    return " ".join(str(part) for part in parts if part)
 
 
 def cmd_migrate_images(args: argparse.Namespace) -> int:
@@ -250,19 +305,52 @@ def cmd_track_images(args: argparse.Namespace) -> int:
 
 
 def _wait_images(jobs: Callable[[], list[dict[str, Any]]], expected: int) -> int:
+    """Wait for the image jobs, print their states and counts; exit 1 unless all succeeded
+    (a partial job failed some images, as a removal with a failed SKU exits 1)."""
+    from collections import Counter
+
+    from worker.terminal import print_table
+
     def progress() -> tuple[int, int, bool]:
         current = jobs()
         final = sum(1 for job in current if job["state"] != "pending")
         return final, expected, final >= expected
 
     _wait(f"{expected} image job(s)", progress)
-    return EXIT_OK if all(job["state"] == "succeeded" for job in jobs()) else EXIT_FAILED
+    final = jobs()
+    print_table(IMAGE_JOB_COLUMNS, [_image_row(job) for job in final], stream=sys.stderr)
+    states = Counter(job["state"] for job in final)
+    images = sum(len(job["images"]) for job in final)
+    errors = sum(len(job["errors"]) for job in final)
+    print(
+        f"{len(final)} image job(s): "
+        + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        + f"; {images} image(s) migrated, {errors} error(s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK if final and all(job["state"] == "succeeded" for job in final) else EXIT_FAILED
+
+
+IMAGE_JOB_COLUMNS = ["request id", "action", "state", "images", "errors", "polls", "error"]
+
+
+def _image_row(job: dict[str, Any]) -> list[Any]:
+    return [
+        job["request_id"] or "(not submitted)",
+        job["action"],
+        job["state"],
+        len(job["images"]),
+        len(job["errors"]),
+        job["polls"],
+        _error_text(job),
+    ]
 
 
 # --- read commands ------------------------------------------------------------------------
 
 
 def _show(args: argparse.Namespace, document: Any, missing: str, text: Callable[[Any], str]) -> int:
+    """The document as JSON or as text; `text` may print (tables) and return the rest."""
     if document is None:
         if args.json:
             _print_json(None)
@@ -271,7 +359,9 @@ def _show(args: argparse.Namespace, document: Any, missing: str, text: Callable[
     if args.json:
         _print_json(document)
     else:
-        print(text(document))
+        rest = text(document)
+        if rest:
+            print(rest)
     return EXIT_OK
 
 
@@ -285,16 +375,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         job = documents.removal_job(session, settings.account, key)
 
     def text(job: dict[str, Any]) -> str:
+        from worker.terminal import print_table
+
+        failed = [s for s in job["skus"] if s["state"] == "failed"]
         lines = [
             f"job {job['key']}: {job['state']}, {job['removed']} removed, "
             f"{job['failed']} failed, {job['pending']} pending of {job['total']}"
         ]
-        lines += [
-            f"  {s['sku']}: failed ({s['error_code'] or '?'}) {s['message']}"
-            for s in job["skus"]
-            if s["state"] == "failed"
-        ]
-        return "\n".join(lines)
+        lines += [f"  {n} failed: {reason}" for reason, n in documents.failure_reasons(failed)]
+        print("\n".join(lines))
+        if failed:
+            print_table(
+                ["failed SKU", "error", "attempts"],
+                [[s["sku"], _error_text(s), s["attempts"]] for s in failed],
+            )
+        return ""
 
     return _show(args, job, f"no removal job with key {key!r}", text)
 
@@ -309,21 +404,26 @@ def cmd_order(args: argparse.Namespace) -> int:
 
     def text(o: dict[str, Any]) -> str:
         if o["state"] != "fetched":
-            return f"order {o['order_id']}: {o['state']} {o['message'] or ''}".rstrip()
-        return (
-            f"order {o['order_id']} (#{o['order_number']}): {', '.join(o['statuses'])}; "
+            return f"order {o['order_id']}: {o['state']} {_error_text(o)}".rstrip()
+        lines = [
+            f"order {o['order_id']} (#{o['order_number']}): {documents.order_status_text(o)}; "
             f"{o['customer_first_name']} {o['customer_last_name']}; {o['price']} "
-            f"by {o['payment_method']}; {o['items_count']} items; fetched {o['fetched_at']}"
-        )
+            f"by {o['payment_method']}; {o['items_count']} items; fetched {o['fetched_at']} "
+            f"({o['attempts']} GetOrder call(s))"
+        ]
+        if o["message"] is not None:
+            lines.append(f"  the last fetch failed: {_error_text(o)}")
+        return "\n".join(lines)
 
     return _show(args, order, f"no stored order {order_id}", text)
 
 
 def _image_text(job: dict[str, Any]) -> str:
+    error = _error_text(job)
     return (
         f"{job['request_id'] or '(not submitted)'} {job['action']}: {job['state']}, "
         f"{len(job['images'])} image(s), {len(job['errors'])} error(s), {job['polls']} poll(s)"
-        + (f"; {job['message']}" if job["message"] else "")
+        + (f"; {error}" if error else "")
     )
 
 
@@ -346,8 +446,12 @@ def cmd_image_jobs(args: argparse.Namespace) -> int:
         jobs = documents.image_jobs(session, settings.account, key=key, state=args.state)
     if args.json:
         _print_json(jobs)
+    elif jobs:
+        from worker.terminal import print_table
+
+        print_table(IMAGE_JOB_COLUMNS, [_image_row(job) for job in jobs])
     else:
-        print("\n".join(_image_text(job) for job in jobs) or "no image jobs")
+        print("no image jobs")
     return EXIT_OK
 
 
@@ -359,39 +463,106 @@ def cmd_failures(args: argparse.Namespace) -> int:
         rows = documents.failures(session, settings.account)
     if args.json:
         _print_json(rows)
-    else:
-        print(
-            "\n".join(
-                f"{f['at']} {f['kind']} {f['subject']}: "
-                f"{_code_prefix(f['error_code'])}{f['message']} "
-                f"({f['attempts']} attempt(s))"
+    elif rows:
+        from worker.terminal import print_table
+
+        print_table(
+            ["at", "kind", "subject", "error", "attempts"],
+            [
+                [_seconds(f["at"]), f["kind"], f["subject"], _error_text(f), f["attempts"]]
                 for f in rows
-            )
-            or "no failures"
+            ],
         )
+    else:
+        # Failures are per account: say whose, so an empty answer is not mistaken for none.
+        print(f"no failures recorded for account {settings.account!r}")
     return EXIT_OK
 
 
-def _code_prefix(code: str | None) -> str:
-    return f"{code} " if code else ""
+# Each setting's environment variables, the first set one wins (a *_FILE one holds the value in
+# a file); a setting not named here has no variable and is always its default. `config` shows
+# every field of Settings, so a new one appears there without an edit here.
+SETTING_VARIABLES: dict[str, tuple[str, ...]] = {
+    "database_url": ("DATABASE_URL",),
+    "broker_url": ("CELERY_BROKER_URL",),
+    "api_url": ("LAZADA_API_URL",),
+    "user_id": ("LAZADA_USER_ID",),
+    "api_key": ("LAZADA_API_KEY", "LAZADA_API_KEY_FILE"),
+    "rate_limit": ("LAZADA_RATE_LIMIT",),
+    "queue": ("LAZADA_QUEUE",),
+    "retry_ladder": ("LAZADA_RETRY_LADDER",),
+    "poll_first": ("LAZADA_POLL_FIRST",),
+    "poll_slack": ("LAZADA_POLL_SLACK",),
+    "image_deadline": ("LAZADA_IMAGE_DEADLINE",),
+    "lease_seconds": ("LAZADA_LEASE_SECONDS",),
+    "redispatch_after": ("LAZADA_REDISPATCH_AFTER",),
+    "read_timeout": ("LAZADA_READ_TIMEOUT",),
+    "order_refresh_after": ("LAZADA_ORDER_REFRESH_AFTER",),
+    "default_account": ("LAZADA_DEFAULT_ACCOUNT",),
+    "secret_key": ("LAZADA_SECRET_KEY",),
+    "secret_key_file": ("LAZADA_SECRET_KEY_FILE",),
+    "log_level": ("LAZADA_LOG_LEVEL",),  # read by `run`, not part of Settings
+}
+
+
+def _setting_source(name: str) -> tuple[str, str | None]:
+    """Where a setting came from: ("environment"|"file", its variable) or ("default", None).
+
+    As Settings.from_env reads them: a variable set to the empty string counts as unset."""
+    for variable in SETTING_VARIABLES.get(name, ()):
+        if os.environ.get(variable):
+            return ("file" if variable.endswith("_FILE") else "environment"), variable
+    return "default", None
+
+
+def _effective_settings(settings: Settings) -> dict[str, Any]:
+    """Every setting's effective value: secrets (fields kept out of repr) as set/missing, URLs
+    without their passwords, tuples as lists."""
+    from sqlalchemy.engine import make_url
+
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if not field.repr:
+            value = "set" if value else "missing"
+        elif field.name == "database_url":
+            value = make_url(value).render_as_string(hide_password=True)
+        elif field.name == "broker_url":
+            value = _hide_password(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        values[field.name] = value
+    values["log_level"] = os.environ.get("LAZADA_LOG_LEVEL") or "INFO"
+    return values
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from sqlalchemy.engine import make_url
-
-    settings = _settings()
-    document = {
-        "database_url": make_url(settings.database_url).render_as_string(hide_password=True),
-        "broker_url": _hide_password(settings.broker_url),
-        "api_url": settings.api_url,
-        "user_id": settings.user_id,
-        "rate_limit": settings.rate_limit,
-        "api_key": "set" if settings.api_key else "missing",
-    }
+    values = _effective_settings(_settings())
+    sources = {name: _setting_source(name) for name in values}
     if args.json:
+        document = dict(values)
+        document["sources"] = {
+            name: {"source": source, "variable": variable}
+            for name, (source, variable) in sources.items()
+        }
         _print_json(document)
-    else:
-        print("\n".join(f"{name}: {value}" for name, value in document.items()))
+        return EXIT_OK
+    from worker.terminal import print_table
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ",".join(f"{step:g}" for step in value)
+        if value is None:
+            return "none"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    print_table(
+        ["setting", "value", "from"],
+        [
+            [name, shown(value), f"{sources[name][0]} {sources[name][1] or ''}".rstrip()]
+            for name, value in values.items()
+        ],
+    )
     return EXIT_OK
 
 
@@ -468,13 +639,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+JSON_HELP = "print one JSON document on standard output (the contract's), nothing else there"
+WAIT_HELP = (
+    "return when the work is final: progress on standard error (a bar on a terminal, a line "
+    "every few seconds elsewhere), then the outcome; exit 1 if any of it failed"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lazada-worker",
         description="Background worker for Lazada's Seller Center API.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        parser_class=_Parser,
+        help="what to do (COMMAND --help for its options)",
     )
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> Any:
@@ -483,7 +665,9 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("demo", cmd_demo, "the main job on embedded defaults against the sandbox")
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument(
+        "--concurrency", type=int, default=8, help="the demo worker's API calls in flight"
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many s")
 
     p = command("sandbox", cmd_sandbox, "the local Seller Center sandbox")
@@ -493,7 +677,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("run", cmd_run, "a worker with beat embedded, for a single machine")
     p.add_argument("--concurrency", type=int, default=16, help="API calls in flight")
-    p.add_argument("--loglevel", default=os.environ.get("LAZADA_LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--loglevel",
+        default=os.environ.get("LAZADA_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (default: LAZADA_LOG_LEVEL, else INFO)",
+    )
     p.add_argument(
         "--only",
         choices=QUEUE_CHOICES,
@@ -503,53 +691,62 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("db", help="the results database")
-    db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    db = p.add_subparsers(
+        dest="db_command", required=True, metavar="DB_COMMAND", help="what to do to it"
+    )
     up = db.add_parser("upgrade", help="apply the Alembic migrations")
     up.set_defaults(handler=cmd_db_upgrade)
 
     p = command("remove-products", cmd_remove_products, "enqueue a removal job")
-    p.add_argument("skus", nargs="*", metavar="SKU")
+    p.add_argument("skus", nargs="*", metavar="SKU", help="SellerSkus to remove")
     p.add_argument("--file", metavar="PATH", help="SKUs one a line; - for standard input")
-    p.add_argument("--key", help="idempotency key (default: the task id)")
-    p.add_argument("--wait", action="store_true", help="return when every SKU is final")
+    p.add_argument(
+        "--key", help="idempotency key: the same key never removes twice (default: the task id)"
+    )
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
     p = command("fetch-order", cmd_fetch_order, "enqueue order fetches")
-    p.add_argument("order_ids", nargs="+", metavar="ORDER_ID")
-    p.add_argument("--wait", action="store_true")
+    p.add_argument("order_ids", nargs="+", metavar="ORDER_ID", help="Seller Center order ids")
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
     p = command("migrate-images", cmd_migrate_images, "enqueue an image migration")
-    p.add_argument("urls", nargs="+", metavar="URL")
-    p.add_argument("--key")
-    p.add_argument("--wait", action="store_true")
+    p.add_argument("urls", nargs="+", metavar="URL", help="http(s) URLs of the images")
+    p.add_argument(
+        "--key", help="idempotency key, to list its jobs with image-jobs --key (default: new)"
+    )
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
     p = command("track-images", cmd_track_images, "enqueue tracking of existing image jobs")
-    p.add_argument("request_ids", nargs="+", metavar="REQUEST_ID")
-    p.add_argument("--action", default="MigrateImages", choices=IMAGE_ACTIONS)
-    p.add_argument("--wait", action="store_true")
+    p.add_argument(
+        "request_ids", nargs="+", metavar="REQUEST_ID", help="RequestIds the API returned"
+    )
+    p.add_argument(
+        "--action",
+        default="MigrateImages",
+        choices=IMAGE_ACTIONS,
+        help="the action that started the jobs (default: MigrateImages)",
+    )
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
-    for name, handler, arg, help in (
-        ("status", cmd_status, "key", "a removal job"),
-        ("order", cmd_order, "order_id", "a stored order"),
-        ("image-job", cmd_image_job, "request_id", "an image job"),
+    for name, handler, arg, help, arg_help in (
+        ("status", cmd_status, "key", "a removal job", "the job's idempotency key"),
+        ("order", cmd_order, "order_id", "a stored order", "the order's id"),
+        ("image-job", cmd_image_job, "request_id", "an image job", "the job's RequestId"),
     ):
         p = command(name, handler, help)
-        p.add_argument(arg, metavar=arg.upper())
-        p.add_argument("--json", action="store_true")
+        p.add_argument(arg, metavar=arg.upper(), help=arg_help)
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = command("image-jobs", cmd_image_jobs, "image jobs, newest first")
-    p.add_argument("--key")
-    p.add_argument("--state", choices=IMAGE_STATES)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--key", help="only the jobs that the migration with this key started")
+    p.add_argument("--state", choices=IMAGE_STATES, help="only the jobs in this state")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = command("failures", cmd_failures, "recorded failures, newest first")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    p = command("config", cmd_config, "the effective settings")
-    p.add_argument("--json", action="store_true")
-
-    from worker.cli_accounts import add_accounts_commands
-
-    add_accounts_commands(sub, _settings, _sessions, _print_json)
+    p = command("config", cmd_config, "every effective setting and where it came from")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     return parser
 
 

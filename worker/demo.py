@@ -7,6 +7,7 @@ in a fresh folder), enqueues sample work of every kind, shows progress, prints a
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -100,34 +101,67 @@ def _drive(sandbox: Any, worker: subprocess.Popen[bytes], timeout: float, folder
         f"migration of {len(DEMO_IMAGES)} images",
         file=sys.stderr,
     )
-    tty = sys.stderr.isatty()
-    last_line = 0.0
-    while True:
-        progress = _progress(sessions, settings)
-        line = (
-            f"[{time.monotonic() - started:5.1f}s] SKUs {progress['skus_final']}/{len(DEMO_SKUS)}"
-            f" | orders {progress['orders_final']}/{len(DEMO_ORDERS)}"
-            f" | image jobs {progress['images_final']}/{progress['images_total'] or '?'}"
-            f" | API calls {progress['api_calls']}"
-        )
-        if tty:
-            print(f"\r{line}", end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - last_line >= 2:
-            print(line, file=sys.stderr, flush=True)
-            last_line = time.monotonic()
-        if progress["done"]:
-            break
-        if worker.poll() is not None:
-            print(f"\nthe worker stopped (see {folder / 'worker.log'})", file=sys.stderr)
-            return 1
-        if time.monotonic() - started > timeout:
-            print(f"\nnot finished after {timeout:.0f}s (see {folder / 'worker.log'})")
-            return 1
-        time.sleep(0.5)
-    if tty:
-        print(file=sys.stderr)
+    with _DemoProgress() as shown:
+        while True:
+            progress = _progress(sessions, settings)
+            shown.update(progress, time.monotonic() - started)
+            if progress["done"]:
+                break
+            if worker.poll() is not None:
+                print(f"the worker stopped (see {folder / 'worker.log'})", file=sys.stderr)
+                return 1
+            if time.monotonic() - started > timeout:
+                print(f"not finished after {timeout:.0f}s (see {folder / 'worker.log'})")
+                return 1
+            time.sleep(0.5)
     _summary(sessions, settings, sandbox, time.monotonic() - started, folder)
     return 0
+
+
+class _DemoProgress:
+    """Three bars (SKUs, orders, image jobs) on a terminal; a line every 2 s elsewhere."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.tty = sys.stderr.isatty()
+        self.last_line: float | None = None
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=Console(file=sys.stderr),
+            disable=not self.tty,
+        )
+        self.tasks = {
+            name: self.progress.add_task(name, total=None, note="")
+            for name in ("SKUs", "orders", "image jobs")
+        }
+
+    def __enter__(self) -> _DemoProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, progress: dict[str, Any], elapsed: float) -> None:
+        parts = {
+            "SKUs": (progress["skus_final"], len(DEMO_SKUS)),
+            "orders": (progress["orders_final"], len(DEMO_ORDERS)),
+            "image jobs": (progress["images_final"], progress["images_total"] or None),
+        }
+        calls = f"API calls {progress['api_calls']}"
+        for name, (done, total) in parts.items():
+            note = calls if name == "SKUs" else ""
+            self.progress.update(self.tasks[name], completed=done, total=total, note=note)
+        if self.tty or not (self.last_line is None or elapsed - self.last_line >= 2):
+            return
+        self.last_line = elapsed
+        counts = " | ".join(f"{name} {n}/{total or '?'}" for name, (n, total) in parts.items())
+        print(f"[{elapsed:5.1f}s] {counts} | {calls}", file=sys.stderr, flush=True)
 
 
 def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
@@ -173,21 +207,32 @@ def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder:
     assert job is not None
     print(f"\ndone in {elapsed:.1f}s")
     print(f"removal job {job['key']}: {job['removed']} removed, {job['failed']} failed")
+    failed = [sku for sku in job["skus"] if sku["state"] == "failed"]
+    for reason, count in documents.failure_reasons(failed):
+        print(f"  {count} SKU(s) failed: {reason}")
+    print(
+        "orders (GetOrder gives each item group's status: one status is the order's; an open "
+        f"order is fetched again every {settings.order_refresh_after:g} s until all are final):"
+    )
     for order in orders:
         if order is None:
             continue
         if order["state"] == "fetched":
             print(
-                f"order {order['order_id']}: {', '.join(order['statuses'])}, "
+                f"  order {order['order_id']} (#{order['order_number']}): fetched; "
+                f"{documents.order_status_text(order)}; "
                 f"{order['customer_first_name']} {order['customer_last_name']}, {order['price']}"
             )
         else:
-            print(f"order {order['order_id']}: {order['state']} ({order['message']})")
+            code = documents.error_code_text(order["error_code"])
+            print(f"  order {order['order_id']}: {order['state']}: {code} {order['message']}")
     for image in images:
         print(
             f"image job {image['request_id']}: {image['state']}, {len(image['images'])} "
             f"image(s), {len(image['errors'])} error(s) after {image['polls']} poll(s)"
         )
+        for error in image["errors"]:
+            print(f"  {error['original_url']}: {error['message']}")
     print("API calls: " + ", ".join(f"{name}: {n}" for name, n in sorted(calls.items())))
     stats = sandbox.stats()
     print(
@@ -196,4 +241,17 @@ def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder:
         f"{stats['skus_removed_more_than_once']} SKUs removed more than once"
     )
     print(f"{len(failures)} failure(s) recorded; see them with:")
-    print(f"  DATABASE_URL=sqlite:///{folder / 'lazada-worker.sqlite3'} lazada-worker failures")
+    print(f"  {failures_command(settings)}")
+
+
+def failures_command(settings: Any) -> str:
+    """The shell command that lists the demo's failures, as printed: failures are per account
+    (the signing UserID), so it names the account as well as the database; and it names the
+    console script beside this interpreter, which need not be on PATH (`.venv/bin`)."""
+    script = Path(sys.executable).parent / "lazada-worker"
+    program = [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
+    env = [
+        f"LAZADA_USER_ID={shlex.quote(settings.user_id)}",
+        f"DATABASE_URL={shlex.quote(settings.database_url)}",
+    ]
+    return " ".join([*env, shlex.join([*program, "failures"])])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +24,41 @@ from worker.db.models import (
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def error_code_text(code: str | None) -> str | None:
+    """An error code as every output spells it: the platform's own (`E007`, `ApiCallLimit`),
+    as stored; no code is None."""
+    return code or None
+
+
+def failure_reasons(failed: Iterable[Mapping[str, Any]]) -> list[tuple[str, int]]:
+    """Why SKUs failed, grouped, most frequent first: (reason, how many SKUs).
+
+    The API names the SKU in each message; it is left out so that one cause is one group."""
+    reasons: Counter[str] = Counter()
+    for sku in failed:
+        message = (sku.get("message") or "no message").replace(str(sku.get("sku")), "…")
+        code = error_code_text(sku.get("error_code"))
+        reasons[f"{code} {message}" if code else message] += 1
+    return reasons.most_common()
+
+
+def order_status_text(order: Mapping[str, Any]) -> str:
+    """An order's status as GetOrder defines it, in words.
+
+    The API has no single order status: `Statuses` lists the status of each group of the
+    order's items (order 190, the docs' sample, lists all eleven there are). One status is the
+    order's; several say its items differ. Open or final is the worker's reading of them: an
+    order is fetched again until every item is in a final status."""
+    statuses = list(order.get("statuses") or [])
+    if not statuses:
+        return "no status"
+    if len(statuses) == 1:
+        text = f"status {statuses[0]}"
+    else:
+        text = f"items in {len(statuses)} statuses: {', '.join(statuses)}"
+    return f"{text} ({'open' if order.get('open') else 'final'})"
 
 
 def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | None:
@@ -146,6 +183,7 @@ def order_document(row: Order) -> dict[str, Any]:
         "fetched_at": _iso(row.fetched_at),
         "attempts": row.attempts,
         "refresh_pending": row.next_attempt_at is not None,
+        "open": row.is_open,  # some item not yet in a final status: refreshed by beat
     }
 
 

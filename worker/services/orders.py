@@ -75,6 +75,7 @@ def request_fetch(
             .values(
                 next_attempt_at=now,
                 dispatched_until=dispatch_deadline(now, settings.redispatch_after),
+                attempts=0,  # a new fetch: its GetOrder calls are counted from here
             )
         )
     return [fetch_message(account, order_id) for order_id in order_ids]
@@ -115,8 +116,13 @@ _FIND = select(_orders.c.id, _orders.c.last_request_id).where(
     _orders.c.account == bindparam("account"), _orders.c.order_id == bindparam("order_id")
 )
 _INSERT = insert(_orders).returning(_orders.c.id)
-_CLAIM = claim_statement(Order)
+# `attempts` counts the GetOrder calls of the current fetch: a claim of a row with nothing due
+# starts a new fetch (a message sent straight to the task), a stored result counts its call.
+_CLAIM = claim_statement(Order).values(
+    attempts=case((_orders.c.next_attempt_at.is_(None), 0), else_=_orders.c.attempts)
+)
 _UPDATE = update(_orders).where(_orders.c.id == bindparam("row"))
+_STORE = _UPDATE.values(attempts=_orders.c.attempts + 1)  # the call that fetched it counts
 
 
 def _claim(
@@ -178,7 +184,7 @@ def _store(
     values = _stored_values(order, now)
     # Recorded only now: a request whose worker died mid-call is served again on redelivery.
     values["last_request_id"] = request_id
-    connection.execute(_UPDATE, {"row": row_id, **values})
+    connection.execute(_STORE, {"row": row_id, **values})
     return []
 
 
@@ -203,7 +209,6 @@ def _stored_values(order: ApiOrder, now: datetime) -> dict[str, Any]:
         "raw": dict(order.raw),
         "error_code": None,
         "message": None,
-        "attempts": 0,
         "fetched_at": now,
         "next_attempt_at": None,
         "lease_until": None,

@@ -15,6 +15,7 @@ from worker.sellercenter.errors import (
     ThrottledError,
     TransientError,
     TransportError,
+    UnsendableRequest,
     classify,
 )
 from worker.sellercenter.models import (
@@ -47,6 +48,7 @@ __all__ = [
     "ThrottledError",
     "TransientError",
     "TransportError",
+    "UnsendableRequest",
     "canonical_query",
     "classify",
     "sign",

@@ -24,6 +24,7 @@ from worker.sellercenter import (
     PermanentError,
     SellerCenterClient,
     TransientError,
+    UnsendableRequest,
 )
 from worker.settings import Settings
 
@@ -279,6 +280,13 @@ def _remove(
                 outcome = client.remove_products(work.skus)
             except RateLimited as exc:  # nothing was sent: not an attempt
                 return _Done([_defer(sessions, settings, batch_id, exc.wait)], False, None)
+            except UnsendableRequest as exc:  # never sent, never sendable: fail those SKUs
+                _record_unsendable(sessions, settings, work, exc)
+                again = _claim(sessions, settings, batch_id)
+                if again is None:
+                    return _Done([], True, None)
+                work = again
+                continue
             except TransientError as exc:
                 messages = _record_transient(sessions, settings, batch_id, work, exc, calls)
                 return _Done(messages, True, None)
@@ -409,7 +417,7 @@ def _write_skus(connection: Connection, settings: Settings, work: _Claim, now: d
         return
     account = settings.account
     rows = [
-        (account, work.job_id, work.batch_id, first + offset, sku, "pending", 0, now)
+        (account, work.job_id, work.batch_id, first + offset, _storable(sku), "pending", 0, now)
         for offset, sku in enumerate(work.skus)
     ]
     insert_rows(connection, _skus, _SKU_COLUMNS, rows)
@@ -471,6 +479,31 @@ def _record_permanent(
         _finish_batch(connection, work.job_id, batch_id, now)
 
 
+def _record_unsendable(
+    sessions: sessionmaker[Session], settings: Settings, work: _Claim, exc: UnsendableRequest
+) -> None:
+    """Fail the SKUs the request could not be built with (all of them when it names none) and
+    release the batch, so that its other SKUs go in the next call."""
+    now = datetime.now(UTC)
+    sent = set(work.skus)
+    refused = {sku: f"never sent: {why}" for sku, why in exc.refused.items() if sku in sent}
+    refused = refused or {sku: f"never sent: {exc.message}" for sku in work.skus}
+    log.warning("batch %s: %s", work.batch_id, exc)
+    with core_transaction(sessions) as connection:
+        _write_skus(connection, settings, work, now)
+        for sku, message in refused.items():
+            _fail_sku(connection, settings, work, sku, None, message, now)
+        connection.execute(_RELEASE, {"batch": work.batch_id})
+
+
+def _storable(sku: str) -> str:
+    """The SKU as a text column holds it: a lone surrogate or NUL (refused by the input rule,
+    but in a batch recorded before it) escaped, as neither encodes into SQLite or PostgreSQL."""
+    if sku.isprintable():
+        return sku
+    return sku.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _fail_sku(
     connection: Connection,
     settings: Settings,
@@ -481,6 +514,7 @@ def _fail_sku(
     now: datetime,
 ) -> None:
     """Record a SKU as failed (counting the call that failed it) and log the failure once."""
+    sku = _storable(sku)
     attempts = connection.execute(
         _FAIL_SKU,
         {"job": work.job_id, "failed_sku": sku, "code": code, "detail": message, "now": now},

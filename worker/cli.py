@@ -6,13 +6,13 @@ Exit status: 0 done, 1 the work or a service failed, 2 bad input (one line that 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from worker.inputs import (
@@ -23,9 +23,10 @@ from worker.inputs import (
     clean_request_id,
     clean_skus,
     clean_urls,
+    read_sku_file,
 )
 from worker.run import QUEUE_CHOICES
-from worker.settings import Settings, SettingsError
+from worker.settings import Settings, SettingsError, mask_url
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 IMAGE_STATES = ("pending", "succeeded", "partial", "failed", "expired", "rejected")
@@ -36,6 +37,10 @@ class CommandFailed(RuntimeError):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A stored value that no encoding can write (a lone surrogate) is shown escaped, which in
+    # a JSON document is the same string, instead of ending the document half-way.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -126,22 +131,10 @@ def _wait(
 # --- enqueue commands ---------------------------------------------------------------------
 
 
-def _read_sku_file(path: str) -> list[str]:
-    if path == "-":
-        return sys.stdin.read().splitlines()
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InvalidInput(f"SKU file {path!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"SKU file {path!r} cannot be read: {exc}") from None
-
-
 def cmd_remove_products(args: argparse.Namespace) -> int:
     raw = list(args.skus)
     if args.file:
-        # Blank lines in a file are separators, not SKUs.
-        raw += [line for line in _read_sku_file(args.file) if line.strip()]
+        raw += read_sku_file(args.file)
     skus = clean_skus(raw)
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
@@ -375,13 +368,11 @@ def _code_prefix(code: int | None) -> str:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from sqlalchemy.engine import make_url
-
     settings = _settings()
     document = {
-        "database_url": make_url(settings.database_url).render_as_string(hide_password=True),
-        "broker_url": _hide_password(settings.broker_url),
-        "api_url": settings.api_url,
+        "database_url": mask_url(settings.database_url),
+        "broker_url": mask_url(settings.broker_url),
+        "api_url": settings.api_url and mask_url(settings.api_url),
         "user_id": settings.user_id,
         "rate_limit": settings.rate_limit,
         "api_key": "set" if settings.api_key else "missing",
@@ -391,12 +382,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     else:
         print("\n".join(f"{name}: {value}" for name, value in document.items()))
     return EXIT_OK
-
-
-def _hide_password(url: str) -> str:
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(url))
 
 
 # --- services -----------------------------------------------------------------------------

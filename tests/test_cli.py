@@ -235,7 +235,7 @@ def test_a_sku_file_that_cannot_be_read_is_bad_input(cli: Cli, kind: str) -> Non
 
 
 @pytest.mark.parametrize("command", ["fetch-order", "order"])
-@pytest.mark.parametrize("order_id", ["abc", "0", "-3", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize("order_id", ["abc", "0", "-3", "1.5", "99999999999999999999", "²", "١٢٣"])
 def test_an_order_id_that_is_not_a_positive_integer_is_bad_input(
     cli: Cli, command: str, order_id: str
 ) -> None:
@@ -247,6 +247,51 @@ def test_an_order_id_that_is_not_a_positive_integer_is_bad_input(
 def test_an_image_url_that_is_not_http_is_bad_input(cli: Cli, url: str) -> None:
     line = assert_bad_input(cli, cli("migrate-images", "https://img.example.com/ok.jpg", url))
     assert repr(url) in line
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://a.com:99999/x.jpg", "Port out of range"),
+        ("http://exa mple.com/a b.jpg", "U+0020"),
+        ("http://a.com/\udcef\udcbf\udcbf.jpg", "U+FFFF"),  # argv bytes \xef\xbf\xbf
+        ("http://a.com/\udcff.jpg", "U+DCFF"),  # argv byte \xff
+    ],
+)
+def test_an_image_url_with_a_bad_host_port_space_or_character_is_bad_input(
+    cli: Cli, url: str, problem: str
+) -> None:
+    line = assert_bad_input(cli, cli("migrate-images", "https://img.example.com/ok.jpg", url))
+    assert "URL #2" in line and problem in line
+
+
+@pytest.mark.parametrize(
+    "sku",
+    ["CLI-BAD\udcff", "CLI-BAD\uffff", "CLI\u200bBAD", "CLI\u202eBAD", "CLI\x7fBAD"],
+    ids=["byte-ff", "U+FFFF", "zero-width", "bidi-override", "DEL"],
+)
+def test_a_sku_holding_a_character_that_is_not_a_visible_one_is_bad_input(
+    cli: Cli, sku: str
+) -> None:
+    # A str with a lone surrogate reaches the command as the byte it stands for (\xff).
+    line = assert_bad_input(cli, cli("remove-products", sku, "OK-CLI-1", "--key", "k"))
+    assert "SKU #1" in line and "U+" in line
+
+
+@pytest.mark.parametrize("separator", ["\x0b", "\x85", "\u2028", "\x0c"])
+def test_a_sku_file_line_holding_another_line_separator_is_bad_input_not_two_skus(
+    cli: Cli, separator: str
+) -> None:
+    path = cli.folder / "skus.txt"
+    path.write_bytes(f"OK-1\nA{separator}B\n".encode())
+    line = assert_bad_input(cli, cli("remove-products", "--file", str(path)))
+    assert "SKU #2" in line and f"U+{ord(separator):04X}" in line
+
+
+def test_a_key_holding_a_byte_that_is_not_utf8_is_bad_input(cli: Cli) -> None:
+    line = assert_bad_input(cli, cli("remove-products", "A-1", "--key", "job-\udcff"))
+    assert "key" in line and "U+DCFF" in line
 
 
 def test_an_unknown_image_job_state_is_bad_input(cli: Cli) -> None:
@@ -490,6 +535,17 @@ def test_config_hides_the_database_and_broker_passwords(cli: Cli, form: list[str
     assert "TEST-BROKER-PASSWORD" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("form", [["--json"], []], ids=["json", "text"])
+def test_config_hides_a_password_in_the_api_url_as_in_the_other_urls(
+    cli: Cli, form: list[str]
+) -> None:
+    api_url = cli.env["LAZADA_API_URL"].replace("://", "://shop:TEST-API-PASSWORD@")
+    result = cli("config", *form, env={"LAZADA_API_URL": api_url})
+    assert result.returncode == 0, result.stderr
+    assert "TEST-API-PASSWORD" not in result.stdout + result.stderr
+    assert api_url.replace("TEST-API-PASSWORD", "***") in result.stdout
+
+
 # -- db upgrade --------------------------------------------------------------------------------
 
 
@@ -676,6 +732,20 @@ def test_each_read_command_without_json_prints_text(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() and result.stdout.lstrip()[0] not in "[{"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("sku", ["OLD-BAD\udcff", "OLD-BAD\uffff"], ids=["surrogate", "U+FFFF"])
+def test_status_of_a_job_stored_with_a_sku_xml_cannot_carry_prints_a_whole_document(
+    cli: Cli, sku: str
+) -> None:
+    # A job recorded before the input rule refused such SKUs.
+    settings = Settings.from_env(cli.env)
+    sessions = sessionmaker(get_engine(cli.database_url), expire_on_commit=False)
+    removal.create_job(sessions, settings, settings.account, "old-job", [sku, "OK-1"], BATCH)
+    job = json_document(cli("status", "old-job", "--json"))
+    assert [s["sku"] for s in job["skus"]] == [sku, "OK-1"]
+    text = cli("status", "old-job")
+    assert text.returncode == 0 and text.stdout.startswith("job old-job: pending"), text.stderr
 
 
 def test_status_json_of_a_job_not_yet_started_shows_it_pending(
@@ -1026,7 +1096,14 @@ def many_stored(cli: Cli) -> str:
     """A job of 3,000 SKUs and 1,000 failures: more output than a pipe holds."""
     settings = Settings.from_env(cli.env)
     sessions = sessionmaker(get_engine(cli.database_url), expire_on_commit=False)
-    removal.create_job(sessions, settings, "big-job", [f"BIG-SKU-{n:05d}" for n in range(3000)])
+    removal.create_job(
+        sessions,
+        settings,
+        settings.account,
+        "big-job",
+        [f"BIG-SKU-{n:05d}" for n in range(3000)],
+        BATCH,
+    )
     now = datetime.now(UTC)
     with sessions.begin() as session:
         session.add_all(
@@ -1075,7 +1152,7 @@ def failed_sku(cli: Cli) -> str:
     """A job whose SKU failed with code 7, and its failure row, as the worker records them."""
     settings = Settings.from_env(cli.env)
     sessions = sessionmaker(get_engine(cli.database_url), expire_on_commit=False)
-    removal.create_job(sessions, settings, "coded-job", ["OK-1", "BAD-7"])
+    removal.create_job(sessions, settings, settings.account, "coded-job", ["OK-1", "BAD-7"], BATCH)
     now = datetime.now(UTC)
     with sessions.begin() as session:
         job = session.scalars(select(RemovalJob).where(RemovalJob.key == "coded-job")).one()

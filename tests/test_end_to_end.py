@@ -194,16 +194,26 @@ def test_bad_arguments_sent_by_name_are_recorded_as_failures(stack: Stack) -> No
     stack.send("lazada.remove_products", "not-a-list")
     stack.send("lazada.fetch_order", -5)
     stack.send("lazada.fetch_order", 1, unknown_argument=True)
+    stack.send("lazada.fetch_order", "²")  # str.isdigit() says yes, int() says no
+    stack.send("lazada.remove_products", ["CLI-BAD\udcff", "OK-CLI-1"])  # a byte \xff decoded
+    stack.send("lazada.remove_products", ["CLI-BAD\uffff", "OK-CLI-2"], key="k")
+    stack.send("lazada.migrate_images", ["http://a.com:99999/x.jpg"])
+    stack.send("lazada.migrate_images", ["http://a.com/\uffff.jpg"])
+    stack.send("lazada.track_image_job", "REQ-\udcff")
 
-    def three_failures() -> list[dict] | None:
+    def all_failures() -> list[dict] | None:
         with stack.sessions() as session:
             rows = documents.failures(session, stack.settings.account)
-        return rows if len(rows) >= 3 else None
+        return rows if len(rows) >= 9 else None
 
-    rows = wait_for(three_failures, 60, "three failure rows")
-    assert {r["kind"] for r in rows} == {"bad_input"}
+    rows = wait_for(all_failures, 60, "nine failure rows")
+    assert [r["kind"] for r in rows] == ["bad_input"] * 9
     messages = " ".join(r["message"] for r in rows)
     assert "must be a list" in messages and "positive integer" in messages
+    assert "U+DCFF" in messages and "U+FFFF" in messages and "Port out of range" in messages
+    with stack.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(RemovalJob)) == 0
+        assert session.scalar(select(func.count()).select_from(ImageJob)) == 0
     with stack.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 0
 

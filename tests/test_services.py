@@ -507,3 +507,68 @@ def test_non_ascii_and_longest_skus_cross_the_wire_intact(
     _run_batches(sessions, platforms, settings, messages)
     assert _job(sessions, settings, "unicode")["removed"] == 4
     assert set(sandbox.removal_counts()) == set(skus)
+
+
+@pytest.mark.parametrize("bad", ["BAD-\udcff", "BAD-\uffff", "BAD-\x00"], ids=["dcff", "ffff", "0"])
+def test_a_sku_xml_cannot_carry_fails_alone_and_the_rest_of_its_batch_is_removed(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    sandbox: Sandbox,
+    bad: str,
+) -> None:
+    # Recorded past the input rule (a job stored before it, or another writer): the send-time
+    # refusal must still end the job, with that SKU failed and the others removed.
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, "unsendable", ["OK-1", bad, "OK-2"], BATCH
+    )
+    _run_batches(sessions, platforms, settings, messages)
+
+    job = _job(sessions, settings, "unsendable")
+    by_sku = {s["sku"]: s for s in job["skus"]}
+    assert (job["state"], job["removed"], job["failed"]) == ("done", 2, 1)
+    # Stored escaped where a text column cannot hold it (a lone surrogate, NUL).
+    stored = bad.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+    assert by_sku[stored]["state"] == "failed"
+    assert "XML cannot carry" in by_sku[stored]["message"]
+    assert sandbox.removal_counts() == {"OK-1": 1, "OK-2": 1}
+    # No call carried the refused SKU's batch before the one that removed the others.
+    assert (by_sku["OK-1"]["attempts"], by_sku["OK-2"]["attempts"]) == (1, 1)
+    with sessions() as session:
+        failures = session.scalars(select(Failure)).all()
+    assert [(f.kind, f.attempts) for f in failures] == [("removal_sku", 1)]
+    # Delivered again (a sweeper, a duplicate): nothing more is recorded or sent.
+    _run_batches(sessions, platforms, settings, messages)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Failure)) == 1
+    assert sandbox.removal_counts() == {"OK-1": 1, "OK-2": 1}
+
+
+def test_an_image_url_xml_cannot_carry_ends_its_job_rejected_not_pending(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    sandbox: Sandbox,
+) -> None:
+    urls = ["https://img.example.com/1.jpg", "http://a.com/\uffff.jpg"]
+    _, messages = images.start_migration(
+        sessions, settings, settings.account, "unsendable-images", urls, URLS_PER_CALL
+    )
+    _advance_until_final(sessions, platforms, settings, messages)
+    with sessions() as session:
+        job = session.scalars(select(ImageJob)).one()
+    assert job.state == "rejected" and job.message and "XML cannot carry" in job.message
+    assert [c for c in sandbox.calls() if c.action == "MigrateImages"] == []
+
+
+def test_a_request_id_xml_cannot_carry_ends_its_tracking_rejected_not_pending(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    sandbox: Sandbox,
+) -> None:
+    messages = images.track(sessions, settings, settings.account, "REQ-\uffff", "MigrateImages")
+    _advance_until_final(sessions, platforms, settings, messages)
+    with sessions() as session:
+        job = session.scalars(select(ImageJob)).one()
+    assert job.state == "rejected" and sandbox.calls() == []

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from worker.inputs import (
@@ -24,9 +24,10 @@ from worker.inputs import (
     clean_request_id,
     clean_skus,
     clean_urls,
+    read_sku_file,
 )
 from worker.run import QUEUE_CHOICES
-from worker.settings import Settings, SettingsError
+from worker.settings import Settings, SettingsError, mask_url
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 IMAGE_STATES = ("pending", "succeeded", "partial", "failed", "expired", "rejected")
@@ -38,6 +39,10 @@ class CommandFailed(RuntimeError):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a reader that closes standard output early (`| head`) ends it quietly."""
+    # A stored value that no encoding can write (a lone surrogate) is shown escaped, which in
+    # a JSON document is the same string, instead of ending the document half-way.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         try:
             return _main(argv)
@@ -143,22 +148,10 @@ def _wait(
 # --- enqueue commands ---------------------------------------------------------------------
 
 
-def _read_sku_file(path: str) -> list[str]:
-    if path == "-":
-        return sys.stdin.read().splitlines()
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InvalidInput(f"SKU file {path!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"SKU file {path!r} cannot be read: {exc}") from None
-
-
 def cmd_remove_products(args: argparse.Namespace) -> int:
     raw = list(args.skus)
     if args.file:
-        # Blank lines in a file are separators, not SKUs.
-        raw += [line for line in _read_sku_file(args.file) if line.strip()]
+        raw += read_sku_file(args.file)
     skus = clean_skus(raw)
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
@@ -518,17 +511,13 @@ def _setting_source(name: str) -> tuple[str, str | None]:
 def _effective_settings(settings: Settings) -> dict[str, Any]:
     """Every setting's effective value: secrets (fields kept out of repr) as set/missing, URLs
     without their passwords, tuples as lists."""
-    from sqlalchemy.engine import make_url
-
     values: dict[str, Any] = {}
     for field in dataclasses.fields(settings):
         value = getattr(settings, field.name)
         if not field.repr:
             value = "set" if value else "missing"
-        elif field.name == "database_url":
-            value = make_url(value).render_as_string(hide_password=True)
-        elif field.name == "broker_url":
-            value = _hide_password(value)
+        elif field.name.endswith("_url") and value:
+            value = mask_url(value)
         elif isinstance(value, tuple):
             value = list(value)
         values[field.name] = value
@@ -564,12 +553,6 @@ def cmd_config(args: argparse.Namespace) -> int:
         ],
     )
     return EXIT_OK
-
-
-def _hide_password(url: str) -> str:
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(url))
 
 
 # --- services -----------------------------------------------------------------------------

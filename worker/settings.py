@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -14,6 +16,10 @@ from sqlalchemy.exc import ArgumentError
 from worker import embedded_broker  # registers the lazada-files:// transport
 
 DEFAULT_DATABASE_URL = "sqlite:///lazada-worker.sqlite3"
+_DAY = 86400.0
+# A name kombu can use as a queue and as part of a file name (the embedded broker).
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_SECRET_PARAMETERS = frozenset({"password", "passwd", "secret", "token", "api_key"})
 
 
 class SettingsError(ValueError):
@@ -76,8 +82,10 @@ class Settings:
             return {"visibility_timeout": 3600}
         # The embedded broker (worker.embedded_broker): one file a message, measured against
         # kombu's SQLAlchemy transport on SQLite in bench/embedded_broker.py.
+        # Beside the database, whose directory must exist (checked in from_env): never a tree.
+        folder.mkdir(exist_ok=True)
         for sub in ("queue", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / sub).mkdir(exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
@@ -138,8 +146,8 @@ class Settings:
             ) from None
         if not (rate_limit > 0 and math.isfinite(rate_limit)):
             raise SettingsError(f"LAZADA_RATE_LIMIT must be a finite number above 0, got {rate!r}")
-        read_timeout = _float(env, "LAZADA_READ_TIMEOUT", 30.0)
-        lease = _float(env, "LAZADA_LEASE_SECONDS", max(90.0, 3 * read_timeout))
+        read_timeout = _seconds(env, "LAZADA_READ_TIMEOUT", 30.0, 0.1, 600)
+        lease = _seconds(env, "LAZADA_LEASE_SECONDS", max(90.0, 3 * read_timeout), 1, _DAY)
         if lease < read_timeout + 10:
             raise SettingsError(
                 f"LAZADA_LEASE_SECONDS ({lease:g}) must exceed LAZADA_READ_TIMEOUT "
@@ -148,16 +156,16 @@ class Settings:
         return cls(
             database_url=database_url,
             broker_url=broker_url,
-            api_url=env.get("LAZADA_API_URL") or None,
+            api_url=_api_url(env),
             user_id=env.get("LAZADA_USER_ID") or None,
             api_key=_read_api_key(env),
             rate_limit=rate_limit,
-            queue=env.get("LAZADA_QUEUE") or "lazada",
-            image_deadline=_float(env, "LAZADA_IMAGE_DEADLINE", 900.0),
-            poll_first=_float(env, "LAZADA_POLL_FIRST", 1.0),
-            poll_slack=_float(env, "LAZADA_POLL_SLACK", 4.5),
-            order_refresh_after=_float(env, "LAZADA_ORDER_REFRESH_AFTER", 900.0),
-            redispatch_after=_float(env, "LAZADA_REDISPATCH_AFTER", 300.0),
+            queue=_queue(env),
+            image_deadline=_seconds(env, "LAZADA_IMAGE_DEADLINE", 900.0, 1, 7 * _DAY),
+            poll_first=_seconds(env, "LAZADA_POLL_FIRST", 1.0, 0, 3600),
+            poll_slack=_seconds(env, "LAZADA_POLL_SLACK", 4.5, 0, 3600),
+            order_refresh_after=_seconds(env, "LAZADA_ORDER_REFRESH_AFTER", 900.0, 0, 30 * _DAY),
+            redispatch_after=_seconds(env, "LAZADA_REDISPATCH_AFTER", 300.0, 1, _DAY),
             lease_seconds=lease,
             read_timeout=read_timeout,
             retry_ladder=_ladder(env),
@@ -185,13 +193,80 @@ def _check_database_url(value: str) -> None:
         url = make_url(value)
     except ArgumentError:
         raise SettingsError(
-            f"DATABASE_URL is not a database URL: {value!r} "
+            f"DATABASE_URL is not a database URL: {mask_url(value)!r} "
             "(e.g. sqlite:///lazada-worker.sqlite3 or postgresql+psycopg://user@host/db)"
         ) from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise SettingsError(
             f"DATABASE_URL: {url.get_backend_name()!r} is not supported; use sqlite or postgresql"
         )
+    if url.get_backend_name() != "sqlite":
+        return
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        # Each process would have a database of its own, empty: the worker's rows and the
+        # CLI's would never meet.
+        raise SettingsError(
+            f"DATABASE_URL {value!r} is an in-memory database, which no other process sees; "
+            "give a file path, e.g. sqlite:///lazada-worker.sqlite3"
+        )
+    folder = Path(url.database).parent
+    if not folder.is_dir():
+        raise SettingsError(
+            f"DATABASE_URL {value!r}: directory {str(folder)!r} does not exist; "
+            "create it, or give a path in an existing directory"
+        )
+
+
+def _api_url(env: Mapping[str, str]) -> str | None:
+    value = env.get("LAZADA_API_URL") or None
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (parsed on access)
+    except ValueError as exc:
+        raise SettingsError(f"LAZADA_API_URL is not a URL ({exc}): {mask_url(value)!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"LAZADA_API_URL must be an http(s) URL with a host, got {mask_url(value)!r}"
+        )
+    if parts.query or parts.fragment:
+        raise SettingsError(
+            "LAZADA_API_URL must not carry a query or fragment: the client signs its own"
+        )
+    return value
+
+
+def _queue(env: Mapping[str, str]) -> str:
+    value = env.get("LAZADA_QUEUE") or "lazada"
+    if not _QUEUE_NAME.fullmatch(value):
+        raise SettingsError(
+            f"LAZADA_QUEUE must be a plain queue name (letters, digits, '-', '_', '.'; "
+            f"at most 100, starting with a letter or digit), got {value!r}"
+        )
+    return value
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: the one way every URL is shown."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if name.lower() in _SECRET_PARAMETERS else part
+        for part in parts.query.split("&")
+        if part
+        for name in (part.partition("=")[0],)
+    )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # unchanged: urlunsplit would drop the // of an empty host (sqlite:///x)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _read_api_key(env: Mapping[str, str]) -> str | None:
@@ -212,16 +287,18 @@ def _read_api_key(env: Mapping[str, str]) -> str | None:
     return text
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     raw = env.get(name)
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative, got {raw!r}")
+        value = math.nan
+    if not low <= value <= high:  # nan and inf included: every comparison with nan is False
+        raise SettingsError(
+            f"{name} must be a number of seconds from {low:g} to {high:g}, got {raw!r}"
+        )
     return value
 
 
@@ -233,7 +310,7 @@ def _ladder(env: Mapping[str, str]) -> tuple[float, ...]:
         ladder = tuple(float(part) for part in raw.split(","))
     except ValueError:
         ladder = ()
-    if not ladder or any(step < 0 or step > 300 for step in ladder):
+    if not ladder or not all(0 <= step <= 300 for step in ladder):  # nan fails both
         raise SettingsError(
             f"LAZADA_RETRY_LADDER must be comma-separated seconds (0 to 300), got {raw!r}"
         )

@@ -49,11 +49,14 @@ class RemovalOutcome:
 
     ``removed`` are gone, ``failed`` were refused for good (with the reason), ``not_applied``
     were left untouched and go again in a new call. Every SKU sent is in exactly one of them.
+    ``called`` is False when the platform refused some SKUs before making any call: the others
+    were not carried by a call, so it is no attempt of theirs.
     """
 
     removed: tuple[str, ...]
     failed: Mapping[str, SkuFailure]
     not_applied: tuple[str, ...]
+    called: bool = True
 
 
 @dataclass(frozen=True)

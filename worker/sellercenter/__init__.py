@@ -15,6 +15,7 @@ from worker.sellercenter.errors import (
     ThrottledError,
     TransientError,
     TransportError,
+    UnsendableRequest,
     classify,
     code_label,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ThrottledError",
     "TransientError",
     "TransportError",
+    "UnsendableRequest",
     "canonical_query",
     "classify",
     "code_label",

@@ -18,16 +18,21 @@ from typing import Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from lxml import etree
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
+from worker.sellercenter.bodies import (
+    get_response_body,
+    migration_body,
+    removal_body,
+)
 from worker.sellercenter.envelope import Envelope, MalformedResponse, parse_envelope
 from worker.sellercenter.errors import (
     ClockSkewError,
     SellerCenterError,
     ThrottledError,
     TransportError,
+    UnsendableRequest,
     redact,
 )
 from worker.sellercenter.models import CallRecord, ImageJobStatus, Order, RemovalOutcome
@@ -61,14 +66,11 @@ logging.getLogger("urllib3.connectionpool").addFilter(_RedactSignatures())
 
 T = TypeVar("T")
 
-MAX_SKUS_PER_REMOVAL = 50  # RemoveProduct doc: "maximum number of 50 SellerSkus in one request"
-MAX_URLS_PER_MIGRATION = 8  # MigrateImages doc: at most 8 images per call
 _POOL_SIZE = 32  # one client is shared by the worker's threads
 _CHUNK_BYTES = 64 * 1024
 _PREVIEW_CHARS = 120
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _OS_ERROR = re.compile(r"\[Errno [^\]]+\][^'\")]*")
-_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _user_agent() -> str:
@@ -161,25 +163,22 @@ class SellerCenterClient:
 
     def remove_products(self, skus: Sequence[str]) -> RemovalOutcome:
         """Remove up to 50 SellerSkus in one call; see ``RemovalOutcome`` for partial failure."""
-        sku_list = _checked_skus(skus)
-        request = etree.Element("Request")
-        sku_node = etree.SubElement(
-            etree.SubElement(etree.SubElement(request, "Product"), "Skus"), "Sku"
-        )
-        for sku in sku_list:
-            etree.SubElement(sku_node, "SellerSku").text = sku
+        body = removal_body(skus)
+        sku_list = list(skus)
         return self._call(
             "RemoveProduct",
             "POST",
             {},
-            _xml_body(request),
+            body,
             lambda envelope: parse_removal_outcome(envelope, sku_list),
         )
 
     def get_order(self, order_id: int) -> Order:
         """Fetch one order; ``NotFoundError`` (E016) when the API does not know it."""
         if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id <= 0:
-            raise ValueError(f"order_id must be a positive int, got {order_id!r}")
+            raise UnsendableRequest(
+                f"order_id must be a positive int, got {order_id!r}", action="GetOrder"
+            )
         return self._call(
             "GetOrder",
             "GET",
@@ -190,32 +189,21 @@ class SellerCenterClient:
 
     def migrate_images(self, urls: Sequence[str]) -> str:
         """Start migrating up to 8 image URLs; returns the RequestId to poll with GetResponse."""
-        url_list = _checked_urls(urls)
-        request = etree.Element("Request")
-        images = etree.SubElement(request, "Images")
-        for url in url_list:
-            etree.SubElement(images, "Url").text = url
         return self._call(
             "MigrateImages",
             "POST",
             {},
-            _xml_body(request),
+            migration_body(urls),
             lambda envelope: parse_migration_request_id(_success(envelope)),
         )
 
     def get_response(self, request_id: str) -> ImageJobStatus:
         """Poll an image job; ``finished=False`` (or a ``TransientError``) means ask again later."""
-        if not isinstance(request_id, str) or not request_id.strip():
-            raise ValueError("request_id must be a non-empty string")
-        if _NOT_XML_CHAR.search(request_id):
-            raise ValueError("request_id contains characters XML cannot carry")
-        request = etree.Element("Request")
-        etree.SubElement(request, "RequestId").text = request_id
         return self._call(
             "GetResponse",
             "POST",
             {},
-            _xml_body(request),
+            get_response_body(request_id),
             lambda envelope: parse_image_job_status(_success(envelope)),
         )
 
@@ -409,49 +397,6 @@ def _success(envelope: Envelope) -> Envelope:
     if not envelope.success:
         raise error_from_envelope(envelope)
     return envelope
-
-
-_XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-
-
-def _xml_body(request: etree._Element) -> bytes:
-    # lxml would write the declaration with single quotes; use the documented form.
-    return _XML_DECLARATION + etree.tostring(request, xml_declaration=False, encoding="UTF-8")
-
-
-def _checked_skus(skus: Sequence[str]) -> list[str]:
-    if isinstance(skus, str):
-        raise ValueError("skus must be a sequence of SellerSku strings, not one string")
-    sku_list = list(skus)
-    if not 1 <= len(sku_list) <= MAX_SKUS_PER_REMOVAL:
-        raise ValueError(
-            f"RemoveProduct takes 1 to {MAX_SKUS_PER_REMOVAL} SKUs, got {len(sku_list)}"
-        )
-    for sku in sku_list:
-        if not isinstance(sku, str) or not sku.strip():
-            raise ValueError(f"every SellerSku must be a non-empty string, got {sku!r}")
-        if _NOT_XML_CHAR.search(sku):
-            raise ValueError(f"SellerSku {sku!r} contains characters XML cannot carry")
-    if len(set(sku_list)) != len(sku_list):
-        raise ValueError("the SKUs of one RemoveProduct call must be distinct")
-    return sku_list
-
-
-def _checked_urls(urls: Sequence[str]) -> list[str]:
-    if isinstance(urls, str):
-        raise ValueError("urls must be a sequence of URLs, not one string")
-    url_list = list(urls)
-    if not 1 <= len(url_list) <= MAX_URLS_PER_MIGRATION:
-        raise ValueError(
-            f"MigrateImages takes 1 to {MAX_URLS_PER_MIGRATION} URLs, got {len(url_list)}"
-        )
-    for url in url_list:
-        if not isinstance(url, str) or _NOT_XML_CHAR.search(url):
-            raise ValueError(f"not a usable image URL: {url!r}")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"image URLs must be http(s), got {url!r}")
-    return url_list
 
 
 def _describe(content_type: str, data: bytes) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from lxml import etree
 
+from worker.sellercenter.bodies import NOT_XML_CHARACTERS
 from worker.sellercenter.safexml import RefusedDocument, parse_xml
 
 __all__ = ["Envelope", "MalformedResponse", "parse_envelope"]
@@ -21,8 +22,6 @@ ERROR = "ErrorResponse"
 
 # Element names we create from JSON keys; anything else is kept as JSON text (see _append).
 _ELEMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-# Characters XML 1.0 cannot hold; JSON strings can (e.g. "\u0000", lone surrogates).
-_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _MAX_JSON_DEPTH = 64
 _CODE_IN_MESSAGE = re.compile(r"^\s*E(\d+)\b")
 
@@ -179,4 +178,5 @@ def _append(parent: etree._Element, name: str, value: Any, depth: int) -> None:
 
 
 def _xml_text(text: str) -> str:
-    return _NOT_XML_CHAR.sub("\ufffd", text)
+    # JSON strings can hold what XML cannot (e.g. "\u0000", lone surrogates).
+    return NOT_XML_CHARACTERS.sub("\ufffd", text)

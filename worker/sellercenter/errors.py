@@ -27,6 +27,7 @@ __all__ = [
     "ThrottledError",
     "TransientError",
     "TransportError",
+    "UnsendableRequest",
     "classify",
     "code_label",
     "redact",
@@ -137,6 +138,16 @@ class InvalidRequestError(PermanentError):
 
 class NotFoundError(PermanentError):
     """The object asked for does not exist (E016 Invalid Order ID)."""
+
+
+class UnsendableRequest(PermanentError, ValueError):
+    """The request cannot be built from what was given; nothing was sent, and the same values
+    never can be. ``refused`` maps each value at fault (a SellerSku, a URL) to the reason, so
+    a caller fails those and sends the rest; empty when the call as a whole is wrong."""
+
+    def __init__(self, message: str, *, action: str, refused: dict[str, str] | None = None) -> None:
+        super().__init__(message, action=action)
+        self.refused = dict(refused or {})
 
 
 # The one table (section 4.3, decision D7). 503 and 1000 depend on ErrorDetail, see classify().

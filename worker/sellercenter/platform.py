@@ -3,11 +3,9 @@
 from collections.abc import Sequence
 
 from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
-from worker.sellercenter.client import (
-    MAX_SKUS_PER_REMOVAL,
-    MAX_URLS_PER_MIGRATION,
-    SellerCenterClient,
-)
+from worker.sellercenter.bodies import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION
+from worker.sellercenter.client import SellerCenterClient
+from worker.sellercenter.errors import UnsendableRequest
 
 __all__ = ["SellerCenterPlatform"]
 
@@ -26,8 +24,22 @@ class SellerCenterPlatform:
 
     def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
         """D4: a SuccessResponse removed every SKU sent; an ErrorResponse naming SKUs removed
-        none, failed those named, and left the others to be sent again."""
-        outcome = self.client.remove_products(skus)
+        none, failed those named, and left the others to be sent again. SKUs no request can
+        carry fail before any call, and the others go in the next one."""
+        try:
+            outcome = self.client.remove_products(skus)
+        except UnsendableRequest as exc:
+            refused = {sku: why for sku, why in exc.refused.items() if sku in skus}
+            if not refused:
+                raise
+            return RemovalOutcome(
+                removed=(),
+                failed={
+                    sku: SkuFailure(None, f"never sent: {why}") for sku, why in refused.items()
+                },
+                not_applied=tuple(sku for sku in skus if sku not in refused),
+                called=False,
+            )
         return RemovalOutcome(
             removed=outcome.removed,
             failed={

@@ -351,7 +351,8 @@ def _record_outcome(
         # A SKU neither removed nor failed was not applied: a new call sends it again, and
         # none is sent again once recorded as removed or failed.
         if any(sku not in removed and sku not in outcome.failed for sku in work.skus):
-            connection.execute(_COUNT_ATTEMPT, {"batch": work.batch_id})
+            if outcome.called:
+                connection.execute(_COUNT_ATTEMPT, {"batch": work.batch_id})
             connection.execute(_RELEASE, {"batch": work.batch_id})
             return _Done([], True, None, again=True)
         finished = connection.execute(_FINISH_BATCH, {"batch": work.batch_id}).rowcount == 1
@@ -463,7 +464,16 @@ def _write_skus(connection: Connection, work: _Claim, now: datetime) -> None:
     if first is None or connection.execute(_TAKE_SKUS, {"batch": work.batch_id}).rowcount != 1:
         return
     rows = [
-        (work.account, work.job_id, work.batch_id, first + offset, sku, "pending", 0, now)
+        (
+            work.account,
+            work.job_id,
+            work.batch_id,
+            first + offset,
+            _storable(sku),
+            "pending",
+            0,
+            now,
+        )
         for offset, sku in enumerate(work.skus)
     ]
     insert_rows(connection, _skus, _SKU_COLUMNS, rows)
@@ -472,6 +482,14 @@ def _write_skus(connection: Connection, work: _Claim, now: datetime) -> None:
 def _job_of(sessions: sessionmaker[Session], batch_id: int) -> int | None:
     with core_transaction(sessions) as connection:
         return connection.execute(_JOB_OF, {"batch": batch_id}).scalar()
+
+
+def _storable(sku: str) -> str:
+    """The SKU as a text column holds it: a lone surrogate or NUL (refused by the input rule,
+    but in a batch recorded before it) escaped, as neither encodes into SQLite or PostgreSQL."""
+    if sku.isprintable():
+        return sku
+    return sku.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _fail_sku(
@@ -483,6 +501,7 @@ def _fail_sku(
     now: datetime,
 ) -> None:
     """Record a SKU as failed (counting the call that failed it) and log the failure once."""
+    sku = _storable(sku)
     attempts = connection.execute(
         _FAIL_SKU,
         {"job": work.job_id, "failed_sku": sku, "code": code, "detail": message, "now": now},

@@ -93,6 +93,15 @@ def _sessions(settings: Settings) -> Any:
     return sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
 
 
+def _account(args: argparse.Namespace, settings: Settings, sessions: Any) -> str:
+    """The name of the account a command works for: --account, else the default account; an
+    unknown name is bad input (exit 2)."""
+    from worker.accounts import get_account
+
+    with sessions() as session:
+        return get_account(session, settings, args.account).name
+
+
 def _send(name: str, args: Sequence[Any], task_id: str | None = None, **kwargs: Any) -> str:
     """Enqueue a task by name over the configured broker; returns its id."""
     from kombu.exceptions import OperationalError
@@ -155,21 +164,22 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
     skus = clean_skus(raw)
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
-    sessions = _sessions(settings) if args.wait else None
-    task_id = _send("lazada.remove_products", [skus], key=key)
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
+    task_id = _send("lazada.remove_products", [skus], key=key, account=account)
     key = key or task_id
     print(key)
-    if sessions is not None:
+    if args.wait:
         from worker import documents
 
         def progress() -> tuple[int, int, bool]:
             with sessions() as session:
-                state = documents.removal_progress(session, settings.account, key)
+                state = documents.removal_progress(session, account, key)
             return state or (0, len(skus), False)
 
         _wait(f"removing {len(skus)} SKUs", progress)
         with sessions() as session:
-            job = documents.removal_job(session, settings.account, key)
+            job = documents.removal_job(session, account, key)
         assert job is not None
         print(
             f"removed {job['removed']}, failed {job['failed']} of {job['total']}", file=sys.stderr
@@ -184,17 +194,18 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
 def cmd_fetch_order(args: argparse.Namespace) -> int:
     order_ids = list(dict.fromkeys(clean_order_id(value) for value in args.order_ids))
     settings = _settings()
-    sessions = _sessions(settings) if args.wait else None
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
     started = _now()
-    if sessions is not None:
+    if args.wait:
         from worker.services import orders
 
         # Mark the orders due before sending: a stored order then counts as final only once
         # this fetch has stored it again, not as soon as a worker claims it.
-        orders.request_fetch(sessions, settings, settings.account, order_ids)
+        orders.request_fetch(sessions, settings, account, order_ids)
     for order_id in order_ids:
-        print(_send("lazada.fetch_order", [order_id]))
-    if sessions is None:
+        print(_send("lazada.fetch_order", [order_id], account=account))
+    if not args.wait:
         return EXIT_OK
     from sqlalchemy import select
 
@@ -204,7 +215,7 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
         with sessions() as session:
             rows = session.execute(
                 select(Order.updated_at, Order.next_attempt_at).where(
-                    Order.account == settings.account, Order.order_id.in_(order_ids)
+                    Order.account == account, Order.order_id.in_(order_ids)
                 )
             ).all()
         final = sum(1 for updated, due in rows if updated >= started and due is None)
@@ -215,7 +226,7 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
     from worker.terminal import print_table
 
     with sessions() as session:
-        found = [documents.order(session, settings.account, o) for o in order_ids]
+        found = [documents.order(session, account, o) for o in order_ids]
     fetched = [o for o in found if o is not None]
     # A fetch that failed leaves its error on the row; an order fetched before keeps its data.
     failed = [o for o in fetched if o["state"] == "failed" or o["message"] is not None]
@@ -261,11 +272,12 @@ def cmd_migrate_images(args: argparse.Namespace) -> int:
     urls = clean_urls(args.urls)
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
-    sessions = _sessions(settings) if args.wait else None
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
     key = key or str(uuid.uuid4())
-    _send("lazada.migrate_images", [urls], key=key)
+    _send("lazada.migrate_images", [urls], key=key, account=account)
     print(key)
-    if sessions is None:
+    if not args.wait:
         return EXIT_OK
     from worker import documents
 
@@ -273,7 +285,7 @@ def cmd_migrate_images(args: argparse.Namespace) -> int:
 
     def jobs() -> list[dict[str, Any]]:
         with sessions() as session:
-            return documents.image_jobs(session, settings.account, key=key)
+            return documents.image_jobs(session, account, key=key)
 
     return _wait_images(jobs, expected)
 
@@ -281,17 +293,18 @@ def cmd_migrate_images(args: argparse.Namespace) -> int:
 def cmd_track_images(args: argparse.Namespace) -> int:
     request_ids = list(dict.fromkeys(clean_request_id(value) for value in args.request_ids))
     settings = _settings()
-    sessions = _sessions(settings) if args.wait else None
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
     for request_id in request_ids:
-        _send("lazada.track_image_job", [request_id], action=args.action)
+        _send("lazada.track_image_job", [request_id], action=args.action, account=account)
     print("\n".join(request_ids))
-    if sessions is None:
+    if not args.wait:
         return EXIT_OK
     from worker import documents
 
     def jobs() -> list[dict[str, Any]]:
         with sessions() as session:
-            found = (documents.image_job(session, settings.account, r) for r in request_ids)
+            found = (documents.image_job(session, account, r) for r in request_ids)
             return [job for job in found if job is not None]
 
     return _wait_images(jobs, len(request_ids))
@@ -364,8 +377,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     key = clean_key(args.key)
     assert key is not None
     settings = _settings()
-    with _sessions(settings)() as session:
-        job = documents.removal_job(session, settings.account, key)
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
+    with sessions() as session:
+        job = documents.removal_job(session, account, key)
 
     def text(job: dict[str, Any]) -> str:
         from worker.terminal import print_table
@@ -392,8 +407,10 @@ def cmd_order(args: argparse.Namespace) -> int:
 
     order_id = clean_order_id(args.order_id)
     settings = _settings()
-    with _sessions(settings)() as session:
-        order = documents.order(session, settings.account, order_id)
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
+    with sessions() as session:
+        order = documents.order(session, account, order_id)
 
     def text(o: dict[str, Any]) -> str:
         if o["state"] != "fetched":
@@ -425,8 +442,10 @@ def cmd_image_job(args: argparse.Namespace) -> int:
 
     request_id = clean_request_id(args.request_id)
     settings = _settings()
-    with _sessions(settings)() as session:
-        job = documents.image_job(session, settings.account, request_id)
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
+    with sessions() as session:
+        job = documents.image_job(session, account, request_id)
     return _show(args, job, f"no image job {request_id!r}", _image_text)
 
 
@@ -435,8 +454,10 @@ def cmd_image_jobs(args: argparse.Namespace) -> int:
 
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
-    with _sessions(settings)() as session:
-        jobs = documents.image_jobs(session, settings.account, key=key, state=args.state)
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
+    with sessions() as session:
+        jobs = documents.image_jobs(session, account, key=key, state=args.state)
     if args.json:
         _print_json(jobs)
     elif jobs:
@@ -452,8 +473,10 @@ def cmd_failures(args: argparse.Namespace) -> int:
     from worker import documents
 
     settings = _settings()
-    with _sessions(settings)() as session:
-        rows = documents.failures(session, settings.account)
+    sessions = _sessions(settings)
+    account = _account(args, settings, sessions)
+    with sessions() as session:
+        rows = documents.failures(session, account)
     if args.json:
         _print_json(rows)
     elif rows:
@@ -468,7 +491,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
         )
     else:
         # Failures are per account: say whose, so an empty answer is not mistaken for none.
-        print(f"no failures recorded for account {settings.account!r}")
+        print(f"no failures recorded for account {account!r}")
     return EXIT_OK
 
 
@@ -576,8 +599,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise InvalidInput("--concurrency must be at least 1")
     settings = _settings()
-    settings.require_api()
-    _sessions(settings)
+    sessions = _sessions(settings)
+    from worker.accounts import list_accounts
+
+    with sessions() as session:
+        if not list_accounts(session, settings):  # also checks the secret key decrypts them
+            raise SettingsError(
+                "no account to work for: set LAZADA_API_URL, LAZADA_USER_ID and LAZADA_API_KEY, "
+                "or add one with `lazada-worker accounts add` (or run `lazada-worker demo`)"
+            )
     return run_worker(settings, args.concurrency, args.loglevel, args.only)
 
 
@@ -622,6 +652,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+ACCOUNT_HELP = (
+    "the account's name (default: LAZADA_DEFAULT_ACCOUNT, else the environment's account, "
+    "else the one stored account; see `accounts list`)"
+)
 JSON_HELP = "print one JSON document on standard output (the contract's), nothing else there"
 WAIT_HELP = (
     "return when the work is final: progress on standard error (a bar on a terminal, a line "
@@ -642,9 +676,13 @@ def _parser() -> argparse.ArgumentParser:
         help="what to do (COMMAND --help for its options)",
     )
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> Any:
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, account: bool = False
+    ) -> Any:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(handler=handler)
+        if account:
+            p.add_argument("--account", metavar="NAME", help=ACCOUNT_HELP)
         return p
 
     p = command("demo", cmd_demo, "the main job on embedded defaults against the sandbox")
@@ -680,7 +718,7 @@ def _parser() -> argparse.ArgumentParser:
     up = db.add_parser("upgrade", help="apply the Alembic migrations")
     up.set_defaults(handler=cmd_db_upgrade)
 
-    p = command("remove-products", cmd_remove_products, "enqueue a removal job")
+    p = command("remove-products", cmd_remove_products, "enqueue a removal job", account=True)
     p.add_argument("skus", nargs="*", metavar="SKU", help="SellerSkus to remove")
     p.add_argument("--file", metavar="PATH", help="SKUs one a line; - for standard input")
     p.add_argument(
@@ -688,18 +726,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
-    p = command("fetch-order", cmd_fetch_order, "enqueue order fetches")
+    p = command("fetch-order", cmd_fetch_order, "enqueue order fetches", account=True)
     p.add_argument("order_ids", nargs="+", metavar="ORDER_ID", help="Seller Center order ids")
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
-    p = command("migrate-images", cmd_migrate_images, "enqueue an image migration")
+    p = command("migrate-images", cmd_migrate_images, "enqueue an image migration", account=True)
     p.add_argument("urls", nargs="+", metavar="URL", help="http(s) URLs of the images")
     p.add_argument(
         "--key", help="idempotency key, to list its jobs with image-jobs --key (default: new)"
     )
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
-    p = command("track-images", cmd_track_images, "enqueue tracking of existing image jobs")
+    p = command(
+        "track-images", cmd_track_images, "enqueue tracking of existing image jobs", account=True
+    )
     p.add_argument(
         "request_ids", nargs="+", metavar="REQUEST_ID", help="RequestIds the API returned"
     )
@@ -716,16 +756,16 @@ def _parser() -> argparse.ArgumentParser:
         ("order", cmd_order, "order_id", "a stored order", "the order's id"),
         ("image-job", cmd_image_job, "request_id", "an image job", "the job's RequestId"),
     ):
-        p = command(name, handler, help)
+        p = command(name, handler, help, account=True)
         p.add_argument(arg, metavar=arg.upper(), help=arg_help)
         p.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    p = command("image-jobs", cmd_image_jobs, "image jobs, newest first")
+    p = command("image-jobs", cmd_image_jobs, "image jobs, newest first", account=True)
     p.add_argument("--key", help="only the jobs that the migration with this key started")
     p.add_argument("--state", choices=IMAGE_STATES, help="only the jobs in this state")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    p = command("failures", cmd_failures, "recorded failures, newest first")
+    p = command("failures", cmd_failures, "recorded failures, newest first", account=True)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = command("config", cmd_config, "every effective setting and where it came from")

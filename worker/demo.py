@@ -27,6 +27,19 @@ DEMO_IMAGES = [f"https://images.example.com/demo/{n}.jpg" for n in range(1, 11)]
 ]
 
 
+DEMO_ACCOUNT = "demo-sellercenter"  # the sandbox's seller, on the legacy platform
+ACCOUNT_VARIABLES = (
+    "CELERY_BROKER_URL",
+    "LAZADA_API_URL",
+    "LAZADA_USER_ID",
+    "LAZADA_API_KEY",
+    "LAZADA_API_KEY_FILE",
+    "LAZADA_DEFAULT_ACCOUNT",
+    "LAZADA_SECRET_KEY",
+    "LAZADA_SECRET_KEY_FILE",
+)
+
+
 def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
     from worker.sandbox import Sandbox, SandboxConfig
 
@@ -40,17 +53,18 @@ def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
         image_job_seconds=(2.0, 6.0),
     )
     with Sandbox(config) as sandbox:
+        # The embedded defaults in a folder of the demo's own, and no account but the demo's:
+        # the shell's settings must not send the demo's work elsewhere.
+        for variable in ACCOUNT_VARIABLES:
+            os.environ.pop(variable, None)
         os.environ.update(
             {
                 "DATABASE_URL": f"sqlite:///{folder / 'lazada-worker.sqlite3'}",
-                "LAZADA_API_URL": sandbox.url,
-                "LAZADA_USER_ID": sandbox.user_id,
-                "LAZADA_API_KEY": sandbox.api_key,
                 "LAZADA_REDISPATCH_AFTER": "30",
             }
         )
-        os.environ.pop("CELERY_BROKER_URL", None)
         print(f"sandbox at {sandbox.url}; data in {folder}", file=sys.stderr)
+        _store_account(sandbox)
         worker = _start_worker(folder, concurrency)
         try:
             return _drive(sandbox, worker, timeout, folder)
@@ -58,11 +72,25 @@ def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
             _stop(worker)
 
 
-def _start_worker(folder: Path, concurrency: int) -> subprocess.Popen[bytes]:
+def _store_account(sandbox: Any) -> None:
+    """The sandbox's seller as a stored account (its key encrypted with the key file the
+    embedded defaults make beside the database), the one account, so the default."""
+    from sqlalchemy.orm import sessionmaker
+
+    from worker.accounts import add_sellercenter
+    from worker.db.engine import get_engine
     from worker.db.schema import ensure_schema
     from worker.settings import Settings
 
-    ensure_schema(Settings.from_env().database_url)
+    settings = Settings.from_env()
+    ensure_schema(settings.database_url)
+    with sessionmaker(get_engine(settings.database_url)).begin() as session:
+        add_sellercenter(
+            session, settings, DEMO_ACCOUNT, sandbox.url, sandbox.user_id, sandbox.api_key
+        )
+
+
+def _start_worker(folder: Path, concurrency: int) -> subprocess.Popen[bytes]:
     log = (folder / "worker.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "run", f"--concurrency={concurrency}"],
@@ -170,7 +198,7 @@ def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
 
     with sessions() as session:
         job = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).first()
-        progress = removal_progress(session, settings.account, "demo-removal")
+        progress = removal_progress(session, DEMO_ACCOUNT, "demo-removal")
         skus_final = progress[0] if progress is not None else 0
         orders = session.execute(select(Order.state, Order.next_attempt_at)).all()
         images = list(session.scalars(select(ImageJob.state)))
@@ -196,14 +224,14 @@ def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder:
     from worker.db.models import ApiCall
 
     with sessions() as session:
-        job = documents.removal_job(session, settings.account, "demo-removal")
-        orders = [documents.order(session, settings.account, o) for o in DEMO_ORDERS]
-        images = documents.image_jobs(session, settings.account, key="demo-images")
+        job = documents.removal_job(session, DEMO_ACCOUNT, "demo-removal")
+        orders = [documents.order(session, DEMO_ACCOUNT, o) for o in DEMO_ORDERS]
+        images = documents.image_jobs(session, DEMO_ACCOUNT, key="demo-images")
         calls = Counter(
             f"{action} {outcome}"
             for action, outcome in session.execute(select(ApiCall.action, ApiCall.outcome))
         )
-        failures = documents.failures(session, settings.account)
+        failures = documents.failures(session, DEMO_ACCOUNT)
     assert job is not None
     print(f"\ndone in {elapsed:.1f}s")
     print(f"removal job {job['key']}: {job['removed']} removed, {job['failed']} failed")
@@ -245,13 +273,10 @@ def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder:
 
 
 def failures_command(settings: Any) -> str:
-    """The shell command that lists the demo's failures, as printed: failures are per account
-    (the signing UserID), so it names the account as well as the database; and it names the
-    console script beside this interpreter, which need not be on PATH (`.venv/bin`)."""
+    """The shell command that lists the demo's failures, as printed: failures are per account,
+    so it names the account as well as the database; and it names the console script beside
+    this interpreter, which need not be on PATH (`.venv/bin`)."""
     script = Path(sys.executable).parent / "lazada-worker"
     program = [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
-    env = [
-        f"LAZADA_USER_ID={shlex.quote(settings.user_id)}",
-        f"DATABASE_URL={shlex.quote(settings.database_url)}",
-    ]
-    return " ".join([*env, shlex.join([*program, "failures"])])
+    env = f"DATABASE_URL={shlex.quote(settings.database_url)}"
+    return " ".join([env, shlex.join([*program, "failures", "--account", DEMO_ACCOUNT])])

@@ -109,6 +109,7 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
     else:
         state = "pending"
     return {
+        "account": job.account,
         "key": job.key,
         "state": state,
         "total": job.total,
@@ -163,6 +164,7 @@ def order(session: Session, account: str, order_id: int) -> dict[str, Any] | Non
 
 def order_document(row: Order) -> dict[str, Any]:
     return {
+        "account": row.account,
         "order_id": row.order_id,
         "state": row.state,
         "order_number": row.order_number,
@@ -210,6 +212,7 @@ def image_jobs(
 
 def image_job_document(row: ImageJob) -> dict[str, Any]:
     return {
+        "account": row.account,
         "request_id": row.request_id,
         "action": row.action,
         "state": row.state,
@@ -235,6 +238,7 @@ def failures(session: Session, account: str, limit: int = 1000) -> list[dict[str
     )
     return [
         {
+            "account": f.account,
             "at": _iso(f.at),
             "kind": f.kind,
             "subject": f.subject,

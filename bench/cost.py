@@ -10,7 +10,11 @@ carry over between machines:
 
 - bare call: SellerCenterClient.remove_products alone (sign, send, parse; no limiter, no audit);
 - worker call: the same through the worker's client (the rate limiter's reservation, the audit);
-- removal batch: worker.services.removal.process_batch (claim, call, record the outcome);
+- removal batch: worker.services.removal.process_batch (claim, call, record the outcome), on
+  a batch that holds its SKUs in its row (as every new batch does);
+- removal batch, SKU rows: the same on a batch whose SKUs are rows already (as every batch would
+  be with one way to store a SKU's outcome), plus "SKU rows written": writing those 50 rows,
+  which that design pays when the job is recorded;
 - order fetch: worker.services.orders.fetch_order (claim, GetOrder, store order and items).
 """
 
@@ -23,6 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +38,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from worker.api import forget_platforms, platforms
-from worker.db.engine import get_engine
+from worker.db.engine import core_transaction, get_engine
 from worker.db.models import RemovalBatch, RemovalJob
 from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.services import orders, removal
 
 BATCH_SIZE = SellerCenterPlatform.max_skus_per_call
+
+
+def _batches_of(sessions: Any, job_id: int) -> list[int]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(RemovalBatch.id)
+                .where(RemovalBatch.job_id == job_id)
+                .order_by(RemovalBatch.id)
+            )
+        )
 
 
 def cpu_ms(work: Callable[[], object], repeat: int) -> list[float]:
@@ -52,6 +68,9 @@ def cpu_ms(work: Callable[[], object], repeat: int) -> list[float]:
 
 
 def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
+    # One batch a call: a runner would otherwise go on to the job's next batches (all of them,
+    # at zero latency), and the rest of the measured calls would find nothing to do.
+    removal.RUNNER_SECONDS = 0.0
     sandbox = SandboxProcess(0.0)
     try:
         with open_stack(stack_kind, sandbox) as stack:
@@ -72,14 +91,31 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
             job_id, _ = removal.create_job(
                 sessions, settings, account, f"cost-{run_id}", all_skus, BATCH_SIZE
             )
-            with sessions() as session:
-                batch_ids = list(
-                    session.scalars(
-                        select(RemovalBatch.id)
-                        .where(RemovalBatch.job_id == job_id)
-                        .order_by(RemovalBatch.id)
+            rows_skus = [f"COST-{run_id}-rows-{i:06d}" for i in range(batches * BATCH_SIZE)]
+            rows_job, _ = removal.create_job(
+                sessions, settings, account, f"cost-rows-{run_id}", rows_skus, BATCH_SIZE
+            )
+            batch_ids, rows_batch_ids = (_batches_of(sessions, job) for job in (job_id, rows_job))
+            to_write = iter(rows_batch_ids)
+            written: list[int] = []
+
+            def write_rows() -> None:
+                batch_id = next(to_write)
+                with core_transaction(sessions) as connection:
+                    row = connection.execute(
+                        select(
+                            RemovalBatch.job_id,
+                            RemovalBatch.account,
+                            RemovalBatch.first_position,
+                            RemovalBatch.skus,
+                        ).where(RemovalBatch.id == batch_id)
+                    ).one()
+                    work = removal._Claim(
+                        batch_id, row.job_id, row.account, json.loads(row.skus), row.first_position
                     )
-                )
+                    removal._write_skus(connection, work, datetime.now(UTC))
+                written.append(batch_id)
+
             first_order = 10_000_000 + int(run_id, 16) % 10_000_000
             calls = iter(range(1, 10**9))
             pending = iter(batch_ids)
@@ -89,6 +125,10 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
                 "worker_call": lambda: worker_platform.remove_skus(skus(next(calls))),
                 "removal_batch": lambda: removal.process_batch(
                     sessions, worker_platforms, settings, next(pending)
+                ),
+                "sku_rows_written": write_rows,
+                "removal_batch_sku_rows": lambda: removal.process_batch(
+                    sessions, worker_platforms, settings, written.pop(0)
                 ),
                 "order_fetch": lambda: orders.fetch_order(
                     sessions, worker_platforms, settings, account, next(order_ids), None
@@ -102,11 +142,11 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
                 for kind, work in kinds.items():
                     means[kind].append(statistics.fmean(cpu_ms(work, per_round)))
             with sessions() as session:
-                finished = session.scalar(
-                    select(RemovalJob.finished_at).where(RemovalJob.id == job_id)
-                )
-            if finished is None:
-                raise BenchError("the removal job did not finish: the figures would be wrong")
+                finished = session.scalars(
+                    select(RemovalJob.finished_at).where(RemovalJob.id.in_([job_id, rows_job]))
+                ).all()
+            if len(finished) != 2 or None in finished:
+                raise BenchError("a removal job did not finish: the figures would be wrong")
             figures: dict[str, Any] = {
                 "stack": stack_kind,
                 "rounds": rounds,

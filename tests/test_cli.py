@@ -196,6 +196,34 @@ def is_iso_with_offset(value: Any) -> bool:
 # -- bad input: exit 2, one line, nothing recorded --------------------------------------------
 
 
+ACCOUNT_COMMANDS = {
+    "remove-products": ["remove-products", "A-1"],
+    "fetch-order": ["fetch-order", "190"],
+    "migrate-images": ["migrate-images", "https://img.example.com/1.jpg"],
+    "track-images": ["track-images", "0123456789abcdef"],
+    "status": ["status", "K-1"],
+    "order": ["order", "190"],
+    "image-job": ["image-job", "0123456789abcdef"],
+    "image-jobs": ["image-jobs"],
+    "failures": ["failures"],
+}
+
+
+@pytest.mark.parametrize("name", list(ACCOUNT_COMMANDS))
+def test_every_command_that_enqueues_or_reads_work_refuses_an_unknown_account(
+    cli: Cli, name: str
+) -> None:
+    line = assert_bad_input(cli, cli(*ACCOUNT_COMMANDS[name], "--account", "no-such-shop"))
+    assert "no-such-shop" in line and "accounts list" in line
+
+
+def test_the_environments_account_is_named_by_its_user_id(cli: Cli) -> None:
+    user_id = cli.env["LAZADA_USER_ID"]
+    result = cli("failures", "--account", user_id)
+    assert result.returncode == 0, result.stderr
+    assert user_id in result.stdout  # "no failures recorded for account ..."
+
+
 def test_remove_products_without_skus_is_bad_input(cli: Cli) -> None:
     line = assert_bad_input(cli, cli("remove-products"))
     assert "no SKUs" in line

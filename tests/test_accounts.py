@@ -394,7 +394,14 @@ def test_every_name_of_allowed_characters_is_accepted(name: str) -> None:
 @hypothesis_settings(max_examples=50)
 @given(st.text(min_size=1))
 def test_a_secret_comes_back_from_its_ciphertext_which_does_not_hold_it(secret: str) -> None:
-    box = secret_box(Settings.from_env({"DATABASE_URL": "sqlite://", "LAZADA_SECRET_KEY": KEY}))
+    box = secret_box(
+        Settings.from_env(
+            {
+                "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+                "LAZADA_SECRET_KEY": KEY,
+            }
+        )
+    )
     token = box.encrypt(secret)
     assert box.decrypt(token, "a secret") == secret
     assert len(secret) < 4 or secret not in token
@@ -453,7 +460,10 @@ def test_processes_starting_together_on_the_embedded_defaults_agree_on_one_key(
 
 def test_a_key_that_is_not_a_fernet_key_is_a_settings_error_that_does_not_show_it() -> None:
     settings = Settings.from_env(
-        {"DATABASE_URL": "sqlite://", "LAZADA_SECRET_KEY": f"{KEY},not-a-key-at-all"}
+        {
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "LAZADA_SECRET_KEY": f"{KEY},not-a-key-at-all",
+        }
     )
     with pytest.raises(SecretKeyError, match="key #2 is not a Fernet key") as raised:
         secret_box(settings)
@@ -464,9 +474,14 @@ def test_the_key_may_come_from_a_file(tmp_path: Path) -> None:
     key_file = tmp_path / "secret.key"
     key_file.write_text(KEY + "\n")
     from_file = Settings.from_env(
-        {"DATABASE_URL": "sqlite://", "LAZADA_SECRET_KEY_FILE": str(key_file)}
+        {
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "LAZADA_SECRET_KEY_FILE": str(key_file),
+        }
     )
-    from_variable = Settings.from_env({"DATABASE_URL": "sqlite://", "LAZADA_SECRET_KEY": KEY})
+    from_variable = Settings.from_env(
+        {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "LAZADA_SECRET_KEY": KEY}
+    )
     token = secret_box(from_variable).encrypt(API_KEY)
     assert secret_box(from_file).decrypt(token, "a secret") == API_KEY
     assert KEY not in repr(from_file) + repr(from_variable)
@@ -476,7 +491,10 @@ def test_a_key_file_that_cannot_be_read_is_a_settings_error_naming_the_variable(
     tmp_path: Path,
 ) -> None:
     settings = Settings.from_env(
-        {"DATABASE_URL": "sqlite://", "LAZADA_SECRET_KEY_FILE": str(tmp_path / "absent.key")}
+        {
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "LAZADA_SECRET_KEY_FILE": str(tmp_path / "absent.key"),
+        }
     )
     with pytest.raises(SecretKeyError, match=r"LAZADA_SECRET_KEY_FILE .* cannot be read"):
         secret_box(settings)

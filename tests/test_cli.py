@@ -1177,7 +1177,7 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(
 
 @pytest.fixture
 def failed_sku(cli: Cli) -> str:
-    """A job whose SKU failed with code 7, and its failure row, as the worker records them."""
+    """A job whose SKU failed with code E007, and its failure row, as the worker records them."""
     settings = Settings.from_env(cli.env)
     sessions = sessionmaker(get_engine(cli.database_url), expire_on_commit=False)
     removal.create_job(sessions, settings, settings.account, "coded-job", ["OK-1", "BAD-7"], BATCH)
@@ -1188,7 +1188,7 @@ def failed_sku(cli: Cli) -> str:
         batch.skus, batch.first_position, batch.state = None, None, "done"
         job.finished_at = now
         for position, (sku, state, code) in enumerate(
-            [("OK-1", "removed", None), ("BAD-7", "failed", 7)]
+            [("OK-1", "removed", None), ("BAD-7", "failed", "E007")]
         ):
             session.add(
                 RemovalSku(
@@ -1209,7 +1209,7 @@ def failed_sku(cli: Cli) -> str:
                 at=now,
                 kind="removal_sku",
                 subject="BAD-7 (job coded-job)",
-                error_code=7,
+                error_code="E007",
                 message="Login failed. Signature mismatching",
                 attempts=1,
             )

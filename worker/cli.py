@@ -770,6 +770,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("config", cmd_config, "every effective setting and where it came from")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    from worker.cli_accounts import add_accounts_commands
+
+    add_accounts_commands(sub, _settings, _sessions, _print_json)
     return parser
 
 

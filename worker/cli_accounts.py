@@ -34,7 +34,9 @@ def add_accounts_commands(
     """Add `accounts` and its subcommands to the CLI's subparsers."""
     commands = _Commands(settings, sessions, print_json)
     parser = sub.add_parser("accounts", help="seller accounts", description="seller accounts")
-    accounts = parser.add_subparsers(dest="accounts_command", required=True, metavar="ACTION")
+    accounts = parser.add_subparsers(
+        dest="accounts_command", required=True, metavar="ACTION", help="what to do"
+    )
 
     # No abbreviations: `--api-key SECRET` must not be taken for `--api-key-file SECRET`.
     p = accounts.add_parser(
@@ -42,7 +44,12 @@ def add_accounts_commands(
     )
     p.set_defaults(handler=commands.add)
     p.add_argument("name", metavar="NAME", help="1-64 characters of A-Z a-z 0-9 . _ @ -")
-    p.add_argument("--platform", required=True, choices=("sellercenter", "lazop"))
+    p.add_argument(
+        "--platform",
+        required=True,
+        choices=("sellercenter", "lazop"),
+        help="sellercenter: the legacy Seller Center API; lazop: the Lazada Open Platform",
+    )
     p.add_argument("--api-url", metavar="URL", help="the endpoint (lazop: instead of --country)")
     p.add_argument("--user-id", metavar="ID", help="sellercenter: the UserID that signs")
     p.add_argument("--api-key-file", metavar="PATH|-", help="sellercenter: the API key's file")
@@ -52,18 +59,19 @@ def add_accounts_commands(
     p.add_argument("--auth-url", metavar="URL", help="lazop: where tokens are made")
     p.add_argument("--rate-limit", metavar="R", help="calls per second (LAZADA_RATE_LIMIT)")
 
+    json_help = "print the contract's Account document(s) as JSON on standard output"
     p = accounts.add_parser("list", help="every account")
     p.set_defaults(handler=commands.list)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
 
     p = accounts.add_parser("show", help="one account")
     p.set_defaults(handler=commands.show)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("name", metavar="NAME", help="the account's name")
+    p.add_argument("--json", action="store_true", help=json_help)
 
     p = accounts.add_parser("remove", help="remove an account with no unfinished work")
     p.set_defaults(handler=commands.remove)
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the account's name")
 
 
 class _Commands:

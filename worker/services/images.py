@@ -312,11 +312,29 @@ def _finish(session: Session, job: ImageJob, state: str, now: datetime) -> None:
     job.finished_at = now
     job.lease_until = None
     job.dispatched_until = None
+    log.info(
+        "image job %s finished: %s",
+        job.request_id or job.id,
+        state,
+        extra={"account": job.account, "request_id": job.request_id, "outcome": state},
+    )
 
 
 def _record_failure(
     session: Session, job: ImageJob, code: int | None, message: str, now: datetime
 ) -> None:
+    log.warning(
+        "image job %s failed: E%s %s",
+        job.request_id or job.id,
+        code if code is not None else "?",
+        message,
+        extra={
+            "account": job.account,
+            "request_id": job.request_id,
+            "outcome": "failed",
+            "error_code": code,
+        },
+    )
     session.add(
         Failure(
             account=job.account,

@@ -243,6 +243,18 @@ def _record_failure(
 
 
 def _fail(session: Session, row: Order, code: int | None, message: str, now: datetime) -> None:
+    log.warning(
+        "order %s failed: E%s %s",
+        row.order_id,
+        code if code is not None else "?",
+        message,
+        extra={
+            "account": row.account,
+            "order_id": row.order_id,
+            "outcome": "failed",
+            "error_code": code,
+        },
+    )
     # An order fetched before keeps its data and state; the error says why it is not current.
     if row.state != "fetched":
         row.state = "failed"

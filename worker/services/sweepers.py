@@ -3,10 +3,14 @@
 A row is due when its time has come, no task holds its lease, and the message sent for it
 should have been served by now (a killed worker, a broker that dropped it in flight).
 Sending again is safe: the task claims the row, so a late original does nothing.
+
+An idle sweep logs nothing (beat runs each every few seconds); one that sends work again logs
+one line at INFO, with how many rows of which kind.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +25,8 @@ from worker.services.orders import FETCH_ORDER_TASK
 from worker.services.removal import REMOVE_BATCH_TASK
 from worker.settings import Settings
 
+log = logging.getLogger(__name__)
+
 SWEEP_LIMIT = 500  # rows a sweep re-sends at most; the next sweep takes the rest
 
 
@@ -28,6 +34,7 @@ def sweep_removal_batches(sessions: sessionmaker[Session], settings: Settings) -
     return _sweep(
         sessions,
         settings,
+        "removal batch(es)",
         RemovalBatch,
         RemovalBatch.next_attempt_at,
         RemovalBatch.state == "pending",
@@ -39,6 +46,7 @@ def sweep_orders(sessions: sessionmaker[Session], settings: Settings) -> list[Me
     return _sweep(
         sessions,
         settings,
+        "order(s)",
         Order,
         Order.next_attempt_at,
         Order.next_attempt_at.is_not(None),
@@ -50,6 +58,7 @@ def sweep_image_jobs(sessions: sessionmaker[Session], settings: Settings) -> lis
     return _sweep(
         sessions,
         settings,
+        "image job(s)",
         ImageJob,
         ImageJob.next_poll_at,
         ImageJob.state == "pending",
@@ -60,6 +69,7 @@ def sweep_image_jobs(sessions: sessionmaker[Session], settings: Settings) -> lis
 def _sweep(
     sessions: sessionmaker[Session],
     settings: Settings,
+    what: str,
     model: Any,
     due_column: InstrumentedAttribute[Any],
     pending: Any,
@@ -84,4 +94,13 @@ def _sweep(
         rows = list(session.scalars(query))
         for row in rows:
             row.dispatched_until = dispatch_deadline(now, settings.redispatch_after)
-        return [message(row) for row in rows]
+        messages = [message(row) for row in rows]
+    if messages:
+        log.info(
+            "sweeper: %d %s sent again (no task took them within %gs)",
+            len(messages),
+            what,
+            settings.redispatch_after,
+            extra={"account": settings.account, "outcome": "sent_again", "count": len(messages)},
+        )
+    return messages

@@ -179,3 +179,14 @@ def test_an_unknown_log_format_is_a_one_line_error_naming_the_variable(worker: W
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "LAZADA_LOG_FORMAT" in lines[0] and "xml" in lines[0] and "json" in lines[0]
+
+
+def test_at_debug_the_periodic_tasks_lines_are_kept_as_debug_lines(worker: Worker) -> None:
+    worker.start(LAZADA_LOG_LEVEL="DEBUG")
+    line = wait_for(
+        lambda: next(
+            (line for line in worker.stderr().splitlines() if "Sending due task" in line), None
+        ),
+        what="beat's line about a sweep",
+    )
+    assert "DEBUG/" in line and "INFO/" not in line, line

@@ -82,10 +82,10 @@ class QuietPeriodicTasks(logging.Filter):
     def _is_periodic(self, record: logging.LogRecord) -> bool:
         if record.name in _TASK_LOGGERS:
             data = getattr(record, "data", None)
-            return isinstance(data, dict) and data.get("name") in self.periodic
+            return isinstance(data, dict) and str(data.get("name")) in self.periodic
         if record.name == _BEAT_LOGGER and isinstance(record.args, tuple):
             # "Scheduler: Sending due task %s (%s)": the entry's name, then its task's.
-            return any(arg in self.periodic for arg in record.args)
+            return any(isinstance(arg, str) and arg in self.periodic for arg in record.args)
         return False
 
 
@@ -93,7 +93,7 @@ def json_formatter() -> logging.Formatter:
     """One JSON object a line: time, level, logger, message, then the line's own fields."""
     return JsonFormatter(
         "%(levelname)s %(name)s %(processName)s %(message)s",
-        timestamp="time",  # ISO 8601 in UTC, first
+        timestamp="time",  # ISO 8601, in UTC
         rename_fields={"levelname": "level", "name": "logger"},
         # Celery's task lines carry their arguments' repr in `data`: task and task_id say it.
         reserved_attrs=[*RESERVED_ATTRS, "data"],

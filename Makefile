@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test reliability lint bench clean
+.PHONY: demo test reliability lint install-check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy worker tasks celeryconfig.py
+
+# A fresh venv with the runtime extras only, and a worker on Redis and one on RabbitMQ
+# (needs the LAZADA_TEST_*_URL variables; .ci/run sets them).
+install-check:
+	bash .ci/install-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

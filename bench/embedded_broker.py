@@ -37,12 +37,18 @@ def measure(url: str, options: dict[str, object], n: int) -> tuple[float, float]
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     folder = Path(tempfile.mkdtemp(prefix="broker-bench-"))
-    data = folder / "fs"
+    data, control = folder / "fs", folder / "control"
     data.mkdir()
     cases = {
         "filesystem": (
             "filesystem://",
-            {"data_folder_in": str(data), "data_folder_out": str(data), "polling_interval": 0.05},
+            {
+                "data_folder_in": str(data),
+                "data_folder_out": str(data),
+                # kombu's default is ./control: a run would write into the working directory.
+                "control_folder": str(control),
+                "polling_interval": 0.05,
+            },
         ),
         "sqla+sqlite": (f"sqla+sqlite:///{folder / 'broker.sqlite3'}", {}),
     }

@@ -5,13 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+)
 
 from worker.api import forget_platforms
 from worker.db.engine import dispose_engines
+from worker.logs import adjust_handlers, log_early, log_format, periodic_tasks
+
+# Checked on import: a bad LAZADA_LOG_FORMAT stops `lazada-worker run` and `celery -A worker`
+# before anything starts, with one line that names it.
+LOG_FORMAT = log_format()
+log_early(LOG_FORMAT)
 
 app = Celery("lazada-worker")
 app.config_from_object("celeryconfig")
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _adjust_logging(logger: Any, **_: Any) -> None:
+    # After Celery installed its handlers (worker and beat alike): our format and filters.
+    adjust_handlers(logger, LOG_FORMAT, periodic_tasks(app.conf.beat_schedule))
 
 
 @worker_process_init.connect

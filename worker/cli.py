@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import os
+import shlex
 import sys
 import time
 import uuid
@@ -619,10 +620,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     sandbox = Sandbox(config, host=args.host, port=args.port).start()
+    # On standard output, as lines a shell can paste: a newcomer's worker needs these three,
+    # and the key is the sandbox's own (not a secret of any real account).
     print(
-        f"Seller Center sandbox at {sandbox.url} (UserID {config.user_id}); Ctrl-C stops it",
-        file=sys.stderr,
+        f"Seller Center sandbox at {sandbox.url}; point a worker at it with:\n"
+        f"  export LAZADA_API_URL={shlex.quote(sandbox.url)}\n"
+        f"  export LAZADA_USER_ID={shlex.quote(config.user_id)}\n"
+        f"  export LAZADA_API_KEY={shlex.quote(config.api_key)}",
+        flush=True,
     )
+    print("Ctrl-C stops it", file=sys.stderr)
     try:
         while True:
             time.sleep(3600)

@@ -153,13 +153,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env.get(ENV_PREFIX + "PORT", str(DEFAULT_PORT)),
         help=f"port, 0 for any free one (env {ENV_PREFIX}PORT, default {DEFAULT_PORT})",
     )
+    defaults = SandboxConfig()
     for name, metavar, text in _OPTIONS:
+        # The account's defaults are shown: they are what a worker is pointed at the sandbox with.
+        shown = f", default: {getattr(defaults, name)}" if name in ("user_id", "api_key") else ""
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest="sandbox_" + name,
             metavar=metavar,
             default=None,
-            help=f"{text} (env {ENV_PREFIX}{name.upper()})",
+            help=f"{text} (env {ENV_PREFIX}{name.upper()}{shown})",
         )
 
 

@@ -238,15 +238,16 @@ def _polled(
         state = "partial"
     else:
         state = "failed"
-    polls = connection.execute(
-        _FINISH.values(polls=_jobs.c.polls + 1).returning(_jobs.c.polls),
-        {"row": job.row.id, "now": now, "state": state, "images": images, "errors": errors},
-    ).scalar_one()
-    if state != "succeeded":
-        message = f"{len(errors)} image(s) failed"
-        record_failure(
-            connection, job.row.account, "image_job", job.subject, None, message, polls, now
-        )
+    _finish(
+        connection,
+        job,
+        state,
+        now,
+        polled=True,
+        failure=f"{len(errors)} image(s) failed",
+        images=images,
+        errors=errors,
+    )
     return []
 
 
@@ -270,11 +271,7 @@ def _not_yet(
 
 def _expire(connection: Connection, settings: Settings, job: _Job, now: datetime) -> list[Message]:
     message = f"still running after {settings.image_deadline:.0f}s; gave up polling"
-    polls = connection.execute(
-        _FINISH.values(polls=_jobs.c.polls + 1).returning(_jobs.c.polls),
-        {"row": job.row.id, "now": now, "state": "expired", "message": message},
-    ).scalar_one()
-    record_failure(connection, job.row.account, "image_job", job.subject, None, message, polls, now)
+    _finish(connection, job, "expired", now, polled=True, failure=message, message=message)
     return []
 
 
@@ -293,13 +290,53 @@ def _fail(
     attempts: int,
     now: datetime,
 ) -> None:
+    _finish(
+        connection,
+        job,
+        state,
+        now,
+        polled=False,
+        failure=message,
+        code=code,
+        attempts=attempts,
+        error_code=code,
+        message=message,
+    )
+
+
+def _finish(
+    connection: Connection,
+    job: _Job,
+    state: str,
+    now: datetime,
+    *,
+    polled: bool,
+    failure: str,
+    code: str | None = None,
+    attempts: int = 0,
+    **values: Any,
+) -> None:
+    """The job's final state (and its columns in `values`); any state but succeeded is a
+    failure for operators, with `failure` as its message."""
+    statement = _FINISH.values(polls=_jobs.c.polls + 1) if polled else _FINISH
     polls = connection.execute(
-        _FINISH.returning(_jobs.c.polls),
-        {"row": job.row.id, "now": now, "state": state, "error_code": code, "message": message},
+        statement.returning(_jobs.c.polls),
+        {"row": job.row.id, "now": now, "state": state, **values},
     ).scalar_one()
-    subject = job.subject
-    record_failure(
-        connection, job.row.account, "image_job", subject, code, message, max(polls, attempts), now
+    extra = {"account": job.row.account, "request_id": job.subject, "outcome": state}
+    if state == "succeeded":
+        log.info("image job %s finished: %s", job.subject, state, extra=extra)
+        return
+    account = job.row.account
+    tries = max(polls, attempts)
+    record_failure(connection, account, "image_job", job.subject, code, failure, tries, now)
+    log.warning(
+        "image job %s %s: %s %s",
+        job.subject,
+        state,
+        code or "?",
+        failure,
+        extra={**extra, "error_code": code},
     )
 
 

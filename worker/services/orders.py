@@ -255,3 +255,15 @@ def _fail(
     record_failure(
         connection, row.account, "order", str(order_id), error.code, message, attempts, now
     )
+    log.warning(
+        "order %s failed: %s %s",
+        order_id,
+        error.code or "?",
+        message,
+        extra={
+            "account": row.account,
+            "order_id": order_id,
+            "outcome": "failed",
+            "error_code": error.code,
+        },
+    )

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, case, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -235,6 +235,12 @@ _FINISH_IN_JOB = (
             (_jobs.c.pending_batches == 1, bindparam("now")), else_=_jobs.c.finished_at
         ),
     )
+    .returning(_jobs.c.key, _jobs.c.account, _jobs.c.total, _jobs.c.pending_batches)
+)
+_FAILED_IN_JOB = (
+    select(func.count())
+    .select_from(_skus)
+    .where(_skus.c.job_id == bindparam("job"), _skus.c.state == "failed")
 )
 
 
@@ -362,7 +368,7 @@ def _record_outcome(
     # Last: the job row's lock, which batches finishing together queue for, is held only
     # until the commit.
     if finished:
-        connection.execute(_FINISH_IN_JOB, {"job": work.job_id, "now": now})
+        _finish_in_job(connection, work.job_id, now)
     return _Done([], True, taken)
 
 
@@ -511,6 +517,20 @@ def _fail_sku(
     job_key = connection.execute(select(_jobs.c.key).where(_jobs.c.id == work.job_id)).scalar()
     subject = f"{sku} (job {job_key})"
     record_failure(connection, work.account, "removal_sku", subject, code, message, attempts, now)
+    log.warning(
+        "SKU %s of job %s failed: %s %s",
+        sku,
+        job_key,
+        code or "?",
+        message,
+        extra={
+            "account": work.account,
+            "key": job_key,
+            "sku": sku,
+            "outcome": "failed",
+            "error_code": code,
+        },
+    )
 
 
 def _finish_batch(connection: Connection, job_id: int, batch_id: int, now: datetime) -> None:
@@ -521,4 +541,24 @@ def _finish_batch(connection: Connection, job_id: int, batch_id: int, now: datet
     them brings the count to zero.
     """
     if connection.execute(_FINISH_BATCH, {"batch": batch_id}).rowcount == 1:
-        connection.execute(_FINISH_IN_JOB, {"job": job_id, "now": now})
+        _finish_in_job(connection, job_id, now)
+
+
+def _finish_in_job(connection: Connection, job_id: int, now: datetime) -> None:
+    """Count a finished batch in its job; the one that finishes the job logs its summary."""
+    row = connection.execute(_FINISH_IN_JOB, {"job": job_id, "now": now}).first()
+    if row is not None and row.pending_batches == 0:
+        failed = connection.execute(_FAILED_IN_JOB, {"job": job_id}).scalar_one()
+        log.info(
+            "job %s done: %d removed, %d failed",
+            row.key,
+            row.total - failed,
+            failed,
+            extra={
+                "account": row.account,
+                "key": row.key,
+                "outcome": "done",
+                "removed": row.total - failed,
+                "failed": failed,
+            },
+        )

@@ -3,10 +3,14 @@
 A row is due when its time has come, no task holds its lease, and the message sent for it
 should have been served by now (a killed worker, a broker that dropped it in flight).
 Sending again is safe: the task claims the row, so a late original does nothing.
+
+An idle sweep logs nothing (beat runs each every few seconds); one that sends work again logs
+one line at INFO, with how many rows of which kind.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +25,8 @@ from worker.services.images import ADVANCE_TASK
 from worker.services.orders import fetch_message
 from worker.services.removal import REMOVE_BATCH_TASK
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SWEEP_LIMIT = 500  # rows a sweep re-sends at most; the next sweep takes the rest
 
@@ -37,6 +43,7 @@ def sweep_removal_batches(sessions: sessionmaker[Session], settings: Settings) -
         _batches.c.next_attempt_at,
         _batches.c.state == "pending",
         lambda row: Message(REMOVE_BATCH_TASK, (row.id,)),
+        "removal batch(es)",
     )
 
 
@@ -48,6 +55,7 @@ def sweep_orders(sessions: sessionmaker[Session], settings: Settings) -> list[Me
         _orders.c.next_attempt_at,
         _orders.c.next_attempt_at.is_not(None),
         lambda row: fetch_message(row.account, row.order_id),
+        "order(s)",
     )
 
 
@@ -59,6 +67,7 @@ def sweep_image_jobs(sessions: sessionmaker[Session], settings: Settings) -> lis
         _images.c.next_poll_at,
         _images.c.state == "pending",
         lambda row: Message(ADVANCE_TASK, (row.id,)),
+        "image job(s)",
     )
 
 
@@ -69,6 +78,7 @@ def _sweep(
     due_column: ColumnElement[Any],
     pending: ColumnElement[bool],
     message: Callable[[Row[Any]], Message],
+    what: str,
 ) -> list[Message]:
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
@@ -92,4 +102,13 @@ def _sweep(
                 .where(table.c.id.in_([row.id for row in rows]))
                 .values(dispatched_until=dispatch_deadline(now, settings.redispatch_after))
             )
-        return [message(row) for row in rows]
+        messages = [message(row) for row in rows]
+    if messages:
+        log.info(
+            "sweeper: %d %s sent again (no task took them within %gs)",
+            len(messages),
+            what,
+            settings.redispatch_after,
+            extra={"outcome": "sent_again", "count": len(messages)},
+        )
+    return messages

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_worker import BATCH
 from sqlalchemy.orm import Session, sessionmaker
 from stack import REPO, wait_for
 
@@ -142,7 +143,7 @@ def test_json_log_is_one_object_a_line_with_the_failed_sku_and_the_job_summary(
     failed = [r for r in records if r.get("sku") == "SKU-FAIL-1"]
     assert len(failed) == 1, failed
     assert failed[0]["outcome"] == "failed"
-    assert failed[0]["error_code"] == 503
+    assert failed[0]["error_code"] == "E503"
     assert failed[0]["key"] == "spring"
     assert failed[0]["account"] == sandbox.user_id
     assert failed[0]["task"] == "lazada.remove_batch"
@@ -160,7 +161,10 @@ def test_idle_sweeps_log_nothing_at_info_and_a_sweep_that_resends_says_so(
     # Two jobs whose messages were lost (recorded, never sent), one after the other: the
     # sweeper sends each again on a later sweep, and the other sweepers ran idle meanwhile.
     for key in ("lost-1", "lost-2"):
-        removal.create_job(worker.sessions(), worker.settings, key, [f"SKU-{key}"])
+        settings = worker.settings
+        removal.create_job(
+            worker.sessions(), settings, settings.account, key, [f"SKU-{key}"], BATCH
+        )
         wait_for(lambda key=key: _done(worker, key), what=f"the sweeper to resend {key}")
     worker.stop()
 

@@ -600,6 +600,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise InvalidInput("--concurrency must be at least 1")
     settings = _settings()
+    from worker.logs import log_format
+
+    log_format()  # a bad LAZADA_LOG_FORMAT is one line here, not a traceback in Celery's import
     sessions = _sessions(settings)
     from worker.accounts import list_accounts
 

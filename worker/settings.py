@@ -90,9 +90,9 @@ class Settings:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "control_folder": str(folder / "control"),
-            # How often a consumer looks for new files. With prefetch 1 it looks again after
-            # every task: at 50 ms that wait cost 35% at one call in flight (bench/RESULTS.md);
-            # at 10 ms an idle worker spends under 1% of a core looking.
+            # How often a consumer looks for new files: it looks again after every task, so a
+            # long interval is a wait between tasks, and a short one costs an idle worker CPU;
+            # the trade-off is measured in bench/RESULTS.md.
             "polling_interval": 0.01,
         }
 

@@ -129,8 +129,8 @@ class SellerCenterClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE, max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
-        # requests reads the environment again on every request (proxies, CA bundle, ~/.netrc):
-        # ~0.5 ms of CPU a call, a quarter of the whole call (bench/cost.py). Read it once,
+        # requests reads the environment again on every request (proxies, CA bundle, ~/.netrc),
+        # a large share of a call's CPU (bench/cost.py, bench/RESULTS.md). Read it once,
         # here; calls are signed, so no netrc credentials are wanted.
         self._session.trust_env = False
         self._session.proxies = get_environ_proxies(self._base_url)

@@ -8,6 +8,8 @@ from functools import cached_property
 from typing import Any
 
 from celery import Task
+from celery.exceptions import InvalidTaskError
+from celery.worker.request import Request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,10 +20,28 @@ from worker.db.models import Failure
 from worker.dispatch import Message
 from worker.inputs import InvalidInput
 from worker.settings import Settings
+from worker.task_messages import Unservable, check_celery_message
 
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 32  # messages sent in one go (a Redis pipeline); the first go out at once
+
+
+class CheckedRequest(Request):  # type: ignore[misc]
+    """A task message checked before Celery unpacks it: one with a field Celery would trip
+    over outside its error handling (a `timelimit` of text, a body that is not [args, kwargs,
+    embed]) is an invalid task, which Celery logs and rejects, not an error that stops the
+    worker. Every broker: a shop's bug or a hand-made message must not stop the worker."""
+
+    def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        headers = kwargs.get("headers") or message.headers or {}
+        body = None if kwargs.get("decoded") else kwargs.get("body", message.body)
+        content_type = message.content_type if body is not None else None
+        try:
+            check_celery_message(headers, body, content_type)
+        except Unservable as exc:
+            raise InvalidTaskError(f"message {exc}") from None
+        super().__init__(message, *args, **kwargs)
 
 
 class ServiceTask(Task):  # type: ignore[misc]
@@ -33,6 +53,7 @@ class ServiceTask(Task):  # type: ignore[misc]
     """
 
     abstract = True
+    Request = "tasks.base:CheckedRequest"
     autoretry_for = (OperationalError, InterfaceError)
     retry_backoff = 2
     retry_backoff_max = 60

@@ -25,7 +25,6 @@ import logging
 import os
 import time
 import uuid
-from numbers import Real
 from pathlib import Path
 from queue import Empty
 from time import monotonic_ns
@@ -36,6 +35,8 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps, loads
 
+from worker.task_messages import Unservable, check_celery_message
+
 log = logging.getLogger(__name__)
 
 ALIAS = "lazada-files"
@@ -45,8 +46,6 @@ WRITE_GRACE = 30.0
 TAKEN = ".taken"
 
 
-class Unservable(ValueError):
-    """A message file that will never be a message; the text says why."""
 
 
 class _Busy(Exception):
@@ -198,38 +197,6 @@ def check_envelope(payload: Any) -> None:
 _ROUTE = ("exchange", "routing_key")
 _JSON_KINDS = {type(None): "null", list: "array", str: "string", int: "number", float: "number"}
 _JSON_KINDS[bool] = "boolean"
-
-
-def check_celery_message(headers: dict[str, Any], body: Any, content_type: Any) -> None:
-    """The Celery protocol-2 fields its worker unpacks outside any error handling: a message
-    with a wrong one raises out of the consumer (Request.__init__, execute_using_pool)."""
-    if "task" not in headers:
-        return  # not protocol 2: Celery's consumer refuses it by itself
-    if not isinstance(headers["task"], str):
-        raise Unservable("has a Celery 'task' header that is not text")
-    if not isinstance(headers.get("id"), str):
-        raise Unservable("has no Celery 'id' header of text")
-    limits = headers.get("timelimit")
-    if limits is not None and not (
-        isinstance(limits, list)
-        and len(limits) == 2
-        and all(v is None or (isinstance(v, Real) and not isinstance(v, bool)) for v in limits)
-    ):
-        raise Unservable(f"has a Celery 'timelimit' header {limits!r}, not [hard, soft]")
-    if content_type != "application/json":
-        return  # Celery refuses other content (accept_content) by itself
-    try:
-        decoded = loads(body if isinstance(body, str) else bytes(body or b"").decode())  # type: ignore[no-untyped-call]
-    except (ValueError, RecursionError, TypeError):
-        raise Unservable("has a Celery body that is not JSON") from None
-    if not (
-        isinstance(decoded, list)
-        and len(decoded) == 3
-        and isinstance(decoded[0], list)
-        and isinstance(decoded[1], dict)
-        and isinstance(decoded[2], (dict, type(None)))
-    ):
-        raise Unservable("has a Celery body that is not [args, kwargs, embed]")
 
 
 class Transport(filesystem.Transport):

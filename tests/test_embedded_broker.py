@@ -463,6 +463,14 @@ def _send_on_a_full_disk(tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAZADA_", "CELERY_"))}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'results.sqlite3'}"
+    # The environment's account: the CLI then needs no database to name it, only the broker.
+    env.update(
+        {
+            "LAZADA_API_URL": "https://api.sellercenter.example/",
+            "LAZADA_USER_ID": "full-disk@example.test",
+            "LAZADA_API_KEY": "full-disk-key",
+        }
+    )
     return subprocess.run(
         [sys.executable, "-m", "worker.cli", "remove-products", "FULL-1", "--key", "full"],
         env=env,

@@ -94,12 +94,20 @@ def _sessions(settings: Settings) -> Any:
     return sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
 
 
-def _account(args: argparse.Namespace, settings: Settings, sessions: Any) -> str:
+def _account(args: argparse.Namespace, settings: Settings, sessions: Any = None) -> str:
     """The name of the account a command works for: --account, else the default account; an
-    unknown name is bad input (exit 2)."""
-    from worker.accounts import get_account
+    unknown name is bad input (exit 2). The environment's account needs no database, so an
+    enqueue for it without --wait opens none (the broker may be all that is reachable)."""
+    from worker.accounts import environment_account, get_account
 
-    with sessions() as session:
+    environment = environment_account(settings)
+    if (
+        environment is not None
+        and settings.default_account is None
+        and args.account in (None, environment.name)
+    ):
+        return environment.name
+    with (sessions or _sessions(settings))() as session:
         return get_account(session, settings, args.account).name
 
 
@@ -165,12 +173,12 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
     skus = clean_skus(raw)
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
-    sessions = _sessions(settings)
+    sessions = _sessions(settings) if args.wait else None
     account = _account(args, settings, sessions)
     task_id = _send("lazada.remove_products", [skus], key=key, account=account)
     key = key or task_id
     print(key)
-    if args.wait:
+    if sessions is not None:
         from worker import documents
 
         def progress() -> tuple[int, int, bool]:
@@ -195,10 +203,10 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
 def cmd_fetch_order(args: argparse.Namespace) -> int:
     order_ids = list(dict.fromkeys(clean_order_id(value) for value in args.order_ids))
     settings = _settings()
-    sessions = _sessions(settings)
+    sessions = _sessions(settings) if args.wait else None
     account = _account(args, settings, sessions)
     started = _now()
-    if args.wait:
+    if sessions is not None:
         from worker.services import orders
 
         # Mark the orders due before sending: a stored order then counts as final only once
@@ -206,7 +214,7 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
         orders.request_fetch(sessions, settings, account, order_ids)
     for order_id in order_ids:
         print(_send("lazada.fetch_order", [order_id], account=account))
-    if not args.wait:
+    if sessions is None:
         return EXIT_OK
     from sqlalchemy import select
 
@@ -273,12 +281,12 @@ def cmd_migrate_images(args: argparse.Namespace) -> int:
     urls = clean_urls(args.urls)
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
-    sessions = _sessions(settings)
+    sessions = _sessions(settings) if args.wait else None
     account = _account(args, settings, sessions)
     key = key or str(uuid.uuid4())
     _send("lazada.migrate_images", [urls], key=key, account=account)
     print(key)
-    if not args.wait:
+    if sessions is None:
         return EXIT_OK
     from worker import documents
 
@@ -294,12 +302,12 @@ def cmd_migrate_images(args: argparse.Namespace) -> int:
 def cmd_track_images(args: argparse.Namespace) -> int:
     request_ids = list(dict.fromkeys(clean_request_id(value) for value in args.request_ids))
     settings = _settings()
-    sessions = _sessions(settings)
+    sessions = _sessions(settings) if args.wait else None
     account = _account(args, settings, sessions)
     for request_id in request_ids:
         _send("lazada.track_image_job", [request_id], action=args.action, account=account)
     print("\n".join(request_ids))
-    if not args.wait:
+    if sessions is None:
         return EXIT_OK
     from worker import documents
 

@@ -46,8 +46,6 @@ WRITE_GRACE = 30.0
 TAKEN = ".taken"
 
 
-
-
 class _Busy(Exception):
     """A writer holds the file's lock: it is still being written."""
 

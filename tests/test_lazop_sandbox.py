@@ -34,7 +34,9 @@ def tokens(sandbox: LazopSandbox, seller: str = "alice") -> dict[str, Any]:
     return answer
 
 
-def test_a_call_signed_with_another_secret_is_an_incomplete_signature(sandbox: LazopSandbox) -> None:
+def test_a_call_signed_with_another_secret_is_an_incomplete_signature(
+    sandbox: LazopSandbox,
+) -> None:
     answer = raw_call(sandbox, "/auth/token/create", {"code": "x"}, auth=True, secret="wrong")
     assert (answer["code"], answer["type"]) == ("IncompleteSignature", "ISV")
     assert answer["request_id"]

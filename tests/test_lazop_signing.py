@@ -32,8 +32,7 @@ def test_vector_1_the_official_doc_sample_signs_as_published() -> None:
 
 def test_vector_1_string_to_sign_is_the_path_then_sorted_names_and_values() -> None:
     assert string_to_sign("/order/get", VECTOR_1_PARAMS) == (
-        "/order/getaccess_tokentestapp_key123456order_id1234sign_methodsha256"
-        "timestamp1517820392000"
+        "/order/getaccess_tokentestapp_key123456order_id1234sign_methodsha256timestamp1517820392000"
     )
 
 
@@ -76,7 +75,7 @@ def test_booleans_are_sent_and_signed_as_lowercase_true_and_false() -> None:
     assert prepare({"debug": True, "quiet": False}) == {"debug": "true", "quiet": "false"}
 
 
-# --- the sandbox verifies what the client signs, over HTTP -----------------------------------------
+# --- the sandbox verifies what the client signs, over HTTP ---------------------------------------
 
 _SYSTEM = {"app_key", "timestamp", "sign_method", "sign", "access_token"}
 _TEXT = st.text(

@@ -126,11 +126,11 @@ def parse_order(order_envelope: Envelope, items_envelope: Envelope, order_id: in
     data = order_envelope.data
     if not isinstance(data, dict):
         raise MalformedResponse("order answer without a data object")
+    if _text(data.get("order_id")) != str(order_id):
+        raise MalformedResponse(f"answer is for order {data.get('order_id')!r}, not {order_id}")
     items = items_envelope.data
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise MalformedResponse("order items answer without a data list of objects")
-    if _text(data.get("order_id")) != str(order_id):
-        raise MalformedResponse(f"answer is for order {data.get('order_id')!r}, not {order_id}")
     try:
         price = Decimal(_text(data.get("price")) or "0")
     except InvalidOperation:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +14,7 @@ import requests
 from lazop_support import raw_call, started
 
 from worker.sandbox.lazop import LazopSandbox, LazopSandboxConfig
+from worker.sandbox.lazop.signature import expected_sign
 
 PAYLOAD = (
     '<?xml version="1.0" encoding="UTF-8" ?><Request><Images>'
@@ -317,3 +320,56 @@ def test_control_endpoints_hand_out_codes_and_revoke(sandbox: LazopSandbox) -> N
 def test_a_bad_knob_is_refused_with_its_name() -> None:
     with pytest.raises(ValueError, match="access_token_seconds must be a positive"):
         LazopSandboxConfig(access_token_seconds=0).validate()
+
+
+# --- lazada-worker sandbox --platform lazop ----------------------------------------------------
+
+CLI = [sys.executable, "-m", "worker.cli"]
+
+
+def test_the_command_prints_what_an_operator_needs_and_its_code_works() -> None:
+    process = subprocess.Popen(
+        [*CLI, "sandbox", "--platform", "lazop", "--port", "0", "--sellers", "shop-1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        banner: dict[str, str] = {}
+        for line in iter(process.stderr.readline, ""):
+            name, _, value = line.strip().partition(": ")
+            banner[name] = value.strip().split(" ")[0]
+            if name.startswith("more codes"):
+                break
+        auth_url = banner["auth URL"]
+        timestamp = str(int(time.time() * 1000))
+        params = {
+            "app_key": banner["app key"],
+            "timestamp": timestamp,
+            "sign_method": "sha256",
+            "code": banner["authorization code for shop-1"],
+        }
+        params["sign"] = expected_sign("/auth/token/create", params, banner["app secret"])
+        answer = requests.post(auth_url + "/auth/token/create", data=params, timeout=10).json()
+        assert answer["code"] == "0"
+        assert banner["gateway URL"].endswith("/rest")
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--platform", "lazop", "--user-id", "x"], "--user-id: only for --platform sellercenter"),
+        (["--app-key", "x"], "--app-key: only for --platform lazop"),
+        (["--platform", "lazop", "--fault-kinds", "e006"], "unknown fault kind e006"),
+    ],
+)
+def test_an_option_of_the_other_platform_exits_2_saying_so(options: list[str], says: str) -> None:
+    done = subprocess.run(
+        [*CLI, "sandbox", "--port", "0", *options], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

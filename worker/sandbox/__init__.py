@@ -2,6 +2,8 @@
 
 The worker is developed, tested and benchmarked against it with no network. It implements the
 decisions D1-D8 of the research notes (docs: /work/shared/sellercenter-api.md, section 8).
+The Open Platform's sandbox is ``worker.sandbox.lazop``; both are built on the shared server,
+faults, call record and rate limit of ``http_server``, ``faults``, ``ledger`` and ``throttle``.
 """
 
 from worker.sandbox.config import SandboxConfig, add_arguments, config_from_args

@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar, Self
 
 FAULT_KINDS: tuple[str, ...] = ("http500", "http502_html", "e006", "e901", "truncated", "slow")
 """Every kind of transient fault the sandbox can inject."""
@@ -24,9 +24,93 @@ DEFAULT_PORT = 8765
 ENV_PREFIX = "LAZADA_SANDBOX_"
 
 
+class KnobSet:
+    """The parts of a sandbox config that do not depend on the platform: run-time updates,
+    JSON, the environment and the checks of the shared knobs. Subclasses are dataclasses that
+    name their environment prefix, their parsers and their secret fields."""
+
+    ENV_PREFIX: ClassVar[str] = ENV_PREFIX
+    PARSERS: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+    SECRETS: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def validate_shared(self, known_faults: tuple[str, ...]) -> None:
+        """The checks of the knobs every sandbox has (latency, faults, rate, bodies)."""
+        values: Any = self
+        _check(_finite(values.latency) and values.latency >= 0, "latency must be >= 0 seconds")
+        _check(0.0 <= values.fault_rate <= 1.0, "fault_rate must be between 0 and 1")
+        _check(bool(values.fault_kinds), "fault_kinds must name at least one kind")
+        unknown = [kind for kind in values.fault_kinds if kind not in known_faults]
+        _check(
+            not unknown,
+            f"unknown fault kind {', '.join(unknown)!s} (known: {', '.join(known_faults)})",
+        )
+        _check(
+            _finite(values.slow_seconds) and values.slow_seconds >= 0, "slow_seconds must be >= 0"
+        )
+        _check(
+            values.rate_limit is None or (_finite(values.rate_limit) and values.rate_limit > 0),
+            "rate_limit must be a positive number of calls per second (or none)",
+        )
+        _check(
+            _finite(values.max_clock_skew) and values.max_clock_skew >= 0,
+            "max_clock_skew must be >= 0 seconds",
+        )
+        _check(values.max_body_bytes > 0, "max_body_bytes must be positive")
+        _check(values.max_recorded_calls >= 0, "max_recorded_calls must be >= 0")
+
+    def updated(self, values: Mapping[str, Any]) -> Self:
+        """A validated copy with ``values`` (JSON-ish: lists, numbers, strings, null) applied."""
+        known = {field.name: field for field in fields(self)}  # type: ignore[arg-type]
+        changes: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                raise ValueError(f"unknown sandbox setting {name!r}")
+            changes[name] = _coerce(name, value, self.PARSERS)
+        new = dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        new.validate()
+        return new
+
+    def to_json(self) -> dict[str, Any]:
+        """The knobs as a JSON-able dict; secrets only as "set", like `config --json`."""
+        document = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for name in self.SECRETS:
+            document[name] = "set" if document[name] else "missing"
+        for name, value in document.items():
+            if isinstance(value, tuple):
+                document[name] = list(value)
+        return dict(document)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
+        """Defaults overridden by ``<ENV_PREFIX><KNOB>`` variables (e.g. ``..._FAULT_RATE``).
+
+        Lists are comma-separated (``LAZADA_SANDBOX_FAULT_KINDS=e006,slow``,
+        ``LAZADA_SANDBOX_IMAGE_JOB_SECONDS=2,6``); ``LAZADA_SANDBOX_RATE_LIMIT=none`` disables
+        the limit. A bad value raises ValueError naming the variable.
+        """
+        changes: dict[str, Any] = {}
+        for field in fields(cls):  # type: ignore[arg-type]
+            variable = cls.ENV_PREFIX + field.name.upper()
+            raw = environ.get(variable)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                changes[field.name] = _coerce(field.name, raw, cls.PARSERS)
+            except ValueError as error:
+                raise ValueError(f"{variable}: {error}") from None
+        config = cls(**changes)
+        config.validate()
+        return config
+
+
 @dataclass
-class SandboxConfig:
-    """How the sandbox behaves. Mutable: handlers read it afresh for every call."""
+class SandboxConfig(KnobSet):
+    """How the legacy sandbox behaves. Mutable: handlers read it afresh for every call."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("api_key",)
 
     user_id: str = "demo@lazada-worker.test"
     api_key: str = "sandbox-secret-key"
@@ -65,19 +149,7 @@ class SandboxConfig:
         """Raise ValueError with a one-line message naming the first bad knob."""
         _check(bool(self.user_id), "user_id must not be empty")
         _check(bool(self.api_key), "api_key must not be empty")
-        _check(_finite(self.latency) and self.latency >= 0, "latency must be >= 0 seconds")
-        _check(0.0 <= self.fault_rate <= 1.0, "fault_rate must be between 0 and 1")
-        _check(bool(self.fault_kinds), "fault_kinds must name at least one kind")
-        unknown = [kind for kind in self.fault_kinds if kind not in FAULT_KINDS]
-        _check(
-            not unknown,
-            f"unknown fault kind {', '.join(unknown)!s} (known: {', '.join(FAULT_KINDS)})",
-        )
-        _check(_finite(self.slow_seconds) and self.slow_seconds >= 0, "slow_seconds must be >= 0")
-        _check(
-            self.rate_limit is None or (_finite(self.rate_limit) and self.rate_limit > 0),
-            "rate_limit must be a positive number of calls per second (or none)",
-        )
+        self.validate_shared(FAULT_KINDS)
         low, high = self.image_job_seconds
         _check(
             _finite(low) and _finite(high) and 0 <= low <= high,
@@ -88,55 +160,6 @@ class SandboxConfig:
             _finite(self.order_advance_seconds) and self.order_advance_seconds >= 0,
             "order_advance_seconds must be >= 0",
         )
-        _check(
-            _finite(self.max_clock_skew) and self.max_clock_skew >= 0,
-            "max_clock_skew must be >= 0 seconds",
-        )
-        _check(self.max_body_bytes > 0, "max_body_bytes must be positive")
-        _check(self.max_recorded_calls >= 0, "max_recorded_calls must be >= 0")
-
-    def updated(self, values: Mapping[str, Any]) -> SandboxConfig:
-        """A validated copy with ``values`` (JSON-ish: lists, numbers, strings, null) applied."""
-        known = {field.name: field for field in fields(self)}
-        changes: dict[str, Any] = {}
-        for name, value in values.items():
-            if name not in known:
-                raise ValueError(f"unknown sandbox setting {name!r}")
-            changes[name] = _coerce(name, value)
-        new = dataclasses.replace(self, **changes)
-        new.validate()
-        return new
-
-    def to_json(self) -> dict[str, Any]:
-        """The knobs as a JSON-able dict; the API key only as "set", like `config --json`."""
-        document = dataclasses.asdict(self)
-        document["api_key"] = "set" if self.api_key else "missing"
-        for name, value in document.items():
-            if isinstance(value, tuple):
-                document[name] = list(value)
-        return document
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> SandboxConfig:
-        """Defaults overridden by ``LAZADA_SANDBOX_<KNOB>`` variables (e.g. ``..._FAULT_RATE``).
-
-        Lists are comma-separated (``LAZADA_SANDBOX_FAULT_KINDS=e006,slow``,
-        ``LAZADA_SANDBOX_IMAGE_JOB_SECONDS=2,6``); ``LAZADA_SANDBOX_RATE_LIMIT=none`` disables
-        the limit. A bad value raises ValueError naming the variable.
-        """
-        changes: dict[str, Any] = {}
-        for field in fields(cls):
-            variable = ENV_PREFIX + field.name.upper()
-            raw = environ.get(variable)
-            if raw is None or raw.strip() == "":
-                continue
-            try:
-                changes[field.name] = _coerce(field.name, raw)
-            except ValueError as error:
-                raise ValueError(f"{variable}: {error}") from None
-        config = cls(**changes)
-        config.validate()
-        return config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +198,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         if raw is None:
             continue
         try:
-            changes[name] = _coerce(name, raw)
+            changes[name] = _coerce(name, raw, SandboxConfig.PARSERS)
         except ValueError as error:
             raise ValueError(f"--{name.replace('_', '-')}: {error}") from None
     try:
@@ -202,9 +225,9 @@ _OPTIONS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: Any, parsers: Mapping[str, Callable[[Any], Any]]) -> Any:
     """Turn a string (env, argv) or JSON value into the field's type; ValueError if it can't."""
-    parser: Callable[[Any], Any] = _PARSERS.get(name) or _text
+    parser: Callable[[Any], Any] = parsers.get(name) or _text
     try:
         return parser(value)
     except (TypeError, ValueError) as error:
@@ -264,7 +287,7 @@ def _text(value: Any) -> str:
     return value
 
 
-_PARSERS: dict[str, Callable[[Any], Any]] = {
+SHARED_PARSERS: dict[str, Callable[[Any], Any]] = {
     "latency": _number,
     "fault_rate": _number,
     "fault_kinds": _words,
@@ -274,12 +297,13 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "failing_skus": _words,
     "image_job_seconds": _pair,
     "missing_order_from": _integer,
-    "order_advance_seconds": _number,
     "max_clock_skew": _number,
     "max_body_bytes": _integer,
     "seed": _integer,
     "max_recorded_calls": _integer,
 }
+"""Parsers of the knobs both sandboxes have, under the same names."""
+SandboxConfig.PARSERS = {**SHARED_PARSERS, "order_advance_seconds": _number}
 
 
 def _finite(number: float) -> bool:

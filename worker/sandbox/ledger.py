@@ -23,16 +23,21 @@ class ServedCall:
     params: Mapping[str, str]
     body: bytes
     http_status: int
-    error_code: int | None
+    error_code: int | str | None
+    """The legacy API's number (16) or the Open Platform's string ("IllegalAccessToken")."""
     fault: str | None
+    account: str | None = None
+    """The seller the call was made for (Open Platform sandbox), when known."""
 
     @property
     def outcome(self) -> str:
-        """ "ok", "E016", ... or "fault:http500": the key of stats()'s calls_by_outcome."""
+        """ "ok", "E016", "ApiCallLimit" ... or "fault:http500": stats()'s calls_by_outcome."""
         if self.fault and self.fault != "slow":
             return f"fault:{self.fault}"
-        if self.error_code is not None:
+        if isinstance(self.error_code, int):
             return f"E{self.error_code:03d}"
+        if self.error_code is not None:
+            return self.error_code
         return "ok" if self.http_status == 200 else f"http{self.http_status}"
 
     def to_json(self) -> dict[str, Any]:
@@ -45,6 +50,7 @@ class ServedCall:
             "http_status": self.http_status,
             "error_code": self.error_code,
             "fault": self.fault,
+            "account": self.account,
         }
 
 

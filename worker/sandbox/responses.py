@@ -34,7 +34,7 @@ class Reply:
     status: int
     content_type: str
     body: bytes
-    error_code: int | None = None
+    error_code: int | str | None = None
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""Client for the Lazada Open Platform (LAZOP; also Daraz): signing, HTTP, parsing, errors.
+
+Knows nothing of Celery or the database; the worker above owns retries, tokens' storage and
+persistence. Decisions L1-L10 of the research notes (lazop-api.md, section 9).
+"""
+
+from worker.lazop.client import AUTH_URL, GATEWAYS, LazopClient
+from worker.lazop.errors import (
+    AuthorizationLost,
+    ErrorDetail,
+    IllegalAccessToken,
+    LazopError,
+    LazopPermanentError,
+    LazopThrottledError,
+    LazopTransientError,
+    NotFoundError,
+    TransportError,
+    UnsendableRequest,
+    classify,
+)
+from worker.lazop.parsing import TokenGrant
+from worker.lazop.platform import LazopPlatform
+from worker.lazop.signing import sign, string_to_sign
+
+__all__ = [
+    "AUTH_URL",
+    "GATEWAYS",
+    "AuthorizationLost",
+    "ErrorDetail",
+    "IllegalAccessToken",
+    "LazopClient",
+    "LazopError",
+    "LazopPermanentError",
+    "LazopPlatform",
+    "LazopThrottledError",
+    "LazopTransientError",
+    "NotFoundError",
+    "TokenGrant",
+    "TransportError",
+    "UnsendableRequest",
+    "classify",
+    "sign",
+    "string_to_sign",
+]

@@ -1,0 +1,220 @@
+"""LAZOP answers in the services' neutral terms: orders (L7), image jobs (L8), tokens (L3).
+
+Tolerant of the alternatives the research notes name (numbers as strings or numbers, ISO
+dates as well as LAZOP's ``2014-10-15 18:36:05 +0800``); anything else is MalformedResponse.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from worker.lazop.envelope import Envelope, MalformedResponse
+from worker.platforms.models import ImageError, ImageJobStatus, ImageResult, Order
+
+__all__ = ["TokenGrant", "parse_image_status", "parse_order", "parse_token_grant"]
+
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What ``/auth/token/create`` and ``/auth/token/refresh`` answer; the repr hides tokens."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    """Seconds the access token lives from now."""
+    refresh_expires_in: int
+    """Seconds the refresh token lives from now (absolute: refreshing does not extend it)."""
+    country: str
+    account: str
+    seller_id: str
+    country_user_info: tuple[Mapping[str, str], ...]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise MalformedResponse(f"expected a scalar, got {type(value).__name__}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _seconds(document: Mapping[str, Any], name: str) -> int:
+    value = document.get(name)
+    try:
+        seconds = int(str(value))
+    except ValueError:
+        raise MalformedResponse(f"{name} is not a number of seconds: {value!r}") from None
+    if seconds < 0:
+        raise MalformedResponse(f"{name} is negative")
+    return seconds
+
+
+def parse_token_grant(envelope: Envelope) -> TokenGrant:
+    document = envelope.document
+    access = _text(document.get("access_token"))
+    refresh = _text(document.get("refresh_token"))
+    if not access or not refresh:
+        raise MalformedResponse("token answer without access_token or refresh_token")
+    users_value = document.get("country_user_info", document.get("country_user_info_list"))
+    users = tuple(
+        {str(key): _text(value) for key, value in user.items()}
+        for user in (users_value if isinstance(users_value, list) else [])
+        if isinstance(user, dict)
+    )
+    return TokenGrant(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=_seconds(document, "expires_in"),
+        refresh_expires_in=_seconds(document, "refresh_expires_in"),
+        country=_text(document.get("country")),
+        account=_text(document.get("account")),
+        seller_id=users[0].get("seller_id", "") if users else "",
+        country_user_info=users,
+    )
+
+
+def _datetime(value: Any, name: str) -> datetime | None:
+    text = _text(value).strip()
+    if not text:
+        return None
+    for form in _DATE_FORMATS:
+        try:
+            moment = datetime.strptime(text, form)
+        except ValueError:
+            continue
+        # No offset at all: LAZOP's examples are +0800 (the Southeast Asian ventures' time).
+        if moment.tzinfo is None:
+            moment = datetime.strptime(text + " +0800", _DATE_FORMATS[0])
+        return moment.astimezone(UTC)
+    raise MalformedResponse(f"{name} is not a date: {text!r}")
+
+
+def _address(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(key): _text(item) for key, item in value.items() if not isinstance(item, (dict, list))
+    }
+
+
+def _extra_attributes(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    text = _text(value).strip()
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _flag(value: Any) -> bool:
+    return _text(value).strip().lower() in ("1", "true", "yes")
+
+
+def parse_order(order_envelope: Envelope, items_envelope: Envelope, order_id: int) -> Order:
+    """L7: ``/order/get``'s data with ``/order/items/get``'s list under ``raw["items"]``."""
+    data = order_envelope.data
+    if not isinstance(data, dict):
+        raise MalformedResponse("order answer without a data object")
+    if _text(data.get("order_id")) != str(order_id):
+        raise MalformedResponse(f"answer is for order {data.get('order_id')!r}, not {order_id}")
+    items = items_envelope.data
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise MalformedResponse("order items answer without a data list of objects")
+    try:
+        price = Decimal(_text(data.get("price")) or "0")
+    except InvalidOperation:
+        raise MalformedResponse(f"price is not a decimal: {data.get('price')!r}") from None
+    if not price.is_finite():
+        raise MalformedResponse("price is not a finite decimal")
+    statuses = data.get("statuses")
+    try:
+        items_count = int(_text(data.get("items_count")) or len(items))
+    except ValueError:
+        raise MalformedResponse("items_count is not a number") from None
+    raw = {**data, "items": [dict(item) for item in items]}
+    return Order(
+        order_id=order_id,
+        order_number=_text(data.get("order_number")),
+        customer_first_name=_text(data.get("customer_first_name")),
+        customer_last_name=_text(data.get("customer_last_name")),
+        payment_method=_text(data.get("payment_method")),
+        remarks=_text(data.get("remarks")),
+        delivery_info=_text(data.get("delivery_info")),
+        price=price,
+        gift_option=_flag(data.get("gift_option")),
+        gift_message=_text(data.get("gift_message")),
+        voucher_code=_text(data.get("voucher_code")),
+        created_at=_datetime(data.get("created_at"), "created_at"),
+        updated_at=_datetime(data.get("updated_at"), "updated_at"),
+        address_billing=_address(data.get("address_billing")),
+        address_shipping=_address(data.get("address_shipping")),
+        national_registration_number=_text(data.get("national_registration_number")),
+        items_count=items_count,
+        promised_shipping_time=_text(
+            data.get("promised_shipping_times", data.get("promised_shipping_time"))
+        ),
+        extra_attributes=_extra_attributes(data.get("extra_attributes")),
+        statuses=tuple(_text(s) for s in statuses) if isinstance(statuses, list) else (),
+        tax_code=_text(data.get("tax_code")),
+        branch_number=_text(data.get("branch_number")),
+        raw=_plain(raw),
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Decimals (from the JSON parser) as strings, so ``raw`` stores as JSON."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def parse_image_status(envelope: Envelope) -> ImageJobStatus:
+    """L8: neither a non-empty ``images`` nor ``errors`` list means still running."""
+    data = envelope.data
+    if data is None or data == "" or data == []:
+        data = {}
+    if not isinstance(data, dict):
+        raise MalformedResponse("image response data is not an object")
+    images = data.get("images") or []
+    errors = data.get("errors") or []
+    if not isinstance(images, list) or not isinstance(errors, list):
+        raise MalformedResponse("image response images/errors are not lists")
+    if not images and not errors:
+        return ImageJobStatus(finished=False, images=(), errors=())
+    results = []
+    for image in images:
+        if not isinstance(image, dict) or not _text(image.get("url")):
+            raise MalformedResponse("an image without a url")
+        results.append(
+            ImageResult(
+                url=_text(image.get("url")),
+                code=_text(image.get("hash_code")),
+                original_url=_text(image.get("original_url")),
+            )
+        )
+    failures = []
+    for error in errors:
+        if not isinstance(error, dict):
+            raise MalformedResponse("an image error that is not an object")
+        failures.append(
+            ImageError(
+                original_url=_text(error.get("original_url")),
+                message=_text(error.get("msg") or error.get("message")) or "image failed",
+            )
+        )
+    return ImageJobStatus(finished=True, images=tuple(results), errors=tuple(failures))

@@ -1,0 +1,73 @@
+"""The Lazada Open Platform as a `worker.platforms.Platform`: limits, outcomes and tokens.
+
+The account's tokens come from outside (the lead's account service owns storage and the
+per-account lock): ``access_token()`` gives the current one; ``on_illegal_token(failed)``
+is called once when a call answers ``IllegalAccessToken``, given the token that failed, and
+returns a fresh one after a refresh (or the one another worker just stored). The call is then
+signed afresh and sent again, once (L3); a second ``IllegalAccessToken`` is raised.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from worker.lazop.client import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION, LazopClient
+from worker.lazop.errors import IllegalAccessToken, UnsendableRequest
+from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
+
+__all__ = ["LazopPlatform"]
+
+T = TypeVar("T")
+
+
+class LazopPlatform:
+    """One LAZOP seller account, in the services' terms."""
+
+    max_skus_per_call = MAX_SKUS_PER_REMOVAL
+    max_urls_per_call = MAX_URLS_PER_MIGRATION
+
+    def __init__(
+        self,
+        client: LazopClient,
+        access_token: Callable[[], str],
+        on_illegal_token: Callable[[str], str],
+    ) -> None:
+        self.client = client
+        self._access_token = access_token
+        self._on_illegal_token = on_illegal_token
+
+    def __repr__(self) -> str:
+        return f"LazopPlatform({self.client!r})"
+
+    def _with_token(self, call: Callable[[str], T]) -> T:
+        token = self._access_token()
+        try:
+            return call(token)
+        except IllegalAccessToken:
+            fresh = self._on_illegal_token(token)
+        return call(fresh)
+
+    def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
+        """L6; SKUs no request can carry fail before any call, the others go in the next one."""
+        try:
+            return self._with_token(lambda token: self.client.remove_products(token, skus))
+        except UnsendableRequest as exc:
+            refused = {sku: why for sku, why in exc.refused.items() if sku in skus}
+            if not refused:
+                raise
+            return RemovalOutcome(
+                removed=(),
+                failed={
+                    sku: SkuFailure(None, f"never sent: {why}") for sku, why in refused.items()
+                },
+                not_applied=tuple(sku for sku in dict.fromkeys(skus) if sku not in refused),
+                called=False,
+            )
+
+    def get_order(self, order_id: int) -> Order:
+        return self._with_token(lambda token: self.client.get_order(token, order_id))
+
+    def submit_images(self, urls: Sequence[str]) -> str:
+        return self._with_token(lambda token: self.client.migrate_images(token, urls))
+
+    def poll_images(self, request_id: str) -> ImageJobStatus:
+        return self._with_token(lambda token: self.client.get_image_response(token, request_id))

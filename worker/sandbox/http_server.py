@@ -1,0 +1,474 @@
+"""What every sandbox shares: the HTTP server, its lifecycle, control endpoints and faults.
+
+One thread per connection (``ThreadingHTTPServer``, daemon threads), HTTP/1.1 keep-alive, and
+each answer written in a single ``send`` with Nagle off, so tens of thousands of calls over a few
+dozen connections cost little. The path ``/_sandbox/...`` holds control endpoints for observers
+in other processes; every other path is the platform's API, answered by a subclass's
+:meth:`SandboxServer._answer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar
+from urllib.parse import parse_qsl
+
+from worker.sandbox import faults
+from worker.sandbox.faults import FaultInjector
+from worker.sandbox.ledger import CallLedger, ServedCall
+from worker.sandbox.responses import Reply
+from worker.sandbox.throttle import TokenBucket
+
+log = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/_sandbox/"
+MAX_DRAIN_BYTES = 128 * 1024 * 1024
+"""The API's documented body limit: bigger bodies are not even read, the connection is closed."""
+_MAX_CONTROL_BODY = 1024 * 1024
+_POLL_INTERVAL = 0.05
+"""How often serve_forever notices stop(): short, so each test's fixture stops quickly."""
+_BASE_CONTROL = ("stats", "calls", "config", "reset", "reset-calls")
+
+
+class Knobs(Protocol):
+    """What the shared server reads of a sandbox's config; the rest is the platform's."""
+
+    latency: float
+    fault_rate: float
+    fault_kinds: tuple[str, ...]
+    slow_seconds: float
+    max_body_bytes: int
+    max_recorded_calls: int
+    seed: int
+
+    def validate(self) -> None: ...
+
+    def updated(self, values: Mapping[str, Any]) -> Any: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body as read; ``problem`` says why it cannot be used (answered after auth)."""
+
+    data: bytes
+    problem: Literal["too_big", "bad_gzip"] | None = None
+
+
+ConfigT = TypeVar("ConfigT", bound=Knobs)
+
+
+@dataclass(frozen=True)
+class State:
+    """What reset() replaces, swapped as one reference so in-flight calls stay coherent."""
+
+    ledger: CallLedger
+    service: Any
+    faults: FaultInjector
+    throttle: TokenBucket
+
+
+class SandboxServer(Generic[ConfigT]):
+    """A local API answering over real HTTP.
+
+    The socket is bound in the constructor (so ``url`` is known before serving, also with
+    ``port=0``); :meth:`start` serves in a background thread, :meth:`serve_forever` in the
+    foreground. A stopped sandbox cannot be started again.
+    """
+
+    server_version = "LazadaSandbox/1.0"
+    thread_name = "lazada-sandbox"
+
+    def __init__(self, config: ConfigT, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config
+        self.config.validate()
+        self._state = self._new_state()
+        self._stopping = threading.Event()
+        self._lifecycle = threading.Lock()
+        self._serving = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._server = _Server((host, port), _Handler)
+        self._server.sandbox = self
+
+    # -- what a platform provides --------------------------------------------------------------
+
+    def _new_service(self) -> Any:
+        """The platform's state behind its endpoints (removals, image jobs, tokens)."""
+        raise NotImplementedError("a sandbox must implement _new_service")
+
+    def _answer(
+        self, method: str, path: str, raw_query: str, body: Body, arrived: float
+    ) -> Reply | None:
+        """The reply to one API call, recorded in the ledger; None if stop() came first."""
+        raise NotImplementedError("a sandbox must implement _answer")
+
+    def _control(
+        self, method: str, endpoint: str, query: Mapping[str, str]
+    ) -> tuple[int, Any] | None:
+        """A platform's own control endpoint: (status, JSON document), or None if unknown."""
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT/``, the server's root."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    def start(self) -> Self:
+        """Serve in a background daemon thread; returns self for ``Sandbox(...).start()``."""
+        self._begin_serving()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until stop() or Ctrl-C, then clean up."""
+        self._begin_serving()
+        try:
+            self._server.serve_forever(poll_interval=_POLL_INTERVAL)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving and drop open connections; calls waiting (latency, slow faults) are
+        abandoned without an answer or an effect. Idempotent."""
+        with self._lifecycle:
+            if self._stopped:
+                return
+            self._stopped = True
+            serving = self._serving
+        self._stopping.set()
+        if serving:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- observation and control -------------------------------------------------------------
+
+    def calls(self) -> list[ServedCall]:
+        """A snapshot of the recorded calls, oldest first (the last max_recorded_calls)."""
+        return self._state.ledger.calls()
+
+    def stats(self) -> dict[str, Any]:
+        """JSON-able counters; exact for the whole run (since start or reset)."""
+        return {
+            **self._state.ledger.counters(),
+            "calls_in_flight": self._in_flight,
+            "peak_calls_in_flight": self._peak_in_flight,
+            "uptime_seconds": round(time.monotonic() - self._state.service.started, 3),
+        }
+
+    def configure(self, values: Mapping[str, Any]) -> ConfigT:
+        """Change knobs at run time from JSON-ish values, validated first (ValueError)."""
+        new = self.config.updated(values)
+        for field in fields(new):
+            setattr(self.config, field.name, getattr(new, field.name))
+        return self.config
+
+    def reset(self) -> None:
+        """Forget calls, counters and the platform's state; reseed the faults from config.seed."""
+        self._state = self._new_state()
+        with self._connections_lock:
+            self._peak_in_flight = self._in_flight
+
+    def reset_calls(self) -> None:
+        """Forget the recorded calls and their counters only: the platform's state stays (a
+        benchmark counts its own calls while jobs started before it keep running)."""
+        state = self._state
+        self._state = State(
+            CallLedger(self.config.max_recorded_calls), state.service, state.faults, state.throttle
+        )
+        with self._connections_lock:
+            self._peak_in_flight = self._in_flight
+
+    # -- shared by the platforms' _answer ------------------------------------------------------
+
+    def _draw_fault(self, state: State) -> tuple[str | None, bool]:
+        """(the fault this call gets, or None; False if stop() came during a "slow" wait)."""
+        config = self.config
+        fault = state.faults.draw(config.fault_rate, config.fault_kinds)
+        if fault == "slow" and self._stopping.wait(config.slow_seconds):
+            return fault, False  # stopped while waiting: no answer, no effect
+        return fault, True
+
+    @staticmethod
+    def _transport_fault(fault: str | None) -> Reply | None:
+        """The reply of a fault that is not an API answer at all (HTTP 500, a proxy's page)."""
+        if fault == "http500":
+            return faults.http500()
+        if fault == "http502_html":
+            return faults.http502_html()
+        return None
+
+    @staticmethod
+    def _processed(fault: str | None, process: Callable[[bool], Reply]) -> Reply:
+        """Run ``process(apply)``; a truncated answer must have had no effect, so it pretends."""
+        if fault == "truncated":
+            return faults.truncated(process(False))
+        return process(True)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _new_state(self) -> State:
+        return State(
+            ledger=CallLedger(self.config.max_recorded_calls),
+            service=self._new_service(),
+            faults=FaultInjector(self.config.seed),
+            throttle=TokenBucket(),
+        )
+
+    def _begin_serving(self) -> None:
+        with self._lifecycle:
+            if self._stopped or self._serving:
+                raise RuntimeError("a sandbox serves once: create a new one")
+            self._serving = True
+
+    def _count_in_flight(self, delta: int) -> None:
+        with self._connections_lock:
+            self._in_flight += delta
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def _track(self, connection: socket.socket, open_: bool) -> None:
+        with self._connections_lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # 32+ clients connecting at once must not overflow the backlog
+    sandbox: SandboxServer[Any]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer is normal here; don't print tracebacks.
+        log.debug("sandbox connection error from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server_version = self.server.sandbox.server_version
+        self.server.sandbox._track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.sandbox._track(self.connection, open_=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: request lines carry signatures and tokens, and benchmarks want quiet."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def _dispatch(self) -> None:
+        path, _, raw_query = self.path.partition("?")
+        try:
+            if path.startswith(CONTROL_PREFIX):
+                self._serve_control(path[len(CONTROL_PREFIX) :], raw_query)
+            else:
+                self._serve_api(path, raw_query)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            log.exception("sandbox failed on %s %s", self.command, path)  # path: no secrets
+            self.close_connection = True
+            self._send(Reply(500, "text/plain; charset=utf-8", b"sandbox bug\n"))
+
+    def _serve_api(self, path: str, raw_query: str) -> None:
+        sandbox = self.server.sandbox
+        arrived = time.time()
+        body = self._read_body(sandbox.config.max_body_bytes)
+        if body is None:
+            self.close_connection = True
+            return
+        sandbox._count_in_flight(1)
+        try:
+            reply = sandbox._answer(self.command, path, raw_query, body, arrived)
+            latency = sandbox.config.latency
+            if reply is None or (latency > 0 and sandbox._stopping.wait(latency)):
+                self.close_connection = True
+                return
+        finally:
+            sandbox._count_in_flight(-1)
+        self._send(reply)
+
+    def _serve_control(self, endpoint: str, raw_query: str) -> None:
+        sandbox = self.server.sandbox
+        body = self._read_body(_MAX_CONTROL_BODY)
+        if body is None or body.problem is not None:
+            self.close_connection = True
+            self._send_json(413, {"error": "body too big"})
+            return
+        query = dict(parse_qsl(raw_query))
+        route = (self.command, endpoint)
+        if route == ("GET", "stats"):
+            self._send_json(200, sandbox.stats())
+        elif route == ("GET", "calls"):
+            calls = sandbox.calls()
+            limit = query.get("limit", "")
+            if limit.isdigit():
+                calls = calls[-int(limit) :] if int(limit) else []
+            self._send_json(200, [call.to_json() for call in calls])
+        elif route == ("GET", "config"):
+            self._send_json(200, sandbox.config.to_json())
+        elif route == ("POST", "config"):
+            try:
+                values = json.loads(body.data or b"{}")
+                if not isinstance(values, dict):
+                    raise ValueError("expected a JSON object of settings")
+                self._send_json(200, sandbox.configure(values).to_json())
+            except ValueError as error:
+                self._send_json(400, {"error": str(error)})
+        elif route == ("POST", "reset"):
+            sandbox.reset()
+            self._send_json(200, {"reset": True})
+        elif route == ("POST", "reset-calls"):
+            sandbox.reset_calls()
+            self._send_json(200, {"reset": "calls"})
+        elif endpoint in _BASE_CONTROL:
+            self._send_json(405, {"error": f"{self.command} not allowed on /_sandbox/{endpoint}"})
+        elif (answer := sandbox._control(self.command, endpoint, query)) is not None:
+            self._send_json(*answer)
+        else:
+            self._send_json(404, {"error": f"no endpoint /_sandbox/{endpoint}"})
+
+    def _read_body(self, limit: int) -> Body | None:
+        """The request body; None when it cannot be read and the connection must close."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return Body(b"")
+        if not raw_length.strip().isdigit():
+            return None
+        length = int(raw_length)
+        if length > limit:
+            if length > MAX_DRAIN_BYTES or not self._drain(length):
+                return None
+            return Body(b"", "too_big")
+        data = self.rfile.read(length)
+        if len(data) < length:
+            return None
+        return self._decoded(data, limit)
+
+    def _read_chunked(self, limit: int) -> Body | None:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                chunk_size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                return None
+            if chunk_size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            size += chunk_size
+            if size > MAX_DRAIN_BYTES:
+                return None
+            chunk = self.rfile.read(chunk_size)
+            self.rfile.readline(1024)
+            if len(chunk) < chunk_size:
+                return None
+            if size <= limit:
+                parts.append(chunk)
+        if size > limit:
+            return Body(b"", "too_big")
+        return self._decoded(b"".join(parts), limit)
+
+    def _drain(self, length: int) -> bool:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                return False
+            length -= len(chunk)
+        return True
+
+    def _decoded(self, data: bytes, limit: int) -> Body:
+        """Undo ``Content-Encoding: gzip`` (the GFG Go SDK sends it), refusing zip bombs."""
+        if "gzip" not in self.headers.get("Content-Encoding", "").lower():
+            return Body(data)
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            plain = inflater.decompress(data, limit + 1)
+        except zlib.error:
+            return Body(data, "bad_gzip")
+        if len(plain) > limit:
+            return Body(data, "too_big")
+        return Body(plain)
+
+    def _send_json(self, status: int, document: Any) -> None:
+        body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        self._send(Reply(status, "application/json", body))
+
+    def _send(self, reply: Reply) -> None:
+        """Status line, headers and body in one write: two small writes would meet Nagle and
+        delayed ACKs on the client and cost tens of milliseconds a call."""
+        lines = [
+            f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {reply.content_type}",
+            f"Content-Length: {len(reply.body)}",
+        ]
+        if self.close_connection:
+            lines.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + reply.body)

@@ -1,0 +1,170 @@
+"""The LAZOP sandbox's knobs; shared ones keep the legacy sandbox's names and parsers.
+
+Set in code (``LazopSandboxConfig(...)`` or ``sandbox.configure``), from
+``LAZADA_LAZOP_SANDBOX_*`` environment variables, or from ``lazada-worker sandbox --platform
+lazop`` options. The app secret is the sandbox's own test value, never a real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from worker.sandbox.config import SHARED_PARSERS, KnobSet, _check, _coerce, _finite, _number, _words
+
+FAULT_KINDS: tuple[str, ...] = (
+    "http500",
+    "http502_html",
+    "http429",
+    "service_timeout",
+    "internal_error",
+    "api_call_limit",
+    "truncated",
+    "slow",
+)
+"""The transient faults of decision L5 the sandbox injects."""
+
+RUNNING_ANSWERS = ("empty", "1000", "both")
+ENV_PREFIX = "LAZADA_LAZOP_SANDBOX_"
+
+
+@dataclass
+class LazopSandboxConfig(KnobSet):
+    """How the LAZOP sandbox behaves. Mutable: handlers read it afresh for every call."""
+
+    ENV_PREFIX: ClassVar[str] = ENV_PREFIX
+    SECRETS: ClassVar[tuple[str, ...]] = ("app_secret",)
+
+    app_key: str = "100001"
+    app_secret: str = "lazop-sandbox-app-secret"  # noqa: S105 (the sandbox's own)
+    sellers: tuple[str, ...] = ("seller-a", "seller-b")
+    """Sellers who may authorize the app; each has its own catalogue, orders and tokens."""
+    access_token_seconds: float = 7 * 86400.0
+    refresh_token_seconds: float = 30 * 86400.0
+    """Absolute: refreshing does not extend it (research notes, section 2.3)."""
+    latency: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    slow_seconds: float = 35.0
+    slow_applies: bool = True
+    rate_limit: float | None = None
+    """Calls per second per seller (token calls: per app) before ``ApiCallLimit``."""
+    failing_skus: tuple[str, ...] = ("*FAIL*",)
+    image_job_seconds: tuple[float, float] = (2.0, 6.0)
+    running_answer: str = "both"
+    """While an image job runs: "empty" data, code "1000", or "both" in turn (L8)."""
+    missing_order_from: int = 900_000_000
+    max_clock_skew: float = 7200.0
+    max_body_bytes: int = 1_000_000
+    seed: int = 0
+    max_recorded_calls: int = 200_000
+
+    def __post_init__(self) -> None:
+        self.sellers = tuple(self.sellers)
+        self.fault_kinds = tuple(self.fault_kinds)
+        self.failing_skus = tuple(self.failing_skus)
+        self.image_job_seconds = SHARED_PARSERS["image_job_seconds"](self.image_job_seconds)
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line message naming the first bad knob."""
+        _check(bool(self.app_key), "app_key must not be empty")
+        _check(bool(self.app_secret), "app_secret must not be empty")
+        _check(bool(self.sellers), "sellers must name at least one seller")
+        _check(
+            all(seller.strip() == seller and seller for seller in self.sellers),
+            "sellers must be non-empty names without surrounding spaces",
+        )
+        for name in ("access_token_seconds", "refresh_token_seconds"):
+            value = getattr(self, name)
+            _check(_finite(value) and value > 0, f"{name} must be a positive number of seconds")
+        self.validate_shared(FAULT_KINDS)
+        low, high = self.image_job_seconds
+        _check(
+            _finite(low) and _finite(high) and 0 <= low <= high,
+            "image_job_seconds must be two numbers 0 <= low <= high",
+        )
+        _check(
+            self.running_answer in RUNNING_ANSWERS,
+            f"running_answer must be one of {', '.join(RUNNING_ANSWERS)}",
+        )
+        _check(self.missing_order_from > 0, "missing_order_from must be a positive order id")
+
+
+LazopSandboxConfig.PARSERS = {
+    **SHARED_PARSERS,
+    "sellers": _words,
+    "access_token_seconds": _number,
+    "refresh_token_seconds": _number,
+}
+
+_OWN_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("app_key", "KEY", "the app key calls must carry (LAZOP sandbox)"),
+    ("app_secret", "SECRET", "the app secret calls are signed with (LAZOP sandbox)"),
+    ("sellers", "NAME,NAME", "the sellers who may authorize the app (LAZOP sandbox)"),
+    ("access_token_seconds", "SECONDS", "access token lifetime (LAZOP sandbox)"),
+    ("refresh_token_seconds", "SECONDS", "refresh token lifetime, absolute (LAZOP sandbox)"),
+    ("running_answer", "empty|1000|both", "a running image job's answer (LAZOP sandbox)"),
+)
+_SHARED_OPTIONS = (
+    "latency",
+    "fault_rate",
+    "fault_kinds",
+    "slow_seconds",
+    "rate_limit",
+    "failing_skus",
+    "image_job_seconds",
+    "missing_order_from",
+    "max_clock_skew",
+    "max_body_bytes",
+    "seed",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the LAZOP-only options; the shared ones come from the legacy ``add_arguments``."""
+    for name, metavar, text in _OWN_OPTIONS:
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest="sandbox_" + name,
+            metavar=metavar,
+            default=None,
+            help=f"{text} (env {ENV_PREFIX}{name.upper()})",
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> LazopSandboxConfig:
+    """The config from parsed options over ``LAZADA_LAZOP_SANDBOX_*``; ValueError if bad."""
+    base = LazopSandboxConfig.from_env()
+    changes: dict[str, Any] = {}
+    names = [name for name, _metavar, _text in _OWN_OPTIONS] + list(_SHARED_OPTIONS)
+    for name in names:
+        raw = getattr(args, "sandbox_" + name, None)
+        if raw is None:
+            continue
+        try:
+            changes[name] = _coerce(name, raw, LazopSandboxConfig.PARSERS)
+        except ValueError as error:
+            raise ValueError(f"--{name.replace('_', '-')}: {error}") from None
+    try:
+        return base.updated(changes)
+    except ValueError as error:
+        raise ValueError(f"bad sandbox option: {error}") from None
+
+
+def legacy_only_options(args: argparse.Namespace) -> list[str]:
+    """Options given that only the legacy sandbox knows (an error with --platform lazop)."""
+    return [
+        "--" + name.replace("_", "-")
+        for name in ("user_id", "api_key", "order_advance_seconds")
+        if getattr(args, "sandbox_" + name, None) is not None
+    ]
+
+
+def lazop_only_options(args: argparse.Namespace) -> list[str]:
+    """Options given that only the LAZOP sandbox knows (an error with the legacy platform)."""
+    return [
+        "--" + name.replace("_", "-")
+        for name, _metavar, _text in _OWN_OPTIONS
+        if getattr(args, "sandbox_" + name, None) is not None
+    ]

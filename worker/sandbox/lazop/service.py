@@ -1,0 +1,331 @@
+"""The simulated app and its sellers: what each LAZOP endpoint does once a call is signed.
+
+Orders come from the legacy sandbox's catalogue (the same deterministic orders and lifecycles),
+drawn per seller and rewritten in LAZOP's snake_case JSON (L7). Image jobs are the legacy
+sandbox's jobs, answered in LAZOP's shape (L8). Removals are per seller (L6).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from worker.sandbox import catalogue, request_bodies
+from worker.sandbox.errors import ApiError
+from worker.sandbox.images import ImageJobs
+from worker.sandbox.lazop.config import LazopSandboxConfig
+from worker.sandbox.lazop.errors import LazopError
+from worker.sandbox.lazop.tokens import Authority, Grant
+from worker.sandbox.responses import Node
+from worker.sandbox.throttle import TokenBucket
+
+MAX_SKUS_PER_CALL = 50
+MAX_IMAGES_PER_CALL = 8
+ORDER_OFFSET = " +0800"
+"""LAZOP writes order times as ``2014-10-15 18:36:05 +0800``."""
+_ORDER_ID = re.compile(r"[0-9]{1,18}")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful endpoint's result: ``data`` and any top-level fields."""
+
+    data: Any = None
+    top_level: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str | None  # None: GET or POST
+    seller_api: bool  # needs an access_token; False for /auth/token/*
+    changes_state: bool
+
+
+API_ENDPOINTS: dict[str, Endpoint] = {
+    "/product/remove": Endpoint("POST", True, True),
+    "/order/get": Endpoint("GET", True, False),
+    "/order/items/get": Endpoint("GET", True, False),
+    "/images/migrate": Endpoint("POST", True, True),
+    "/image/response/get": Endpoint("GET", True, False),
+}
+AUTH_ENDPOINTS: dict[str, Endpoint] = {
+    "/auth/token/create": Endpoint(None, False, True),
+    "/auth/token/refresh": Endpoint(None, False, True),
+}
+
+
+def seller_id(seller: str) -> str:
+    """A stable numeric id for a seller name, as LAZOP's country_user_info carries."""
+    return str(100_000_000 + zlib.crc32(seller.encode("utf-8")) % 900_000_000)
+
+
+class OpenPlatform:
+    """State behind the endpoints (tokens, removals, image jobs, rate buckets); thread-safe."""
+
+    def __init__(self, seed: int) -> None:
+        self.started = time.monotonic()
+        self.authority = Authority()
+        self.images = ImageJobs(seed)
+        self._image_owner: dict[str, str] = {}
+        self._polls: Counter[str] = Counter()
+        self._removals: Counter[tuple[str, str]] = Counter()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: str, rate: float) -> bool:
+        """The per-seller (or per-app, for token calls) rate limit."""
+        with self._lock:
+            bucket = self._buckets.setdefault(key, TokenBucket())
+        return bucket.admit(rate)
+
+    def call(
+        self,
+        path: str,
+        seller: str | None,
+        params: Mapping[str, str],
+        config: LazopSandboxConfig,
+        *,
+        apply: bool,
+    ) -> Answer:
+        """Run the endpoint at ``path``; with ``apply=False`` only answer as if done (faults)."""
+        if path == "/auth/token/create":
+            code = _required(params, "code")
+            if not apply:  # a truncated answer: the code stays usable
+                raise LazopError("ServiceTimeout")
+            grant = self.authority.create(
+                code, config.access_token_seconds, config.refresh_token_seconds
+            )
+            return Answer(top_level=_token_answer(grant, config, "country_user_info", int))
+        if path == "/auth/token/refresh":
+            refresh = _required(params, "refresh_token")
+            if not apply:
+                raise LazopError("ServiceTimeout")
+            grant = self.authority.refresh(refresh, config.access_token_seconds)
+            # Numbers as strings here, as some of the docs' examples show them (section 2.2).
+            return Answer(top_level=_token_answer(grant, config, "country_user_info_list", str))
+        assert seller is not None
+        if path == "/product/remove":
+            return self.remove(seller, _sku_list(params), config, apply=apply)
+        if path == "/order/get":
+            return Answer(self.order(seller, _order_id(params, config), config))
+        if path == "/order/items/get":
+            return Answer(self.items(seller, _order_id(params, config), config))
+        if path == "/images/migrate":
+            return self.migrate(seller, params, config, apply=apply)
+        if path == "/image/response/get":
+            return self.image_response(seller, _required(params, "batch_id"), config)
+        raise LazopError("InvalidApiPath", path)
+
+    # -- products ------------------------------------------------------------------------------
+
+    def remove(
+        self, seller: str, skus: list[str], config: LazopSandboxConfig, *, apply: bool
+    ) -> Answer:
+        """L6: one SKU matching ``failing_skus`` fails the call with 503 naming it in
+        ``detail``; nothing is applied then. Removing a removed SKU again succeeds."""
+        if len(skus) > MAX_SKUS_PER_CALL:
+            raise LazopError(
+                "204",
+                detail=[
+                    {
+                        "field": "seller_sku_list",
+                        "message": f"At most {MAX_SKUS_PER_CALL} SellerSkus in one request",
+                        "value": str(len(skus)),
+                    }
+                ],
+            )
+        failing = [
+            sku
+            for sku in dict.fromkeys(skus)
+            if any(fnmatchcase(sku, pattern) for pattern in config.failing_skus)
+        ]
+        if failing:
+            raise LazopError(
+                "503",
+                detail=[
+                    {
+                        "field": "seller_sku_list",
+                        "message": f"SellerSku '{sku}' could not be removed",
+                        "seller_sku": sku,
+                    }
+                    for sku in failing
+                ],
+            )
+        if apply:
+            with self._lock:
+                self._removals.update((seller, sku) for sku in skus)
+        return Answer({})
+
+    def removal_counts(self, seller: str | None = None) -> Counter[str]:
+        with self._lock:
+            counts: Counter[str] = Counter()
+            for (owner, sku), count in self._removals.items():
+                if seller is None or owner == seller:
+                    counts[sku] += count
+            return counts
+
+    # -- orders --------------------------------------------------------------------------------
+
+    def order(self, seller: str, order_id: int, config: LazopSandboxConfig) -> dict[str, Any]:
+        legacy = self._legacy_order(seller, order_id, config)
+        document: dict[str, Any] = {}
+        for name, value in legacy.items():
+            document[_snake(name)] = value
+        for name in ("address_billing", "address_shipping"):
+            address = document[name]
+            document[name] = (
+                {_snake(key): text for key, text in address.items()}
+                if isinstance(address, dict)
+                else {}
+            )
+        statuses = legacy.get("Statuses")
+        listed = statuses.get("Status", []) if isinstance(statuses, dict) else []
+        document["statuses"] = [listed] if isinstance(listed, str) else list(listed)
+        for name in ("created_at", "updated_at"):
+            document[name] = f"{document[name]}{ORDER_OFFSET}" if document[name] else ""
+        document["gift_option"] = document.get("gift_option") == "1"
+        document["items_count"] = int(str(document.get("items_count") or 0))
+        document["promised_shipping_times"] = ""
+        return document
+
+    def items(self, seller: str, order_id: int, config: LazopSandboxConfig) -> list[Any]:
+        """Each unit its own item (research notes, section 3.2)."""
+        order = self.order(seller, order_id, config)
+        count = order["items_count"]
+        statuses = order["statuses"] or ["pending"]
+        price = round(float(order["price"]) / max(count, 1), 2)
+        return [
+            {
+                "order_item_id": str(order_id * 100 + index),
+                "order_id": str(order_id),
+                "sku": f"SKU-{order_id}-{index % 3}",
+                "shop_sku": f"{order_id}_{index % 3}-SG",
+                "sku_id": str(order_id * 10 + index % 3),
+                "name": f"Sandbox product {index % 3} ✓",
+                "item_price": f"{price:.2f}",
+                "paid_price": f"{price:.2f}",
+                "currency": "SGD",
+                "status": statuses[index % len(statuses)],
+                "created_at": order["created_at"],
+                "updated_at": order["updated_at"],
+            }
+            for index in range(count)
+        ]
+
+    def _legacy_order(self, seller: str, order_id: int, config: LazopSandboxConfig) -> Node:
+        if order_id >= config.missing_order_from:
+            raise LazopError("16")
+        seed = config.seed + zlib.crc32(seller.encode("utf-8"))
+        elapsed = time.monotonic() - self.started
+        return catalogue.order(order_id, seed, elapsed, 60.0)
+
+    # -- images --------------------------------------------------------------------------------
+
+    def migrate(
+        self, seller: str, params: Mapping[str, str], config: LazopSandboxConfig, *, apply: bool
+    ) -> Answer:
+        payload = _required(params, "payload").encode("utf-8")
+        try:
+            urls = request_bodies.image_urls(payload)
+        except ApiError as error:  # the legacy parser's E030/E005: the same codes here
+            raise LazopError(str(error.code)) from None
+        if len(urls) > MAX_IMAGES_PER_CALL:
+            raise LazopError("5", detail=[{"field": "payload", "message": "At most 8 images"}])
+        if not apply:
+            return Answer(top_level={"batch_id": self.images.new_request_id()})
+        job = self.images.submit(urls, config.image_job_seconds)
+        with self._lock:
+            self._image_owner[job.request_id] = seller
+        return Answer(top_level={"batch_id": job.request_id})
+
+    def image_response(self, seller: str, batch_id: str, config: LazopSandboxConfig) -> Answer:
+        """L8: still running is empty ``data`` or code 1000 (in turn with "both")."""
+        job = self.images.get(batch_id)
+        with self._lock:
+            owner = self._image_owner.get(batch_id)
+            self._polls[batch_id] += 1
+            polls = self._polls[batch_id]
+        if job is None or owner != seller:
+            raise LazopError("5", detail=[{"field": "batch_id", "message": "Unknown batch_id"}])
+        if not job.finished(time.monotonic()):
+            running = config.running_answer
+            if running == "1000" or (running == "both" and polls % 2 == 0):
+                raise LazopError("1000")
+            return Answer({})
+        data: dict[str, Any] = {}
+        if job.images:
+            data["images"] = [
+                {"url": image["Url"], "hash_code": image["Code"]} for image in job.images
+            ]
+        if job.errors:
+            data["errors"] = [
+                {"field": "Url", "msg": error["Message"], "original_url": error["OriginalUrl"]}
+                for error in job.errors
+            ]
+        return Answer(data)
+
+
+def _token_answer(
+    grant: Grant, config: LazopSandboxConfig, users_field: str, number: type[int] | type[str]
+) -> dict[str, Any]:
+    now = time.monotonic()
+    user = {
+        "country": "sg",
+        "seller_id": seller_id(grant.seller),
+        "user_id": seller_id(grant.seller),
+        "short_code": "SG" + seller_id(grant.seller)[:6],
+    }
+    return {
+        "access_token": grant.access_token,
+        "refresh_token": grant.refresh_token,
+        "expires_in": number(max(0, int(grant.access_expires - now))),
+        "refresh_expires_in": number(max(0, int(grant.refresh_expires - now))),
+        "country": "sg",
+        "account": f"{grant.seller}@sandbox.lazada-worker.test",
+        "account_platform": "seller_center",
+        users_field: [user],
+    }
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise LazopError("MissingParameter", name)
+    return value
+
+
+def _sku_list(params: Mapping[str, str]) -> list[str]:
+    raw = _required(params, "seller_sku_list")
+    try:
+        skus = json.loads(raw)
+    except ValueError:
+        raise LazopError(
+            "5", detail=[{"field": "seller_sku_list", "message": "Not JSON"}]
+        ) from None
+    if not isinstance(skus, list) or not all(isinstance(sku, str) and sku for sku in skus):
+        raise LazopError(
+            "5", detail=[{"field": "seller_sku_list", "message": "A JSON array of strings"}]
+        )
+    if not skus:
+        raise LazopError("30")
+    return skus
+
+
+def _order_id(params: Mapping[str, str], config: LazopSandboxConfig) -> int:
+    raw = _required(params, "order_id")
+    if not _ORDER_ID.fullmatch(raw) or int(raw) <= 0:
+        raise LazopError("16")
+    return int(raw)
+
+
+def _snake(name: str) -> str:
+    return _CAMEL.sub("_", name).lower()

@@ -51,7 +51,7 @@ task_routes = (
 
 worker_send_task_events = False
 
-include = ["tasks.removal", "tasks.orders", "tasks.images", "tasks.sweepers"]
+include = ["tasks.removal", "tasks.orders", "tasks.images", "tasks.sweepers", "tasks.accounts"]
 
 # Periodic work: the sweepers resend work whose message was lost, the refresh keeps open
 # orders current. Each is cheap when there is nothing to do.
@@ -63,4 +63,7 @@ beat_schedule = {
         "task": "lazada.refresh_open_orders",
         "schedule": timedelta(minutes=5),
     },
+    # Ahead of expiry (a quarter of an access token's life is days on Lazada, seconds in the
+    # tests' sandbox): cheap when nothing is due, one query.
+    "refresh-tokens": {"task": "lazada.refresh_tokens", "schedule": 5.0},
 }

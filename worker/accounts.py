@@ -10,6 +10,7 @@ whose secret fields are kept out of its repr.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from worker.audit import record_failure
 from worker.db.models import Account as AccountRow
-from worker.db.models import ImageJob, Order, RateLimit, RemovalBatch
+from worker.db.models import ImageJob, Order, RateLimit, RemovalBatch, table_of
 from worker.inputs import InvalidInput
 from worker.secrets import secret_box
 from worker.settings import Settings
@@ -42,6 +44,10 @@ LAZOP_GATEWAYS = {
 LAZOP_AUTH_URL = "https://auth.lazada.com/rest"
 EXPIRING_WITHIN = timedelta(days=7)  # L4: warn while the refresh token has less left
 _HOW_TO_LIST = "see `lazada-worker accounts list`, or add it with `lazada-worker accounts add`"
+
+
+_accounts = table_of(AccountRow)
+log = logging.getLogger(__name__)
 
 
 class UnknownAccount(InvalidInput):
@@ -269,6 +275,22 @@ def store_tokens(
     row.state = "ready"
     session.flush()
     return _account(row, settings)
+
+
+def mark_needs_authorization(connection: Connection, name: str, reason: str, now: datetime) -> bool:
+    """L4: the account's authorization is lost; mark it, and tell operators once (a failure
+    row and a log line) when this changes its state. True if it did."""
+    changed = connection.execute(
+        update(_accounts)
+        .where(_accounts.c.name == name, _accounts.c.state != "needs_authorization")
+        .values(state="needs_authorization", updated_at=now)
+    ).rowcount
+    if changed != 1:
+        return False
+    message = f"needs authorization: {reason}; run `lazada-worker accounts authorize {name}`"
+    record_failure(connection, name, "account", name, None, message, 1, now)
+    log.warning("account %s %s", name, message, extra={"account": name, "outcome": "parked"})
+    return True
 
 
 def set_state(session: Session, settings: Settings, name: str, state: str) -> Account:

@@ -9,15 +9,24 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.accounts import Account, get_account
+from worker.accounts import LAZOP_AUTH_URL, Account, get_account
 from worker.audit import record_call
 from worker.inputs import InvalidInput
-from worker.platforms import CallRecord, Platform
-from worker.ratelimit import limiter_for
+from worker.lazop.client import LazopClient
+from worker.lazop.platform import LazopPlatform
+from worker.platforms import (
+    AuthorizationLostError,
+    CallRecord,
+    ImageJobStatus,
+    Order,
+    Platform,
+    RemovalOutcome,
+)
+from worker.ratelimit import RateLimiter, limiter_for
 from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.settings import Settings
 
@@ -27,15 +36,20 @@ ACCOUNT_TTL = 5.0
 PlatformFor = Callable[[str], Platform]
 
 
-def _sellercenter(settings: Settings, account: Account) -> Platform:
-    if not (account.user_id and account.api_key):
-        raise InvalidInput(f"account {account.name!r} has no UserID or API key")
-    limiter = limiter_for(settings, account.name, account.rate_limit)
+def _audited(limiter: RateLimiter) -> Callable[[CallRecord], None]:
+    """A client's after_call hook: the audit row, and the limiter slows down when throttled."""
 
     def after_call(record: CallRecord) -> None:
         record_call(record)
         limiter.observe(record)
 
+    return after_call
+
+
+def _sellercenter(settings: Settings, account: Account, platforms: Platforms) -> Platform:
+    if not (account.user_id and account.api_key):
+        raise InvalidInput(f"account {account.name!r} has no UserID or API key")
+    limiter = limiter_for(settings, account.name, account.rate_limit)
     client = SellerCenterClient(
         account.api_url,
         account.user_id,
@@ -43,23 +57,91 @@ def _sellercenter(settings: Settings, account: Account) -> Platform:
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         before_call=limiter.acquire,
-        after_call=after_call,
+        after_call=_audited(limiter),
     )
     return SellerCenterPlatform(client)
 
 
+def lazop_client(settings: Settings, account: Account) -> LazopClient:
+    """A LAZOP client for the account's app, its calls under the account's rate limit."""
+    if not (account.app_key and account.app_secret):
+        raise InvalidInput(f"account {account.name!r} has no app key or app secret")
+    limiter = limiter_for(settings, account.name, account.rate_limit)
+    return LazopClient(
+        account.api_url,
+        account.app_key,
+        account.app_secret,
+        auth_url=account.auth_url or LAZOP_AUTH_URL,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        before_call=limiter.acquire,
+        after_call=_audited(limiter),
+    )
+
+
+def _lazop(settings: Settings, account: Account, platforms: Platforms) -> Platform:
+    from worker import tokens
+
+    client = lazop_client(settings, account)
+    name = account.name
+
+    def access_token() -> str:
+        token = platforms.account(name).access_token
+        if not token:
+            raise AuthorizationLostError(f"account {name!r} has no access token", action="call")
+        return token
+
+    def on_illegal_token(failed: str) -> str:
+        platforms.forget_account(name)
+        return tokens.refresh(platforms.sessions, settings, name, client, failed)
+
+    return LazopPlatform(client, access_token, on_illegal_token)
+
+
 # An account's `platform` -> how to make its Platform: a new platform adds one entry.
-FACTORIES: dict[str, Callable[[Settings, Account], Platform]] = {"sellercenter": _sellercenter}
+FACTORIES: dict[str, Callable[[Settings, Account, Platforms], Platform]] = {
+    "sellercenter": _sellercenter,
+    "lazop": _lazop,
+}
 
 
-def make_platform(settings: Settings, account: Account) -> Platform:
+class _Parked:
+    """The platform of an account that needs authorization: its limits, and no calls (L4):
+    each call is parked by the attempt routine, nothing sent, nothing failed."""
+
+    def __init__(self, platform: Platform, name: str) -> None:
+        self.max_skus_per_call = platform.max_skus_per_call
+        self.max_urls_per_call = platform.max_urls_per_call
+        self._name = name
+
+    def _refuse(self, action: str) -> AuthorizationLostError:
+        return AuthorizationLostError(
+            f"account {self._name!r} needs authorization "
+            f"(`lazada-worker accounts authorize {self._name}`)",
+            action=action,
+        )
+
+    def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
+        raise self._refuse("remove")
+
+    def get_order(self, order_id: int) -> Order:
+        raise self._refuse("get order")
+
+    def submit_images(self, urls: Sequence[str]) -> str:
+        raise self._refuse("submit images")
+
+    def poll_images(self, request_id: str) -> ImageJobStatus:
+        raise self._refuse("poll images")
+
+
+def make_platform(settings: Settings, account: Account, platforms: Platforms) -> Platform:
     factory = FACTORIES.get(account.platform)
     if factory is None:
         raise InvalidInput(
             f"account {account.name!r}: platform {account.platform!r} is not supported "
             f"(supported: {', '.join(sorted(FACTORIES))})"
         )
-    return factory(settings, account)
+    return factory(settings, account, platforms)
 
 
 def _fingerprint(account: Account) -> str:
@@ -67,11 +149,12 @@ def _fingerprint(account: Account) -> str:
     parts = (
         account.platform,
         account.api_url,
+        account.auth_url,
         account.user_id,
         account.api_key,
         account.app_key,
         account.app_secret,
-        account.access_token,
+        account.state,
         str(account.rate_limit),
     )
     return hashlib.sha256("\x00".join(p or "" for p in parts).encode()).hexdigest()
@@ -81,7 +164,7 @@ class Platforms:
     """The process's platforms by account name, for the services (a `PlatformFor`)."""
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
-        self._sessions = sessions
+        self.sessions = sessions
         self._settings = settings
         self._lock = threading.Lock()
         self._accounts: dict[str | None, tuple[float, Account]] = {}
@@ -94,7 +177,7 @@ class Platforms:
             cached = self._accounts.get(name)
         if cached is not None and now - cached[0] < ACCOUNT_TTL:
             return cached[1]
-        with self._sessions() as session:
+        with self.sessions() as session:
             account = get_account(session, self._settings, name)
         with self._lock:
             self._accounts[name] = (now, account)
@@ -106,10 +189,17 @@ class Platforms:
         with self._lock:
             platform = self._platforms.get(key)
         if platform is None:
-            platform = make_platform(self._settings, account)
+            platform = make_platform(self._settings, account, self)
+            if account.state == "needs_authorization":
+                platform = _Parked(platform, account.name)
             with self._lock:
                 platform = self._platforms.setdefault(key, platform)
         return platform
+
+    def forget_account(self, name: str) -> None:
+        """Read the account again on next use (its tokens or state just changed)."""
+        with self._lock:
+            self._accounts.pop(name, None)
 
     def forget(self) -> None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""The API-call audit: what each HTTP attempt did, collected per thread, stored as rows."""
+"""The audit: what each HTTP attempt did (collected per thread, stored as rows), and what
+failed for good."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
-from worker.db.models import ApiCall, table_of
+from worker.db.models import ApiCall, Failure, table_of
 from worker.sellercenter import CallRecord
 
 _local = threading.local()
@@ -59,4 +60,31 @@ def record_api_calls(
             }
             for c in calls
         ],
+    )
+
+
+_FAILURE = insert(table_of(Failure))
+
+
+def record_failure(
+    connection: Connection,
+    account: str,
+    kind: str,
+    subject: str,
+    code: str | None,
+    message: str,
+    attempts: int,
+    now: datetime,
+) -> None:
+    """The row that tells operators (`lazada-worker failures`) what failed for good, and why."""
+    connection.execute(
+        _FAILURE.values(
+            account=account,
+            at=now,
+            kind=kind,
+            subject=subject,
+            error_code=code,
+            message=message,
+            attempts=attempts,
+        )
     )

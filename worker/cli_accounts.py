@@ -69,6 +69,29 @@ def add_accounts_commands(
     p.add_argument("name", metavar="NAME", help="the account's name")
     p.add_argument("--json", action="store_true", help=json_help)
 
+    p = accounts.add_parser("authorize-url", help="a lazop seller's consent page URL")
+    p.set_defaults(handler=commands.authorize_url)
+    p.add_argument("name", metavar="NAME", help="the lazop account's name")
+    p.add_argument(
+        "--redirect-uri",
+        required=True,
+        metavar="URL",
+        help="your app's callback URL, as registered in the Open Platform console",
+    )
+
+    p = accounts.add_parser(
+        "authorize", help="store a lazop account's tokens (its parked work resumes)"
+    )
+    p.set_defaults(handler=commands.authorize)
+    p.add_argument("name", metavar="NAME", help="the lazop account's name")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument(
+        "--code", metavar="CODE", help="the code the consent page gave (single use, 30 minutes)"
+    )
+    given.add_argument(
+        "--refresh-token-file", metavar="PATH|-", help="a refresh token, from a file or -"
+    )
+
     p = accounts.add_parser("remove", help="remove an account with no unfinished work")
     p.set_defaults(handler=commands.remove)
     p.add_argument("name", metavar="NAME", help="the account's name")
@@ -150,6 +173,58 @@ class _Commands:
         else:
             print("\n".join(f"{key}: {_text(value)}" for key, value in document.items()))
         return EXIT_OK
+
+    def authorize_url(self, args: argparse.Namespace) -> int:
+        from urllib.parse import urlencode
+
+        from worker import accounts
+
+        redirect = accounts.clean_url(args.redirect_uri, "--redirect-uri")
+        account = self._lazop_account(args.name)
+        consent = (account.auth_url or accounts.LAZOP_AUTH_URL).removesuffix("/rest")
+        query = {
+            "response_type": "code",
+            "force_auth": "true",
+            "redirect_uri": redirect,
+            "client_id": account.app_key,
+        }
+        print(f"{consent}/oauth/authorize?{urlencode(query)}")
+        return EXIT_OK
+
+    def authorize(self, args: argparse.Namespace) -> int:
+        from worker import tokens
+        from worker.api import lazop_client
+        from worker.platforms import ApiError
+
+        settings = self._settings()
+        account = self._lazop_account(args.name)
+        client = lazop_client(settings, account)
+        try:
+            if args.code is not None:
+                grant = client.create_token(args.code.strip())
+            else:
+                secret = _read_secret(args.refresh_token_file, "--refresh-token-file", "token")
+                grant = client.refresh_token(secret)
+        except ApiError as exc:  # the API's words (an unknown or used code, a bad secret)
+            raise InvalidInput(f"the Open Platform refused: {exc}") from None
+        finally:
+            client.close()
+        stored = tokens.store_grant(self._sessions(settings), settings, account.name, grant)
+        print(
+            f"account {stored.name} authorized (seller {stored.seller_id or '?'}); access until "
+            f"{_text(stored.access_expires_at)}, refresh until {_text(stored.refresh_expires_at)}"
+        )
+        return EXIT_OK
+
+    def _lazop_account(self, name: str) -> Any:
+        from worker import accounts
+
+        settings = self._settings()
+        with self._sessions(settings)() as session:
+            account = accounts.get_account(session, settings, name)
+        if account.platform != "lazop":
+            raise InvalidInput(f"account {name!r} is a {account.platform} account, not lazop")
+        return account
 
     def remove(self, args: argparse.Namespace) -> int:
         from worker import accounts

@@ -163,7 +163,7 @@ def order(session: Session, account: str, order_id: int) -> dict[str, Any] | Non
 
 
 def order_document(row: Order) -> dict[str, Any]:
-    return {
+    document = {
         "account": row.account,
         "order_id": row.order_id,
         "state": row.state,
@@ -187,6 +187,10 @@ def order_document(row: Order) -> dict[str, Any]:
         "refresh_pending": row.next_attempt_at is not None,
         "open": row.is_open,  # some item not yet in a final status: refreshed by beat
     }
+    items = (row.raw or {}).get("items")
+    if isinstance(items, list):  # an Open Platform order: /order/items/get's list (L7)
+        document["items"] = items
+    return document
 
 
 def image_job(session: Session, account: str, request_id: str) -> dict[str, Any] | None:

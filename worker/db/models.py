@@ -296,5 +296,7 @@ class Account(Base):
     refresh_token: Mapped[str | None] = mapped_column(Text)
     access_expires_at: Mapped[datetime | None]
     refresh_expires_at: Mapped[datetime | None]
+    # lazop: a worker refreshing the tokens holds this lease (one at a time: L3's rotation)
+    refreshing_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

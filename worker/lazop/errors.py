@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from worker.platforms.errors import (
     ApiError,
+    AuthorizationLostError,
     PermanentApiError,
     ThrottledApiError,
     TransientApiError,
@@ -121,7 +122,7 @@ class IllegalAccessToken(LazopPermanentError):
     """The access token is invalid or expired: refresh once and send the call again (L3)."""
 
 
-class AuthorizationLost(LazopPermanentError):
+class AuthorizationLost(LazopPermanentError, AuthorizationLostError):
     """The refresh token or code no longer works: the seller must authorize the app again."""
 
 

@@ -8,6 +8,7 @@ the services above know only this package. Knows nothing of Celery or the databa
 from worker.platforms.base import Platform
 from worker.platforms.errors import (
     ApiError,
+    AuthorizationLostError,
     PermanentApiError,
     ThrottledApiError,
     TransientApiError,
@@ -24,6 +25,7 @@ from worker.platforms.models import (
 
 __all__ = [
     "ApiError",
+    "AuthorizationLostError",
     "CallRecord",
     "ImageError",
     "ImageJobStatus",

@@ -33,3 +33,8 @@ class ThrottledApiError(TransientApiError):
 
 class PermanentApiError(ApiError):
     """Retrying the same call fails the same way: record it once and move on."""
+
+
+class AuthorizationLostError(PermanentApiError):
+    """The seller's authorization is gone (revoked, or its refresh token expired): a person
+    must authorize the account again. Its work is parked, not failed (lazop-api.md L4)."""

@@ -12,21 +12,28 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, Table, insert, update
+from sqlalchemy import Connection, Table, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.accounts import mark_needs_authorization
 from worker.audit import collect_calls, record_api_calls
 from worker.db.engine import core_transaction
-from worker.db.models import Failure, table_of
 from worker.dispatch import Message, dispatch_deadline, retry_delay
-from worker.platforms import ApiError, PermanentApiError, TransientApiError
+from worker.platforms import (
+    ApiError,
+    AuthorizationLostError,
+    PermanentApiError,
+    TransientApiError,
+)
 from worker.ratelimit import RateLimited
 from worker.settings import Settings
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-_failures = table_of(Failure)
+# How often parked work (its account needs authorization) looks again: it resumes by itself
+# within this long of `lazada-worker accounts authorize`.
+PARK_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,9 @@ def attempt(
     - a transient error: the row's `attempts` grows, `retrying` records the error, and the row
       is due again after the next step of the retry ladder; past the ladder it fails with the
       last error. A service with its own policy (image polls: "not yet") passes `transient`.
-    - a permanent error: `failed` records the final state once.
+    - a permanent error: `failed` records the final state once;
+    - the account's authorization is lost: the account is marked (once) and the row parked,
+      due again in PARK_SECONDS, not an attempt: nothing fails, nothing is lost.
     """
     error: ApiError | None = None
     with collect_calls() as calls:
@@ -104,6 +113,13 @@ def attempt(
             with core_transaction(sessions) as connection:
                 record_api_calls(connection, row.account, calls)
                 message = row.reschedule(connection, settings, datetime.now(UTC), exc.wait)
+            return Attempted(None, [message], deferred=True)
+        except AuthorizationLostError as exc:
+            now = datetime.now(UTC)
+            with core_transaction(sessions) as connection:
+                record_api_calls(connection, row.account, calls)
+                mark_needs_authorization(connection, row.account, str(exc), now)
+                message = row.reschedule(connection, settings, now, PARK_SECONDS)
             return Attempted(None, [message], deferred=True)
         except (TransientApiError, PermanentApiError) as exc:
             error = exc
@@ -151,28 +167,4 @@ def _count_attempt(connection: Connection, row: Row) -> int:
             .values(attempts=table.c.attempts + 1)
             .returning(table.c.attempts)
         ).scalar_one()
-    )
-
-
-def record_failure(
-    connection: Connection,
-    account: str,
-    kind: str,
-    subject: str,
-    code: str | None,
-    message: str,
-    attempts: int,
-    now: datetime,
-) -> None:
-    """The row that tells operators (`lazada-worker failures`) what failed for good, and why."""
-    connection.execute(
-        insert(_failures).values(
-            account=account,
-            at=now,
-            kind=kind,
-            subject=subject,
-            error_code=code,
-            message=message,
-            attempts=attempts,
-        )
     )

@@ -16,12 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.api import PlatformFor
+from worker.audit import record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import ImageJob, ImageMigration, table_of
 from worker.dispatch import Message, dispatch_deadline
 from worker.platforms import ApiError, ImageJobStatus, PermanentApiError, TransientApiError
-from worker.services.attempts import Row, attempt, record_failure
+from worker.services.attempts import Row, attempt
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.api import PlatformFor
+from worker.audit import record_failure
 from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
-from worker.services.attempts import Attempted, Row, attempt, record_failure
+from worker.services.attempts import Attempted, Row, attempt
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)

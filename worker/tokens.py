@@ -1,0 +1,159 @@
+"""A lazop account's tokens, kept alive by the worker (lazop-api.md L3, L4).
+
+Refresh tokens rotate: a refresh may make the old one invalid at once, so one worker at a time
+refreshes an account. It takes the account row's `refreshing_until` lease with a conditional
+UPDATE, makes the call outside any transaction, and stores the new pair (encrypted) before
+anything uses it; a worker that finds the lease taken is told to come back (a deferral, no
+held thread). A refresh refused for good (IllegalRefreshToken, an expired refresh token)
+marks the account `needs_authorization`: its work is parked until `accounts authorize`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.accounts import Account, get_account, mark_needs_authorization, store_tokens
+from worker.db.engine import core_transaction
+from worker.db.models import Account as AccountRow
+from worker.db.models import table_of
+from worker.lazop.client import LazopClient
+from worker.lazop.parsing import TokenGrant
+from worker.platforms import AuthorizationLostError
+from worker.ratelimit import RateLimited
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REFRESH_LEASE = 60.0  # seconds: a refresh call's timeouts and more; a dead refresher's lapses
+# L3: refresh ahead of expiry when less than this share of the access token's life is left.
+REFRESH_AHEAD = 0.25
+COME_BACK = 1.0  # seconds a caller waits for another worker's refresh (a deferral)
+
+_accounts = table_of(AccountRow)
+
+
+def refresh(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    name: str,
+    client: LazopClient,
+    failed_token: str | None = None,
+) -> str:
+    """A fresh access token for the account: its stored one when another worker has refreshed
+    since `failed_token` was read, else a new pair from the auth URL, stored first."""
+    now = datetime.now(UTC)
+    with sessions() as session:
+        account = get_account(session, settings, name)
+    if account.state == "needs_authorization":
+        raise AuthorizationLostError(f"account {name!r} needs authorization", action="token")
+    if failed_token is not None and account.access_token not in (None, failed_token):
+        return account.access_token
+    if not account.refresh_token:
+        raise AuthorizationLostError(f"account {name!r} has no refresh token", action="token")
+    if not _take_lease(sessions, name, now):
+        raise RateLimited("/auth/token/refresh", COME_BACK)  # another worker is refreshing
+    try:
+        grant = client.refresh_token(account.refresh_token)
+    except AuthorizationLostError as exc:
+        with core_transaction(sessions) as connection:
+            mark_needs_authorization(connection, name, str(exc), datetime.now(UTC))
+            _release(connection, name)
+        raise
+    except BaseException:
+        with core_transaction(sessions) as connection:
+            _release(connection, name)
+        raise
+    store_grant(sessions, settings, name, grant)
+    log.info("account %s: tokens refreshed", name, extra={"account": name, "outcome": "refreshed"})
+    return grant.access_token
+
+
+def store_grant(
+    sessions: sessionmaker[Session], settings: Settings, name: str, grant: TokenGrant
+) -> Account:
+    """Store a new token pair (encrypted), the account ready, its refresh lease released."""
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        account = store_tokens(
+            session,
+            settings,
+            name,
+            grant.access_token,
+            grant.refresh_token,
+            now + timedelta(seconds=grant.expires_in),
+            now + timedelta(seconds=grant.refresh_expires_in),
+            seller_id=grant.seller_id or None,
+        )
+        session.execute(
+            update(_accounts).where(_accounts.c.name == name).values(refreshing_until=None)
+        )
+    return account
+
+
+def due_for_refresh(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
+    """The ready lazop accounts whose access token has less than REFRESH_AHEAD of its life
+    left (its life: from when it was stored to when it expires)."""
+    now = datetime.now(UTC)
+    with sessions() as session:
+        rows = session.execute(
+            select(_accounts.c.name, _accounts.c.updated_at, _accounts.c.access_expires_at).where(
+                _accounts.c.platform == "lazop",
+                _accounts.c.state == "ready",
+                _accounts.c.access_expires_at.is_not(None),
+            )
+        ).all()
+    due = []
+    for name, stored_at, expires_at in rows:
+        life = (expires_at - stored_at).total_seconds()
+        if (expires_at - now).total_seconds() < REFRESH_AHEAD * max(life, 0.0):
+            due.append(name)
+    return due
+
+
+def refresh_due(
+    sessions: sessionmaker[Session], settings: Settings, client_for: Callable[[str], LazopClient]
+) -> list[str]:
+    """Beat's refresh: every due account once; returns those refreshed. One that another
+    worker is refreshing, or whose refresh fails for now, is tried again on the next beat."""
+    refreshed = []
+    for name in due_for_refresh(sessions, settings):
+        try:
+            refresh(sessions, settings, name, client_for(name))
+        except RateLimited:
+            continue
+        except AuthorizationLostError:
+            continue  # marked; its work is parked
+        except Exception:
+            log.exception("account %s: the token refresh failed; tried again later", name)
+            continue
+        refreshed.append(name)
+    return refreshed
+
+
+def _take_lease(sessions: sessionmaker[Session], name: str, now: datetime) -> bool:
+    with core_transaction(sessions) as connection:
+        return (
+            connection.execute(
+                update(_accounts)
+                .where(
+                    _accounts.c.name == name,
+                    or_(
+                        _accounts.c.refreshing_until.is_(None),
+                        _accounts.c.refreshing_until < now,
+                    ),
+                )
+                .values(refreshing_until=now + timedelta(seconds=REFRESH_LEASE))
+            ).rowcount
+            == 1
+        )
+
+
+def _release(connection: Connection, name: str) -> None:
+    connection.execute(
+        update(_accounts).where(_accounts.c.name == name).values(refreshing_until=None)
+    )

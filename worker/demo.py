@@ -1,7 +1,10 @@
-"""`lazada-worker demo`: the whole job on embedded defaults, against the local sandbox.
+"""`lazada-worker demo`: the whole job on embedded defaults, against the local sandboxes.
 
-Starts the sandbox, a worker with beat (a child process, on SQLite and the embedded broker,
-in a fresh folder), enqueues sample work of every kind, shows progress, prints a summary.
+Starts both sandboxes (the legacy Seller Center and the Lazada Open Platform), stores an
+account on each (the lazop one authorized with the sandbox's code, as `accounts authorize`
+does), starts a worker with beat (a child process, on SQLite and the embedded broker, in a
+fresh folder), enqueues sample work of every kind for both accounts side by side, shows
+progress, and prints a summary per account.
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ DEMO_IMAGES = [f"https://images.example.com/demo/{n}.jpg" for n in range(1, 11)]
 ]
 
 
-DEMO_ACCOUNT = "demo-sellercenter"  # the sandbox's seller, on the legacy platform
+DEMO_ACCOUNT = "demo-sellercenter"  # the legacy sandbox's seller
+DEMO_LAZOP_ACCOUNT = "demo-lazop"  # a seller of the LAZOP sandbox
+DEMO_ACCOUNTS = {
+    DEMO_ACCOUNT: "sellercenter: the legacy Seller Center API",
+    DEMO_LAZOP_ACCOUNT: "lazop: the Lazada Open Platform",
+}
 ACCOUNT_VARIABLES = (
     "CELERY_BROKER_URL",
     "LAZADA_API_URL",
@@ -42,17 +50,23 @@ ACCOUNT_VARIABLES = (
 
 def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
     from worker.sandbox import Sandbox, SandboxConfig
+    from worker.sandbox.lazop import LazopSandbox
+    from worker.sandbox.lazop.config import LazopSandboxConfig
 
     folder = Path(tempfile.mkdtemp(prefix="lazada-worker-demo-"))
+    knobs: dict[str, Any] = {
+        "latency": 0.05,
+        "fault_rate": 0.05,
+        # "slow" answers take longer than the client's read timeout: real, but dull to watch.
+        "image_job_seconds": (2.0, 6.0),
+    }
     config = replace(
         SandboxConfig.from_env(),  # the account (LAZADA_SANDBOX_USER_ID, _API_KEY) and seed
-        latency=0.05,
-        fault_rate=0.05,
-        # "slow" answers take longer than the client's read timeout: real, but dull to watch.
         fault_kinds=("http500", "http502_html", "e006", "e901", "truncated"),
-        image_job_seconds=(2.0, 6.0),
+        **knobs,
     )
-    with Sandbox(config) as sandbox:
+    lazop_config = LazopSandboxConfig(**knobs)
+    with Sandbox(config) as sandbox, LazopSandbox(lazop_config, port=0) as lazop:
         # The embedded defaults in a folder of the demo's own, and no account but the demo's:
         # the shell's settings must not send the demo's work elsewhere.
         for variable in ACCOUNT_VARIABLES:
@@ -61,33 +75,59 @@ def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
             {
                 "DATABASE_URL": f"sqlite:///{folder / 'lazada-worker.sqlite3'}",
                 "LAZADA_REDISPATCH_AFTER": "30",
+                "LAZADA_DEFAULT_ACCOUNT": DEMO_ACCOUNT,
             }
         )
-        print(f"sandbox at {sandbox.url}; data in {folder}", file=sys.stderr)
-        _store_account(sandbox)
+        print(
+            f"sandboxes at {sandbox.url} (Seller Center) and {lazop.url} (Open Platform); "
+            f"data in {folder}",
+            file=sys.stderr,
+        )
+        _store_accounts(sandbox, lazop)
         worker = _start_worker(folder, concurrency)
         try:
-            return _drive(sandbox, worker, timeout, folder)
+            return _drive(
+                {DEMO_ACCOUNT: sandbox, DEMO_LAZOP_ACCOUNT: lazop}, worker, timeout, folder
+            )
         finally:
             _stop(worker)
 
 
-def _store_account(sandbox: Any) -> None:
-    """The sandbox's seller as a stored account (its key encrypted with the key file the
-    embedded defaults make beside the database), the one account, so the default."""
+def _store_accounts(sandbox: Any, lazop: Any) -> None:
+    """The sandboxes' sellers as stored accounts (secrets encrypted with the key file the
+    embedded defaults make beside the database); the lazop one authorized with a code from
+    its sandbox, as `lazada-worker accounts authorize NAME --code CODE` does."""
     from sqlalchemy.orm import sessionmaker
 
-    from worker.accounts import add_sellercenter
+    from worker import tokens
+    from worker.accounts import add_lazop, add_sellercenter
     from worker.db.engine import get_engine
     from worker.db.schema import ensure_schema
+    from worker.lazop.client import LazopClient
     from worker.settings import Settings
 
     settings = Settings.from_env()
     ensure_schema(settings.database_url)
-    with sessionmaker(get_engine(settings.database_url)).begin() as session:
+    sessions = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
+    with sessions.begin() as session:
         add_sellercenter(
             session, settings, DEMO_ACCOUNT, sandbox.url, sandbox.user_id, sandbox.api_key
         )
+        add_lazop(
+            session,
+            settings,
+            DEMO_LAZOP_ACCOUNT,
+            app_key=lazop.app_key,
+            app_secret=lazop.app_secret,
+            api_url=lazop.api_url,
+            auth_url=lazop.auth_url,
+        )
+    seller = lazop.sellers[0]
+    with LazopClient(
+        lazop.api_url, lazop.app_key, lazop.app_secret, auth_url=lazop.auth_url
+    ) as client:
+        grant = client.create_token(lazop.authorization_code(seller))
+    tokens.store_grant(sessions, settings, DEMO_LAZOP_ACCOUNT, grant)
 
 
 def _start_worker(folder: Path, concurrency: int) -> subprocess.Popen[bytes]:
@@ -110,7 +150,9 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
             worker.wait()
 
 
-def _drive(sandbox: Any, worker: subprocess.Popen[bytes], timeout: float, folder: Path) -> int:
+def _drive(
+    sandboxes: dict[str, Any], worker: subprocess.Popen[bytes], timeout: float, folder: Path
+) -> int:
     from sqlalchemy.orm import sessionmaker
 
     from worker.celery_app import app
@@ -120,13 +162,19 @@ def _drive(sandbox: Any, worker: subprocess.Popen[bytes], timeout: float, folder
     settings = Settings.from_env()
     sessions = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
     started = time.monotonic()
-    app.send_task("lazada.remove_products", args=[DEMO_SKUS], kwargs={"key": "demo-removal"})
-    for order_id in DEMO_ORDERS:
-        app.send_task("lazada.fetch_order", args=[order_id])
-    app.send_task("lazada.migrate_images", args=[DEMO_IMAGES], kwargs={"key": "demo-images"})
+    for account in DEMO_ACCOUNTS:
+        work = {"account": account}
+        app.send_task(
+            "lazada.remove_products", args=[DEMO_SKUS], kwargs={"key": "demo-removal", **work}
+        )
+        for order_id in DEMO_ORDERS:
+            app.send_task("lazada.fetch_order", args=[order_id], kwargs=work)
+        app.send_task(
+            "lazada.migrate_images", args=[DEMO_IMAGES], kwargs={"key": "demo-images", **work}
+        )
     print(
-        f"enqueued: removal of {len(DEMO_SKUS)} SKUs, {len(DEMO_ORDERS)} order fetches, "
-        f"migration of {len(DEMO_IMAGES)} images",
+        f"enqueued for each of {', '.join(DEMO_ACCOUNTS)}: removal of {len(DEMO_SKUS)} SKUs, "
+        f"{len(DEMO_ORDERS)} order fetches, migration of {len(DEMO_IMAGES)} images",
         file=sys.stderr,
     )
     with _DemoProgress() as shown:
@@ -142,7 +190,9 @@ def _drive(sandbox: Any, worker: subprocess.Popen[bytes], timeout: float, folder
                 print(f"not finished after {timeout:.0f}s (see {folder / 'worker.log'})")
                 return 1
             time.sleep(0.5)
-    _summary(sessions, settings, sandbox, time.monotonic() - started, folder)
+    print(f"\ndone in {time.monotonic() - started:.1f}s")
+    for account, sandbox in sandboxes.items():
+        _summary(sessions, settings, account, sandbox)
     return 0
 
 
@@ -177,8 +227,8 @@ class _DemoProgress:
 
     def update(self, progress: dict[str, Any], elapsed: float) -> None:
         parts = {
-            "SKUs": (progress["skus_final"], len(DEMO_SKUS)),
-            "orders": (progress["orders_final"], len(DEMO_ORDERS)),
+            "SKUs": (progress["skus_final"], len(DEMO_SKUS) * len(DEMO_ACCOUNTS)),
+            "orders": (progress["orders_final"], len(DEMO_ORDERS) * len(DEMO_ACCOUNTS)),
             "image jobs": (progress["images_final"], progress["images_total"] or None),
         }
         calls = f"API calls {progress['api_calls']}"
@@ -197,43 +247,45 @@ def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
     from worker.documents import removal_progress
 
     with sessions() as session:
-        job = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).first()
-        progress = removal_progress(session, DEMO_ACCOUNT, "demo-removal")
-        skus_final = progress[0] if progress is not None else 0
+        jobs = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).all()
+        progress = [removal_progress(session, a, "demo-removal") for a in DEMO_ACCOUNTS]
+        skus_final = sum(p[0] for p in progress if p is not None)
         orders = session.execute(select(Order.state, Order.next_attempt_at)).all()
         images = list(session.scalars(select(ImageJob.state)))
         api_calls = session.scalar(select(func.count()).select_from(ApiCall))
     orders_final = sum(1 for state, due in orders if state != "pending" and due is None)
     images_final = sum(1 for state in images if state != "pending")
     return {
-        "skus_final": skus_final or 0,
+        "skus_final": skus_final,
         "orders_final": orders_final,
         "images_final": images_final,
         "images_total": len(images),
         "api_calls": api_calls or 0,
-        "done": job is not None
-        and job.finished_at is not None
-        and orders_final == len(DEMO_ORDERS)
+        "done": len(jobs) == len(DEMO_ACCOUNTS)
+        and all(job.finished_at is not None for job in jobs)
+        and orders_final == len(DEMO_ORDERS) * len(DEMO_ACCOUNTS)
         and images
         and images_final == len(images),
     }
 
 
-def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder: Path) -> None:
+def _summary(sessions: Any, settings: Any, account: str, sandbox: Any) -> None:
     from worker import documents
     from worker.db.models import ApiCall
 
     with sessions() as session:
-        job = documents.removal_job(session, DEMO_ACCOUNT, "demo-removal")
-        orders = [documents.order(session, DEMO_ACCOUNT, o) for o in DEMO_ORDERS]
-        images = documents.image_jobs(session, DEMO_ACCOUNT, key="demo-images")
+        job = documents.removal_job(session, account, "demo-removal")
+        orders = [documents.order(session, account, o) for o in DEMO_ORDERS]
+        images = documents.image_jobs(session, account, key="demo-images")
         calls = Counter(
             f"{action} {outcome}"
-            for action, outcome in session.execute(select(ApiCall.action, ApiCall.outcome))
+            for action, outcome in session.execute(
+                select(ApiCall.action, ApiCall.outcome).where(ApiCall.account == account)
+            )
         )
-        failures = documents.failures(session, DEMO_ACCOUNT)
+        failures = documents.failures(session, account)
     assert job is not None
-    print(f"\ndone in {elapsed:.1f}s")
+    print(f"\n== account {account} ({DEMO_ACCOUNTS[account]})")
     print(f"removal job {job['key']}: {job['removed']} removed, {job['failed']} failed")
     failed = [sku for sku in job["skus"] if sku["state"] == "failed"]
     for reason, count in documents.failure_reasons(failed):
@@ -269,14 +321,14 @@ def _summary(sessions: Any, settings: Any, sandbox: Any, elapsed: float, folder:
         f"{stats['skus_removed_more_than_once']} SKUs removed more than once"
     )
     print(f"{len(failures)} failure(s) recorded; see them with:")
-    print(f"  {failures_command(settings)}")
+    print(f"  {failures_command(settings, account)}")
 
 
-def failures_command(settings: Any) -> str:
+def failures_command(settings: Any, account: str) -> str:
     """The shell command that lists the demo's failures, as printed: failures are per account,
     so it names the account as well as the database; and it names the console script beside
     this interpreter, which need not be on PATH (`.venv/bin`)."""
     script = Path(sys.executable).parent / "lazada-worker"
     program = [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
     env = f"DATABASE_URL={shlex.quote(settings.database_url)}"
-    return " ".join([env, shlex.join([*program, "failures", "--account", DEMO_ACCOUNT])])
+    return " ".join([env, shlex.join([*program, "failures", "--account", account])])

@@ -120,6 +120,33 @@ def test_a_worker_killed_mid_removal_loses_no_sku(stack: Stack) -> None:
     assert twice <= 8 * 50
 
 
+def test_a_worker_killed_mid_lazop_removal_loses_no_sku(stack: Stack) -> None:
+    # The same crash on an Open Platform account (tests/test_lazop_end_to_end.py's fixture).
+    from test_lazop_end_to_end import ACCOUNT, SELLER, lazop_stack
+
+    _configure(stack)
+    skus, failing = _skus(3000)
+    with lazop_stack(stack) as lazop:
+        lazop.sandbox.config.latency = 0.05
+        worker = stack.start_worker(concurrency=8)
+        stack.send("lazada.remove_products", skus, key="crash", account=ACCOUNT)
+        wait_for(lambda: (lazop.job("crash") or {}).get("removed", 0) >= 900, 120, "a third")
+        worker.kill()
+        stack.start_worker(concurrency=8)
+        job = lazop.finished("crash", timeout=240)
+
+        assert {s["sku"] for s in job["skus"] if s["state"] == "failed"} == failing
+        assert job["removed"] == len(skus) - len(failing)
+        counts = lazop.sandbox.removal_counts(SELLER)
+        assert set(counts) == set(skus) - failing
+        with stack.sessions() as session:
+            recorded = Counter(
+                session.scalars(select(Failure.subject).where(Failure.kind == "removal_sku"))
+            )
+        assert all(n == 1 for n in recorded.values()) and len(recorded) == len(failing)
+        assert sum(n - 1 for n in counts.values()) <= 8 * 50  # only calls in flight at the kill
+
+
 def test_a_worker_killed_while_image_jobs_poll_loses_no_job(stack: Stack) -> None:
     _configure(stack, LAZADA_POLL_FIRST="0.5", LAZADA_POLL_SLACK="0.5")
     stack.sandbox.config.image_job_seconds = (3.0, 8.0)

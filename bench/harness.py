@@ -60,12 +60,17 @@ class SandboxProcess:
     Figures and the call record come from its /_sandbox/ control endpoints.
     """
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, platform: str = "sellercenter") -> None:
         config = SandboxConfig()
+        self.platform = platform
         self.user_id, self.api_key = config.user_id, config.api_key
-        # Orders never advance by themselves: a benchmark measures fetches, not refreshes.
         command = [sys.executable, "-m", "worker.sandbox", "--port", "0"]
-        command += ["--latency", str(latency), "--order-advance-seconds", "0"]
+        command += ["--latency", str(latency)]
+        if platform == "lazop":
+            command += ["--platform", "lazop"]
+        else:
+            # Orders never advance by themselves: a benchmark measures fetches, not refreshes.
+            command += ["--order-advance-seconds", "0"]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO
         )
@@ -74,6 +79,10 @@ class SandboxProcess:
         if not self.url:
             self.stop()
             raise BenchError("the sandbox did not start")
+
+    def authorization_code(self, seller: str) -> str:
+        """LAZOP: a fresh code for the seller, as its consent page would give."""
+        return str(self._control(f"authorization-code?seller={seller}", method="POST")["code"])
 
     def _control(self, endpoint: str, method: str = "GET") -> Any:
         request = urllib.request.Request(urljoin(self.url, f"/_sandbox/{endpoint}"), method=method)
@@ -108,8 +117,53 @@ class SandboxProcess:
                 self.process.wait()
 
 
-def start_sandbox(latency: float) -> SandboxProcess:
-    return SandboxProcess(latency)
+def start_sandbox(latency: float, platform: str = "sellercenter") -> SandboxProcess:
+    return SandboxProcess(latency, platform)
+
+
+LAZOP_ACCOUNT = "bench-lazop"
+
+
+def add_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
+    """Store and authorize an Open Platform account on the LAZOP sandbox, as an operator
+    does with `accounts add` and `accounts authorize --code`, and make it the stack's default
+    account (LAZADA_DEFAULT_ACCOUNT, for the workers started after this)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from worker.accounts import add_lazop
+    from worker.sandbox.lazop.config import LazopSandboxConfig
+
+    config = LazopSandboxConfig()
+    api_url, auth_url = f"{sandbox.url}rest", f"{sandbox.url}auth/rest"
+    sessions = sessionmaker(stack.engine, expire_on_commit=False)
+    with sessions.begin() as session:
+        add_lazop(
+            session,
+            stack.settings,
+            LAZOP_ACCOUNT,
+            app_key=config.app_key,
+            app_secret=config.app_secret,
+            api_url=api_url,
+            auth_url=auth_url,
+        )
+    authorize_lazop_account(stack, sandbox)
+    stack.env["LAZADA_DEFAULT_ACCOUNT"] = LAZOP_ACCOUNT
+
+
+def authorize_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
+    """New tokens from a fresh code (also after `sandbox.reset()`, which forgets them)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from worker import tokens
+    from worker.lazop.client import LazopClient
+    from worker.sandbox.lazop.config import LazopSandboxConfig
+
+    config = LazopSandboxConfig()
+    api_url, auth_url = f"{sandbox.url}rest", f"{sandbox.url}auth/rest"
+    sessions = sessionmaker(stack.engine, expire_on_commit=False)
+    with LazopClient(api_url, config.app_key, config.app_secret, auth_url=auth_url) as client:
+        grant = client.create_token(sandbox.authorization_code(config.sellers[0]))
+    tokens.store_grant(sessions, stack.settings, LAZOP_ACCOUNT, grant)
 
 
 @dataclass

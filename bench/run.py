@@ -40,6 +40,8 @@ from harness import (
     BenchStack,
     Profiler,
     SandboxProcess,
+    add_lazop_account,
+    authorize_lazop_account,
     open_stack,
     own_cpu_seconds,
     start_sandbox,
@@ -373,10 +375,18 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
         extra_env["LAZADA_POLL_SLACK"] = str(args.poll_slack)
     if getattr(args, "rate_limit", None) is not None:
         extra_env["LAZADA_RATE_LIMIT"] = str(args.rate_limit)  # instead of the harness's 100000
+    platform = getattr(args, "platform", "sellercenter")
+    if platform == "lazop":
+        from cryptography.fernet import Fernet
+
+        # A server database needs the deployment's secret key for the stored app secret.
+        extra_env["LAZADA_SECRET_KEY"] = Fernet.generate_key().decode()
     with ExitStack() as cleanup:
-        sandbox = start_sandbox(args.latency)
+        sandbox = start_sandbox(args.latency, platform)
         cleanup.callback(sandbox.stop)
         stack = cleanup.enter_context(open_stack(args.stack, sandbox, extra_env))
+        if platform == "lazop":
+            add_lazop_account(stack, sandbox)
         started = time.monotonic()
         if args.poll_workers:
             stack.start_workers(args.processes, args.concurrency, only="work")
@@ -406,6 +416,11 @@ def warm_up(stack: BenchStack, sandbox: SandboxProcess, args: argparse.Namespace
     query = select(RemovalJob.finished_at).where(RemovalJob.key == key)
     wait_for(lambda: stack.scalar(query), args.timeout, "the warm-up job")
     sandbox.reset()
+    if sandbox.platform == "lazop":
+        from worker.api import ACCOUNT_TTL
+
+        authorize_lazop_account(stack, sandbox)  # the reset forgot the account's tokens
+        time.sleep(ACCOUNT_TTL + 0.5)  # the workers read the account, and its new token, again
 
 
 def print_figures(figures: dict[str, Any]) -> None:
@@ -477,6 +492,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("removal", help="one removal job")
     common(p, 0.1)
     p.add_argument("--skus", type=int, default=20_000)
+    p.add_argument(
+        "--platform",
+        choices=("sellercenter", "lazop"),
+        default="sellercenter",
+        help="the account's platform (lazop: an Open Platform account on the LAZOP sandbox)",
+    )
     p.add_argument(
         "--while-polling", type=int, default=0, metavar="JOBS", help="image jobs polling meanwhile"
     )

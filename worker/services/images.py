@@ -20,6 +20,7 @@ from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import ImageJob, ImageMigration, table_of
 from worker.dispatch import Message, dispatch_deadline
+from worker.events import record_image_job_event
 from worker.platforms import ApiError, ImageJobStatus, PermanentApiError, TransientApiError
 from worker.services.attempts import Row, attempt, record_failure
 from worker.settings import Settings
@@ -50,6 +51,8 @@ def start_migration(
     key: str,
     urls: list[str],
     urls_per_call: int,
+    callback: str | None = None,
+    callback_queue: str | None = None,
 ) -> tuple[int, list[Message]]:
     """Record the account's migration and one job per `urls_per_call` URLs (the platform's
     most a call); the same key again adds nothing."""
@@ -78,6 +81,8 @@ def start_migration(
                         "next_poll_at": now,
                         "dispatched_until": dispatch_deadline(now, settings.redispatch_after),
                         "created_at": now,
+                        "callback": callback,
+                        "callback_queue": callback_queue,
                     }
                     for start in range(0, len(urls), urls_per_call)
                 ],
@@ -94,6 +99,8 @@ def track(
     account: str,
     request_id: str,
     action: str,
+    callback: str | None = None,
+    callback_queue: str | None = None,
 ) -> list[Message]:
     """Start polling a job submitted elsewhere (e.g. UploadImages); known ids add nothing."""
     now = datetime.now(UTC)
@@ -115,6 +122,8 @@ def track(
                     next_poll_at=first,
                     dispatched_until=dispatch_deadline(first, settings.redispatch_after),
                     created_at=now,
+                    callback=callback,
+                    callback_queue=callback_queue,
                 )
                 .returning(_jobs.c.id)
             ).scalar_one()
@@ -247,6 +256,7 @@ def _polled(
         record_failure(
             connection, job.row.account, "image_job", job.subject, None, message, polls, now
         )
+    record_image_job_event(connection, job.row.id)
     return []
 
 
@@ -275,6 +285,7 @@ def _expire(connection: Connection, settings: Settings, job: _Job, now: datetime
         {"row": job.row.id, "now": now, "state": "expired", "message": message},
     ).scalar_one()
     record_failure(connection, job.row.account, "image_job", job.subject, None, message, polls, now)
+    record_image_job_event(connection, job.row.id)
     return []
 
 
@@ -301,6 +312,7 @@ def _fail(
     record_failure(
         connection, job.row.account, "image_job", subject, code, message, max(polls, attempts), now
     )
+    record_image_job_event(connection, job.row.id)
 
 
 def _next_poll(

@@ -87,7 +87,7 @@ def deliver(
     if row is None:
         return []
     event = event_document(Event(**row._asdict()))
-    _ensure_targets(sessions, settings, event_id, row.callback)
+    _ensure_targets(sessions, settings, event_id, row.callback, now)
     with core_transaction(sessions) as connection:
         due = connection.execute(
             select(_deliveries.c.id, _deliveries.c.target, _deliveries.c.attempts).where(
@@ -111,7 +111,11 @@ def deliver(
 
 
 def _ensure_targets(
-    sessions: sessionmaker[Session], settings: Settings, event_id: str, callback: str | None
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    event_id: str,
+    callback: str | None,
+    now: datetime,
 ) -> None:
     """A delivery row for the callback and each configured URL (stored masked)."""
     targets = [f"{TASK_PREFIX}{callback}"] if callback else []
@@ -125,7 +129,6 @@ def _ensure_targets(
     missing = [t for t in dict.fromkeys(targets) if t not in known]
     if not missing:
         return
-    now = datetime.now(UTC)
     try:
         with core_transaction(sessions) as connection:
             connection.execute(

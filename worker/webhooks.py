@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook
 
 from worker.db.engine import core_transaction
 from worker.db.models import Event, EventDelivery, table_of
-from worker.dispatch import Message
+from worker.dispatch import Message, dispatch_deadline
 from worker.events import deliver_message, event_document
 from worker.settings import Settings, mask_url
 
@@ -81,7 +81,11 @@ def deliver(
     """Try each due, undelivered target of the event once; returns the message that comes
     back for the next retry when it is near, else nothing (the sweeper sends it when due)."""
     now = datetime.now(UTC)
-    params = {"row": event_id, "now": now, "until": now + timedelta(seconds=settings.lease_seconds)}
+    # Held for the calls of one round (each target in turn, each within its timeouts): a
+    # worker killed mid-round lets the event go again soon after.
+    targets = len(settings.webhook_urls) + 1
+    lease = targets * (settings.connect_timeout + settings.webhook_timeout) + 10.0
+    params = {"row": event_id, "now": now, "until": now + timedelta(seconds=lease)}
     with core_transaction(sessions) as connection:
         row = connection.execute(_CLAIM, params).one_or_none()
     if row is None:
@@ -107,7 +111,7 @@ def deliver(
         else:  # a URL no longer configured: nowhere to send it
             outcome = _Outcome(False, None, "the URL is no longer in LAZADA_WEBHOOK_URLS")
         _record(sessions, settings, delivery_id, attempts + 1, outcome)
-    return _settle(sessions, event_id)
+    return _settle(sessions, settings, event_id)
 
 
 def _ensure_targets(
@@ -206,7 +210,7 @@ def _record(
         )
 
 
-def _settle(sessions: sessionmaker[Session], event_id: str) -> list[Message]:
+def _settle(sessions: sessionmaker[Session], settings: Settings, event_id: str) -> list[Message]:
     """The event's state from its deliveries; its lease released, due at the next retry."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
@@ -229,8 +233,11 @@ def _settle(sessions: sessionmaker[Session], event_id: str) -> list[Message]:
                 state=state,
                 next_attempt_at=due,
                 lease_until=None,
-                # A message sent for the retry (below) is the one expected; else the sweeper's.
-                dispatched_until=due + timedelta(seconds=60) if pending else None,
+                # The retry's message (below, or the sweeper's) is due then; a lost one is
+                # replaced by the sweeper after that.
+                dispatched_until=dispatch_deadline(due, settings.redispatch_after)
+                if pending
+                else None,
             )
         )
     if state == "pending" and delay <= COUNTDOWN_MOST:

@@ -41,17 +41,30 @@ broker_transport_options = _settings.broker_transport_options()
 task_default_queue = _settings.queue
 # Image jobs' steps go to a queue of their own (Settings.poll_queue); a worker consumes both
 # unless told otherwise (`lazada-worker run --only polls`, `celery -A worker worker -Q NAME`).
-task_queues = (Queue(_settings.queue), Queue(_settings.poll_queue))  # type: ignore[no-untyped-call]
+# Event deliveries too (Settings.events_queue): a slow or failing receiver holds up no API work.
+task_queues = (
+    Queue(_settings.queue),  # type: ignore[no-untyped-call]
+    Queue(_settings.poll_queue),  # type: ignore[no-untyped-call]
+    Queue(_settings.events_queue),  # type: ignore[no-untyped-call]
+)
 task_routes = (
     [
         ("lazada.advance_image_job", {"queue": _settings.poll_queue}),
+        ("lazada.deliver_event", {"queue": _settings.events_queue}),
         ("lazada.*", {"queue": _settings.queue}),
     ],
 )
 
 worker_send_task_events = False
 
-include = ["tasks.removal", "tasks.orders", "tasks.images", "tasks.sweepers", "tasks.accounts"]
+include = [
+    "tasks.removal",
+    "tasks.orders",
+    "tasks.images",
+    "tasks.sweepers",
+    "tasks.accounts",
+    "tasks.events",
+]
 
 # Periodic work: the sweepers resend work whose message was lost, the refresh keeps open
 # orders current. Each is cheap when there is nothing to do.
@@ -59,6 +72,7 @@ beat_schedule = {
     "sweep-removal-batches": {"task": "lazada.sweep_removal_batches", "schedule": 5.0},
     "sweep-orders": {"task": "lazada.sweep_orders", "schedule": 5.0},
     "sweep-image-jobs": {"task": "lazada.sweep_image_jobs", "schedule": 5.0},
+    "sweep-events": {"task": "lazada.sweep_events", "schedule": 5.0},
     "refresh-open-orders": {
         "task": "lazada.refresh_open_orders",
         "schedule": timedelta(minutes=5),

@@ -18,6 +18,7 @@ from worker.api import Platforms, platforms
 from worker.db.engine import get_engine, session_scope
 from worker.db.models import Failure
 from worker.dispatch import Message
+from worker.events import take_recorded
 from worker.inputs import InvalidInput
 from worker.settings import Settings
 from worker.task_messages import Unservable, check_celery_message
@@ -88,6 +89,7 @@ class ServiceTask(Task):  # type: ignore[misc]
         PUBLISH_BATCH let the first ones start while the rest are sent. Other brokers publish
         each message at once.
         """
+        messages = [*messages, *take_recorded()]  # events this task's service committed
         if not messages:
             return
         with (

@@ -6,18 +6,26 @@ from typing import Any
 
 from tasks.base import ServiceTask
 from worker.celery_app import app
+from worker.events import clean_callback
 from worker.inputs import clean_order_id
 from worker.services import orders
 
 
 @app.task(name="lazada.fetch_order", base=ServiceTask, bind=True)
-def fetch_order(self: ServiceTask, order_id: Any, account: Any = None) -> None:
-    """GetOrder, then insert or update the stored order."""
+def fetch_order(
+    self: ServiceTask,
+    order_id: Any,
+    account: Any = None,
+    callback: Any = None,
+    callback_queue: Any = None,
+) -> None:
+    """GetOrder, then insert or update the stored order; its event goes to `callback` too."""
     order = clean_order_id(order_id)
+    named = clean_callback(callback, callback_queue)
     owner = self.account(account).name
     self.publish(
         orders.fetch_order(
-            self.sessions, self.platforms, self.settings, owner, order, self.request.id
+            self.sessions, self.platforms, self.settings, owner, order, self.request.id, *named
         )
     )
 

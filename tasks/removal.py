@@ -6,19 +6,29 @@ from typing import Any
 
 from tasks.base import ServiceTask
 from worker.celery_app import app
+from worker.events import clean_callback
 from worker.inputs import clean_key, clean_skus
 from worker.services import removal
 
 
 @app.task(name="lazada.remove_products", base=ServiceTask, bind=True)
-def remove_products(self: ServiceTask, skus: Any, key: Any = None, account: Any = None) -> None:
-    """Record a removal job under `key` (the task id when none) and start its batches."""
+def remove_products(
+    self: ServiceTask,
+    skus: Any,
+    key: Any = None,
+    account: Any = None,
+    callback: Any = None,
+    callback_queue: Any = None,
+) -> None:
+    """Record a removal job under `key` (the task id when none) and start its batches; its
+    event goes to `callback` when named. A key used with another set of SKUs is bad input."""
     cleaned = clean_skus(skus)
+    named = clean_callback(callback, callback_queue)
     job_key = clean_key(key) or self.request.id
     owner = self.account(account)
     batch_size = self.platforms(owner.name).max_skus_per_call
     _, messages = removal.create_job(
-        self.sessions, self.settings, owner.name, job_key, cleaned, batch_size
+        self.sessions, self.settings, owner.name, job_key, cleaned, batch_size, *named
     )
     self.publish(messages)
 

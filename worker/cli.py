@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from worker.cli_events import add_event_commands
 from worker.inputs import (
     IMAGE_ACTIONS,
     InvalidInput,
@@ -173,10 +174,13 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
     skus = clean_skus(raw)
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
-    sessions = _sessions(settings) if args.wait else None
+    # A key is checked against the database before sending (another set under it is refused).
+    sessions = _sessions(settings) if args.wait or key is not None else None
     account = _account(args, settings, sessions)
-    task_id = _send("lazada.remove_products", [skus], key=key, account=account)
-    key = key or task_id
+    # The same set under a recorded key: the job is there, nothing to send.
+    if key is None or sessions is None or not _key_recorded(sessions, account, key, skus):
+        task_id = _send("lazada.remove_products", [skus], key=key, account=account)
+        key = key or task_id
     print(key)
     if sessions is not None:
         from worker import documents
@@ -198,6 +202,15 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
             print(f"  {count} failed: {reason}", file=sys.stderr)
         return EXIT_FAILED if job["failed"] else EXIT_OK
     return EXIT_OK
+
+
+def _key_recorded(sessions: Any, account: str, key: str, skus: list[str]) -> bool:
+    """True if the key's job holds these SKUs; a job of another set is bad input (exit 2)."""
+    from worker.db.engine import core_transaction
+    from worker.services.job_keys import check_key
+
+    with core_transaction(sessions) as connection:
+        return check_key(connection, account, key, skus)
 
 
 def cmd_fetch_order(args: argparse.Namespace) -> int:
@@ -526,6 +539,9 @@ SETTING_VARIABLES: dict[str, tuple[str, ...]] = {
     "default_account": ("LAZADA_DEFAULT_ACCOUNT",),
     "secret_key": ("LAZADA_SECRET_KEY",),
     "secret_key_file": ("LAZADA_SECRET_KEY_FILE",),
+    "callback_queue": ("LAZADA_CALLBACK_QUEUE",),
+    "webhook_urls": ("LAZADA_WEBHOOK_URLS",),
+    "webhook_secret": ("LAZADA_WEBHOOK_SECRET", "LAZADA_WEBHOOK_SECRET_FILE"),
     "log_level": ("LAZADA_LOG_LEVEL",),  # read by `run`, not part of Settings
 }
 
@@ -550,8 +566,8 @@ def _effective_settings(settings: Settings) -> dict[str, Any]:
             value = "set" if value else "missing"
         elif field.name.endswith("_url") and value:
             value = mask_url(value)
-        elif isinstance(value, tuple):
-            value = list(value)
+        elif isinstance(value, tuple):  # the retry ladder's seconds, the webhooks' URLs
+            value = [mask_url(v) if isinstance(v, str) else v for v in value]
         values[field.name] = value
     values["log_level"] = os.environ.get("LAZADA_LOG_LEVEL") or "INFO"
     return values
@@ -572,7 +588,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     def shown(value: Any) -> str:
         if isinstance(value, list):
-            return ",".join(f"{step:g}" for step in value)
+            return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         if value is None:
             return "none"
         return f"{value:g}" if isinstance(value, float) else str(value)
@@ -830,6 +846,7 @@ def _parser() -> argparse.ArgumentParser:
     from worker.cli_accounts import add_accounts_commands
 
     add_accounts_commands(sub, _settings, _sessions, _print_json)
+    add_event_commands(sub, _settings, _sessions, _print_json, _send)
     return parser
 
 

@@ -97,7 +97,7 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
                 "message": None,
             }
     skus = [by_position[position] for position in sorted(by_position)]
-    counts = {"pending": 0, "removed": 0, "failed": 0}
+    counts = {"pending": 0, "removed": 0, "failed": 0, "cancelled": 0}
     attempted = False
     for sku in skus:
         counts[sku["state"]] += 1
@@ -115,6 +115,7 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
         "total": job.total,
         "removed": counts["removed"],
         "failed": counts["failed"],
+        "cancelled": counts["cancelled"],
         "pending": counts["pending"],
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),

@@ -25,8 +25,8 @@ def run_worker(
     from celery.bin.celery import celery as celery_command
 
     queues = {
-        "all": [settings.queue, settings.poll_queue],
-        "work": [settings.queue],
+        "all": [settings.queue, settings.poll_queue, settings.events_queue],
+        "work": [settings.queue, settings.events_queue],
         "polls": [settings.poll_queue],
     }[only]
     arguments = [

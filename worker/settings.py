@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
@@ -65,6 +68,13 @@ class Settings:
     # (read when a secret is first stored or read: worker.secrets).
     secret_key: str | None = field(default=None, repr=False)
     secret_key_file: str | None = None
+    # Events (worker.events): the queue of callback tasks that name none, and where webhooks go,
+    # signed with a Standard Webhooks secret (`whsec_` + base64).
+    callback_queue: str | None = None
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_timeout: float = 10.0  # seconds a receiver has to answer one delivery
+    webhook_give_up_after: float = 3 * _DAY  # then an undelivered event is dead
 
     @property
     def broker_folder(self) -> Path | None:
@@ -106,6 +116,11 @@ class Settings:
         """The queue of image jobs' steps (submit, then polls), apart from the bulk work: a
         20,000-SKU removal does not delay polls, and workers of their own can serve them."""
         return f"{self.queue}.polls"
+
+    @property
+    def events_queue(self) -> str:
+        """The queue of event deliveries: a slow or failing receiver holds up no API work."""
+        return f"{self.queue}.events"
 
     @property
     def account(self) -> str:
@@ -172,6 +187,9 @@ class Settings:
             default_account=env.get("LAZADA_DEFAULT_ACCOUNT") or None,
             secret_key=env.get("LAZADA_SECRET_KEY") or None,
             secret_key_file=env.get("LAZADA_SECRET_KEY_FILE") or None,
+            callback_queue=_queue(env, "LAZADA_CALLBACK_QUEUE", None),
+            webhook_urls=_webhook_urls(env),
+            webhook_secret=_webhook_secret(env),
         )
 
 
@@ -237,14 +255,62 @@ def _api_url(env: Mapping[str, str]) -> str | None:
     return value
 
 
-def _queue(env: Mapping[str, str]) -> str:
-    value = env.get("LAZADA_QUEUE") or "lazada"
-    if not _QUEUE_NAME.fullmatch(value):
+def _queue(env: Mapping[str, str], name: str = "LAZADA_QUEUE", default: Any = "lazada") -> Any:
+    value = env.get(name) or default
+    if value is not None and not _QUEUE_NAME.fullmatch(value):
         raise SettingsError(
-            f"LAZADA_QUEUE must be a plain queue name (letters, digits, '-', '_', '.'; "
+            f"{name} must be a plain queue name (letters, digits, '-', '_', '.'; "
             f"at most 100, starting with a letter or digit), got {value!r}"
         )
     return value
+
+
+def _webhook_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("LAZADA_WEBHOOK_URLS") or ""
+    urls = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (parsed on access)
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(
+                "LAZADA_WEBHOOK_URLS must be comma-separated http(s) URLs with a host, "
+                f"got {mask_url(url)!r}"
+            )
+    return urls
+
+
+def _webhook_secret(env: Mapping[str, str]) -> str | None:
+    """The signing secret, checked to be `whsec_` + base64 (it is never shown in a message)."""
+    secret = env.get("LAZADA_WEBHOOK_SECRET") or None
+    path = env.get("LAZADA_WEBHOOK_SECRET_FILE")
+    if secret is None and path:
+        try:
+            secret = Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise SettingsError(
+                f"LAZADA_WEBHOOK_SECRET_FILE {path!r} cannot be read ({exc.strerror})"
+            ) from None
+    if secret is None:
+        if env.get("LAZADA_WEBHOOK_URLS", "").strip():
+            raise SettingsError(
+                "LAZADA_WEBHOOK_URLS is set but no signing secret: set LAZADA_WEBHOOK_SECRET "
+                "or LAZADA_WEBHOOK_SECRET_FILE (whsec_ followed by base64)"
+            )
+        return None
+    body = secret.removeprefix("whsec_")
+    try:
+        decoded = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not secret.startswith("whsec_") or len(decoded) < 16:
+        raise SettingsError(
+            "LAZADA_WEBHOOK_SECRET must be whsec_ followed by the base64 of at least 16 "
+            "random bytes (e.g. whsec_$(openssl rand -base64 32))"
+        )
+    return secret
 
 
 def mask_url(url: str) -> str:

@@ -84,6 +84,13 @@ class RemovalJob(Base):
     pending_batches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]  # set when the last SKU became removed or failed
+    # The task the shop named to hear of the outcome (contract: "Events"), and its queue.
+    callback: Mapped[str | None] = mapped_column(String(255))
+    callback_queue: Mapped[str | None] = mapped_column(String(255))
+    # sha256 of the sorted SKU set as JSON: the same key with another set is refused
+    # (worker.services.job_control); None on jobs recorded before migration 0009.
+    sku_set_digest: Mapped[str | None] = mapped_column(String(64))
+    cancelled_at: Mapped[datetime | None]  # an operator cancelled its SKUs not yet sent
 
 
 class RemovalBatch(Base):
@@ -178,6 +185,9 @@ class Order(Base):
     fetched_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The task the shop named to hear of the outcome (contract: "Events"), and its queue.
+    callback: Mapped[str | None] = mapped_column(String(255))
+    callback_queue: Mapped[str | None] = mapped_column(String(255))
 
 
 class ImageMigration(Base):
@@ -224,6 +234,9 @@ class ImageJob(Base):
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # The task the shop named to hear of the outcome (contract: "Events"), and its queue.
+    callback: Mapped[str | None] = mapped_column(String(255))
+    callback_queue: Mapped[str | None] = mapped_column(String(255))
 
 
 class Failure(Base):
@@ -300,3 +313,43 @@ class Account(Base):
     refreshing_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """An outcome for the shop (worker.events), written in the transaction of the final state
+    and delivered after commit, at least once, to each of its targets."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_due", "state", "next_attempt_at"),
+        Index("ix_events_at", "at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # receivers dedupe on it
+    type: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    callback: Mapped[str | None] = mapped_column(String(255))
+    callback_queue: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    dispatched_until: Mapped[datetime | None]
+
+
+class EventDelivery(Base):
+    """One event's delivery to one target: `task:NAME` (a callback) or a webhook URL (masked)."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None]  # the receiver's HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]

@@ -21,6 +21,7 @@ from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import ImageJob, ImageMigration, table_of
 from worker.dispatch import Message, dispatch_deadline
+from worker.events import record_image_job_event
 from worker.platforms import ApiError, ImageJobStatus, PermanentApiError, TransientApiError
 from worker.services.attempts import Row, attempt
 from worker.settings import Settings
@@ -51,6 +52,8 @@ def start_migration(
     key: str,
     urls: list[str],
     urls_per_call: int,
+    callback: str | None = None,
+    callback_queue: str | None = None,
 ) -> tuple[int, list[Message]]:
     """Record the account's migration and one job per `urls_per_call` URLs (the platform's
     most a call); the same key again adds nothing."""
@@ -79,6 +82,8 @@ def start_migration(
                         "next_poll_at": now,
                         "dispatched_until": dispatch_deadline(now, settings.redispatch_after),
                         "created_at": now,
+                        "callback": callback,
+                        "callback_queue": callback_queue,
                     }
                     for start in range(0, len(urls), urls_per_call)
                 ],
@@ -95,6 +100,8 @@ def track(
     account: str,
     request_id: str,
     action: str,
+    callback: str | None = None,
+    callback_queue: str | None = None,
 ) -> list[Message]:
     """Start polling a job submitted elsewhere (e.g. UploadImages); known ids add nothing."""
     now = datetime.now(UTC)
@@ -116,6 +123,8 @@ def track(
                     next_poll_at=first,
                     dispatched_until=dispatch_deadline(first, settings.redispatch_after),
                     created_at=now,
+                    callback=callback,
+                    callback_queue=callback_queue,
                 )
                 .returning(_jobs.c.id)
             ).scalar_one()
@@ -324,6 +333,7 @@ def _finish(
         statement.returning(_jobs.c.polls),
         {"row": job.row.id, "now": now, "state": state, **values},
     ).scalar_one()
+    record_image_job_event(connection, job.row.id)
     extra = {"account": job.row.account, "request_id": job.subject, "outcome": state}
     if state == "succeeded":
         log.info("image job %s finished: %s", job.subject, state, extra=extra)

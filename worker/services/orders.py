@@ -16,6 +16,7 @@ from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import Order, table_of
 from worker.dispatch import Message, dispatch_deadline
+from worker.events import record_order_event
 from worker.platforms import ApiError, TransientApiError
 from worker.platforms import Order as ApiOrder
 from worker.services.attempts import Row, attempt
@@ -40,10 +41,14 @@ def fetch_order(
     account: str,
     order_id: int,
     request_id: str | None,
+    callback: str | None = None,
+    callback_queue: str | None = None,
 ) -> list[Message]:
     """Serve one fetch request. A request seen before (a redelivered message) does nothing,
-    nor does one that arrives while another task is fetching the same order."""
-    row_id = _claim(sessions, settings, account, order_id, request_id)
+    nor does one that arrives while another task is fetching the same order. A callback, when
+    named, is kept on the order's row: its fetches' events go there."""
+    named = {"callback": callback, "callback_queue": callback_queue} if callback else {}
+    row_id = _claim(sessions, settings, account, order_id, request_id, named)
     if row_id is None:
         return []
     platform = platforms(account)
@@ -132,6 +137,7 @@ def _claim(
     account: str,
     order_id: int,
     request_id: str | None,
+    named: dict[str, Any],
 ) -> int | None:
     """Insert the order's row already claimed, or claim the existing one, in one transaction;
     None when the request was served before or another task holds the order."""
@@ -149,12 +155,13 @@ def _claim(
                         "order_id": order_id,
                         "next_attempt_at": now,
                         "lease_until": lease_until,
+                        **named,
                     }
                     return int(connection.execute(_INSERT, new_row).scalar_one())
                 row_id, last_request_id = found
                 if request_id is not None and last_request_id == request_id:
                     return None
-                params = claim_params(row_id, now, settings.lease_seconds)
+                params = {**claim_params(row_id, now, settings.lease_seconds), **named}
                 return row_id if connection.execute(_CLAIM, params).rowcount == 1 else None
         except IntegrityError:
             continue
@@ -186,6 +193,7 @@ def _store(
     # Recorded only now: a request whose worker died mid-call is served again on redelivery.
     values["last_request_id"] = request_id
     connection.execute(_STORE, {"row": row_id, **values})
+    record_order_event(connection, row_id, fetched=True)
     return []
 
 
@@ -268,3 +276,4 @@ def _fail(
             "error_code": error.code,
         },
     )
+    record_order_event(connection, row.id, fetched=False)

@@ -19,7 +19,9 @@ from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline
+from worker.events import record_removal_event
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
+from worker.services import job_keys
 from worker.services.attempts import Attempted, Row, attempt
 from worker.settings import Settings
 
@@ -68,19 +70,24 @@ def create_job(
     key: str,
     skus: list[str],
     batch_size: int,
+    callback: str | None = None,
+    callback_queue: str | None = None,
 ) -> tuple[int, list[Message]]:
     """Record the account's job and its batches of `batch_size` SKUs (the platform's most a
-    call) in one transaction; the same key again adds nothing.
+    call) in one transaction; the same key again adds nothing, and with another set of SKUs
+    it is refused (InvalidInput, worker.services.job_keys).
 
     `skus` must already be clean (worker.inputs.clean_skus). Returns the job id and the
     messages that start its batches.
     """
     now = datetime.now(UTC)
     deadline = dispatch_deadline(now, settings.redispatch_after)
+    digest = job_keys.sku_set_digest(skus)
     try:
         with core_transaction(sessions) as connection:
             existing = _find_job(connection, account, key)
             if existing is not None:
+                job_keys.refuse_other_set(connection, existing, key, digest)
                 return existing, []
             starts = range(0, len(skus), batch_size)
             job_id = connection.execute(
@@ -91,6 +98,9 @@ def create_job(
                     total=len(skus),
                     pending_batches=len(starts),
                     created_at=now,
+                    callback=callback,
+                    callback_queue=callback_queue,
+                    sku_set_digest=digest,
                 )
                 .returning(_jobs.c.id)
             ).scalar_one()
@@ -116,8 +126,9 @@ def create_job(
         # Another client recorded the same key at the same moment: theirs stands.
         with core_transaction(sessions) as connection:
             existing = _find_job(connection, account, key)
-        if existing is None:
-            raise
+            if existing is None:
+                raise
+            job_keys.refuse_other_set(connection, existing, key, digest)
         return existing, []
 
 
@@ -563,3 +574,4 @@ def _finish_in_job(connection: Connection, job_id: int, now: datetime) -> None:
                 "failed": failed,
             },
         )
+        record_removal_event(connection, job_id)

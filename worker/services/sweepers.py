@@ -19,8 +19,9 @@ from sqlalchemy import ColumnElement, Row, Table, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.engine import core_transaction
-from worker.db.models import ImageJob, Order, RemovalBatch, table_of
+from worker.db.models import Event, ImageJob, Order, RemovalBatch, table_of
 from worker.dispatch import Message, dispatch_deadline
+from worker.events import deliver_message
 from worker.services.images import ADVANCE_TASK
 from worker.services.orders import fetch_message
 from worker.services.removal import REMOVE_BATCH_TASK
@@ -33,6 +34,7 @@ SWEEP_LIMIT = 500  # rows a sweep re-sends at most; the next sweep takes the res
 _batches = table_of(RemovalBatch)
 _orders = table_of(Order)
 _images = table_of(ImageJob)
+_events = table_of(Event)
 
 
 def sweep_removal_batches(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
@@ -68,6 +70,19 @@ def sweep_image_jobs(sessions: sessionmaker[Session], settings: Settings) -> lis
         _images.c.state == "pending",
         lambda row: Message(ADVANCE_TASK, (row.id,)),
         "image job(s)",
+    )
+
+
+def sweep_events(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
+    """Undelivered events that are due: a delivery task lost, or a retry left to the sweeper."""
+    return _sweep(
+        sessions,
+        settings,
+        _events,
+        _events.c.next_attempt_at,
+        _events.c.state == "pending",
+        lambda row: deliver_message(row.id),
+        "event(s)",
     )
 
 

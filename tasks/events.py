@@ -1,0 +1,52 @@
+"""Event tasks: delivery (on the events queue), the sweeper, and the operator's job controls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.base import ServiceTask
+from worker import webhooks
+from worker.celery_app import app
+from worker.inputs import InvalidInput, clean_key
+from worker.services import job_control, sweepers
+
+
+@app.task(name="lazada.deliver_event", base=ServiceTask, bind=True)
+def deliver_event(self: ServiceTask, event_id: Any) -> None:
+    """Send one recorded event to its targets (internal: sent after commit, and by the sweeper)."""
+    if not isinstance(event_id, str):
+        raise InvalidInput(f"event_id must be a string, got {type(event_id).__name__}")
+
+    def send(name: str, event: dict[str, Any], queue: str) -> None:
+        self.app.send_task(name, args=[event], queue=queue)
+
+    self.publish(webhooks.deliver(self.sessions, self.settings, send, event_id))
+
+
+@app.task(name="lazada.sweep_events", base=ServiceTask, bind=True)
+def sweep_events(self: ServiceTask) -> None:
+    self.publish(sweepers.sweep_events(self.sessions, self.settings))
+
+
+@app.task(name="lazada.retry_job", base=ServiceTask, bind=True)
+def retry_job(self: ServiceTask, key: Any, account: Any = None) -> None:
+    """A done removal job's failed SKUs are sent again (as `lazada-worker retry`)."""
+    job_key = _key(key)
+    owner = self.account(account).name
+    self.publish(job_control.retry(self.sessions, self.settings, owner, job_key).messages)
+
+
+@app.task(name="lazada.cancel_job", base=ServiceTask, bind=True)
+def cancel_job(self: ServiceTask, key: Any, account: Any = None) -> None:
+    """A removal job's SKUs not yet sent are cancelled (as `lazada-worker cancel`)."""
+    job_key = _key(key)
+    owner = self.account(account).name
+    job_control.cancel(self.sessions, owner, job_key)
+    self.publish([])
+
+
+def _key(key: Any) -> str:
+    cleaned = clean_key(key)
+    if cleaned is None:
+        raise InvalidInput("key is required: the removal job's idempotency key")
+    return cleaned

@@ -1,0 +1,254 @@
+"""The outbox: an event is a row written in the transaction that makes work final, and is
+delivered from that row after commit (worker.webhooks), at least once.
+
+A crash between the commit and the send loses nothing: the row stays pending, and the sweeper
+sends a delivery task for it once `dispatched_until` has passed. A duplicate carries the same
+`id`, on which receivers dedupe.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.orm import Session
+
+from worker.db.models import Event, EventDelivery, ImageJob, Order, RemovalJob, table_of
+from worker.dispatch import Message
+from worker.inputs import InvalidInput
+
+DELIVER_TASK = "lazada.deliver_event"
+EVENT_TYPES = (
+    "removal.finished",
+    "removal.cancelled",
+    "order.fetched",
+    "order.failed",
+    "image_job.finished",
+    "account.needs_authorization",
+)
+EVENT_STATES = ("pending", "delivered", "dead")
+# The delivery task is sent right after the commit; if it is not served by then (the worker
+# died between commit and send), the sweeper sends another.
+REDISPATCH_AFTER = 10.0
+
+_events = table_of(Event)
+_deliveries = table_of(EventDelivery)
+_recorded = threading.local()
+
+
+def record_event(
+    connection: Connection,
+    type: str,
+    account: str,
+    data: dict[str, Any],
+    callback: str | None = None,
+    callback_queue: str | None = None,
+) -> str:
+    """Write an event in the caller's transaction; returns its id.
+
+    The delivery task for it is sent by the task that runs the service, after its commit
+    (`take_recorded`, tasks.base.ServiceTask.publish); the sweeper covers a lost one.
+    """
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    now = datetime.now(UTC)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    connection.execute(
+        insert(_events).values(
+            id=event_id,
+            type=type,
+            account=account,
+            at=now,
+            data=data,
+            callback=callback,
+            callback_queue=callback_queue,
+            state="pending",
+            next_attempt_at=now,
+            dispatched_until=now + timedelta(seconds=REDISPATCH_AFTER),
+        )
+    )
+    pending = getattr(_recorded, "ids", None)
+    if pending is None:
+        pending = _recorded.ids = []
+    pending.append(event_id)
+    return event_id
+
+
+def take_recorded() -> list[Message]:
+    """The delivery tasks of the events this thread recorded since the last call.
+
+    Called after the service's transactions committed; an event whose transaction rolled back
+    has no row, and its delivery task finds nothing to do.
+    """
+    ids: list[str] = getattr(_recorded, "ids", None) or []
+    _recorded.ids = []
+    return [deliver_message(event_id) for event_id in ids]
+
+
+def deliver_message(event_id: str) -> Message:
+    return Message(DELIVER_TASK, (event_id,))
+
+
+def event_document(row: Event) -> dict[str, Any]:
+    """What receivers get: the contract's Event document."""
+    return {
+        "id": row.id,
+        "type": row.type,
+        "account": row.account,
+        "at": row.at.isoformat(),
+        "data": row.data,
+    }
+
+
+def list_events(
+    session: Session,
+    account: str | None,
+    type: str | None = None,
+    state: str | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Events newest first with their deliveries (`lazada-worker events --json`); every
+    account's when `account` is None."""
+    query = select(Event)
+    if account is not None:
+        query = query.where(Event.account == account)
+    if type is not None:
+        query = query.where(Event.type == type)
+    if state is not None:
+        query = query.where(Event.state == state)
+    rows = list(session.scalars(query.order_by(Event.at.desc(), Event.id.desc()).limit(limit)))
+    deliveries: dict[str, list[dict[str, Any]]] = {row.id: [] for row in rows}
+    if rows:
+        found = session.scalars(
+            select(EventDelivery)
+            .where(EventDelivery.event_id.in_(list(deliveries)))
+            .order_by(EventDelivery.id)
+        )
+        for d in found:
+            deliveries[d.event_id].append(
+                {
+                    "target": d.target,
+                    "state": d.state,
+                    "attempts": d.attempts,
+                    "last_status": d.last_status,
+                    "last_error": d.last_error,
+                    "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+                }
+            )
+    return [
+        {
+            "id": row.id,
+            "type": row.type,
+            "account": row.account,
+            "at": row.at.isoformat(),
+            "state": row.state,
+            "deliveries": deliveries[row.id],
+        }
+        for row in rows
+    ]
+
+
+def redeliver(connection: Connection, event_id: str, account: str | None) -> bool:
+    """Make an event and all its deliveries pending and due now; False if there is none."""
+    now = datetime.now(UTC)
+    query = update(_events).where(_events.c.id == event_id)
+    if account is not None:
+        query = query.where(_events.c.account == account)
+    changed = connection.execute(
+        query.values(
+            state="pending",
+            next_attempt_at=now,
+            lease_until=None,
+            dispatched_until=now + timedelta(seconds=REDISPATCH_AFTER),
+        )
+    ).rowcount
+    if not changed:
+        return False
+    connection.execute(
+        update(_deliveries)
+        .where(_deliveries.c.event_id == event_id)
+        .values(state="pending", next_attempt_at=now, delivered_at=None)
+    )
+    return True
+
+
+# The events of each kind of work, built from its document in the caller's transaction (a
+# Session on that connection joins it, and never commits it).
+
+
+def record_removal_event(connection: Connection, job_id: int) -> str:
+    """`removal.finished` (or `.cancelled`): the job document with its failed SKUs only."""
+    from worker import documents
+
+    with Session(bind=connection) as session:
+        job = session.get(RemovalJob, job_id)
+        assert job is not None
+        document = documents.removal_job(session, job.account, job.key)
+        assert document is not None
+        skus = document.pop("skus")
+        document["failed_skus"] = [
+            {"sku": s["sku"], "error_code": s["error_code"], "message": s["message"]}
+            for s in skus
+            if s["state"] == "failed"
+        ]
+        kind = "removal.cancelled" if job.cancelled_at is not None else "removal.finished"
+        return record_event(
+            connection, kind, job.account, document, job.callback, job.callback_queue
+        )
+
+
+def record_order_event(connection: Connection, row_id: int, fetched: bool) -> str:
+    """`order.fetched` or `order.failed`, with the stored order's document."""
+    from worker import documents
+
+    with Session(bind=connection) as session:
+        row = session.get(Order, row_id)
+        assert row is not None
+        kind = "order.fetched" if fetched else "order.failed"
+        document = documents.order_document(row)
+        return record_event(
+            connection, kind, row.account, document, row.callback, row.callback_queue
+        )
+
+
+def record_image_job_event(connection: Connection, job_id: int) -> str:
+    """`image_job.finished`, whatever its final state, with the image job's document."""
+    from worker import documents
+
+    with Session(bind=connection) as session:
+        row = session.get(ImageJob, job_id)
+        assert row is not None
+        document = documents.image_job_document(row)
+        return record_event(
+            connection,
+            "image_job.finished",
+            row.account,
+            document,
+            row.callback,
+            row.callback_queue,
+        )
+
+
+_TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,254}")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def clean_callback(callback: Any, callback_queue: Any) -> tuple[str | None, str | None]:
+    """The callback task's name and queue a task was given, checked (InvalidInput)."""
+    if callback is not None and (
+        not isinstance(callback, str) or not _TASK_NAME.fullmatch(callback)
+    ):
+        raise InvalidInput(
+            f"callback must be a task name (letters, digits, '_', '.', ':', '-'), got {callback!r}"
+        )
+    if callback_queue is not None and (
+        not isinstance(callback_queue, str) or not _QUEUE_NAME.fullmatch(callback_queue)
+    ):
+        raise InvalidInput(f"callback_queue must be a plain queue name, got {callback_queue!r}")
+    if callback_queue is not None and callback is None:
+        raise InvalidInput("callback_queue was given without a callback: name the task too")
+    return callback, callback_queue

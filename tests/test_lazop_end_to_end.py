@@ -20,7 +20,7 @@ from stack import REPO, wait_for
 
 from worker import documents, tokens
 from worker.accounts import add_lazop, get_account
-from worker.db.models import Failure, RemovalBatch
+from worker.db.models import Event, Failure, RemovalBatch
 from worker.lazop.client import LazopClient
 from worker.sandbox.lazop import LazopSandbox
 from worker.sandbox.lazop.config import LazopSandboxConfig
@@ -194,6 +194,13 @@ def test_a_revoked_authorization_parks_the_work_which_resumes_after_authorize(
         reported = session.scalars(select(Failure).where(Failure.kind == "account")).all()
     assert [f.subject for f in reported] == [ACCOUNT]
     assert lazop.job("th-revoked")["failed"] == 0  # parked, not failed
+    with lazop.stack.sessions() as session:
+        told = session.scalars(
+            select(Event.data).where(Event.type == "account.needs_authorization")
+        ).all()
+    assert [(d["name"], d["state"], d["secret"]) for d in told] == [
+        (ACCOUNT, "needs_authorization", "set")
+    ]
 
     # The operator authorizes again, as the README says; the work resumes by itself.
     code = lazop.sandbox.authorization_code(SELLER)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from worker.audit import record_failure
 from worker.db.models import Account as AccountRow
 from worker.db.models import ImageJob, Order, RateLimit, RemovalBatch, table_of
+from worker.events import record_event
 from worker.inputs import InvalidInput
 from worker.secrets import secret_box
 from worker.settings import Settings
@@ -289,6 +290,27 @@ def mark_needs_authorization(connection: Connection, name: str, reason: str, now
         return False
     message = f"needs authorization: {reason}; run `lazada-worker accounts authorize {name}`"
     record_failure(connection, name, "account", name, None, message, 1, now)
+    row = connection.execute(select(_accounts).where(_accounts.c.name == name)).one()
+    # The Account document without decrypting anything: secrets only as set or missing.
+    document = account_document(
+        Account(
+            name=row.name,
+            platform=row.platform,
+            api_url=row.api_url,
+            rate_limit=row.rate_limit,
+            user_id=row.user_id,
+            country=row.country,
+            auth_url=row.auth_url,
+            app_key=row.app_key,
+            access_expires_at=row.access_expires_at,
+            refresh_expires_at=row.refresh_expires_at,
+            seller_id=row.seller_id,
+            state=row.state,
+            created_at=row.created_at,
+        )
+    )
+    document["secret"] = "set" if row.secret else "missing"
+    record_event(connection, "account.needs_authorization", name, document)
     log.warning("account %s %s", name, message, extra={"account": name, "outcome": "parked"})
     return True
 

@@ -1,0 +1,142 @@
+"""An Open Platform account's tokens: refreshed by one worker at a time, the new pair stored
+before use, lost authorization marked once (lazop-api.md L3, L4). Real LAZOP sandbox over
+HTTP, real databases."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker import tokens
+from worker.accounts import add_lazop, get_account
+from worker.lazop.client import LazopClient
+from worker.platforms import AuthorizationLostError
+from worker.ratelimit import RateLimited
+from worker.sandbox.lazop import LazopSandbox
+from worker.sandbox.lazop.config import LazopSandboxConfig
+from worker.settings import Settings
+
+SELLER = "seller-a"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The shared settings with the deployment's secret key (a server database has none)."""
+    return replace(settings, secret_key=Fernet.generate_key().decode())
+
+
+@pytest.fixture
+def lazop() -> Iterator[LazopSandbox]:
+    sandbox = LazopSandbox(LazopSandboxConfig(latency=0.3), port=0).start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def client(lazop: LazopSandbox) -> Iterator[LazopClient]:
+    with LazopClient(
+        lazop.api_url, lazop.app_key, lazop.app_secret, auth_url=lazop.auth_url
+    ) as found:
+        yield found
+
+
+@pytest.fixture
+def authorized(
+    sessions: sessionmaker[Session], settings: Settings, lazop: LazopSandbox, client: LazopClient
+) -> str:
+    with sessions.begin() as session:
+        add_lazop(
+            session,
+            settings,
+            "shop-th",
+            app_key=lazop.app_key,
+            app_secret=lazop.app_secret,
+            api_url=lazop.api_url,
+            auth_url=lazop.auth_url,
+        )
+    grant = client.create_token(lazop.authorization_code(SELLER))
+    tokens.store_grant(sessions, settings, "shop-th", grant)
+    return "shop-th"
+
+
+def _account(sessions: sessionmaker[Session], settings: Settings, name: str):  # type: ignore[no-untyped-def]
+    with sessions() as session:
+        return get_account(session, settings, name)
+
+
+def test_two_workers_refreshing_at_once_make_one_refresh_and_keep_the_account(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    # Refresh tokens rotate: had both refreshed, the second would use a refresh token the
+    # first had just made invalid, and the account would be locked out.
+    failed = _account(sessions, settings, authorized).access_token
+    outcomes: list[object] = []
+    start = threading.Barrier(2)
+
+    def worker() -> None:
+        start.wait()
+        try:
+            outcomes.append(tokens.refresh(sessions, settings, authorized, client, failed))
+        except RateLimited as exc:  # the other one is refreshing: come back shortly
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    refreshes = [c for c in lazop.calls() if c.action == "/auth/token/refresh"]
+    assert len(refreshes) == 1
+    assert sorted(type(o).__name__ for o in outcomes) == ["RateLimited", "str"]
+    stored = _account(sessions, settings, authorized)
+    assert stored.state == "ready" and stored.access_token != failed
+    # The one that came back later gets the new token without another refresh.
+    assert tokens.refresh(sessions, settings, authorized, client, failed) == stored.access_token
+    assert len([c for c in lazop.calls() if c.action == "/auth/token/refresh"]) == 1
+    # And the new pair works at the API.
+    assert client.get_order(stored.access_token, 1001).order_id == 1001
+
+
+def test_a_refresh_refused_for_good_marks_the_account_once(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    lazop.revoke(SELLER)
+    failed = _account(sessions, settings, authorized).access_token
+    with pytest.raises(AuthorizationLostError):
+        tokens.refresh(sessions, settings, authorized, client, failed)
+    assert _account(sessions, settings, authorized).state == "needs_authorization"
+    with pytest.raises(AuthorizationLostError):  # parked: no call is made any more
+        tokens.refresh(sessions, settings, authorized, client, failed)
+    assert len([c for c in lazop.calls() if c.action == "/auth/token/refresh"]) == 1
+
+
+def test_tokens_near_their_end_are_due_for_refresh_and_fresh_ones_are_not(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    assert tokens.due_for_refresh(sessions, settings) == []
+    lazop.config.access_token_seconds = 1.0  # the next pair lives a second
+    grant = client.create_token(lazop.authorization_code(SELLER))
+    tokens.store_grant(sessions, settings, authorized, grant)
+    threading.Event().wait(0.9)  # under a quarter of its life left
+    assert tokens.due_for_refresh(sessions, settings) == [authorized]
+    assert tokens.refresh_due(sessions, settings, lambda _name: client) == [authorized]

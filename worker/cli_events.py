@@ -43,7 +43,9 @@ def add_event_commands(
     p.add_argument("--type", choices=EVENT_TYPES, help="only events of this type")
     p.add_argument("--state", choices=EVENT_STATES, help="only events in this state")
     p.add_argument("--json", action="store_true", help="print one JSON document, nothing else")
-    actions = p.add_subparsers(dest="events_command", metavar="ACTION")
+    actions = p.add_subparsers(
+        dest="events_command", metavar="ACTION", help="redeliver (none: list the events)"
+    )
     r = actions.add_parser("redeliver", help="deliver an event again, to every target")
     r.set_defaults(handler=commands.redeliver)
     r.add_argument("event_id", metavar="ID", help="the event's id (evt_...)")

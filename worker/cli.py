@@ -182,7 +182,7 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
         task_id = _send("lazada.remove_products", [skus], key=key, account=account)
         key = key or task_id
     print(key)
-    if sessions is not None:
+    if args.wait and sessions is not None:
         from worker import documents
 
         def progress() -> tuple[int, int, bool]:

@@ -15,6 +15,7 @@ exit status 1 and says so. Figures are printed, not asserted; `--json` prints th
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import os
@@ -375,6 +376,13 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
         extra_env["LAZADA_POLL_SLACK"] = str(args.poll_slack)
     if getattr(args, "rate_limit", None) is not None:
         extra_env["LAZADA_RATE_LIMIT"] = str(args.rate_limit)  # instead of the harness's 100000
+    if getattr(args, "webhook_url", None):
+        # Events for a receiver (e.g. one that is down): their deliveries run on their own
+        # queue and must not slow the API work.
+        extra_env["LAZADA_WEBHOOK_URLS"] = args.webhook_url
+        extra_env["LAZADA_WEBHOOK_SECRET"] = (
+            "whsec_" + base64.b64encode(b"bench-secret-key-0123456789abcd").decode()
+        )
     platform = getattr(args, "platform", "sellercenter")
     if platform == "lazop":
         from cryptography.fernet import Fernet
@@ -492,6 +500,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("removal", help="one removal job")
     common(p, 0.1)
     p.add_argument("--skus", type=int, default=20_000)
+    p.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="LAZADA_WEBHOOK_URLS for the workers (e.g. an unreachable one: http://127.0.0.1:9/)",
+    )
     p.add_argument(
         "--platform",
         choices=("sellercenter", "lazop"),

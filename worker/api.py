@@ -1,7 +1,7 @@
 """Each account's platform, made once per process and shared by a worker's threads.
 
-Work rows name their account; a service calls `platforms(name)` after it has claimed a row,
-so the credentials used are that row's account's, never the environment's.
+Work rows name their account; a service asks `Platforms.for_account(name)` after it has
+claimed a row, so the credentials used are that row's account's, never the environment's.
 """
 
 from __future__ import annotations
@@ -193,10 +193,6 @@ class Platforms:
             if account.state == "needs_authorization":
                 platform = _Parked(platform, account.name)
             with self._lock:
-                # The account's older versions (another key, state or rate) are dropped; a
-                # thread still calling through one finishes with it.
-                for older in [k for k in self._platforms if k[0] == account.name and k != key]:
-                    del self._platforms[older]
                 platform = self._platforms.setdefault(key, platform)
         return platform
 

@@ -160,11 +160,13 @@ def test_a_lost_lazop_message_is_recovered_by_the_sweeper(lazop: Lazop) -> None:
 
 def test_tokens_that_expire_mid_removal_are_refreshed_and_no_sku_fails(lazop: Lazop) -> None:
     skus = [f"EXP-{n:05d}" for n in range(3000)]
-    lazop.sandbox.config.latency = 0.05
+    # Slow enough that most of the job is still to come when the tokens expire.
+    lazop.sandbox.config.latency = 0.3
     lazop.stack.start_worker()
     lazop.stack.send("lazada.remove_products", skus, key="th-expiring", account=ACCOUNT)
     wait_for(lambda: (lazop.job("th-expiring") or {}).get("removed", 0) > 300, 60, "a start")
     lazop.sandbox.expire_access_tokens(SELLER)
+    assert lazop.job("th-expiring")["state"] != "done"  # expired mid-run, as meant
     job = lazop.finished("th-expiring")
 
     assert (job["removed"], job["failed"]) == (3000, 0)

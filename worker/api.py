@@ -19,6 +19,7 @@ from worker.inputs import InvalidInput
 from worker.lazop.client import LazopClient
 from worker.lazop.platform import LazopPlatform
 from worker.platforms import (
+    AccountParked,
     AuthorizationLostError,
     CallRecord,
     ImageJobStatus,
@@ -114,8 +115,8 @@ class _Parked:
         self.max_urls_per_call = platform.max_urls_per_call
         self._name = name
 
-    def _refuse(self, action: str) -> AuthorizationLostError:
-        return AuthorizationLostError(
+    def _refuse(self, action: str) -> AccountParked:
+        return AccountParked(
             f"account {self._name!r} needs authorization "
             f"(`lazada-worker accounts authorize {self._name}`)",
             action=action,

@@ -23,7 +23,7 @@ from worker.db.models import Account as AccountRow
 from worker.db.models import table_of
 from worker.lazop.client import LazopClient
 from worker.lazop.parsing import TokenGrant
-from worker.platforms import AuthorizationLostError
+from worker.platforms import AccountParked, AuthorizationLostError
 from worker.ratelimit import RateLimited
 from worker.settings import Settings
 
@@ -50,7 +50,7 @@ def refresh(
     with sessions() as session:
         account = get_account(session, settings, name)
     if account.state == "needs_authorization":
-        raise AuthorizationLostError(f"account {name!r} needs authorization", action="token")
+        raise AccountParked(f"account {name!r} needs authorization", action="token")
     if failed_token is not None and account.access_token not in (None, failed_token):
         return account.access_token
     if not account.refresh_token:

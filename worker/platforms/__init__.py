@@ -7,6 +7,7 @@ the services above know only this package. Knows nothing of Celery or the databa
 
 from worker.platforms.base import Platform
 from worker.platforms.errors import (
+    AccountParked,
     ApiError,
     AuthorizationLostError,
     PermanentApiError,
@@ -24,6 +25,7 @@ from worker.platforms.models import (
 )
 
 __all__ = [
+    "AccountParked",
     "ApiError",
     "AuthorizationLostError",
     "CallRecord",

@@ -38,3 +38,8 @@ class PermanentApiError(ApiError):
 class AuthorizationLostError(PermanentApiError):
     """The seller's authorization is gone (revoked, or its refresh token expired): a person
     must authorize the account again. Its work is parked, not failed (lazop-api.md L4)."""
+
+
+class AccountParked(AuthorizationLostError):
+    """The account is already known to need authorization: its work waits, and nothing new
+    is reported (the loss was, once, when it happened)."""

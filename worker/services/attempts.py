@@ -20,6 +20,7 @@ from worker.audit import collect_calls, record_api_calls
 from worker.db.engine import core_transaction
 from worker.dispatch import Message, dispatch_deadline, retry_delay
 from worker.platforms import (
+    AccountParked,
     ApiError,
     AuthorizationLostError,
     PermanentApiError,
@@ -118,7 +119,10 @@ def attempt(
             now = datetime.now(UTC)
             with core_transaction(sessions) as connection:
                 record_api_calls(connection, row.account, calls)
-                mark_needs_authorization(connection, row.account, str(exc), now)
+                # Only a loss the API just reported marks the account: a parked account's own
+                # refusal, read before an `authorize`, must not mark it again after it.
+                if not isinstance(exc, AccountParked):
+                    mark_needs_authorization(connection, row.account, str(exc), now)
                 message = row.reschedule(connection, settings, now, PARK_SECONDS)
             return Attempted(None, [message], deferred=True)
         except (TransientApiError, PermanentApiError) as exc:

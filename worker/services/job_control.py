@@ -17,22 +17,12 @@ from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline
 from worker.events import record_removal_event
 from worker.inputs import InvalidInput
-from worker.services.removal import REMOVE_BATCH_TASK, RUNNERS_PER_JOB, _storable
+from worker.services.removal import _SKU_COLUMNS, REMOVE_BATCH_TASK, RUNNERS_PER_JOB, _storable
 from worker.settings import Settings
 
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
 _skus = table_of(RemovalSku)
-_SKU_COLUMNS = (
-    "account",
-    "job_id",
-    "batch_id",
-    "position",
-    "sku",
-    "state",
-    "attempts",
-    "updated_at",
-)
 
 
 class Controlled(NamedTuple):

@@ -60,17 +60,27 @@ class SandboxProcess:
     Figures and the call record come from its /_sandbox/ control endpoints.
     """
 
-    def __init__(self, latency: float, platform: str = "sellercenter") -> None:
+    def __init__(
+        self,
+        latency: float,
+        platform: str = "sellercenter",
+        rate_limit: float | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """`rate_limit`: calls/s before the sandbox answers E901 (None: no limit); `user_id`:
+        the only UserID it accepts (legacy sandbox; one per account, so accounts differ)."""
         config = SandboxConfig()
         self.platform = platform
-        self.user_id, self.api_key = config.user_id, config.api_key
+        self.user_id, self.api_key = user_id or config.user_id, config.api_key
         command = [sys.executable, "-m", "worker.sandbox", "--port", "0"]
         command += ["--latency", str(latency)]
+        if rate_limit is not None:
+            command += ["--rate-limit", str(rate_limit)]
         if platform == "lazop":
             command += ["--platform", "lazop"]
         else:
             # Orders never advance by themselves: a benchmark measures fetches, not refreshes.
-            command += ["--order-advance-seconds", "0"]
+            command += ["--order-advance-seconds", "0", "--user-id", self.user_id]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO
         )
@@ -117,8 +127,10 @@ class SandboxProcess:
                 self.process.wait()
 
 
-def start_sandbox(latency: float, platform: str = "sellercenter") -> SandboxProcess:
-    return SandboxProcess(latency, platform)
+def start_sandbox(
+    latency: float, platform: str = "sellercenter", rate_limit: float | None = None
+) -> SandboxProcess:
+    return SandboxProcess(latency, platform, rate_limit)
 
 
 LAZOP_ACCOUNT = "bench-lazop"

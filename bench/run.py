@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -155,15 +156,35 @@ def removal(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, 
     return figures
 
 
-def _start_polling(stack: BenchStack, run_id: str, jobs: int, seed: int) -> None:
-    """Image jobs of 30-90 s, each polled while the removal runs: waiting holds no slot."""
+def _start_polling(
+    stack: BenchStack,
+    run_id: str,
+    jobs: int,
+    seed: int,
+    durations: tuple[float, float] = (30.0, 90.0),
+    timeout: float = 60.0,
+) -> None:
+    """Image jobs of 30-90 s (`durations`), each polled while the removal runs: waiting holds
+    no slot. Returns once every job has been polled once (within `timeout` s)."""
     rng = random.Random(seed)
     for i in range(jobs):
-        seconds = rng.uniform(30.0, 90.0)
+        seconds = rng.uniform(*durations)
         url = f"https://images.example.test/bench/{run_id}/{i}.jpg?sandbox_duration={seconds:.3f}"
         stack.send("lazada.migrate_images", [url], key=f"bench-{run_id}-img-{i}")
     polled = select(func.count()).select_from(ImageJob).where(ImageJob.polls > 0)
-    wait_for(lambda: stack.scalar(polled) >= jobs, 60.0, "the image jobs to be polling")
+    wait_for(lambda: stack.scalar(polled) >= jobs, timeout, "the image jobs to be polling")
+
+
+def detection_delay(url: str, started_at: datetime, finished_at: datetime) -> tuple[float, float]:
+    """(the job's duration as its URL set it, the detection delay): how long after the job
+    ended (started_at + duration) the worker recorded it (finished_at)."""
+    seconds = float(url.rsplit("sandbox_duration=", 1)[1])
+    return seconds, (finished_at - started_at).total_seconds() - seconds
+
+
+def detection_target(seconds: float) -> float:
+    """The detection delay a job of `seconds` may have: 20% of its duration + 5 s."""
+    return 0.2 * seconds + 5.0
 
 
 def orders(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
@@ -221,10 +242,9 @@ def polling(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, 
     polls = sorted(row.polls for row in rows)
     delays, shares, per_job = [], [], []
     for row in rows:
-        seconds = float(row.urls[0].rsplit("sandbox_duration=", 1)[1])
-        delay = (row.finished_at - row.started_at).total_seconds() - seconds
+        seconds, delay = detection_delay(row.urls[0], row.started_at, row.finished_at)
         delays.append(delay)
-        shares.append(delay / (0.2 * seconds + 5.0))  # <= 1: within "20% of duration + 5 s"
+        shares.append(delay / detection_target(seconds))  # <= 1: within the target
         per_job.append([round(seconds, 3), row.polls, round(delay, 3)])
     get_response = figures["api_calls_by_action"].get("GetResponse", 0)
     figures.update(
@@ -334,11 +354,7 @@ def ratelimit(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str
     if len(times) < 2:
         raise BenchError(f"the sandbox recorded {len(times)} calls")
     span = times[-1] - times[0]
-    peak, end = 0, 0
-    for start, at in enumerate(times):  # half-open windows [at, at + 1 s) starting at a call
-        while end < len(times) and times[end] < at + 1.0:
-            end += 1
-        peak = max(peak, end - start)
+    peak = peak_in_window(times)
     gaps = [b - a for a, b in pairwise(times)]
     figures.update(
         calls_recorded=len(times),
@@ -354,6 +370,17 @@ def ratelimit(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str
     return figures
 
 
+def peak_in_window(times: list[float], width: float = 1.0) -> int:
+    """The most of the sorted `times` in any half-open window [at, at + width) that starts at
+    one of them: the busiest second, wherever it falls."""
+    peak, end = 0, 0
+    for start, at in enumerate(times):
+        while end < len(times) and times[end] < at + width:
+            end += 1
+        peak = max(peak, end - start)
+    return peak
+
+
 WORKLOADS = {
     "ratelimit": ratelimit,
     "removal": removal,
@@ -367,8 +394,14 @@ WORKLOADS = {
 # -- running and printing -------------------------------------------------------------------
 
 
-def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Start the sandbox and the stack, run one workload, stop everything."""
+Workload = Callable[[BenchStack, SandboxProcess, Any], dict[str, Any]]
+
+
+def run_workload(
+    name: str, args: argparse.Namespace, workloads: Mapping[str, Workload] = WORKLOADS
+) -> dict[str, Any]:
+    """Start the sandbox and the stack, run one workload (of `workloads`, by name), stop
+    everything. `args.sandbox_rate_limit`, if set, is the sandbox's own limit (E901 above)."""
     extra_env = {}
     if getattr(args, "poll_first", None) is not None:
         extra_env["LAZADA_POLL_FIRST"] = str(args.poll_first)
@@ -390,7 +423,7 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
         # A server database needs the deployment's secret key for the stored app secret.
         extra_env["LAZADA_SECRET_KEY"] = Fernet.generate_key().decode()
     with ExitStack() as cleanup:
-        sandbox = start_sandbox(args.latency, platform)
+        sandbox = start_sandbox(args.latency, platform, getattr(args, "sandbox_rate_limit", None))
         cleanup.callback(sandbox.stop)
         stack = cleanup.enter_context(open_stack(args.stack, sandbox, extra_env))
         if platform == "lazop":
@@ -405,7 +438,7 @@ def run_workload(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if not args.cold:
             warm_up(stack, sandbox, args)
         try:
-            figures = WORKLOADS[name](stack, sandbox, args)
+            figures = workloads[name](stack, sandbox, args)
         except BenchError:
             print(stack.logs()[-4000:], file=sys.stderr)
             raise

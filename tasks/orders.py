@@ -7,7 +7,7 @@ from typing import Any
 from tasks.base import ServiceTask
 from worker.celery_app import app
 from worker.events import clean_callback
-from worker.inputs import clean_order_id
+from worker.inputs import clean_order_id, clean_slot
 from worker.services import orders
 
 
@@ -18,14 +18,24 @@ def fetch_order(
     account: Any = None,
     callback: Any = None,
     callback_queue: Any = None,
+    slot: Any = None,
 ) -> None:
-    """GetOrder, then insert or update the stored order; its event goes to `callback` too."""
+    """GetOrder, then insert or update the stored order; its event goes to `callback` too.
+    `slot` is internal: the call slot a deferral reserved for this message."""
     order = clean_order_id(order_id)
     named = clean_callback(callback, callback_queue)
     owner = self.account(account).name
+    reserved = clean_slot(slot)
     self.publish(
         orders.fetch_order(
-            self.sessions, self.platforms, self.settings, owner, order, self.request.id, *named
+            self.sessions,
+            self.platforms,
+            self.settings,
+            owner,
+            order,
+            self.request.id,
+            *named,
+            slot=reserved,
         )
     )
 

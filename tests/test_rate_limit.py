@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
 from fixtures_worker import Stack
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stack import service_url, wait_for
 
 from worker import documents
 from worker.platforms import CallRecord
-from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter, RedisSlots, SlotStore
+from worker.ratelimit import (
+    EPSILON,
+    GROUP_AHEAD,
+    MAX_SLOT_WAIT,
+    SPACING,
+    DatabaseSlots,
+    RateLimited,
+    RateLimiter,
+    RedisSlots,
+    SlotStore,
+    TurnsTaken,
+    place,
+    turn,
+)
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -29,53 +46,104 @@ def _account() -> str:
     return f"acct-{uuid.uuid4().hex[:8]}"
 
 
+def _waits(slots: SlotStore, account: str, group: str, interval: float, n: int) -> list[float]:
+    grants = [slots.reserve(account, group, interval, 100) for _ in range(n)]
+    assert all(grant.reserved for grant in grants)
+    return [grant.wait for grant in grants]
+
+
 def test_slots_are_handed_out_one_interval_apart(slots: SlotStore) -> None:
-    account = _account()
-    waits = [slots.reserve(account, 0.5, 60) for _ in range(4)]
+    waits = _waits(slots, _account(), "job", 0.5, 4)
     assert waits[0] == pytest.approx(0, abs=0.05)
     gaps = [b - a for a, b in pairwise(waits)]
     assert all(gap == pytest.approx(0.5, abs=0.05) for gap in gaps)
 
 
-def test_a_slot_further_away_than_the_caller_will_wait_is_not_taken(slots: SlotStore) -> None:
+def test_a_group_holds_at_most_its_share_of_slots_ahead(slots: SlotStore) -> None:
     account = _account()
-    slots.reserve(account, 10, 60)  # now
-    far = slots.reserve(account, 10, 5)  # would be 10 s away: refused, not reserved
-    again = slots.reserve(account, 10, 60)
-    assert far == pytest.approx(10, abs=0.1)
-    assert again == pytest.approx(10, abs=0.1)  # the refused slot was not consumed
+    held = [slots.reserve(account, "big", 1.0, 2) for _ in range(3)]  # now, +1 s, +2 s
+    refused = slots.reserve(account, "big", 1.0, 2)
+    other = slots.reserve(account, "small", 1.0, 2)
+    assert [grant.reserved for grant in held] == [True, True, True]
+    # "now" has come: two slots ahead are the group's share, so the fourth call waits for the
+    # first of them to pass (nothing reserved), and the other group takes the next slot.
+    assert not refused.reserved and refused.wait == pytest.approx(1.0, abs=0.1)
+    assert other.reserved and other.wait == pytest.approx(3.0, abs=0.1)
+
+
+def test_a_groups_share_comes_back_as_its_slots_pass(slots: SlotStore) -> None:
+    account = _account()
+    first = [slots.reserve(account, "job", 0.2, 1) for _ in range(3)]  # now, +0.2 s, refused
+    assert [grant.reserved for grant in first] == [True, True, False]
+    time.sleep(first[2].wait + 0.02)
+    again = slots.reserve(account, "job", 0.2, 1)  # the account's next slot: +0.4 s
+    assert again.reserved and again.wait == pytest.approx(0.2, abs=0.05)
 
 
 def test_a_throttle_answer_pauses_the_account_and_halves_its_rate(slots: SlotStore) -> None:
     account = _account()
     slots.throttled(account, pause=2.0, slow_for=30.0)
-    first = slots.reserve(account, 0.5, 60)
-    second = slots.reserve(account, 0.5, 60)
+    first, second = _waits(slots, account, "job", 0.5, 2)
     assert first == pytest.approx(2.0, abs=0.1)
     assert second - first == pytest.approx(1.0, abs=0.05)
 
 
 def test_accounts_do_not_share_slots(slots: SlotStore) -> None:
-    slots.reserve("a-" + _account(), 10, 60)
-    assert slots.reserve("b-" + _account(), 10, 60) == pytest.approx(0, abs=0.05)
+    slots.reserve("a-" + _account(), "job", 10, 2)
+    grant = slots.reserve("b-" + _account(), "job", 10, 2)
+    assert grant.reserved and grant.wait == pytest.approx(0, abs=0.05)
 
 
-def test_the_limiter_refuses_a_wait_beyond_its_bound_as_a_throttle(database_url: str) -> None:
-    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=0.001, max_wait=60)
-    limiter.acquire("GetOrder")
+def test_a_slot_further_than_a_short_sleep_defers_the_call_to_it(database_url: str) -> None:
+    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
+    limiter.acquire("GetOrder")  # now
     with pytest.raises(RateLimited) as raised:
         limiter.acquire("GetOrder")
-    assert raised.value.wait > 60
+    deferred = raised.value
+    assert not isinstance(deferred, TurnsTaken)
+    assert deferred.wait == pytest.approx(SPACING, abs=0.1) and deferred.wait > MAX_SLOT_WAIT
+    assert deferred.slot == pytest.approx(time.time() + deferred.wait, abs=0.1)
+
+
+def test_work_deferred_to_its_slot_calls_then_without_asking_again(database_url: str) -> None:
+    store = DatabaseSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=1)
+    with turn("job", slot=time.time() + 0.01):
+        limiter.acquire("GetOrder")  # its reserved slot: none taken from the store
+        limiter.acquire("GetOrder")  # a second call in the turn takes one: the first, now
+    assert store.reserve(account, "job", 1.0, 100).wait == pytest.approx(SPACING, abs=0.1)
+
+
+def test_work_that_comes_back_early_is_deferred_to_its_slot_again(database_url: str) -> None:
+    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
+    slot = time.time() + 5
+    with turn("job", slot=slot), pytest.raises(RateLimited) as raised:
+        limiter.acquire("GetOrder")
+    assert raised.value.slot == slot and raised.value.wait == pytest.approx(5, abs=0.1)
+
+
+def test_a_group_past_its_share_is_told_its_turns_are_taken(database_url: str) -> None:
+    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
+    refusals = []
+    with turn("big"):
+        for _ in range(GROUP_AHEAD + 2):
+            try:
+                limiter.acquire("RemoveProduct")
+            except RateLimited as refused:
+                refusals.append(refused)
+    assert [type(r) for r in refusals] == [RateLimited] * GROUP_AHEAD + [TurnsTaken]
+    assert refusals[-1].slot is None
 
 
 def test_an_e901_answer_slows_the_account_down(database_url: str) -> None:
     store = DatabaseSlots(database_url)
     account = _account()
-    limiter = RateLimiter(store, account, rate=100, max_wait=60)
+    limiter = RateLimiter(store, account, rate=100)
     limiter.observe(
         CallRecord("RemoveProduct", "api_error", 0.01, 200, "E901", "E901", throttled=True)
     )
-    assert store.reserve(account, 0.01, 60) == pytest.approx(1.0, abs=0.1)
+    assert store.reserve(account, "job", 0.01, 2).wait == pytest.approx(1.0, abs=0.1)
 
 
 @pytest.mark.slow
@@ -102,3 +170,63 @@ def test_two_workers_with_sixteen_slots_each_hold_the_accounts_rate(stack: Stack
     assert throttled == []
     achieved = (len(calls) - 1) / (calls[-1] - calls[0])
     assert achieved <= limit * 1.02
+
+
+# -- the calendar itself (worker.ratelimit.place), on made-up clocks --------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.floats(0, 0.5, allow_nan=False)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(1, 4),
+)
+def test_slots_keep_their_distance_and_no_group_holds_more_than_its_share(
+    asks: list[tuple[str, float]], ahead: int
+) -> None:
+    interval, now, turns = 0.2, 1000.0, {}
+    placed: list[float] = []
+    for group, step in asks:
+        now += step
+        before = [t for t in turns.get(group, []) if t > now]
+        grant, turns = place(turns, group, now, interval, ahead)
+        if grant.reserved:
+            assert len(before) < ahead and grant.wait >= 0
+            placed.append(now + grant.wait)
+        else:
+            assert len(before) >= ahead and grant.wait > 0
+    placed.sort()
+    assert all(b - a >= interval - EPSILON - 1e-9 for a, b in pairwise(placed))
+
+
+def test_busy_groups_take_every_slot_in_turn() -> None:
+    """Four jobs, each with runners that ask for their next slot once their last call is over
+    (0.15 s after its slot): over 200 slots each gets a quarter, give or take one, and no slot
+    of the calendar goes unused."""
+    interval, turns = 0.2, {}
+    asks = [(0.0, group) for group in "abcd" for _ in range(GROUP_AHEAD + 1)]
+    got: Counter[str] = Counter()
+    slots: list[float] = []
+    while len(slots) < 200:
+        asks.sort()
+        now, group = asks.pop(0)
+        grant, turns = place(turns, group, now, interval, GROUP_AHEAD)
+        if grant.reserved:
+            slot = now + grant.wait
+            got[group] += 1
+            slots.append(slot)
+            asks.append((slot + 0.15, group))  # its call ends; the runner asks again
+    assert all(abs(n - 200 / 4) <= 1 for n in got.values()), got
+    slots.sort()
+    assert all(b - a == pytest.approx(interval) for a, b in pairwise(slots[8:]))
+
+
+def test_a_new_group_waits_for_a_few_slots_not_for_the_busy_ones_work() -> None:
+    interval, turns = 0.2, {}
+    for _ in range(GROUP_AHEAD + 1):
+        _, turns = place(turns, "big", 0.0, interval, GROUP_AHEAD)
+    grant, _ = place(turns, "order", 0.01, interval, GROUP_AHEAD)
+    assert grant.reserved and grant.wait <= (GROUP_AHEAD + 1) * interval

@@ -120,6 +120,31 @@ def test_a_worker_killed_mid_removal_loses_no_sku(stack: Stack) -> None:
     assert twice <= 8 * 50
 
 
+def test_a_worker_killed_while_calls_wait_for_their_slots_loses_none(stack: Stack) -> None:
+    """At the real rate limit most of a job's work is deferred to slots (countdowns the killed
+    worker held, and batches left to the job's runners): all of it is found again."""
+    _configure(stack, LAZADA_RATE_LIMIT="5")
+    stack.sandbox.config.rate_limit = 5
+    skus, failing = _skus(3000)
+    worker = stack.start_worker(concurrency=8)
+    stack.send("lazada.remove_products", skus, key="slots")
+    wait_for(lambda: _final_count(stack, "slots") >= 750, 120, "a quarter of the SKUs")
+    worker.kill()
+    at_kill = _final_count(stack, "slots")
+    stack.start_worker(concurrency=8)
+
+    job = _wait_done(stack, "slots")
+    twice = _check_every_sku_final_once(stack, job, skus, failing)
+    throttled = [c for c in stack.sandbox.calls() if c.error_code == 901]
+    print(
+        f"\n[{stack.name}] kill -9 at the rate limit at {at_kill}/{len(skus)} SKUs final; "
+        f"after restart: {job['removed']} removed, {twice} SKUs sent twice, "
+        f"{len(throttled)} E901"
+    )
+    # At 5 calls/s at most two calls are under way at any moment: only they can go twice.
+    assert twice <= 2 * 50
+
+
 def test_a_worker_killed_mid_lazop_removal_loses_no_sku(stack: Stack) -> None:
     # The same crash on an Open Platform account (tests/test_lazop_end_to_end.py's fixture).
     from test_lazop_end_to_end import ACCOUNT, SELLER, lazop_stack

@@ -25,6 +25,19 @@ def retry_delay(ladder: tuple[float, ...], attempt: int, rng: random.Random | No
     return base * (rng or random).uniform(0.75, 1.25)
 
 
+# A message sent with a countdown is held by a worker (Celery keeps it until it is due) long
+# before it is due, and a live worker runs it then: one not run this long after, its worker is
+# taken for dead (killed: the embedded broker loses what a reader held, Redis gives it back only
+# after its visibility timeout) and the sweepers send its work again. Running it twice is safe.
+HELD_GRACE = 15.0
+
+
 def dispatch_deadline(due: datetime, redispatch_after: float) -> datetime:
-    """When a message for work due at `due` counts as lost, so that a sweeper sends another."""
+    """When a message for work due at `due` counts as lost, so that a sweeper sends another:
+    a message just sent may wait its turn in a long queue."""
     return due + timedelta(seconds=redispatch_after)
+
+
+def countdown_deadline(due: datetime, redispatch_after: float) -> datetime:
+    """dispatch_deadline for a message sent with a countdown to `due` (see HELD_GRACE)."""
+    return due + timedelta(seconds=min(redispatch_after, HELD_GRACE))

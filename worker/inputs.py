@@ -13,6 +13,7 @@ always be sent.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import sys
 import unicodedata
@@ -206,3 +207,14 @@ def clean_action(action: Any) -> str:
     if action not in IMAGE_ACTIONS:
         raise InvalidInput(f"action must be one of {', '.join(IMAGE_ACTIONS)}, got {action!r}")
     return str(action)
+
+
+def clean_slot(slot: Any) -> float | None:
+    """A deferred message's reserved call slot (internal, worker.ratelimit): None, or a time
+    as seconds since the epoch. Work that carries one makes its call then without asking the
+    limiter again, so anything else is refused rather than guessed at."""
+    if slot is None:
+        return None
+    if isinstance(slot, bool) or not isinstance(slot, int | float) or not math.isfinite(slot):
+        raise InvalidInput(f"slot must be a time in seconds since the epoch, got {slot!r}")
+    return float(slot)

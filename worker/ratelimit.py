@@ -1,22 +1,41 @@
-"""One rate limit for all workers of an account, on every machine.
+"""One rate limit for all workers of an account, on every machine, shared fairly.
 
-The limiter hands out call slots spaced 1/rate seconds apart (GCRA, the "theoretical arrival
-time" form of a token bucket with a burst of one): a caller reserves the next free slot in
-shared state and waits until it comes. Reserving instead of retrying keeps callers in order and
-the rate exact, and the state is one value per account. Time comes from the shared store's
-clock, so workers on machines with skewed clocks still agree.
+The limiter hands out call slots at least 1/rate seconds apart: a caller reserves a slot in
+shared state, and the calendar of reserved slots keeps the spacing. Reserving instead of
+retrying keeps the rate exact and every slot used. Time comes from the shared store's clock,
+so workers on machines with skewed clocks still agree.
+
+No task waits for its slot longer than MAX_SLOT_WAIT: a slot further away is still reserved,
+and the work is deferred to it (a row due then and a countdown, worker.services.attempts), so
+its thread takes other work meanwhile.
+
+Fair shares: every call belongs to a group (a removal job, order fetches, image submits, image
+polls: the Turn a service sets around its call). A group's next slot is placed at least as
+many intervals after its last one as there are groups with slots to come, in the first free
+place of the calendar from there: with G groups busy, each gets every G-th slot (round-robin),
+and a group alone gets them all. A group holds at most a few slots ahead (GROUP_AHEAD, or
+GROUP_SECONDS' worth); past that it is refused (TurnsTaken), and its own holders go on with its
+next work when their slot comes. So a small job or an order sent while a 20,000-SKU job runs
+gets a slot after a few of the big job's, not after all of them.
 
 The state lives in Redis when the broker is Redis, else in the results database. An E901 or
-E429 answer pushes the next slot out and halves the rate for a while.
+E429 answer keeps the account's new slots back for a moment and halves its rate for a while
+(this account only).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -33,20 +52,71 @@ SLOW_FOR = 30.0  # seconds the rate stays halved after that
 # Slots 3% further apart than 1/rate: calls leave a few ms late or early (threads, GIL), and
 # exact spacing let rate+1 calls land in one second at the API (bench/RESULTS.md, ratelimit).
 SPACING = 1.03
+# The longest a task sleeps for its slot; a slot further away defers the work to it. Below a
+# broker round trip and a task's own overhead, so sleeping is the cheaper way this close.
+MAX_SLOT_WAIT = 0.05
+# Slots one group may hold ahead of now: at least GROUP_AHEAD, and GROUP_SECONDS' worth at
+# high rates, so that a group alone keeps the whole rate busy (its next calls' slots are
+# reserved while its last ones are under way) while a new group waits at most that long a group.
+GROUP_AHEAD = 2
+GROUP_SECONDS = 0.5
+OTHER_GROUP = "other"  # calls made outside a service's turn (tests, tools)
+# Slots this much closer than an interval still count as an interval apart: sums of floats
+# (and Redis's text) put a free place between two slots a hair under an interval wide, and
+# such a place never got filled: a slot in five went unused with four jobs.
+EPSILON = 0.001
 
 
 class RateLimited(ThrottledApiError):
-    """No call slot soon enough: nothing was sent; retried like the API's own E901."""
+    """The call must wait for its slot (`slot`, on this machine's time.time() clock, reserved
+    for it), or for a slot to be free at all (`slot` None): nothing was sent."""
 
-    def __init__(self, action: str, wait: float) -> None:
-        super().__init__(f"local rate limit: next call slot in {wait:.0f}s", action=action)
+    def __init__(self, action: str, wait: float, slot: float | None = None) -> None:
+        super().__init__(f"local rate limit: next call slot in {wait:.1f}s", action=action)
         self.wait = wait
+        self.slot = slot
+
+
+class TurnsTaken(RateLimited):
+    """The call's group holds all the slots ahead it may: none was reserved for this call.
+    Work that others of its group go on with (a removal job's batches) is left to them;
+    other work comes back later (`interval`: the account's seconds between slots)."""
+
+    def __init__(self, action: str, wait: float, interval: float) -> None:
+        super().__init__(action, wait)
+        self.interval = interval
+
+
+@dataclass
+class Turn:
+    """The group of the calls a service makes now, and a slot reserved for it earlier."""
+
+    group: str
+    slot: float | None = None  # time.time() of the slot this work was deferred to
+
+
+_turn: ContextVar[Turn | None] = ContextVar("lazada_rate_turn", default=None)
+
+
+@contextmanager
+def turn(group: str, slot: float | None = None) -> Iterator[None]:
+    """Calls made inside count for `group`; the first uses `slot` when one was reserved."""
+    token = _turn.set(Turn(group, slot))
+    try:
+        yield
+    finally:
+        _turn.reset(token)
+
+
+class Grant(NamedTuple):
+    reserved: bool  # False: the group holds all its slots ahead
+    wait: float  # seconds until the reserved slot, or until the group's first one passes
 
 
 class SlotStore(Protocol):
-    def reserve(self, account: str, interval: float, max_wait: float) -> float:
-        """Reserve the next slot; return seconds until it comes (0 if it is now). A slot more
-        than `max_wait` s away is not reserved (the caller gives up)."""
+    def reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
+        """Reserve the account's next slot for `group`, unless the group already holds
+        `ahead` slots that have not come yet."""
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         """The API said "too frequent": no slot for `pause` s, half the rate for `slow_for` s."""
@@ -55,17 +125,28 @@ class SlotStore(Protocol):
 class RateLimiter:
     """The client's before_call and after_call hooks for one account."""
 
-    def __init__(self, store: SlotStore, account: str, rate: float, max_wait: float) -> None:
+    def __init__(self, store: SlotStore, account: str, rate: float) -> None:
         self.store = store
         self.account = account
         self.interval = SPACING / rate
-        # The wait happens while the caller holds a row's lease: it must end well before it.
-        self.max_wait = max_wait
+        self.ahead = max(GROUP_AHEAD, math.floor(GROUP_SECONDS * rate))
 
     def acquire(self, action: str) -> None:
-        wait = self.store.reserve(self.account, self.interval, self.max_wait)
-        if wait > self.max_wait:
-            raise RateLimited(action, wait)
+        """Return when the call may be made (at most MAX_SLOT_WAIT s from now), else raise
+        RateLimited with the slot reserved for it, or TurnsTaken."""
+        current = _turn.get()
+        if current is not None and current.slot is not None:
+            slot, current.slot = current.slot, None  # a reservation is used once
+            wait = slot - time.time()
+        else:
+            group = current.group if current is not None else OTHER_GROUP
+            grant = self.store.reserve(self.account, group, self.interval, self.ahead)
+            if not grant.reserved:
+                raise TurnsTaken(action, grant.wait, self.interval)
+            wait = grant.wait
+            slot = time.time() + wait
+        if wait > MAX_SLOT_WAIT:
+            raise RateLimited(action, wait, slot)
         if wait > 0:
             time.sleep(wait)
 
@@ -73,6 +154,46 @@ class RateLimiter:
         if record.throttled:
             log.warning("%s throttled (%s): slowing down", record.action, record.error_code)
             self.store.throttled(self.account, PAUSE_AFTER_THROTTLE, SLOW_FOR)
+
+
+def place(
+    turns: dict[str, list[float]],
+    group: str,
+    now: float,
+    interval: float,
+    ahead: int,
+    floor: float = 0.0,
+) -> tuple[Grant, dict[str, list[float]]]:
+    """Reserve `group` a slot in the calendar `turns` (each group's reserved slots, epoch
+    seconds; slots past by more than an interval are dropped, nearer ones still keep their
+    distance). Returns the grant and the calendar to store. No slot comes before `floor`.
+
+    The Redis store runs the same steps in Lua (_RESERVE): keep them alike.
+    """
+    kept = {g: [t for t in slots if t > now - interval] for g, slots in turns.items()}
+    kept = {g: slots for g, slots in kept.items() if slots}
+    mine = kept.get(group, [])
+    coming = [t for t in mine if t > now]
+    if len(coming) >= ahead:
+        return Grant(False, min(coming) - now), kept
+    busy = {g for g, slots in kept.items() if max(slots) > now} | {group}
+    slot = max(now, floor)
+    if mine:  # round-robin: as many intervals after its last slot as groups are busy
+        slot = max(slot, max(mine) + len(busy) * interval)
+    for taken in sorted(t for slots in kept.values() for t in slots):
+        if taken >= slot + interval - EPSILON:
+            break
+        if taken > slot - interval + EPSILON:  # too close: the first free place after it
+            slot = taken + interval
+    kept[group] = [*mine, slot]
+    return Grant(True, slot - now), kept
+
+
+class _SlotRow(NamedTuple):
+    floor: datetime  # no slot before (a throttle's pause)
+    slow_until: datetime | None
+    turns: dict[str, list[float]]  # each group's reserved slots (epoch seconds)
+    now: datetime
 
 
 class DatabaseSlots:
@@ -84,46 +205,44 @@ class DatabaseSlots:
     def __init__(self, database_url: str) -> None:
         self.engine = get_engine(database_url)
 
-    def _state(self, conn: Connection, account: str) -> tuple[datetime, datetime | None, datetime]:
-        """The account's next free slot and slow_until, locked, and the store's time."""
+    def _state(self, conn: Connection, account: str) -> _SlotRow:
+        """The account's row, locked, and the store's time."""
         now = _now(conn)
         row = conn.execute(
-            select(RateLimit.next_slot_at, RateLimit.slow_until)
+            select(RateLimit.next_slot_at, RateLimit.slow_until, RateLimit.turns)
             .where(RateLimit.account == account)
             .with_for_update()
         ).one_or_none()
         if row is None:
             conn.execute(insert(RateLimit).values(account=account, next_slot_at=now))
-            return now, None, now
-        return row.next_slot_at, row.slow_until, now
+            return _SlotRow(now, None, {}, now)
+        return _SlotRow(row.next_slot_at, row.slow_until, json.loads(row.turns or "{}"), now)
 
-    def _save(self, conn: Connection, account: str, **values: datetime | None) -> None:
+    def _save(self, conn: Connection, account: str, **values: datetime | str | None) -> None:
         conn.execute(update(RateLimit).where(RateLimit.account == account).values(**values))
 
-    def reserve(self, account: str, interval: float, max_wait: float) -> float:
+    def reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
         try:
-            return self._reserve(account, interval, max_wait)
+            return self._reserve(account, group, interval, ahead)
         except IntegrityError:  # another worker created the account's row at the same moment
-            return self._reserve(account, interval, max_wait)
+            return self._reserve(account, group, interval, ahead)
 
-    def _reserve(self, account: str, interval: float, max_wait: float) -> float:
+    def _reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
         with self.engine.begin() as conn:
-            next_slot, slow_until, now = self._state(conn, account)
+            floor, slow_until, turns, now = self._state(conn, account)
             if slow_until is not None and now < slow_until:
                 interval *= 2
-            slot = max(next_slot, now)
-            wait = (slot - now).total_seconds()
-            if wait <= max_wait:
-                self._save(conn, account, next_slot_at=slot + timedelta(seconds=interval))
-            return wait
+            grant, turns = place(turns, group, now.timestamp(), interval, ahead, floor.timestamp())
+            self._save(conn, account, turns=json.dumps(turns))
+            return grant
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         with self.engine.begin() as conn:
-            next_slot, _, now = self._state(conn, account)
+            floor, _, _, now = self._state(conn, account)
             self._save(
                 conn,
                 account,
-                next_slot_at=max(next_slot, now + timedelta(seconds=pause)),
+                next_slot_at=max(floor, now + timedelta(seconds=pause)),
                 slow_until=now + timedelta(seconds=slow_for),
             )
 
@@ -137,19 +256,66 @@ def _now(conn: Connection) -> datetime:
     return datetime.now(UTC)
 
 
-# Redis: the same algorithm in one Lua script, atomic on the server, on the server's clock.
+# Redis: the same steps as place() in one Lua script, atomic on the server, on its clock.
+# The account's hash holds next_slot (the floor), slow_until, and a field "g:<group>" a group
+# with its slots ("t1,t2"); fields whose slots are all past go.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
+local ahead = tonumber(ARGV[2])
+local group = 'g:' .. ARGV[3]
+local eps = tonumber(ARGV[4])
 local slow_until = tonumber(redis.call('HGET', KEYS[1], 'slow_until') or '0')
 if now < slow_until then interval = interval * 2 end
-local slot = math.max(tonumber(redis.call('HGET', KEYS[1], 'next_slot') or '0'), now)
-if slot - now <= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'next_slot', tostring(slot + interval))
-  redis.call('EXPIRE', KEYS[1], 3600)
+local fields = redis.call('HGETALL', KEYS[1])
+local all, mine, busy, coming, first = {}, {}, 0, 0, nil
+local mine_busy = false
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  if string.sub(name, 1, 2) == 'g:' then
+    local kept, last = {}, nil
+    for s in string.gmatch(fields[i + 1], '[^,]+') do
+      local slot = tonumber(s)
+      if slot > now - interval then
+        table.insert(kept, slot)
+        table.insert(all, slot)
+        if last == nil or slot > last then last = slot end
+        if name == group and slot > now then
+          coming = coming + 1
+          if first == nil or slot < first then first = slot end
+        end
+      end
+    end
+    if #kept == 0 then
+      redis.call('HDEL', KEYS[1], name)
+    else
+      if last > now then
+        busy = busy + 1
+        if name == group then mine_busy = true end
+      end
+      if name == group then mine = kept end
+    end
+  end
 end
-return tostring(slot - now)
+if coming >= ahead then return {0, tostring(first - now)} end
+if not mine_busy then busy = busy + 1 end
+local slot = math.max(now, tonumber(redis.call('HGET', KEYS[1], 'next_slot') or '0'))
+if #mine > 0 then
+  local last = math.max(unpack(mine))
+  slot = math.max(slot, last + busy * interval)
+end
+table.sort(all)
+for _, taken in ipairs(all) do
+  if taken >= slot + interval - eps then break end
+  if taken > slot - interval + eps then slot = taken + interval end
+end
+table.insert(mine, slot)
+local text = {}
+for _, s in ipairs(mine) do table.insert(text, string.format('%.6f', s)) end
+redis.call('HSET', KEYS[1], group, table.concat(text, ','))
+redis.call('EXPIRE', KEYS[1], 3600)
+return {1, tostring(slot - now)}
 """
 _THROTTLED = """
 local t = redis.call('TIME')
@@ -172,8 +338,10 @@ class RedisSlots:
         self._reserve = self.client.register_script(_RESERVE)
         self._throttled = self.client.register_script(_THROTTLED)
 
-    def reserve(self, account: str, interval: float, max_wait: float) -> float:
-        return float(self._reserve(keys=[_key(account)], args=[interval, max_wait]))
+    def reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
+        args: list[str | float] = [interval, ahead, group, EPSILON]
+        reserved, wait = self._reserve(keys=[_key(account)], args=args)
+        return Grant(bool(reserved), float(wait))
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         self._throttled(keys=[_key(account)], args=[pause, slow_for])
@@ -197,6 +365,6 @@ def limiter_for(settings: Settings, account: str, rate: float) -> RateLimiter:
         limiter = _limiters.get(key)
         if limiter is None:
             store: SlotStore = RedisSlots(store_url) if redis_broker else DatabaseSlots(store_url)
-            limiter = RateLimiter(store, account, rate, settings.max_rate_wait)
+            limiter = RateLimiter(store, account, rate)
             _limiters[key] = limiter
         return limiter

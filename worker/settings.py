@@ -107,11 +107,6 @@ class Settings:
         }
 
     @property
-    def max_rate_wait(self) -> float:
-        """The longest wait for a rate-limit slot: what the lease leaves after a whole call."""
-        return self.lease_seconds - self.connect_timeout - self.read_timeout - 5.0
-
-    @property
     def poll_queue(self) -> str:
         """The queue of image jobs' steps (submit, then polls), apart from the bulk work: a
         20,000-SKU removal does not delay polls, and workers of their own can serve them."""

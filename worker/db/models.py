@@ -279,6 +279,8 @@ class RateLimit(Base):
     account: Mapped[str] = mapped_column(String(255), primary_key=True)
     next_slot_at: Mapped[datetime]
     slow_until: Mapped[datetime | None]  # E901/E429 halved the rate until then
+    # Each group's reserved slots still to come, JSON {group: [epoch seconds]} (fair shares).
+    turns: Mapped[str | None] = mapped_column(Text)
 
 
 class Account(Base):

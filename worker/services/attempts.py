@@ -7,18 +7,19 @@ A service says only what its call is and what each outcome writes on its rows.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, Table, update
+from sqlalchemy import Connection, Select, Table, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts import mark_needs_authorization
 from worker.audit import collect_calls, record_api_calls
 from worker.db.engine import core_transaction
-from worker.dispatch import Message, dispatch_deadline, retry_delay
+from worker.dispatch import Message, countdown_deadline, retry_delay
 from worker.platforms import (
     AccountParked,
     ApiError,
@@ -26,7 +27,7 @@ from worker.platforms import (
     PermanentApiError,
     TransientApiError,
 )
-from worker.ratelimit import RateLimited
+from worker.ratelimit import RateLimited, TurnsTaken, turn
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -37,22 +38,48 @@ R = TypeVar("R")
 PARK_SECONDS = 15.0
 
 
+# A chained row deferred to a reserved slot is due this long after it for the rest of its
+# group; its own message, which carries the slot, takes it at the slot.
+SLOT_HOLD = 2.0
+
+
 @dataclass(frozen=True)
 class Row:
     """The work row an attempt is for: its table, id, account, the column that says when it is
-    due, and the message that comes back to it (sent with a countdown when it is due again)."""
+    due, and the message that comes back to it (sent with a countdown when it is due again).
+
+    `group` is whose turn its calls take (worker.ratelimit); `slot` the call slot reserved for
+    it when it was deferred (its message carries it). When its group's turns are taken:
+    `chained`, others of its group go on with it (a removal job's runners take its next
+    batch); else it comes back once its group's first slot has passed, at a random moment
+    over as many slots as `backlog` (a count of its group's due rows, run with `account` and
+    `now`) says are waiting, so that a crowd refused together comes back about as fast as
+    slots come, not all at once.
+    """
 
     table: Table
     id: int
     account: str
     due_column: str
     message: Message
+    group: str
+    slot: float | None = None
+    chained: bool = False
+    backlog: Select[tuple[int]] | Select[int] | None = None
 
     def reschedule(
-        self, connection: Connection, settings: Settings, now: datetime, delay: float
+        self,
+        connection: Connection,
+        settings: Settings,
+        now: datetime,
+        delay: float,
+        slot: float | None = None,
     ) -> Message:
-        """Due again in `delay` s, lease released; returns the message with that countdown."""
+        """Due again in `delay` s, lease released; returns the message with that countdown
+        (and the slot reserved for it, if one was)."""
         due = now + timedelta(seconds=delay)
+        if slot is not None and self.chained:
+            due += timedelta(seconds=SLOT_HOLD)
         connection.execute(
             update(self.table)
             .where(self.table.c.id == self.id)
@@ -60,11 +87,26 @@ class Row:
                 {
                     self.due_column: due,
                     "lease_until": None,
-                    "dispatched_until": dispatch_deadline(due, settings.redispatch_after),
+                    "dispatched_until": countdown_deadline(due, settings.redispatch_after),
                 }
             )
         )
-        return replace(self.message, countdown=delay)
+        kwargs = {k: v for k, v in self.message.kwargs.items() if k != "slot"}
+        if slot is not None:
+            kwargs["slot"] = slot
+        return replace(self.message, countdown=delay, kwargs=kwargs)
+
+    def waiting(self, connection: Connection, now: datetime) -> int:
+        """How many rows of its group are due (itself at least)."""
+        if self.backlog is None:
+            return 1
+        count = connection.execute(self.backlog, {"account": self.account, "now": now})
+        return max(1, int(count.scalar_one()))
+
+    def release(self, connection: Connection) -> None:
+        """Lease released, due as it was: for the rest of its group to take."""
+        table = self.table
+        connection.execute(update(table).where(table.c.id == self.id).values(lease_until=None))
 
 
 class Attempted(NamedTuple, Generic[R]):
@@ -98,7 +140,9 @@ def attempt(
     """Make `call` once and record its outcome.
 
     - success: `succeeded` records it and its value is returned;
-    - no rate-limit slot (nothing sent): the row is due again at its slot, not an attempt;
+    - no rate-limit slot soon (nothing sent): the row is due again at the slot reserved for
+      it, or, when its group's turns are taken, later, or for its group to take (`chained`);
+      not an attempt, and no thread waits;
     - a transient error: the row's `attempts` grows, `retrying` records the error, and the row
       is due again after the next step of the retry ladder; past the ladder it fails with the
       last error. A service with its own policy (image polls: "not yet") passes `transient`.
@@ -109,11 +153,19 @@ def attempt(
     error: ApiError | None = None
     with collect_calls() as calls:
         try:
-            result = call()
+            with turn(row.group, row.slot):
+                result = call()
         except RateLimited as exc:
             with core_transaction(sessions) as connection:
                 record_api_calls(connection, row.account, calls)
-                message = row.reschedule(connection, settings, datetime.now(UTC), exc.wait)
+                now = datetime.now(UTC)
+                delay = exc.wait
+                if isinstance(exc, TurnsTaken):
+                    if row.chained:
+                        row.release(connection)
+                        return Attempted(None, [], deferred=True)
+                    delay += random.uniform(0, row.waiting(connection, now) * exc.interval)
+                message = row.reschedule(connection, settings, now, delay, exc.slot)
             return Attempted(None, [message], deferred=True)
         except AuthorizationLostError as exc:
             now = datetime.now(UTC)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +20,7 @@ from worker.audit import record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import ImageJob, ImageMigration, table_of
-from worker.dispatch import Message, dispatch_deadline
+from worker.dispatch import Message, countdown_deadline, dispatch_deadline
 from worker.events import record_image_job_event
 from worker.platforms import ApiError, ImageJobStatus, PermanentApiError, TransientApiError
 from worker.services.attempts import Row, attempt
@@ -29,6 +29,9 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 ADVANCE_TASK = "lazada.advance_image_job"
+# An account's image submits, and its polls, take their turns as a group each.
+SUBMIT_GROUP = "image-submits"
+POLL_GROUP = "image-polls"
 
 
 def poll_interval(settings: Settings, age: float) -> float:
@@ -121,7 +124,7 @@ def track(
                     started_at=now,
                     deadline_at=now + timedelta(seconds=settings.image_deadline),
                     next_poll_at=first,
-                    dispatched_until=dispatch_deadline(first, settings.redispatch_after),
+                    dispatched_until=countdown_deadline(first, settings.redispatch_after),
                     created_at=now,
                     callback=callback,
                     callback_queue=callback_queue,
@@ -143,6 +146,18 @@ _CLAIM = claim_statement(
 # An UPDATE without .values() sets the columns named in the parameters it is executed with.
 _UPDATE = update(_jobs).where(_jobs.c.id == bindparam("row"))
 _POLLED = _UPDATE.values(polls=_jobs.c.polls + 1)
+# The account's jobs due a step: how widely steps refused a turn spread out.
+_DUE = (
+    select(func.count())
+    .select_from(_jobs)
+    .where(
+        _jobs.c.account == bindparam("account"),
+        _jobs.c.state == "pending",
+        _jobs.c.next_poll_at <= bindparam("now"),
+    )
+)
+_DUE_SUBMITS = _DUE.where(_jobs.c.request_id.is_(None))
+_DUE_POLLS = _DUE.where(_jobs.c.request_id.is_not(None))
 _FINISH = _UPDATE.values(finished_at=bindparam("now"), lease_until=None, dispatched_until=None)
 
 
@@ -151,8 +166,10 @@ def advance(
     platforms: PlatformFor,
     settings: Settings,
     job_id: int,
+    slot: float | None = None,
 ) -> list[Message]:
-    """Take one step: submit the job if it has no request id yet, else poll it once."""
+    """Take one step: submit the job if it has no request id yet, else poll it once (`slot`:
+    the call slot reserved for this message, worker.ratelimit)."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         params = claim_params(job_id, now, settings.lease_seconds)
@@ -161,7 +178,16 @@ def advance(
         return []
     account, request_id, urls, started_at, deadline_at = claimed
     job = _Job(
-        Row(_jobs, job_id, account, "next_poll_at", Message(ADVANCE_TASK, (job_id,))),
+        Row(
+            _jobs,
+            job_id,
+            account,
+            "next_poll_at",
+            Message(ADVANCE_TASK, (job_id,)),
+            POLL_GROUP if request_id else SUBMIT_GROUP,
+            slot,
+            backlog=_DUE_POLLS if request_id else _DUE_SUBMITS,
+        ),
         request_id or f"{len(urls)} URL(s) of job {job_id}",
     )
     platform = platforms(account)
@@ -363,6 +389,6 @@ def _due(settings: Settings, now: datetime, delay: float) -> dict[str, Any]:
     due = now + timedelta(seconds=delay)
     return {
         "next_poll_at": due,
-        "dispatched_until": dispatch_deadline(due, settings.redispatch_after),
+        "dispatched_until": countdown_deadline(due, settings.redispatch_after),
         "lease_until": None,
     }

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,7 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 FETCH_ORDER_TASK = "lazada.fetch_order"
+ORDERS_GROUP = "orders"  # an account's order fetches take their turns as one group
 # Item statuses after which an order no longer changes by itself; anything else is refreshed.
 FINAL_STATUSES = frozenset({"delivered", "canceled", "returned", "failed", "return_rejected"})
 
@@ -43,16 +44,21 @@ def fetch_order(
     request_id: str | None,
     callback: str | None = None,
     callback_queue: str | None = None,
+    slot: float | None = None,
 ) -> list[Message]:
     """Serve one fetch request. A request seen before (a redelivered message) does nothing,
     nor does one that arrives while another task is fetching the same order. A callback, when
-    named, is kept on the order's row: its fetches' events go there."""
+    named, is kept on the order's row: its fetches' events go there. `slot`: the call slot
+    reserved for this message when the fetch was deferred to it (worker.ratelimit)."""
     named = {"callback": callback, "callback_queue": callback_queue} if callback else {}
     row_id = _claim(sessions, settings, account, order_id, request_id, named)
     if row_id is None:
         return []
     platform = platforms(account)
-    row = Row(_orders, row_id, account, "next_attempt_at", fetch_message(account, order_id))
+    message = fetch_message(account, order_id)
+    row = Row(
+        _orders, row_id, account, "next_attempt_at", message, ORDERS_GROUP, slot, backlog=_BACKLOG
+    )
     attempted = attempt(
         sessions,
         settings,
@@ -122,6 +128,12 @@ _FIND = select(_orders.c.id, _orders.c.last_request_id).where(
     _orders.c.account == bindparam("account"), _orders.c.order_id == bindparam("order_id")
 )
 _INSERT = insert(_orders).returning(_orders.c.id)
+# The account's orders waiting for a fetch: how widely fetches refused a turn spread out.
+_BACKLOG = (
+    select(func.count())
+    .select_from(_orders)
+    .where(_orders.c.account == bindparam("account"), _orders.c.next_attempt_at <= bindparam("now"))
+)
 # `attempts` counts the GetOrder calls of the current fetch: a claim of a row with nothing due
 # starts a new fetch (a message sent straight to the task), a stored result counts its call.
 _CLAIM = claim_statement(Order).values(

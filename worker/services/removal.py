@@ -22,7 +22,7 @@ from worker.dispatch import Message, dispatch_deadline
 from worker.events import record_removal_event
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
 from worker.services import job_keys
-from worker.services.attempts import Attempted, Row, attempt
+from worker.services.attempts import SLOT_HOLD, Attempted, Row, attempt
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,12 @@ class _Claim(NamedTuple):
 _DUE = (_batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("now"))
 _LEASE_FREE = or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < bindparam("now"))
 _UNWRITTEN = (_batches.c.first_position, _batches.c.skus)
-_CLAIM = claim_statement(RemovalBatch, *_DUE).returning(
-    _batches.c.job_id, _batches.c.account, *_UNWRITTEN
-)
+# A batch deferred to its slot is due for the job's other runners SLOT_HOLD after it (its own
+# message, which carries the slot, takes it at the slot): otherwise another runner could take
+# it first, the reserved slot would go unused and the job would take one more.
+_CLAIM = claim_statement(
+    RemovalBatch, _batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("due_by")
+).returning(_batches.c.job_id, _batches.c.account, *_UNWRITTEN)
 # The job's first free batch, skipping rows another transaction is claiming (PostgreSQL;
 # SQLite runs one writer at a time), claimed in the same statement.
 _NEXT_FREE = (
@@ -261,9 +264,12 @@ def process_batch(
     platforms: PlatformFor,
     settings: Settings,
     batch_id: int,
+    slot: float | None = None,
 ) -> list[Message]:
     """Remove a batch's pending SKUs, then those of the job's next free batch, until no batch of
-    the job is free or RUNNER_SECONDS have passed; returns retry and hand-over messages.
+    the job is free, the next call's slot is not near (the batch is deferred to it, or left to
+    the job's other runners: worker.ratelimit) or RUNNER_SECONDS have passed; returns retry,
+    deferral and hand-over messages. `slot`: the call slot reserved for this message.
 
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
     does not call the API for it again; the platform is its account's, chosen once it is
@@ -273,12 +279,14 @@ def process_batch(
     """
     take_until = time.monotonic() + RUNNER_SECONDS
     messages: list[Message] = []
-    work = _claim(sessions, settings, batch_id)
+    work = _claim(sessions, settings, batch_id, slot is not None)
     if work is None:
+        slot = None  # reserved for that batch: another task has it (a duplicate delivery)
         job_id = _job_of(sessions, batch_id)
         work = None if job_id is None else _claim_next(sessions, settings, job_id)
     while work is not None:
-        done = _remove(sessions, platforms(work.account), settings, work, take_until)
+        done = _remove(sessions, platforms(work.account), settings, work, take_until, slot)
+        slot = None
         messages += done.messages
         if not done.go_on:
             return messages
@@ -304,12 +312,15 @@ def _remove(
     settings: Settings,
     work: _Claim,
     take_until: float,
+    slot: float | None,
 ) -> _Done:
-    """One claimed batch's calls. Once it is done, and before `take_until` (monotonic), the
-    transaction that records its outcome also claims the job's next free batch: one commit and
-    one connection checkout a batch, not two."""
+    """One claimed batch's calls (the first in `slot`, when one was reserved for it). Once it
+    is done, and before `take_until` (monotonic), the transaction that records its outcome
+    also claims the job's next free batch: one commit and one connection checkout a batch,
+    not two."""
     while True:
-        attempted = _call_once(sessions, platform, settings, work, take_until)
+        attempted = _call_once(sessions, platform, settings, work, take_until, slot)
+        slot = None
         done = attempted.value
         if done is None:
             return _Done(attempted.messages, not attempted.deferred, None)
@@ -327,6 +338,7 @@ def _call_once(
     settings: Settings,
     work: _Claim,
     take_until: float,
+    slot: float | None,
 ) -> Attempted[_Done]:
     row = Row(
         _batches,
@@ -334,6 +346,9 @@ def _call_once(
         work.account,
         "next_attempt_at",
         Message(REMOVE_BATCH_TASK, (work.batch_id,)),
+        group=f"removal:{work.job_id}",  # each job takes its turns
+        slot=slot,
+        chained=True,  # the job's other runners take its next batch
     )
     return attempt(
         sessions,
@@ -405,11 +420,15 @@ def _fail_batch(
     _finish_batch(connection, work.job_id, work.batch_id, now)
 
 
-def _claim(sessions: sessionmaker[Session], settings: Settings, batch_id: int) -> _Claim | None:
-    """Take the batch for one API call; None if it is not ours to do (done, leased, not due)."""
+def _claim(
+    sessions: sessionmaker[Session], settings: Settings, batch_id: int, at_slot: bool = False
+) -> _Claim | None:
+    """Take the batch for one API call; None if it is not ours to do (done, leased, not due).
+    `at_slot`: the message carries the slot the batch was deferred to (see _CLAIM)."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         params = claim_params(batch_id, now, settings.lease_seconds)
+        params["due_by"] = now + timedelta(seconds=SLOT_HOLD) if at_slot else now
         row = connection.execute(_CLAIM, params).one_or_none()
         if row is None:
             return None

@@ -1,8 +1,10 @@
 """Sweepers: find due work whose message was lost, and send it again, for every account.
 
-A row is due when its time has come, no task holds its lease, and the message sent for it
-should have been served by now (a killed worker, a broker that dropped it in flight).
-Sending again is safe: the task claims the row, so a late original does nothing.
+A row is sent again when its time has come and either the task that claimed it died (its
+lease ran out: a live task releases or finishes its row well within the lease), or no task
+holds it and the message sent for it should have been served by now (a killed worker that
+held it, a broker that dropped it in flight; worker.dispatch says how long that is). Sending
+again is safe: the task claims the row, so a late original does nothing.
 
 An idle sweep logs nothing (beat runs each every few seconds); one that sends work again logs
 one line at INFO, with how many rows of which kind.
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.engine import core_transaction
@@ -102,8 +104,13 @@ def _sweep(
             .where(
                 pending,
                 due_column <= now,
-                or_(table.c.lease_until.is_(None), table.c.lease_until < now),
-                or_(table.c.dispatched_until.is_(None), table.c.dispatched_until < now),
+                or_(
+                    table.c.lease_until < now,  # its task died holding it
+                    and_(
+                        table.c.lease_until.is_(None),
+                        or_(table.c.dispatched_until.is_(None), table.c.dispatched_until < now),
+                    ),
+                ),
             )
             .order_by(due_column)
             .limit(SWEEP_LIMIT)
@@ -115,15 +122,17 @@ def _sweep(
             connection.execute(
                 update(table)
                 .where(table.c.id.in_([row.id for row in rows]))
-                .values(dispatched_until=dispatch_deadline(now, settings.redispatch_after))
+                .values(
+                    dispatched_until=dispatch_deadline(now, settings.redispatch_after),
+                    lease_until=None,  # run out: the sent task's claim takes it afresh
+                )
             )
         messages = [message(row) for row in rows]
     if messages:
         log.info(
-            "sweeper: %d %s sent again (no task took them within %gs)",
+            "sweeper: %d %s sent again (their task died, or no task took them in time)",
             len(messages),
             what,
-            settings.redispatch_after,
             extra={"outcome": "sent_again", "count": len(messages)},
         )
     return messages

@@ -1,0 +1,101 @@
+"""At the real rate limit: a call waiting for its slot holds no thread, and the account's slots
+are shared in turns between its jobs and kinds of work (worker.ratelimit). Behaviour only: the
+order of calls the sandbox saw and the state of the work, never how long something took."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from itertools import groupby
+
+import pytest
+from fixtures_worker import Stack
+from stack import wait_for
+
+from worker import documents
+
+RATE = 4  # calls a second, at the worker and at the sandbox (E901 above it)
+FAIR_STACKS = ["embedded+sqlite", "redis+postgresql"]
+
+
+def _at_the_limit(stack: Stack) -> None:
+    stack.env["LAZADA_RATE_LIMIT"] = str(RATE)
+    stack.sandbox.config.rate_limit = RATE
+    stack.sandbox.config.latency = 0.05
+
+
+def _skus(prefix: str, calls: int) -> list[str]:
+    return [f"{prefix}-{n:05d}" for n in range(calls * 50)]
+
+
+def _job(stack: Stack, key: str) -> dict | None:
+    with stack.sessions() as session:
+        return documents.removal_job(session, stack.settings.account, key)
+
+
+def _done(stack: Stack, key: str) -> dict | None:
+    job = _job(stack, key)
+    return job if job and job["state"] == "done" else None
+
+
+def _removal_calls(stack: Stack) -> list[str]:
+    """The job (SKU prefix) of each RemoveProduct call, in the order the sandbox served them."""
+    calls = sorted(
+        (c for c in stack.sandbox.calls() if c.action == "RemoveProduct"), key=lambda c: c.at
+    )
+    return [re.search(rb"<SellerSku>([A-Z]+)-", c.body).group(1).decode() for c in calls]
+
+
+def _sent_skus(stack: Stack) -> Counter[str]:
+    bodies = (c.body for c in stack.sandbox.calls() if c.action == "RemoveProduct")
+    return Counter(sku.decode() for body in bodies for sku in re.findall(rb"[A-Z]+-\d{5}", body))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
+def test_a_call_waiting_for_its_slot_holds_no_thread(stack: Stack) -> None:
+    """Two threads, fifty removal calls waiting for slots: an order sent meanwhile is fetched
+    within a few slots, while most of the removal is still to come. A task that slept for its
+    slot would keep both threads until the removal's queue reached the order."""
+    _at_the_limit(stack)
+    stack.start_worker(concurrency=2)
+    stack.send("lazada.remove_products", _skus("BIG", 60), key="big")
+    wait_for(lambda: len(_removal_calls(stack)) >= 5 or None, 60, "the removal's first calls")
+    stack.send("lazada.fetch_order", 190)
+
+    def fetched() -> dict | None:
+        with stack.sessions() as session:
+            order = documents.order(session, stack.settings.account, 190)
+        return order if order and order["fetched_at"] else None
+
+    wait_for(fetched, 60, "the order")
+    calls_by_then = len(_removal_calls(stack))
+    assert calls_by_then <= 20, f"{calls_by_then} of 60 removal calls were made before the order"
+    job = wait_for(lambda: _done(stack, "big"), 120, "the removal")
+    assert job["removed"] == 60 * 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
+def test_two_jobs_take_turns_and_each_sku_is_sent_once(stack: Stack) -> None:
+    """A small job sent while a big one runs gets every other few slots, not the slots after
+    the big job; deferrals to slots neither lose a SKU nor send one twice."""
+    _at_the_limit(stack)
+    stack.start_worker(concurrency=8)
+    stack.send("lazada.remove_products", _skus("AAA", 40), key="big")
+    wait_for(lambda: len(_removal_calls(stack)) >= 4 or None, 60, "the big job's first calls")
+    stack.send("lazada.remove_products", _skus("BBB", 8), key="small")
+    big = wait_for(lambda: _done(stack, "big"), 120, "the big job")
+    small = wait_for(lambda: _done(stack, "small"), 30, "the small job")
+
+    order = _removal_calls(stack)
+    first, last = order.index("BBB"), len(order) - 1 - order[::-1].index("BBB")
+    while_both = order[first : last + 1]
+    assert order[-1] == "AAA", f"the small job did not finish while the big one ran: {order}"
+    runs = [len(list(run)) for job, run in groupby(while_both) if job == "AAA"]
+    assert max(runs) <= 3, f"the big job took {max(runs)} slots in a row: {order}"
+    assert big["removed"] == 40 * 50 and small["removed"] == 8 * 50
+    sent = _sent_skus(stack)
+    assert len(sent) == 48 * 50 and set(sent.values()) == {1}
+    throttled = [c for c in stack.sandbox.calls() if c.error_code == 901]
+    assert throttled == []

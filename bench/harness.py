@@ -9,6 +9,8 @@ Stacks:
 - ``embedded``: SQLite and the default embedded broker, in a temporary folder.
 - ``redis``: Redis (db 14) and a fresh PostgreSQL database created and dropped here, with a
   queue name of its own so that nothing else on the broker is touched.
+- ``rabbitmq``: RabbitMQ (guest on the default vhost; LAZADA_BENCH_AMQP_URL names another) and
+  a fresh PostgreSQL database, with queue names of their own, deleted at the end.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.engine import make_url
 
+from worker.db.models import RemovalJob
 from worker.db.schema import ensure_schema
 from worker.sandbox import SandboxConfig
 from worker.settings import Settings
@@ -44,7 +47,10 @@ REDIS_URL = os.environ.get("LAZADA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"
 POSTGRES_URL = os.environ.get(
     "LAZADA_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-STACKS = ("embedded", "redis")
+AMQP_URL = os.environ.get("LAZADA_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+BROKERS = {"redis": REDIS_URL, "rabbitmq": AMQP_URL}  # the embedded stack's is a folder
+STACKS = ("embedded", "redis", "rabbitmq")
+BATCH_SIZE = 50  # SKUs per RemoveProduct call (SellerCenterPlatform.max_skus_per_call)
 T = TypeVar("T")
 
 
@@ -192,6 +198,13 @@ class WorkerProcess:
         # Celery logs "<nodename> ready." once the consumer is attached to the queue.
         return " ready." in self.log()
 
+    def kill(self) -> None:
+        """kill -9 of the whole group (the main process and beat's), as a crash would: no
+        shutdown, no message given back."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is not None:
             return
@@ -213,6 +226,7 @@ class BenchStack:
     folder: Path
     engine: Engine
     workers: list[WorkerProcess] = field(default_factory=list)
+    killed: list[WorkerProcess] = field(default_factory=list)  # by kill_worker; logs kept
     _sender: Any = None
 
     def start_workers(
@@ -221,7 +235,7 @@ class BenchStack:
         """Start `processes` workers of `concurrency` threads each, serving `only` (see
         `lazada-worker run --only`); return once all are ready."""
         for _ in range(processes):
-            log_path = self.folder / f"worker-{len(self.workers)}.log"
+            log_path = self.folder / f"worker-{len(self.workers) + len(self.killed)}.log"
             with log_path.open("ab") as log:
                 process = subprocess.Popen(
                     [
@@ -282,8 +296,14 @@ class BenchStack:
         """User + system CPU time used so far by the worker process trees."""
         return sum(process_tree_cpu_seconds(pid) for pid in self.worker_pids())
 
+    def kill_worker(self, worker: WorkerProcess) -> None:
+        """kill -9 `worker`'s process group; it leaves `workers` (its log stays in `logs()`)."""
+        worker.kill()
+        self.workers.remove(worker)
+        self.killed.append(worker)
+
     def logs(self) -> str:
-        return "\n".join(worker.log()[-5000:] for worker in self.workers)
+        return "\n".join(worker.log()[-5000:] for worker in [*self.killed, *self.workers])
 
     def stop_workers(self) -> None:
         for worker in self.workers:
@@ -321,13 +341,13 @@ def open_stack(
     else:
         database_name = f"lw_bench_{uuid.uuid4().hex[:12]}"
         database_url = _create_postgres_database(database_name)
-        env["CELERY_BROKER_URL"] = REDIS_URL
+        env["CELERY_BROKER_URL"] = BROKERS[kind]
     env["DATABASE_URL"] = database_url
     stack: BenchStack | None = None
     try:
         ensure_schema(database_url)
         settings = Settings.from_env(env)
-        if kind == "redis":
+        if kind in BROKERS:
             _check_broker(settings.broker_url)
         stack = BenchStack(kind, env, settings, folder, _reading_engine(database_url))
         yield stack
@@ -335,7 +355,7 @@ def open_stack(
         if stack is not None:
             stack.stop_workers()
             stack.engine.dispose()
-            if kind == "redis":
+            if kind in BROKERS:
                 _delete_queue(stack)
         _dispose_project_engines(database_url)
         if database_name is not None:
@@ -395,12 +415,62 @@ def _check_broker(url: str) -> None:
 
 
 def _delete_queue(stack: BenchStack) -> None:
+    from kombu import Exchange, Queue
+
+    settings = stack.settings
     try:
         with stack.sender().connection_for_write() as conn:
-            for queue in (stack.settings.queue, stack.settings.poll_queue):
-                conn.default_channel.queue_delete(queue)
+            channel = conn.default_channel
+            # Celery binds the three queues to an exchange of the main queue's name.
+            exchange = Exchange(settings.queue, type="direct")
+            for name in (settings.queue, settings.poll_queue, settings.events_queue):
+                queue = Queue(name, exchange, routing_key=settings.queue)(channel)
+                if stack.kind == "redis":
+                    # kombu's Redis channel deletes the bindings this channel declared only
+                    # (a plain queue_delete left the queue and its messages): declare first.
+                    queue.declare()
+                queue.delete()
+            if stack.kind == "rabbitmq":
+                exchange(channel).delete()
     except Exception as exc:  # cleanup only: report, do not mask the run's own outcome
         print(f"could not delete queue {stack.settings.queue}: {exc}", file=sys.stderr)
+    if stack.kind == "redis" and stack.killed:
+        _forget_unacked(stack)
+
+
+def _forget_unacked(stack: BenchStack) -> None:
+    """Drop a killed worker's unacknowledged messages for this stack's queues from kombu's
+    `unacked` hash: left there, a worker on this Redis database would put them back on the
+    deleted queues once the visibility timeout passed."""
+    import redis
+
+    settings = stack.settings
+    queues = {settings.queue, settings.poll_queue, settings.events_queue}
+    try:
+        client = redis.Redis.from_url(settings.broker_url)
+        for tag, raw in client.hscan_iter("unacked"):
+            try:
+                _, exchange, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            if exchange in queues or routing_key in queues:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+        client.close()
+    except Exception as exc:  # cleanup only, as above
+        print(f"could not drop the unacknowledged messages: {exc}", file=sys.stderr)
+
+
+def warm_up(stack: BenchStack, sandbox: SandboxProcess, threads: int, timeout: float) -> None:
+    """A removal job of one batch per thread (`threads` in all workers) before a measured run,
+    so that the workers have their database and HTTP connections open, as a worker that has
+    been running does; then the sandbox forgets it."""
+    key = f"warm-up-{uuid.uuid4().hex[:8]}"
+    skus = [f"{key}-{i:05d}" for i in range(threads * BATCH_SIZE)]
+    stack.send("lazada.remove_products", skus, key=key)
+    query = select(RemovalJob.finished_at).where(RemovalJob.key == key)
+    wait_for(lambda: stack.scalar(query), timeout, "the warm-up job")
+    sandbox.reset()
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:

@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
+    BATCH_SIZE,
     STACKS,
     BenchError,
     BenchStack,
@@ -49,11 +50,11 @@ from harness import (
     start_sandbox,
     wait_for,
 )
+from harness import warm_up as warm_up_removal
 from sqlalchemy import func, select
 
 from worker.db.models import ImageJob, Order, RemovalJob
 
-BATCH_SIZE = 50  # SKUs per RemoveProduct call (SellerCenterPlatform.max_skus_per_call)
 PROFILES = Path(__file__).resolve().parent / "profiles"
 
 
@@ -451,12 +452,7 @@ def warm_up(stack: BenchStack, sandbox: SandboxProcess, args: argparse.Namespace
     """A removal job of one batch per thread before the measured run, so that the workers
     have their database and HTTP connections open, as a worker that has been running does
     (the bare loop, too, connects before its clock starts). `--cold` measures without it."""
-    key = f"warm-up-{uuid.uuid4().hex[:8]}"
-    skus = [f"{key}-{i:05d}" for i in range(args.concurrency * args.processes * BATCH_SIZE)]
-    stack.send("lazada.remove_products", skus, key=key)
-    query = select(RemovalJob.finished_at).where(RemovalJob.key == key)
-    wait_for(lambda: stack.scalar(query), args.timeout, "the warm-up job")
-    sandbox.reset()
+    warm_up_removal(stack, sandbox, args.concurrency * args.processes, args.timeout)
     if sandbox.platform == "lazop":
         from worker.api import ACCOUNT_TTL
 

@@ -45,7 +45,9 @@ def _run_batches(
         message = queue.pop(0)
         if message.countdown:
             time.sleep(message.countdown)
-        queue += removal.process_batch(sessions, platforms, settings, *message.args)
+        queue += removal.process_batch(
+            sessions, platforms, settings, *message.args, **message.kwargs
+        )
         delivered += 1
     return delivered
 
@@ -355,7 +357,7 @@ def _advance_until_final(
         message = queue.pop(0)
         if message.countdown:
             time.sleep(message.countdown)
-        queue += images.advance(sessions, platforms, settings, *message.args)
+        queue += images.advance(sessions, platforms, settings, *message.args, **message.kwargs)
     raise AssertionError("image job still pending")
 
 

@@ -61,6 +61,10 @@ MAX_SLOT_WAIT = 0.05
 GROUP_AHEAD = 2
 GROUP_SECONDS = 0.5
 OTHER_GROUP = "other"  # calls made outside a service's turn (tests, tools)
+# Token calls (Open Platform) go to the auth service, not the API the limit is for, and come
+# between a call refused for its token and that call again: deferring the refresh to a slot
+# made every retry's call be refused again, and the account was never refreshed nor parked.
+AUTH_PATHS = ("/auth/",)
 # Slots this much closer than an interval still count as an interval apart: sums of floats
 # (and Redis's text) put a free place between two slots a hair under an interval wide, and
 # such a place never got filled: a slot in five went unused with four jobs.
@@ -134,6 +138,8 @@ class RateLimiter:
     def acquire(self, action: str) -> None:
         """Return when the call may be made (at most MAX_SLOT_WAIT s from now), else raise
         RateLimited with the slot reserved for it, or TurnsTaken."""
+        if action.startswith(AUTH_PATHS):
+            return
         current = _turn.get()
         if current is not None and current.slot is not None:
             slot, current.slot = current.slot, None  # a reservation is used once

@@ -272,12 +272,12 @@ class ApiCall(Base):
 
 
 class RateLimit(Base):
-    """The next free API call slot of an account (worker.ratelimit), when not kept in Redis."""
+    """An account's call slots (worker.ratelimit), when not kept in Redis."""
 
     __tablename__ = "rate_limits"
 
     account: Mapped[str] = mapped_column(String(255), primary_key=True)
-    next_slot_at: Mapped[datetime]
+    next_slot_at: Mapped[datetime]  # no slot before this (a throttle's pause)
     slow_until: Mapped[datetime | None]  # E901/E429 halved the rate until then
     # Each group's reserved slots still to come, JSON {group: [epoch seconds]} (fair shares).
     turns: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,7 @@
     python -m bench.fair mixed    [--every 5]              # small jobs and orders meanwhile
     python -m bench.fair images   [--jobs 200]             # image jobs polling meanwhile
     python -m bench.fair four     [--jobs 4 --skus 1000]   # removal jobs started together
-    python -m bench.fair accounts [--accounts 20 --processes 2] [--throttled-account]
+    python -m bench.fair accounts [--accounts 20 --processes 2] [--throttled-account] [--profile]
 
 The worker's LAZADA_RATE_LIMIT and the sandbox's rate_limit are the same (`--rate-limit`,
 5 calls/s): above it the sandbox answers E901. Shares and rates come from the sandbox's record
@@ -34,9 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import STACKS, BenchError, BenchStack, SandboxProcess, wait_for
+from harness import STACKS, BenchError, BenchStack, Profiler, SandboxProcess, wait_for
 from run import (
     BATCH_SIZE,
+    PROFILES,
     Run,
     _bound,
     _start_polling,
@@ -364,6 +365,9 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         key = f"fair-{run_id}"
         for own in sandboxes:
             own.reset_calls()
+        profiler = (
+            Profiler(stack.worker_pids(), PROFILES / "fair-accounts") if args.profile else None
+        )
         worker_cpu = stack.worker_cpu_seconds()
         sent = datetime.now(UTC)
         for n, name in enumerate(names):
@@ -373,6 +377,7 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
             RemovalJob.key == key, RemovalJob.finished_at.is_not(None)
         )
         rows = wait_rows(stack, ended, len(names), bound, "every account's job")
+        profile = profiler.stop() if profiler is not None else None
         per_account = [sorted(call.at for call in own.calls()) for own in sandboxes]
         if not all(per_account):
             raise BenchError("an account's sandbox recorded no calls")
@@ -421,6 +426,8 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         "e901_answers": sum(e901(own) for own in stats),
         "worker_cpu_s": round(stack.worker_cpu_seconds() - worker_cpu, 2),
     }
+    if profile is not None:
+        figures["profile"] = profile
     if throttled:
         n = names.index(throttled)
         figures["throttled_calls_e901"] = [len(per_account[n]), e901(stats[n])]
@@ -484,6 +491,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
     parser.add_argument("--cold", action="store_true", help="measure without a warm-up job")
+    parser.add_argument(
+        "--profile", action="store_true", help="accounts: sample the workers with py-spy"
+    )
     return parser
 
 
@@ -509,6 +519,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     figures["quick"] = args.quick
     if args.json:
+        profile = figures.get("profile")
+        if profile:  # the top frames, as print_figures shows them
+            figures["profile"] = {
+                "samples": profile["samples"],
+                "own": profile["own"].most_common(15),
+                "inclusive": profile["inclusive"].most_common(40),
+            }
         print(json.dumps(figures, indent=2, default=str))
     else:
         print_figures(dict(figures))

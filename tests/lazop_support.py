@@ -1,16 +1,23 @@
-"""Helpers shared by the LAZOP tests: a sandbox with a client and one authorized seller."""
+"""Helpers shared by the LAZOP tests: a sandbox with a client and one authorized seller, and
+a lazop account on a worker stack."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import requests
+from fixtures_worker import Stack
+from stack import wait_for
 
+from worker import documents, tokens
+from worker.accounts import add_lazop
 from worker.lazop import LazopClient, TokenGrant
 from worker.platforms.models import CallRecord
 from worker.sandbox.lazop import LazopSandbox
+from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.sandbox.lazop.signature import expected_sign
 
 
@@ -79,5 +86,66 @@ def started(sandbox: LazopSandbox) -> Iterator[LazopSandbox]:
     sandbox.start()
     try:
         yield sandbox
+    finally:
+        sandbox.stop()
+
+
+# -- a lazop account on a worker stack (end-to-end tests) ------------------------------------
+
+ACCOUNT = "shop-th"
+SELLER = "seller-a"
+
+
+@dataclass
+class Lazop:
+    stack: Stack
+    sandbox: LazopSandbox
+
+    def authorize(self) -> None:
+        """What `accounts authorize --code` does, with a fresh code from the sandbox."""
+        with LazopClient(
+            self.sandbox.api_url,
+            self.sandbox.app_key,
+            self.sandbox.app_secret,
+            auth_url=self.sandbox.auth_url,
+        ) as client:
+            grant = client.create_token(self.sandbox.authorization_code(SELLER))
+        tokens.store_grant(self.stack.sessions, self.stack.settings, ACCOUNT, grant)
+
+    def job(self, key: str) -> dict | None:
+        with self.stack.sessions() as session:
+            return documents.removal_job(session, ACCOUNT, key)
+
+    def finished(self, key: str, timeout: float = 150) -> dict:
+        def done() -> dict | None:
+            job = self.job(key)
+            return job if job and job["state"] == "done" else None
+
+        try:
+            return wait_for(done, timeout, f"lazop job {key}")
+        except AssertionError:
+            print(self.stack.logs())
+            raise
+
+
+@contextmanager
+def lazop_stack(stack: Stack) -> Iterator[Lazop]:
+    """A LAZOP sandbox and an authorized lazop account on the stack's database."""
+    config = LazopSandboxConfig(image_job_seconds=(0.5, 1.5))
+    sandbox = LazopSandbox(config, port=0).start()
+    try:
+        with stack.sessions.begin() as session:
+            add_lazop(
+                session,
+                stack.settings,
+                ACCOUNT,
+                app_key=sandbox.app_key,
+                app_secret=sandbox.app_secret,
+                api_url=sandbox.api_url,
+                auth_url=sandbox.auth_url,
+            )
+        found = Lazop(stack, sandbox)
+        found.authorize()
+        yield found
     finally:
         sandbox.stop()

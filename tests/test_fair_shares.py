@@ -10,6 +10,7 @@ from itertools import groupby
 
 import pytest
 from fixtures_worker import Stack
+from lazop_support import ACCOUNT, lazop_stack
 from stack import wait_for
 
 from worker import documents
@@ -99,3 +100,39 @@ def test_two_jobs_take_turns_and_each_sku_is_sent_once(stack: Stack) -> None:
     assert len(sent) == 48 * 50 and set(sent.values()) == {1}
     throttled = [c for c in stack.sandbox.calls() if c.error_code == 901]
     assert throttled == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
+def test_work_of_two_calls_makes_each_once_while_other_work_takes_turns(stack: Stack) -> None:
+    """An Open Platform order is two calls (the order, its items), reserved together: while a
+    removal takes its turns, each order is fetched with one of each. When the second call was
+    deferred, the fetch started over: under load, its first call was sent again and again."""
+    _at_the_limit(stack)
+    with lazop_stack(stack) as lazop:
+        lazop.sandbox.config.rate_limit = RATE
+        lazop.sandbox.config.latency = 0.05
+        stack.start_worker(concurrency=4)
+        stack.send("lazada.remove_products", _skus("BIG", 30), key="big", account=ACCOUNT)
+        wait_for(lambda: (lazop.job("big") or {}).get("removed", 0) >= 200, 60, "a start")
+        orders = [1001, 1002, 1003, 190]
+        for order_id in orders:
+            stack.send("lazada.fetch_order", order_id, account=ACCOUNT)
+
+        def fetched() -> list[dict] | None:
+            with stack.sessions() as session:
+                found = [documents.order(session, ACCOUNT, o) for o in orders]
+            done = [o for o in found if o and o["state"] == "fetched"]
+            return done if len(done) == len(orders) else None
+
+        wait_for(fetched, 60, "the lazop orders")
+        calls = Counter(
+            (c.action, c.params.get("order_id"))
+            for c in lazop.sandbox.calls()
+            if c.action.startswith("/order/")
+        )
+        expected = {(path, str(o)) for path in ("/order/get", "/order/items/get") for o in orders}
+        assert set(calls) == expected and set(calls.values()) == {1}, calls
+        assert lazop.finished("big")["removed"] == 30 * 50
+        limited = [c for c in lazop.sandbox.calls() if c.error_code == "ApiCallLimit"]
+        assert limited == []

@@ -10,81 +10,19 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 from fixtures_worker import Stack
+from lazop_support import ACCOUNT, SELLER, Lazop, lazop_stack
 from sqlalchemy import select, update
 from stack import REPO, wait_for
 
-from worker import documents, tokens
-from worker.accounts import add_lazop, get_account
+from worker import documents
+from worker.accounts import get_account
 from worker.db.models import Event, Failure, RemovalBatch
-from worker.lazop.client import LazopClient
-from worker.sandbox.lazop import LazopSandbox
-from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.services import removal
 
 pytestmark = pytest.mark.slow
-
-ACCOUNT = "shop-th"
-SELLER = "seller-a"
-
-
-@dataclass
-class Lazop:
-    stack: Stack
-    sandbox: LazopSandbox
-
-    def authorize(self) -> None:
-        """What `accounts authorize --code` does, with a fresh code from the sandbox."""
-        with LazopClient(
-            self.sandbox.api_url,
-            self.sandbox.app_key,
-            self.sandbox.app_secret,
-            auth_url=self.sandbox.auth_url,
-        ) as client:
-            grant = client.create_token(self.sandbox.authorization_code(SELLER))
-        tokens.store_grant(self.stack.sessions, self.stack.settings, ACCOUNT, grant)
-
-    def job(self, key: str) -> dict | None:
-        with self.stack.sessions() as session:
-            return documents.removal_job(session, ACCOUNT, key)
-
-    def finished(self, key: str, timeout: float = 150) -> dict:
-        def done() -> dict | None:
-            job = self.job(key)
-            return job if job and job["state"] == "done" else None
-
-        try:
-            return wait_for(done, timeout, f"lazop job {key}")
-        except AssertionError:
-            print(self.stack.logs())
-            raise
-
-
-@contextmanager
-def lazop_stack(stack: Stack) -> Iterator[Lazop]:
-    """A LAZOP sandbox and an authorized lazop account on the stack's database."""
-    config = LazopSandboxConfig(image_job_seconds=(0.5, 1.5))
-    sandbox = LazopSandbox(config, port=0).start()
-    try:
-        with stack.sessions.begin() as session:
-            add_lazop(
-                session,
-                stack.settings,
-                ACCOUNT,
-                app_key=sandbox.app_key,
-                app_secret=sandbox.app_secret,
-                api_url=sandbox.api_url,
-                auth_url=sandbox.auth_url,
-            )
-        found = Lazop(stack, sandbox)
-        found.authorize()
-        yield found
-    finally:
-        sandbox.stop()
 
 
 @pytest.fixture

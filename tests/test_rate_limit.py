@@ -80,6 +80,14 @@ def test_a_groups_share_comes_back_as_its_slots_pass(slots: SlotStore) -> None:
     assert again.reserved and again.wait == pytest.approx(0.2, abs=0.05)
 
 
+def test_work_of_several_calls_gets_its_slots_together(slots: SlotStore) -> None:
+    account = _account()
+    run = slots.reserve(account, "orders", 0.5, 2, calls=2)  # now and +0.5 s
+    other = slots.reserve(account, "job", 0.5, 2)
+    assert run.reserved and run.wait == pytest.approx(0, abs=0.05)
+    assert other.reserved and other.wait == pytest.approx(1.0, abs=0.05)
+
+
 def test_a_throttle_answer_pauses_the_account_and_halves_its_rate(slots: SlotStore) -> None:
     account = _account()
     slots.throttled(account, pause=2.0, slow_for=30.0)
@@ -121,6 +129,40 @@ def test_work_that_comes_back_early_is_deferred_to_its_slot_again(database_url: 
     with turn("job", slot=slot), pytest.raises(RateLimited) as raised:
         limiter.acquire("GetOrder")
     assert raised.value.slot == slot and raised.value.wait == pytest.approx(5, abs=0.1)
+
+
+def test_the_later_calls_of_deferred_work_wait_for_their_reserved_slots(
+    database_url: str,
+) -> None:
+    store = DatabaseSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=4)  # slots 0.26 s apart
+    with turn("orders", calls=2), pytest.raises(RateLimited) as raised:
+        store.reserve(account, "job", limiter.interval, 100)  # now: the work's run comes next
+        limiter.acquire("/order/get")
+    slot = raised.value.slot
+    assert slot is not None
+    store.reserve(account, "job", limiter.interval, 100)  # placed after the run
+    time.sleep(max(0.0, slot - time.time()))
+    with turn("orders", slot=slot, calls=2):
+        limiter.acquire("/order/get")
+        limiter.acquire("/order/items/get")  # sleeps for its slot: no deferral, no new slot
+        sent = time.time()
+    assert sent == pytest.approx(slot + limiter.interval, abs=0.05)
+    # The run's two slots and the job's: the account's next free one comes after all three.
+    assert store.reserve(account, "job", limiter.interval, 100).wait == pytest.approx(
+        slot + 3 * limiter.interval - time.time(), abs=0.05
+    )
+
+
+def test_work_that_comes_back_late_for_its_slot_takes_a_new_one(database_url: str) -> None:
+    store = DatabaseSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=1)
+    store.reserve(account, "job", limiter.interval, 100)  # now: taken by another group
+    with turn("orders", slot=time.time() - 0.6), pytest.raises(RateLimited) as raised:
+        limiter.acquire("GetOrder")  # sent now, it would come right after the job's call
+    assert raised.value.wait == pytest.approx(limiter.interval, abs=0.1)
 
 
 def test_a_group_past_its_share_is_told_its_turns_are_taken(database_url: str) -> None:
@@ -183,19 +225,20 @@ def test_two_workers_with_sixteen_slots_each_hold_the_accounts_rate(stack: Stack
         max_size=60,
     ),
     st.integers(1, 4),
+    st.integers(1, 3),
 )
 def test_slots_keep_their_distance_and_no_group_holds_more_than_its_share(
-    asks: list[tuple[str, float]], ahead: int
+    asks: list[tuple[str, float]], ahead: int, calls: int
 ) -> None:
     interval, now, turns = 0.2, 1000.0, {}
     placed: list[float] = []
     for group, step in asks:
         now += step
         before = [t for t in turns.get(group, []) if t > now]
-        grant, turns = place(turns, group, now, interval, ahead)
+        grant, turns = place(turns, group, now, interval, ahead, calls=calls)
         if grant.reserved:
             assert len(before) < ahead and grant.wait >= 0
-            placed.append(now + grant.wait)
+            placed.extend(now + grant.wait + i * interval for i in range(calls))
         else:
             assert len(before) >= ahead and grant.wait > 0
     placed.sort()

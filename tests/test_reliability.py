@@ -146,8 +146,8 @@ def test_a_worker_killed_while_calls_wait_for_their_slots_loses_none(stack: Stac
 
 
 def test_a_worker_killed_mid_lazop_removal_loses_no_sku(stack: Stack) -> None:
-    # The same crash on an Open Platform account (tests/test_lazop_end_to_end.py's fixture).
-    from test_lazop_end_to_end import ACCOUNT, SELLER, lazop_stack
+    # The same crash on an Open Platform account (tests/lazop_support.py's stack).
+    from lazop_support import ACCOUNT, SELLER, lazop_stack
 
     _configure(stack)
     skus, failing = _skus(3000)

@@ -113,6 +113,7 @@ class _Parked:
     def __init__(self, platform: Platform, name: str) -> None:
         self.max_skus_per_call = platform.max_skus_per_call
         self.max_urls_per_call = platform.max_urls_per_call
+        self.calls_per_order = platform.calls_per_order
         self._name = name
 
     def _refuse(self, action: str) -> AccountParked:

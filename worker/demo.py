@@ -137,6 +137,7 @@ def _start_worker(folder: Path, concurrency: int) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
         env=os.environ.copy(),
+        start_new_session=True,  # a kill takes its embedded beat too, not the worker alone
     )
 
 
@@ -146,7 +147,9 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
         try:
             worker.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            # Tasks still under way (a call's 30 s read timeout). Killing the worker alone left
+            # its embedded beat running after the demo had ended.
+            os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
 
 

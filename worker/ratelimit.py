@@ -18,6 +18,10 @@ GROUP_SECONDS' worth); past that it is refused (TurnsTaken), and its own holders
 next work when their slot comes. So a small job or an order sent while a 20,000-SKU job runs
 gets a slot after a few of the big job's, not after all of them.
 
+Work that makes several calls (an Open Platform order: the order, then its items) reserves
+them together, one interval apart, and its later calls wait for theirs in the task: deferring
+a second call made the work start over, and under load it started over forever.
+
 The state lives in Redis when the broker is Redis, else in the results database. An E901 or
 E429 answer keeps the account's new slots back for a moment and halves its rate for a while
 (this account only).
@@ -65,6 +69,10 @@ OTHER_GROUP = "other"  # calls made outside a service's turn (tests, tools)
 # between a call refused for its token and that call again: deferring the refresh to a slot
 # made every retry's call be refused again, and the account was never refreshed nor parked.
 AUTH_PATHS = ("/auth/",)
+# A deferred call that starts later than this share of an interval after its reserved slot
+# takes a new one: sent that late, it came next to the following slot's call (under load, 8
+# calls of one account in a second at 5/s, bench/RESULTS.md).
+LATE_SLOT = 0.5
 # Slots this much closer than an interval still count as an interval apart: sums of floats
 # (and Redis's text) put a free place between two slots a hair under an interval wide, and
 # such a place never got filled: a slot in five went unused with four jobs.
@@ -93,19 +101,28 @@ class TurnsTaken(RateLimited):
 
 @dataclass
 class Turn:
-    """The group of the calls a service makes now, and a slot reserved for it earlier."""
+    """The group of the calls a service makes now, how many calls its work makes (reserved
+    together), and the reserved slot of its next call (given: the one it was deferred to)."""
 
     group: str
-    slot: float | None = None  # time.time() of the slot this work was deferred to
+    slot: float | None = None  # time.time() of the next call's reserved slot
+    calls: int = 1
+    left: int = 0  # reserved slots not yet used, the next at `slot`
+    started: bool = False  # a call of this turn was sent
+
+    def __post_init__(self) -> None:
+        if self.slot is not None:
+            self.left = self.calls
 
 
 _turn: ContextVar[Turn | None] = ContextVar("lazada_rate_turn", default=None)
 
 
 @contextmanager
-def turn(group: str, slot: float | None = None) -> Iterator[None]:
-    """Calls made inside count for `group`; the first uses `slot` when one was reserved."""
-    token = _turn.set(Turn(group, slot))
+def turn(group: str, slot: float | None = None, calls: int = 1) -> Iterator[None]:
+    """Calls made inside count for `group`; the work's first `calls` take slots reserved
+    together (from `slot` when the work was deferred to it)."""
+    token = _turn.set(Turn(group, slot, calls))
     try:
         yield
     finally:
@@ -114,13 +131,15 @@ def turn(group: str, slot: float | None = None) -> Iterator[None]:
 
 class Grant(NamedTuple):
     reserved: bool  # False: the group holds all its slots ahead
-    wait: float  # seconds until the reserved slot, or until the group's first one passes
+    wait: float  # seconds until the (first) reserved slot, or until the group's first one passes
 
 
 class SlotStore(Protocol):
-    def reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
-        """Reserve the account's next slot for `group`, unless the group already holds
-        `ahead` slots that have not come yet."""
+    def reserve(
+        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+    ) -> Grant:
+        """Reserve the account's next `calls` slots for `group`, `interval` apart, unless
+        the group already holds `ahead` slots that have not come yet."""
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         """The API said "too frequent": no slot for `pause` s, half the rate for `slow_for` s."""
@@ -136,23 +155,31 @@ class RateLimiter:
         self.ahead = max(GROUP_AHEAD, math.floor(GROUP_SECONDS * rate))
 
     def acquire(self, action: str) -> None:
-        """Return when the call may be made (at most MAX_SLOT_WAIT s from now), else raise
-        RateLimited with the slot reserved for it, or TurnsTaken."""
+        """Return when the call may be made (at most MAX_SLOT_WAIT s from now; a later call
+        of work reserved together, at most an interval), else raise RateLimited with the slot
+        reserved for it, or TurnsTaken."""
         if action.startswith(AUTH_PATHS):
             return
-        current = _turn.get()
-        if current is not None and current.slot is not None:
-            slot, current.slot = current.slot, None  # a reservation is used once
-            wait = slot - time.time()
-        else:
-            group = current.group if current is not None else OTHER_GROUP
-            grant = self.store.reserve(self.account, group, self.interval, self.ahead)
+        current = _turn.get() or Turn(OTHER_GROUP)
+        continuing = current.started and current.slot is not None
+        slot, current.slot = current.slot, None
+        if slot is not None and not continuing and time.time() > slot + LATE_SLOT * self.interval:
+            slot = None  # too late for its slot: nothing was sent yet, so it takes a new one
+        if slot is None:  # (again, past its run: a deferral starts the work over)
+            grant = self.store.reserve(
+                self.account, current.group, self.interval, self.ahead, current.calls
+            )
             if not grant.reserved:
                 raise TurnsTaken(action, grant.wait, self.interval)
-            wait = grant.wait
-            slot = time.time() + wait
-        if wait > MAX_SLOT_WAIT:
-            raise RateLimited(action, wait, slot)
+            slot, current.left = time.time() + grant.wait, current.calls
+        wait = slot - time.time()
+        if wait > MAX_SLOT_WAIT and not continuing:
+            raise RateLimited(action, wait, slot)  # comes back at its slot, its run reserved
+        # A later call of the run waits here (at most an interval): a deferral would start the
+        # work over, sending its first call again.
+        current.started, current.left = True, current.left - 1
+        if current.left > 0:
+            current.slot = slot + self.interval
         if wait > 0:
             time.sleep(wait)
 
@@ -169,13 +196,18 @@ def place(
     interval: float,
     ahead: int,
     floor: float = 0.0,
+    calls: int = 1,
+    step: float | None = None,
 ) -> tuple[Grant, dict[str, list[float]]]:
-    """Reserve `group` a slot in the calendar `turns` (each group's reserved slots, epoch
-    seconds; slots past by more than an interval are dropped, nearer ones still keep their
-    distance). Returns the grant and the calendar to store. No slot comes before `floor`.
+    """Reserve `group` `calls` slots, `step` apart (the account's own interval, while
+    `interval` may be a throttle's longer one), in the calendar `turns` (each group's
+    reserved slots, epoch seconds; slots past by more than an interval are dropped, nearer
+    ones still keep their distance). Returns the grant of the first and the calendar to store.
+    No slot comes before `floor`.
 
     The Redis store runs the same steps in Lua (_RESERVE): keep them alike.
     """
+    step = interval if step is None else step
     kept = {g: [t for t in slots if t > now - interval] for g, slots in turns.items()}
     kept = {g: slots for g, slots in kept.items() if slots}
     mine = kept.get(group, [])
@@ -186,12 +218,13 @@ def place(
     slot = max(now, floor)
     if mine:  # round-robin: as many intervals after its last slot as groups are busy
         slot = max(slot, max(mine) + len(busy) * interval)
+    span = (calls - 1) * step  # from the run's first slot to its last
     for taken in sorted(t for slots in kept.values() for t in slots):
-        if taken >= slot + interval - EPSILON:
+        if taken >= slot + span + interval - EPSILON:
             break
         if taken > slot - interval + EPSILON:  # too close: the first free place after it
             slot = taken + interval
-    kept[group] = [*mine, slot]
+    kept[group] = [*mine, *(slot + i * step for i in range(calls))]
     return Grant(True, slot - now), kept
 
 
@@ -227,18 +260,28 @@ class DatabaseSlots:
     def _save(self, conn: Connection, account: str, **values: datetime | str | None) -> None:
         conn.execute(update(RateLimit).where(RateLimit.account == account).values(**values))
 
-    def reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
+    def reserve(
+        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+    ) -> Grant:
         try:
-            return self._reserve(account, group, interval, ahead)
+            return self._reserve(account, group, interval, ahead, calls)
         except IntegrityError:  # another worker created the account's row at the same moment
-            return self._reserve(account, group, interval, ahead)
+            return self._reserve(account, group, interval, ahead, calls)
 
-    def _reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
+    def _reserve(self, account: str, group: str, interval: float, ahead: int, calls: int) -> Grant:
         with self.engine.begin() as conn:
             floor, slow_until, turns, now = self._state(conn, account)
-            if slow_until is not None and now < slow_until:
-                interval *= 2
-            grant, turns = place(turns, group, now.timestamp(), interval, ahead, floor.timestamp())
+            slowed = slow_until is not None and now < slow_until
+            grant, turns = place(
+                turns,
+                group,
+                now.timestamp(),
+                interval * 2 if slowed else interval,
+                ahead,
+                floor.timestamp(),
+                calls,
+                step=interval,
+            )
             self._save(conn, account, turns=json.dumps(turns))
             return grant
 
@@ -272,6 +315,8 @@ local interval = tonumber(ARGV[1])
 local ahead = tonumber(ARGV[2])
 local group = 'g:' .. ARGV[3]
 local eps = tonumber(ARGV[4])
+local calls = tonumber(ARGV[5])
+local step = interval
 local slow_until = tonumber(redis.call('HGET', KEYS[1], 'slow_until') or '0')
 if now < slow_until then interval = interval * 2 end
 local fields = redis.call('HGETALL', KEYS[1])
@@ -312,11 +357,12 @@ if #mine > 0 then
   slot = math.max(slot, last + busy * interval)
 end
 table.sort(all)
+local span = (calls - 1) * step
 for _, taken in ipairs(all) do
-  if taken >= slot + interval - eps then break end
+  if taken >= slot + span + interval - eps then break end
   if taken > slot - interval + eps then slot = taken + interval end
 end
-table.insert(mine, slot)
+for i = 0, calls - 1 do table.insert(mine, slot + i * step) end
 local text = {}
 for _, s in ipairs(mine) do table.insert(text, string.format('%.6f', s)) end
 redis.call('HSET', KEYS[1], group, table.concat(text, ','))
@@ -344,8 +390,10 @@ class RedisSlots:
         self._reserve = self.client.register_script(_RESERVE)
         self._throttled = self.client.register_script(_THROTTLED)
 
-    def reserve(self, account: str, group: str, interval: float, ahead: int) -> Grant:
-        args: list[str | float] = [interval, ahead, group, EPSILON]
+    def reserve(
+        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+    ) -> Grant:
+        args: list[str | float] = [interval, ahead, group, EPSILON, calls]
         reserved, wait = self._reserve(keys=[_key(account)], args=args)
         return Grant(bool(reserved), float(wait))
 

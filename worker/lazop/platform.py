@@ -24,6 +24,7 @@ class LazopPlatform:
 
     max_skus_per_call = MAX_SKUS_PER_REMOVAL
     max_urls_per_call = MAX_URLS_PER_MIGRATION
+    calls_per_order = 2  # L7: the order, then its items
 
     def __init__(
         self,

@@ -9,8 +9,9 @@ from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome
 
 
 class Platform(Protocol):
-    """One account's API. Each method is one call (a platform may re-sign and resend it once);
-    failures raise worker.platforms.errors, retries belong to the caller."""
+    """One account's API. Each method is one call (`get_order`: `calls_per_order`; a platform
+    may re-sign and resend a call once); failures raise worker.platforms.errors, retries belong
+    to the caller."""
 
     @property
     def max_skus_per_call(self) -> int:
@@ -19,6 +20,10 @@ class Platform(Protocol):
     @property
     def max_urls_per_call(self) -> int:
         """How many image URLs one `submit_images` call takes."""
+
+    @property
+    def calls_per_order(self) -> int:
+        """How many calls one `get_order` makes: the rate limit reserves them together."""
 
     def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
         """Remove up to `max_skus_per_call` distinct SKUs; the outcome says which went."""

@@ -15,6 +15,7 @@ class SellerCenterPlatform:
 
     max_skus_per_call = MAX_SKUS_PER_REMOVAL
     max_urls_per_call = MAX_URLS_PER_MIGRATION
+    calls_per_order = 1  # GetOrder
 
     def __init__(self, client: SellerCenterClient) -> None:
         self.client = client

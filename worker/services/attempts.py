@@ -64,6 +64,7 @@ class Row:
     message: Message
     group: str
     slot: float | None = None
+    calls: int = 1  # the API calls of its attempt, reserved together
     chained: bool = False
     backlog: Select[tuple[int]] | Select[int] | None = None
 
@@ -153,7 +154,7 @@ def attempt(
     error: ApiError | None = None
     with collect_calls() as calls:
         try:
-            with turn(row.group, row.slot):
+            with turn(row.group, row.slot, row.calls):
                 result = call()
         except RateLimited as exc:
             with core_transaction(sessions) as connection:

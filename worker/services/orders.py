@@ -57,7 +57,15 @@ def fetch_order(
     platform = platforms(account)
     message = fetch_message(account, order_id)
     row = Row(
-        _orders, row_id, account, "next_attempt_at", message, ORDERS_GROUP, slot, backlog=_BACKLOG
+        _orders,
+        row_id,
+        account,
+        "next_attempt_at",
+        message,
+        ORDERS_GROUP,
+        slot,
+        calls=platform.calls_per_order,
+        backlog=_BACKLOG,
     )
     attempted = attempt(
         sessions,

@@ -418,11 +418,11 @@ def run_workload(
             "whsec_" + base64.b64encode(b"bench-secret-key-0123456789abcd").decode()
         )
     platform = getattr(args, "platform", "sellercenter")
-    if platform == "lazop":
-        from cryptography.fernet import Fernet
+    from cryptography.fernet import Fernet
 
-        # A server database needs the deployment's secret key for the stored app secret.
-        extra_env["LAZADA_SECRET_KEY"] = Fernet.generate_key().decode()
+    # A server database needs the deployment's secret key for stored accounts' secrets (a lazop
+    # account, bench.fair's accounts).
+    extra_env["LAZADA_SECRET_KEY"] = Fernet.generate_key().decode()
     with ExitStack() as cleanup:
         sandbox = start_sandbox(args.latency, platform, getattr(args, "sandbox_rate_limit", None))
         cleanup.callback(sandbox.stop)

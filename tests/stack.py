@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -30,7 +31,17 @@ def service_url(name: str) -> str:
     url = os.environ.get(variable)
     if not url:
         pytest.skip(f"{variable} is not set (.ci/run sets it)")
-    return url
+    return _own_redis_database(url) if name == "redis" else url
+
+
+def _own_redis_database(url: str) -> str:
+    """Each test process (pytest -n) its own Redis database, counting down from the URL's: the
+    rate limit's calendar is keyed by account name, and two tests running at once with one
+    name (a lazop test's account) must not share an account's slots."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw") or 0)
+    return urlunsplit(parts._replace(path=f"/{database % 16}"))
 
 
 @contextmanager

@@ -70,8 +70,8 @@ OTHER_GROUP = "other"  # calls made outside a service's turn (tests, tools)
 # made every retry's call be refused again, and the account was never refreshed nor parked.
 AUTH_PATHS = ("/auth/",)
 # A deferred call that starts later than this share of an interval after its reserved slot
-# takes a new one: sent that late, it came next to the following slot's call (under load, 8
-# calls of one account in a second at 5/s, bench/RESULTS.md).
+# takes a new one: sent that late, it came next to the following slot's call (under load 8-10
+# calls of one account in a second at 5/s, 6 with this rule: bench/RESULTS.md).
 LATE_SLOT = 0.5
 # Slots this much closer than an interval still count as an interval apart: sums of floats
 # (and Redis's text) put a free place between two slots a hair under an interval wide, and

@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/lazada-worker demo
 
-# Two test processes: most tests wait on workers and sandboxes, and one process in a row took
-# 21 of CI's 30 minutes. The reliability stage stops services, so it runs in one process.
+# Two test processes: most tests wait on workers and sandboxes, and in one process the suite
+# left CI too little of its time limit. The reliability stage stops services: one process.
 test: $(STAMP)
 	$(VENV)/bin/pytest -n 2
 

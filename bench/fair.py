@@ -47,6 +47,7 @@ from run import (
     percentile,
     print_figures,
     run_workload,
+    top_of_profile,
 )
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
@@ -519,13 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     figures["quick"] = args.quick
     if args.json:
-        profile = figures.get("profile")
-        if profile:  # the top frames, as print_figures shows them
-            figures["profile"] = {
-                "samples": profile["samples"],
-                "own": profile["own"].most_common(15),
-                "inclusive": profile["inclusive"].most_common(40),
-            }
+        top_of_profile(figures)
         print(json.dumps(figures, indent=2, default=str))
     else:
         print_figures(dict(figures))

@@ -70,8 +70,8 @@ OTHER_GROUP = "other"  # calls made outside a service's turn (tests, tools)
 # made every retry's call be refused again, and the account was never refreshed nor parked.
 AUTH_PATHS = ("/auth/",)
 # A deferred call that starts later than this share of an interval after its reserved slot
-# takes a new one: sent that late, it came next to the following slot's call (under load 8-10
-# calls of one account in a second at 5/s, 6 with this rule: bench/RESULTS.md).
+# takes a new one: sent that late, it came next to the following slot's call, and an account
+# went over its limit in a second under load (bench/RESULTS.md, scenario 5).
 LATE_SLOT = 0.5
 # Slots this much closer than an interval still count as an interval apart: sums of floats
 # (and Redis's text) put a free place between two slots a hair under an interval wide, and
@@ -108,7 +108,6 @@ class Turn:
     slot: float | None = None  # time.time() of the next call's reserved slot
     calls: int = 1
     left: int = 0  # reserved slots not yet used, the next at `slot`
-    started: bool = False  # a call of this turn was sent
 
     def __post_init__(self) -> None:
         if self.slot is not None:
@@ -161,7 +160,8 @@ class RateLimiter:
         if action.startswith(AUTH_PATHS):
             return
         current = _turn.get() or Turn(OTHER_GROUP)
-        continuing = current.started and current.slot is not None
+        # The next slot of a run a call of this work has used already.
+        continuing = current.slot is not None and current.left < current.calls
         slot, current.slot = current.slot, None
         if slot is not None and not continuing and time.time() > slot + LATE_SLOT * self.interval:
             slot = None  # too late for its slot: nothing was sent yet, so it takes a new one
@@ -177,7 +177,7 @@ class RateLimiter:
             raise RateLimited(action, wait, slot)  # comes back at its slot, its run reserved
         # A later call of the run waits here (at most an interval): a deferral would start the
         # work over, sending its first call again.
-        current.started, current.left = True, current.left - 1
+        current.left -= 1
         if current.left > 0:
             current.slot = slot + self.interval
         if wait > 0:

@@ -17,11 +17,16 @@ from stack import service_url, wait_for
 from worker import documents
 from worker.platforms import CallRecord
 from worker.ratelimit import (
+    EARLY,
     EPSILON,
     GROUP_AHEAD,
+    LATE_FLOOR,
+    LATE_SLOT,
     MAX_SLOT_WAIT,
     SPACING,
     DatabaseSlots,
+    Grant,
+    LateForSlot,
     RateLimited,
     RateLimiter,
     RedisSlots,
@@ -163,6 +168,51 @@ def test_work_that_comes_back_late_for_its_slot_takes_a_new_one(database_url: st
     with turn("orders", slot=time.time() - 0.6), pytest.raises(RateLimited) as raised:
         limiter.acquire("GetOrder")  # sent now, it would come right after the job's call
     assert raised.value.wait == pytest.approx(limiter.interval, abs=0.1)
+
+
+class CountingSlots(DatabaseSlots):
+    """The database store, counting the slots asked of it."""
+
+    reserved = 0
+
+    def reserve(
+        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+    ) -> Grant:
+        self.reserved += 1
+        return super().reserve(account, group, interval, ahead, calls)
+
+
+def test_a_deferral_comes_back_a_little_before_its_slot_and_sleeps_the_rest(
+    database_url: str,
+) -> None:
+    assert 0 < EARLY < MAX_SLOT_WAIT
+    assert RateLimited("GetOrder", 2.0, slot=time.time() + 2).come_back == 2.0 - EARLY
+    assert RateLimited("GetOrder", 2.0).come_back == 2.0  # no slot: nothing to be early for
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=1)
+    slot = time.time() + EARLY
+    with turn("job", slot=slot):
+        limiter.acquire("GetOrder")
+    assert time.time() >= slot and store.reserved == 0
+
+
+def test_a_call_a_little_late_at_a_high_rate_still_takes_its_slot(database_url: str) -> None:
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=40)  # half an interval is 13 ms
+    assert limiter.late == LATE_FLOOR > LATE_SLOT * limiter.interval
+    with turn("orders", slot=time.time() - LATE_FLOOR / 2):
+        limiter.acquire("GetOrder")
+    assert store.reserved == 0
+
+
+def test_chained_work_late_for_its_slot_is_told_so_and_takes_no_new_one(
+    database_url: str,
+) -> None:
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=1)
+    with turn("job", slot=time.time() - 0.6, chained=True), pytest.raises(LateForSlot):
+        limiter.acquire("RemoveProduct")
+    assert store.reserved == 0
 
 
 def test_a_group_past_its_share_is_told_its_turns_are_taken(database_url: str) -> None:

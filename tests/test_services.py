@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch
 from worker.dispatch import Message
 from worker.inputs import InvalidInput, clean_skus
 from worker.platforms import Platform
-from worker.ratelimit import RateLimited
+from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter
 from worker.sandbox import Sandbox
 from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.services import images, orders, removal, sweepers
@@ -494,6 +495,74 @@ def test_a_call_refused_by_the_local_rate_limit_is_deferred_and_not_counted(
     assert job["removed"] == 1 and job["skus"][0]["attempts"] == 1
     with sessions() as session:
         assert session.scalar(select(RemovalBatch.attempts)) == 0
+
+
+def _limited(sandbox: Sandbox, database_url: str, rate: float) -> PlatformFor:
+    """The legacy platform on the sandbox under a real limiter (a calendar of its own)."""
+    limiter = RateLimiter(DatabaseSlots(database_url), f"late-{uuid.uuid4().hex[:8]}", rate)
+    client = SellerCenterClient(
+        sandbox.url, sandbox.user_id, sandbox.api_key, before_call=limiter.acquire
+    )
+    return single(SellerCenterPlatform(client))
+
+
+def _late_batch(
+    sessions: sessionmaker[Session], settings: Settings, key: str
+) -> tuple[int, int, float]:
+    """A job of two batches whose first comes back a second late for its slot (at 1 call/s
+    a call is late past half an interval): its id, the other's, and the slot."""
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, key, [f"{key}-{n}" for n in range(2 * BATCH)], BATCH
+    )
+    (first,), (second,) = messages[0].args, messages[1].args
+    return first, second, time.time() - 1.0
+
+
+def test_a_batch_late_for_its_slot_is_left_to_its_jobs_runner_under_way(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    sandbox: Sandbox,
+    database_url: str,
+) -> None:
+    first, second, slot = _late_batch(sessions, settings, "late")
+    with sessions.begin() as session:  # a runner is calling for the second batch
+        session.execute(
+            update(RemovalBatch)
+            .where(RemovalBatch.id == second)
+            .values(lease_until=datetime.now(UTC) + timedelta(minutes=1))
+        )
+    limited = _limited(sandbox, database_url, rate=1)
+    assert removal.process_batch(sessions, limited, settings, first, slot=slot) == []
+    assert sandbox.calls() == []
+    with sessions() as session:
+        row = session.get(RemovalBatch, first)
+        assert row is not None and row.lease_until is None
+        assert row.next_attempt_at.replace(tzinfo=UTC) <= datetime.now(UTC)  # due for others
+
+    # The runner, done with its batch, goes on with the one left to it.
+    with sessions.begin() as session:
+        session.execute(update(RemovalBatch).values(lease_until=None))
+    assert _run_batches(
+        sessions, platforms, settings, [Message(removal.REMOVE_BATCH_TASK, (second,))]
+    )
+    assert _job(sessions, settings, "late")["removed"] == 2 * BATCH
+    assert len(sandbox.calls()) == 2
+
+
+def test_a_batch_late_for_its_slot_with_no_runner_under_way_comes_back_for_a_new_one(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    sandbox: Sandbox,
+    database_url: str,
+) -> None:
+    first, _, slot = _late_batch(sessions, settings, "alone")
+    limited = _limited(sandbox, database_url, rate=1)
+    again = removal.process_batch(sessions, limited, settings, first, slot=slot)
+    assert again == [Message(removal.REMOVE_BATCH_TASK, (first,), countdown=0.0)]
+    assert sandbox.calls() == []
+    _run_batches(sessions, limited, settings, again)  # a new slot: now, and the next in 1 s
+    assert _job(sessions, settings, "alone")["removed"] == 2 * BATCH
 
 
 def test_non_ascii_and_longest_skus_cross_the_wire_intact(

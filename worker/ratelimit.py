@@ -73,6 +73,15 @@ AUTH_PATHS = ("/auth/",)
 # takes a new one: sent that late, it came next to the following slot's call, and an account
 # went over its limit in a second under load (bench/RESULTS.md, scenario 5).
 LATE_SLOT = 0.5
+# ... but never for less than this: with slots SPACING/rate apart, a call this late still
+# leaves every 1-s window at the limit or under (while the others keep their slots). At high
+# rates half an interval is shorter than a busy worker's lateness, and late calls taking new
+# slots, late again, took new ones forever (a job stalled at 50 calls/s under load).
+LATE_FLOOR = SPACING - 1.0
+# A deferral's message comes back this long before its slot and the task sleeps the rest
+# (within MAX_SLOT_WAIT): Celery's timer and a task's start make a message a little late, and
+# late for its slot the call would have to take a new one.
+EARLY = 0.03
 # Slots this much closer than an interval still count as an interval apart: sums of floats
 # (and Redis's text) put a free place between two slots a hair under an interval wide, and
 # such a place never got filled: a slot in five went unused with four jobs.
@@ -88,6 +97,11 @@ class RateLimited(ThrottledApiError):
         self.wait = wait
         self.slot = slot
 
+    @property
+    def come_back(self) -> float:
+        """Seconds until the work should run again: EARLY before its reserved slot."""
+        return self.wait if self.slot is None else max(0.0, self.wait - EARLY)
+
 
 class TurnsTaken(RateLimited):
     """The call's group holds all the slots ahead it may: none was reserved for this call.
@@ -99,6 +113,17 @@ class TurnsTaken(RateLimited):
         self.interval = interval
 
 
+class LateForSlot(RateLimited):
+    """Work of a group that others go on with came back too late for its reserved slot:
+    nothing was sent, and no new slot was reserved. A late message means the workers' threads
+    are all busy; taking a new slot, the message came back late again, and its group's late
+    messages took slots in turn with no call made (a job stalled). Left to the group's runners
+    under way, the messages waiting for slots become as many as the threads can serve."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(action, 0.0)
+
+
 @dataclass
 class Turn:
     """The group of the calls a service makes now, how many calls its work makes (reserved
@@ -107,6 +132,7 @@ class Turn:
     group: str
     slot: float | None = None  # time.time() of the next call's reserved slot
     calls: int = 1
+    chained: bool = False  # others of the group go on with its work: LateForSlot when late
     left: int = 0  # reserved slots not yet used, the next at `slot`
 
     def __post_init__(self) -> None:
@@ -118,10 +144,13 @@ _turn: ContextVar[Turn | None] = ContextVar("lazada_rate_turn", default=None)
 
 
 @contextmanager
-def turn(group: str, slot: float | None = None, calls: int = 1) -> Iterator[None]:
+def turn(
+    group: str, slot: float | None = None, calls: int = 1, chained: bool = False
+) -> Iterator[None]:
     """Calls made inside count for `group`; the work's first `calls` take slots reserved
-    together (from `slot` when the work was deferred to it)."""
-    token = _turn.set(Turn(group, slot, calls))
+    together (from `slot` when the work was deferred to it). `chained`: others of the group
+    go on with its work (a removal job's runners)."""
+    token = _turn.set(Turn(group, slot, calls, chained))
     try:
         yield
     finally:
@@ -152,18 +181,21 @@ class RateLimiter:
         self.account = account
         self.interval = SPACING / rate
         self.ahead = max(GROUP_AHEAD, math.floor(GROUP_SECONDS * rate))
+        self.late = max(LATE_SLOT * self.interval, LATE_FLOOR)  # past its slot: a new one
 
     def acquire(self, action: str) -> None:
         """Return when the call may be made (at most MAX_SLOT_WAIT s from now; a later call
         of work reserved together, at most an interval), else raise RateLimited with the slot
-        reserved for it, or TurnsTaken."""
+        reserved for it, TurnsTaken, or LateForSlot."""
         if action.startswith(AUTH_PATHS):
             return
         current = _turn.get() or Turn(OTHER_GROUP)
         # The next slot of a run a call of this work has used already.
         continuing = current.slot is not None and current.left < current.calls
         slot, current.slot = current.slot, None
-        if slot is not None and not continuing and time.time() > slot + LATE_SLOT * self.interval:
+        if slot is not None and not continuing and time.time() > slot + self.late:
+            if current.chained:
+                raise LateForSlot(action)
             slot = None  # too late for its slot: nothing was sent yet, so it takes a new one
         if slot is None:  # (again, past its run: a deferral starts the work over)
             grant = self.store.reserve(

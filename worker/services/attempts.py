@@ -27,7 +27,7 @@ from worker.platforms import (
     PermanentApiError,
     TransientApiError,
 )
-from worker.ratelimit import RateLimited, TurnsTaken, turn
+from worker.ratelimit import LateForSlot, RateLimited, TurnsTaken, turn
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -54,7 +54,9 @@ class Row:
     batch); else it comes back once its group's first slot has passed, at a random moment
     over as many slots as `backlog` (a count of its group's due rows, run with `account` and
     `now`) says are waiting, so that a crowd refused together comes back about as fast as
-    slots come, not all at once.
+    slots come, not all at once. A chained row late for its slot is left to the others of its
+    group when `under_way` (a count of its group's rows held by running tasks besides itself,
+    run with `id` and `now`) finds any; else it takes a new slot.
     """
 
     table: Table
@@ -67,6 +69,7 @@ class Row:
     calls: int = 1  # the API calls of its attempt, reserved together
     chained: bool = False
     backlog: Select[tuple[int]] | Select[int] | None = None
+    under_way: Select[tuple[int]] | Select[int] | None = None
 
     def reschedule(
         self,
@@ -104,10 +107,20 @@ class Row:
         count = connection.execute(self.backlog, {"account": self.account, "now": now})
         return max(1, int(count.scalar_one()))
 
-    def release(self, connection: Connection) -> None:
-        """Lease released, due as it was: for the rest of its group to take."""
+    def release(self, connection: Connection, due: datetime | None = None) -> None:
+        """Lease released, due as it was (or at `due`): for the rest of its group to take."""
         table = self.table
-        connection.execute(update(table).where(table.c.id == self.id).values(lease_until=None))
+        values: dict[str, datetime | None] = {"lease_until": None}
+        if due is not None:
+            values[self.due_column] = due
+        connection.execute(update(table).where(table.c.id == self.id).values(values))
+
+    def has_company(self, connection: Connection, now: datetime) -> bool:
+        """Whether others of its group are held by running tasks (which go on with it)."""
+        if self.under_way is None:
+            return False
+        count = connection.execute(self.under_way, {"id": self.id, "now": now})
+        return int(count.scalar_one()) > 0
 
 
 class Attempted(NamedTuple, Generic[R]):
@@ -142,8 +155,9 @@ def attempt(
 
     - success: `succeeded` records it and its value is returned;
     - no rate-limit slot soon (nothing sent): the row is due again at the slot reserved for
-      it, or, when its group's turns are taken, later, or for its group to take (`chained`);
-      not an attempt, and no thread waits;
+      it, or, when its group's turns are taken, later, or for its group to take (`chained`;
+      also when it came back late for its slot and others of its group are under way); not an
+      attempt, and no thread waits;
     - a transient error: the row's `attempts` grows, `retrying` records the error, and the row
       is due again after the next step of the retry ladder; past the ladder it fails with the
       last error. A service with its own policy (image polls: "not yet") passes `transient`.
@@ -154,13 +168,16 @@ def attempt(
     error: ApiError | None = None
     with collect_calls() as calls:
         try:
-            with turn(row.group, row.slot, row.calls):
+            with turn(row.group, row.slot, row.calls, row.chained):
                 result = call()
         except RateLimited as exc:
             with core_transaction(sessions) as connection:
                 record_api_calls(connection, row.account, calls)
                 now = datetime.now(UTC)
-                delay = exc.wait
+                delay = exc.come_back
+                if isinstance(exc, LateForSlot) and row.has_company(connection, now):
+                    row.release(connection, due=now)
+                    return Attempted(None, [], deferred=True)
                 if isinstance(exc, TurnsTaken):
                     if row.chained:
                         row.release(connection)

@@ -175,6 +175,18 @@ _CLAIM_NEXT = (
     .returning(_batches.c.id, _batches.c.account, *_UNWRITTEN)
 )
 _JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
+# The job's other batches held by running tasks: a batch late for its slot is left to them.
+_OTHERS_OF = _batches.alias("others")
+_UNDER_WAY = (
+    select(func.count())
+    .select_from(_OTHERS_OF)
+    .where(
+        _OTHERS_OF.c.job_id
+        == select(_batches.c.job_id).where(_batches.c.id == bindparam("id")).scalar_subquery(),
+        _OTHERS_OF.c.id != bindparam("id"),
+        _OTHERS_OF.c.lease_until > bindparam("now"),
+    )
+)
 _PENDING_SKUS = (
     select(_skus.c.sku)
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
@@ -349,6 +361,7 @@ def _call_once(
         group=f"removal:{work.job_id}",  # each job takes its turns
         slot=slot,
         chained=True,  # the job's other runners take its next batch
+        under_way=_UNDER_WAY,
     )
     return attempt(
         sessions,

@@ -506,16 +506,25 @@ def _limited(sandbox: Sandbox, database_url: str, rate: float) -> PlatformFor:
     return single(SellerCenterPlatform(client))
 
 
-def _late_batch(
-    sessions: sessionmaker[Session], settings: Settings, key: str
-) -> tuple[int, int, float]:
-    """A job of two batches whose first comes back a second late for its slot (at 1 call/s
-    a call is late past half an interval): its id, the other's, and the slot."""
+def _two_batches(sessions: sessionmaker[Session], settings: Settings, key: str) -> list[int]:
     _, messages = removal.create_job(
         sessions, settings, settings.account, key, [f"{key}-{n}" for n in range(2 * BATCH)], BATCH
     )
-    (first,), (second,) = messages[0].args, messages[1].args
-    return first, second, time.time() - 1.0
+    return [message.args[0] for message in messages]
+
+
+def _lease(sessions: sessionmaker[Session], batch_id: int | None) -> None:
+    """A running task holds the batch (None: no batch is held)."""
+    statement = update(RemovalBatch).values(lease_until=None)
+    if batch_id is not None:
+        until = datetime.now(UTC) + timedelta(minutes=1)
+        statement = statement.where(RemovalBatch.id == batch_id).values(lease_until=until)
+    with sessions.begin() as session:
+        session.execute(statement)
+
+
+# At 1 call/s a deferred call is late past half an interval: these come back a second late.
+LATE = 1.0
 
 
 def test_a_batch_late_for_its_slot_is_left_to_its_jobs_runner_under_way(
@@ -525,44 +534,45 @@ def test_a_batch_late_for_its_slot_is_left_to_its_jobs_runner_under_way(
     sandbox: Sandbox,
     database_url: str,
 ) -> None:
-    first, second, slot = _late_batch(sessions, settings, "late")
-    with sessions.begin() as session:  # a runner is calling for the second batch
-        session.execute(
-            update(RemovalBatch)
-            .where(RemovalBatch.id == second)
-            .values(lease_until=datetime.now(UTC) + timedelta(minutes=1))
-        )
+    first, second = _two_batches(sessions, settings, "late")
+    _lease(sessions, first)  # a runner is calling for the first batch
     limited = _limited(sandbox, database_url, rate=1)
-    assert removal.process_batch(sessions, limited, settings, first, slot=slot) == []
+    late = time.time() - LATE
+    assert removal.process_batch(sessions, limited, settings, second, slot=late) == []
     assert sandbox.calls() == []
     with sessions() as session:
-        row = session.get(RemovalBatch, first)
+        row = session.get(RemovalBatch, second)
         assert row is not None and row.lease_until is None
         assert row.next_attempt_at.replace(tzinfo=UTC) <= datetime.now(UTC)  # due for others
 
     # The runner, done with its batch, goes on with the one left to it.
-    with sessions.begin() as session:
-        session.execute(update(RemovalBatch).values(lease_until=None))
-    assert _run_batches(
-        sessions, platforms, settings, [Message(removal.REMOVE_BATCH_TASK, (second,))]
-    )
+    _lease(sessions, None)
+    runner = [Message(removal.REMOVE_BATCH_TASK, (first,))]
+    assert _run_batches(sessions, platforms, settings, runner) == 1
     assert _job(sessions, settings, "late")["removed"] == 2 * BATCH
     assert len(sandbox.calls()) == 2
 
 
-def test_a_batch_late_for_its_slot_with_no_runner_under_way_comes_back_for_a_new_one(
+@pytest.mark.parametrize("held", ["none", "a later batch"])
+def test_a_batch_late_for_its_slot_and_first_of_those_held_comes_back_for_a_new_one(
     sessions: sessionmaker[Session],
     settings: Settings,
     sandbox: Sandbox,
     database_url: str,
+    held: str,
 ) -> None:
-    first, _, slot = _late_batch(sessions, settings, "alone")
+    # Two late batches each left to the other would leave the job to the sweeper: the first
+    # batch held never leaves.
+    first, second = _two_batches(sessions, settings, f"alone-{held[0]}")
+    if held != "none":
+        _lease(sessions, second)
     limited = _limited(sandbox, database_url, rate=1)
-    again = removal.process_batch(sessions, limited, settings, first, slot=slot)
+    again = removal.process_batch(sessions, limited, settings, first, slot=time.time() - LATE)
     assert again == [Message(removal.REMOVE_BATCH_TASK, (first,), countdown=0.0)]
     assert sandbox.calls() == []
+    _lease(sessions, None)
     _run_batches(sessions, limited, settings, again)  # a new slot: now, and the next in 1 s
-    assert _job(sessions, settings, "alone")["removed"] == 2 * BATCH
+    assert _job(sessions, settings, f"alone-{held[0]}")["removed"] == 2 * BATCH
 
 
 def test_non_ascii_and_longest_skus_cross_the_wire_intact(

@@ -175,7 +175,9 @@ _CLAIM_NEXT = (
     .returning(_batches.c.id, _batches.c.account, *_UNWRITTEN)
 )
 _JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
-# The job's other batches held by running tasks: a batch late for its slot is left to them.
+# The job's batches before it held by running tasks: a batch late for its slot is left to
+# them. Before it, not any other: two late batches each left to the other left the job to the
+# sweeper; the first batch held always has its task go on.
 _OTHERS_OF = _batches.alias("others")
 _UNDER_WAY = (
     select(func.count())
@@ -183,7 +185,7 @@ _UNDER_WAY = (
     .where(
         _OTHERS_OF.c.job_id
         == select(_batches.c.job_id).where(_batches.c.id == bindparam("id")).scalar_subquery(),
-        _OTHERS_OF.c.id != bindparam("id"),
+        _OTHERS_OF.c.id < bindparam("id"),
         _OTHERS_OF.c.lease_until > bindparam("now"),
     )
 )

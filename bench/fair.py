@@ -416,6 +416,12 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
             min(b - a for times in per_account for a, b in pairwise(times)), 4
         ),
         "jain_index": round(jain(rates) or 0.0, 3),
+        # Accounts start one after the other (a task records each job): from the last
+        # account's first call to the first account's last one, every account is running.
+        "first_call_after_first_s_min_med_max": _min_median_max(
+            [times[0] - first for times in per_account]
+        ),
+        "calls_per_s_all_running": _all_running_rate(per_account),
         # Each account's calls / (its last call - the send) / its limit: waiting counts.
         "share_sent_min_med_max": _min_median_max(
             [since_sent[n] / args.rate_limit for n in others]
@@ -434,6 +440,16 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         figures["throttled_calls_e901"] = [len(per_account[n]), e901(stats[n])]
         figures["throttled_time_to_final_s"] = round((final[throttled] - sent).total_seconds(), 2)
     return figures
+
+
+def _all_running_rate(per_account: Sequence[Sequence[float]]) -> float | None:
+    """Calls a second of all accounts together while every one of them has started and
+    none has finished (None: no such time)."""
+    start = max(times[0] for times in per_account)
+    end = min(times[-1] for times in per_account)
+    if end - start <= 0:
+        return None
+    return round(sum(in_window(times, start, end) for times in per_account) / (end - start), 2)
 
 
 def _min_median_max(values: Sequence[float]) -> list[float]:

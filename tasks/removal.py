@@ -28,7 +28,14 @@ def remove_products(
     owner = self.account(account)
     batch_size = self.platforms(owner.name).max_skus_per_call
     _, messages = removal.create_job(
-        self.sessions, self.settings, owner.name, job_key, cleaned, batch_size, *named
+        self.sessions,
+        self.settings,
+        owner.name,
+        job_key,
+        cleaned,
+        batch_size,
+        *named,
+        runners=removal.runners_for(owner.rate_limit),
     )
     self.publish(messages)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -21,6 +22,7 @@ from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline
 from worker.events import record_removal_event
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
+from worker.ratelimit import GROUP_AHEAD
 from worker.services import job_keys
 from worker.services.attempts import SLOT_HOLD, Attempted, Row, attempt
 from worker.settings import Settings
@@ -34,6 +36,17 @@ REMOVE_BATCH_TASK = "lazada.remove_batch"
 # batch ends at once.
 RUNNERS_PER_JOB = 32
 RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work takes turns
+# At a real rate limit a job needs runners only for its calls in flight and those waiting for
+# their slots: this many seconds of its account's calls, and its group's slots ahead. More
+# only found their turns taken and ended, and twenty accounts' jobs sent together started
+# over two seconds apart behind them (bench/RESULTS.md, scenario 5).
+RUNNER_CALL_SECONDS = 2.0
+
+
+def runners_for(rate: float) -> int:
+    """How many tasks a job of an account limited to `rate` calls a second starts."""
+    return min(RUNNERS_PER_JOB, math.ceil(rate * RUNNER_CALL_SECONDS) + GROUP_AHEAD)
+
 
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
@@ -72,13 +85,14 @@ def create_job(
     batch_size: int,
     callback: str | None = None,
     callback_queue: str | None = None,
+    runners: int = RUNNERS_PER_JOB,
 ) -> tuple[int, list[Message]]:
     """Record the account's job and its batches of `batch_size` SKUs (the platform's most a
     call) in one transaction; the same key again adds nothing, and with another set of SKUs
     it is refused (InvalidInput, worker.services.job_keys).
 
     `skus` must already be clean (worker.inputs.clean_skus). Returns the job id and the
-    messages that start its batches.
+    messages that start its batches: `runners` tasks (runners_for the account's rate).
     """
     now = datetime.now(UTC)
     deadline = dispatch_deadline(now, settings.redispatch_after)
@@ -120,8 +134,8 @@ def create_job(
             # (process_batch), or, should they all die, sent by the sweeper once their dispatch
             # deadline has passed.
             batch_ids = list(connection.execute(_JOB_BATCHES, {"job": job_id}).scalars())
-            runners = batch_ids[:RUNNERS_PER_JOB]
-            return job_id, [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in runners]
+            started = batch_ids[: max(1, runners)]
+            return job_id, [Message(REMOVE_BATCH_TASK, (batch_id,)) for batch_id in started]
     except IntegrityError:
         # Another client recorded the same key at the same moment: theirs stands.
         with core_transaction(sessions) as connection:

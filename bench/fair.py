@@ -100,6 +100,13 @@ def in_window(times: Iterable[float], start: float, end: float) -> int:
     return sum(start <= at <= end for at in times)
 
 
+def over_limit(times: Sequence[float], limit: float) -> int:
+    """How many of the sorted `times` come less than a second after the call `limit` calls
+    before them: each makes a 1-s window with one call more than the limit."""
+    n = math.floor(limit)
+    return sum(1 for i in range(n, len(times)) if times[i] - times[i - n] < 1.0)
+
+
 def jain(values: Sequence[float]) -> float | None:
     """Jain's fairness index: 1 when all are equal, 1/n when one has everything."""
     squares = sum(value * value for value in values)
@@ -412,6 +419,8 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         "all_busy_s": round(window, 3),
         "calls_per_s_all_busy": round(sum(rates), 2),
         "max_account_calls_1s": max(peak_in_window(times) for times in per_account),
+        # Calls that were one more than the limit within a second of the limit's calls before.
+        "calls_over_limit_1s": sum(over_limit(times, args.rate_limit) for times in per_account),
         "min_gap_any_account_s": round(
             min(b - a for times in per_account for a, b in pairwise(times)), 4
         ),

@@ -83,16 +83,22 @@ def test_a_job_starts_a_few_runners_that_take_all_of_its_batches(
     settings: Settings,
     platforms: PlatformFor,
     sandbox: Sandbox,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(removal, "RUNNERS_PER_JOB", 2)
     skus = [f"S-{n}" for n in range(5 * BATCH + 1)]  # six batches
-    _, messages = removal.create_job(sessions, settings, settings.account, "runners", skus, BATCH)
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, "runners", skus, BATCH, runners=2
+    )
     assert len(messages) == 2
     assert _run_batches(sessions, platforms, settings, messages) == 2
     job = _job(sessions, settings, "runners")
     assert job["state"] == "done" and job["removed"] == len(skus)
     assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
+
+
+def test_a_job_starts_runners_for_two_seconds_of_its_accounts_calls_at_most_32() -> None:
+    assert removal.runners_for(5) == 12  # 2 s of calls at 5/s, and its two slots ahead
+    assert removal.runners_for(0.5) == 3
+    assert removal.runners_for(100_000) == removal.RUNNERS_PER_JOB == 32
 
 
 def test_a_runner_out_of_time_hands_over_to_a_new_message(

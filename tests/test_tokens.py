@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -107,6 +108,38 @@ def test_two_workers_refreshing_at_once_make_one_refresh_and_keep_the_account(
     assert len([c for c in lazop.calls() if c.action == "/auth/token/refresh"]) == 1
     # And the new pair works at the API.
     assert client.get_order(stored.access_token, 1001).order_id == 1001
+
+
+def test_a_refresh_that_read_the_account_before_another_worker_stored_new_tokens_keeps_it(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The race a run at 50 calls/s met: a worker read the account (the old pair), another
+    # refreshed, stored the new pair and let go of the lease, and the first then took the
+    # lease and refreshed with the refresh token that refresh had made invalid: the account
+    # was marked as needing authorization and its job was parked for good.
+    failed = _account(sessions, settings, authorized).access_token
+    read = tokens._read
+    reads = []
+
+    def read_then_another_worker_refreshes(*args: Any) -> Any:
+        found = read(*args)
+        reads.append(found.access_token)
+        if len(reads) == 1:  # right after this worker's first read
+            tokens.refresh(sessions, settings, authorized, client, failed)
+        return found
+
+    monkeypatch.setattr(tokens, "_read", read_then_another_worker_refreshes)
+    fresh = tokens.refresh(sessions, settings, authorized, client, failed)
+
+    stored = _account(sessions, settings, authorized)
+    assert stored.state == "ready" and fresh == stored.access_token != failed
+    assert len([c for c in lazop.calls() if c.action == "/auth/token/refresh"]) == 1
+    assert client.get_order(fresh, 1001).order_id == 1001
 
 
 def test_a_refresh_refused_for_good_marks_the_account_once(

@@ -46,22 +46,27 @@ def refresh(
 ) -> str:
     """A fresh access token for the account: its stored one when another worker has refreshed
     since `failed_token` was read, else a new pair from the auth URL, stored first."""
-    now = datetime.now(UTC)
-    with sessions() as session:
-        account = get_account(session, settings, name)
-    if account.state == "needs_authorization":
-        raise AccountParked(f"account {name!r} needs authorization", action="token")
-    if failed_token is not None and account.access_token not in (None, failed_token):
-        return account.access_token
-    if not account.refresh_token:
-        raise AuthorizationLostError(f"account {name!r} has no refresh token", action="token")
-    if not _take_lease(sessions, name, now):
+    newer = _newer_token(_read(sessions, settings, name), failed_token)
+    if newer is not None:
+        return newer
+    if not _take_lease(sessions, name, datetime.now(UTC)):
         raise RateLimited("/auth/token/refresh", COME_BACK)  # another worker is refreshing
     try:
+        # Read again under the lease: another worker may have refreshed, stored and let go
+        # since the read above, and its refresh made the refresh token read then invalid.
+        account = _read(sessions, settings, name)
+        newer = _newer_token(account, failed_token)
+        if newer is not None:
+            with core_transaction(sessions) as connection:
+                _release(connection, name)
+            return newer
+        if not account.refresh_token:
+            raise AuthorizationLostError(f"account {name!r} has no refresh token", action="token")
         grant = client.refresh_token(account.refresh_token)
     except AuthorizationLostError as exc:
         with core_transaction(sessions) as connection:
-            mark_needs_authorization(connection, name, str(exc), datetime.now(UTC))
+            if not isinstance(exc, AccountParked):  # parked already: marked once
+                mark_needs_authorization(connection, name, str(exc), datetime.now(UTC))
             _release(connection, name)
         raise
     except BaseException:
@@ -71,6 +76,22 @@ def refresh(
     store_grant(sessions, settings, name, grant)
     log.info("account %s: tokens refreshed", name, extra={"account": name, "outcome": "refreshed"})
     return grant.access_token
+
+
+def _read(sessions: sessionmaker[Session], settings: Settings, name: str) -> Account:
+    """The stored account; AccountParked when it needs authorization."""
+    with sessions() as session:
+        account = get_account(session, settings, name)
+    if account.state == "needs_authorization":
+        raise AccountParked(f"account {name!r} needs authorization", action="token")
+    return account
+
+
+def _newer_token(account: Account, failed_token: str | None) -> str | None:
+    """The access token another worker stored since `failed_token` was read, if one did."""
+    if failed_token is None or account.access_token in (None, failed_token):
+        return None
+    return account.access_token
 
 
 def store_grant(

@@ -55,8 +55,8 @@ class Row:
     over as many slots as `backlog` (a count of its group's due rows, run with `account` and
     `now`) says are waiting, so that a crowd refused together comes back about as fast as
     slots come, not all at once. A chained row late for its slot is left to the others of its
-    group when `under_way` (a count of its group's rows held by running tasks besides itself,
-    run with `id` and `now`) finds any; else it takes a new slot.
+    group when `under_way` (a count of its group's rows held by running tasks that go on with
+    it, run with `id` and `now`) finds any; else it takes a new slot.
     """
 
     table: Table

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
+from types import SimpleNamespace
 
 import pytest
 from fixtures_worker import Stack
@@ -14,16 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stack import service_url, wait_for
 
-from worker import documents
+from worker import documents, ratelimit
 from worker.platforms import CallRecord
 from worker.ratelimit import (
     EARLY,
     EPSILON,
     GROUP_AHEAD,
-    LATE_FLOOR,
-    LATE_SLOT,
+    LATE,
     MAX_SLOT_WAIT,
     SPACING,
+    WINDOW,
     DatabaseSlots,
     Grant,
     LateForSlot,
@@ -32,6 +33,7 @@ from worker.ratelimit import (
     RedisSlots,
     SlotStore,
     TurnsTaken,
+    move_slot,
     place,
     turn,
 )
@@ -107,6 +109,31 @@ def test_accounts_do_not_share_slots(slots: SlotStore) -> None:
     assert grant.reserved and grant.wait == pytest.approx(0, abs=0.05)
 
 
+def test_a_moved_slot_pushes_back_the_slot_a_second_of_calls_after_it(slots: SlotStore) -> None:
+    account, interval = _account(), SPACING / 5
+    waits = [slots.reserve(account, "job", interval, 100, per_second=5).wait for _ in range(5)]
+    assert waits[-1] == pytest.approx(4 * interval, abs=0.05)
+    time.sleep(0.1)
+    assert slots.move(account, "job", 0.1, interval, 5)  # the first, 0.1 s late, sent now
+    moved_at = time.time()
+    sixth = slots.reserve(account, "job", interval, 100, per_second=5)
+    # One interval after the fifth would put six calls within a second of the moved one.
+    assert sixth.wait == pytest.approx(moved_at + WINDOW - time.time(), abs=0.05)
+
+
+def test_a_slot_is_not_moved_where_a_window_would_hold_one_call_too_many(
+    slots: SlotStore,
+) -> None:
+    account, interval = _account(), SPACING / 5
+    for _ in range(5):  # now, and four more: a second of the account's calls
+        slots.reserve(account, "job", interval, 100, per_second=5)
+    assert not slots.move(account, "orders", 0.05, interval, 5)
+    # Nothing changed: the job's next slot is still one interval after its fifth.
+    assert slots.reserve(account, "job", interval, 100, per_second=5).wait == pytest.approx(
+        5 * interval, abs=0.05
+    )
+
+
 def test_a_slot_further_than_a_short_sleep_defers_the_call_to_it(database_url: str) -> None:
     limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
     limiter.acquire("GetOrder")  # now
@@ -160,26 +187,28 @@ def test_the_later_calls_of_deferred_work_wait_for_their_reserved_slots(
     )
 
 
-def test_work_that_comes_back_late_for_its_slot_takes_a_new_one(database_url: str) -> None:
-    store = DatabaseSlots(database_url)
-    account = _account()
-    limiter = RateLimiter(store, account, rate=1)
-    store.reserve(account, "job", limiter.interval, 100)  # now: taken by another group
-    with turn("orders", slot=time.time() - 0.6), pytest.raises(RateLimited) as raised:
-        limiter.acquire("GetOrder")  # sent now, it would come right after the job's call
-    assert raised.value.wait == pytest.approx(limiter.interval, abs=0.1)
-
-
 class CountingSlots(DatabaseSlots):
-    """The database store, counting the slots asked of it."""
+    """The database store, counting the slots asked of it and the slots it moved."""
 
     reserved = 0
+    moved = 0
 
     def reserve(
-        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+        self,
+        account: str,
+        group: str,
+        interval: float,
+        ahead: int,
+        calls: int = 1,
+        per_second: int = 0,
     ) -> Grant:
         self.reserved += 1
-        return super().reserve(account, group, interval, ahead, calls)
+        return super().reserve(account, group, interval, ahead, calls, per_second)
+
+    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
+        moved = super().move(account, group, late, interval, per_second)
+        self.moved += moved
+        return moved
 
 
 def test_a_deferral_comes_back_a_little_before_its_slot_and_sleeps_the_rest(
@@ -196,23 +225,71 @@ def test_a_deferral_comes_back_a_little_before_its_slot_and_sleeps_the_rest(
     assert time.time() >= slot and store.reserved == 0
 
 
-def test_a_call_a_little_late_at_a_high_rate_still_takes_its_slot(database_url: str) -> None:
+@pytest.mark.parametrize("rate", [5, 40])
+def test_a_call_a_little_late_keeps_its_slot(database_url: str, rate: int) -> None:
     store = CountingSlots(database_url)
-    limiter = RateLimiter(store, _account(), rate=40)  # half an interval is 13 ms
-    assert limiter.late == LATE_FLOOR > LATE_SLOT * limiter.interval
-    with turn("orders", slot=time.time() - LATE_FLOOR / 2):
+    limiter = RateLimiter(store, _account(), rate=rate)
+    with turn("orders", slot=time.time() - LATE / 2):
         limiter.acquire("GetOrder")
     assert store.reserved == 0
+
+
+def test_a_call_later_than_that_is_sent_now_with_its_slot_moved_where_the_window_allows(
+    database_url: str,
+) -> None:
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=5)
+    with turn("orders", slot=time.time() - 0.06):
+        limiter.acquire("GetOrder")  # sent now: no other call within a second
+    assert (store.moved, store.reserved) == (1, 0)
+
+
+def test_a_call_woken_late_from_its_sleep_is_late_like_a_deferred_one(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def oversleep(seconds: float) -> None:  # a busy machine wakes the thread 80 ms late
+        time.sleep(seconds + 0.08)
+
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=time.time, sleep=oversleep))
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=5)
+    with turn("orders", slot=time.time() + EARLY):
+        limiter.acquire("GetOrder")
+    assert (store.moved, store.reserved) == (1, 0)
+
+
+def test_a_late_call_whose_move_would_fill_a_window_past_the_limit_takes_a_new_slot(
+    database_url: str,
+) -> None:
+    store = CountingSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=1)
+    store.reserve(account, "job", limiter.interval, 100, per_second=1)  # now: another group's
+    with turn("orders", slot=time.time() - 0.6), pytest.raises(RateLimited) as raised:
+        limiter.acquire("GetOrder")  # sent now, it would come right after the job's call
+    assert (store.moved, store.reserved) == (0, 2)  # the job's slot, and its new one
+    assert raised.value.wait == pytest.approx(limiter.interval, abs=0.1)
 
 
 def test_chained_work_late_for_its_slot_is_told_so_and_takes_no_new_one(
     database_url: str,
 ) -> None:
     store = CountingSlots(database_url)
-    limiter = RateLimiter(store, _account(), rate=1)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=1)
+    store.reserve(account, "other", limiter.interval, 100, per_second=1)
     with turn("job", slot=time.time() - 0.6, chained=True), pytest.raises(LateForSlot):
         limiter.acquire("RemoveProduct")
-    assert store.reserved == 0
+    assert (store.moved, store.reserved) == (0, 1)  # the other group's slot only
+
+
+def test_a_call_later_than_an_interval_takes_a_new_slot_not_a_move(database_url: str) -> None:
+    # Moving it would push the account's next slots back by more than the one slot it left.
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=5)
+    with turn("orders", slot=time.time() - 1.5 * limiter.interval):
+        limiter.acquire("GetOrder")
+    assert (store.moved, store.reserved) == (0, 1)
 
 
 def test_a_group_past_its_share_is_told_its_turns_are_taken(database_url: str) -> None:
@@ -293,6 +370,49 @@ def test_slots_keep_their_distance_and_no_group_holds_more_than_its_share(
             assert len(before) >= ahead and grant.wait > 0
     placed.sort()
     assert all(b - a >= interval - EPSILON - 1e-9 for a, b in pairwise(placed))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abc"),
+            st.floats(0, 0.4, allow_nan=False),
+            st.one_of(st.none(), st.floats(0, 0.3, allow_nan=False)),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    st.integers(1, 8),
+)
+def test_no_window_ever_holds_more_calls_than_the_limit_with_late_calls_moved(
+    asks: list[tuple[str, float, float | None]], per_second: int
+) -> None:
+    """Groups reserve slots and some of their calls come late and move (or may not): the
+    times the calls are made never put more than the limit within WINDOW s."""
+    interval, now, turns = SPACING / per_second, 1000.0, {}
+    made: list[float] = []  # when calls were made
+    pending: dict[str, list[float]] = {}  # reserved slots not yet used
+    for group, step, late in asks:
+        now += step
+        due = [t for t in pending.get(group, []) if t <= now]
+        if due and late is not None:  # its first due call comes back `late` s after its slot
+            slot = due[0]
+            pending[group].remove(slot)
+            if now - slot <= LATE:
+                made.append(slot)  # sent in its slot (we take it as made on time)
+            else:
+                moved, turns = move_slot(turns, group, now, now - slot, interval, per_second)
+                if moved:
+                    made.append(now)
+            continue
+        grant, turns = place(turns, group, now, interval, 3, per_second=per_second)
+        if grant.reserved:
+            pending.setdefault(group, []).append(now + grant.wait)
+    made += [t for slots in pending.values() for t in slots]  # the rest, all on time
+    made.sort()
+    for first, last in zip(made, made[per_second:], strict=False):
+        assert last - first >= WINDOW - EPSILON - 1e-9
 
 
 def test_busy_groups_take_every_slot_in_turn() -> None:

@@ -69,15 +69,22 @@ OTHER_GROUP = "other"  # calls made outside a service's turn (tests, tools)
 # between a call refused for its token and that call again: deferring the refresh to a slot
 # made every retry's call be refused again, and the account was never refreshed nor parked.
 AUTH_PATHS = ("/auth/",)
-# A deferred call that starts later than this share of an interval after its reserved slot
-# takes a new one: sent that late, it came next to the following slot's call, and an account
-# went over its limit in a second under load (bench/RESULTS.md, scenario 5).
-LATE_SLOT = 0.5
-# ... but never for less than this: with slots SPACING/rate apart, a call this late still
-# leaves every 1-s window at the limit or under (while the others keep their slots). At high
-# rates half an interval is shorter than a busy worker's lateness: at 50 calls/s on eight
-# busy threads most deferred calls came back late and took new slots, over and over.
-LATE_FLOOR = SPACING - 1.0
+# Slots SPACING/rate apart leave the calls of any second SPACING - 1 s of slack. Half of it
+# is lateness: a call up to LATE after its reserved slot is sent in it. The other half is
+# for the jitter between sending and the API's clock: no more than the account's limit of
+# calls are ever placed within WINDOW s, and a later call is sent only where that holds.
+LATE = (SPACING - 1.0) / 2
+WINDOW = 1.0 + (SPACING - 1.0) / 2
+# A call later than LATE is sent now, its slot moved to now, if that keeps every WINDOW at
+# the limit (the account's next slots then come later by what the call was late); else (or
+# later than an interval: a new slot costs less than pushing the next ones) it takes a new
+# slot, or, chained, is left to its group. Half an interval was allowed as lateness before,
+# and the calls sent that late put an account over its limit in a second in bench.fair's
+# twenty accounts (63 of 1,200 calls on a busy machine: bench/RESULTS.md, scenario 5); taking
+# a new slot instead left a quarter of the slots unused there.
+# The calls of the last WINDOW are kept for this up to this many calls a second; above it
+# (the limit switched off), the spacing alone holds.
+WINDOW_UP_TO = 50
 # A deferral's message comes back this long before its slot and the task sleeps the rest
 # (within MAX_SLOT_WAIT): Celery's timer and a task's start make a message a little late, and
 # late for its slot the call would have to take a new one.
@@ -164,10 +171,21 @@ class Grant(NamedTuple):
 
 class SlotStore(Protocol):
     def reserve(
-        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+        self,
+        account: str,
+        group: str,
+        interval: float,
+        ahead: int,
+        calls: int = 1,
+        per_second: int = 0,
     ) -> Grant:
         """Reserve the account's next `calls` slots for `group`, `interval` apart, unless
-        the group already holds `ahead` slots that have not come yet."""
+        the group already holds `ahead` slots that have not come yet; never more than
+        `per_second` slots within WINDOW s (0: spacing alone)."""
+
+    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
+        """Move `group`'s slot that was `late` s ago to now, if no WINDOW s then holds more
+        than `per_second` slots; False (nothing changed) if it would."""
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         """The API said "too frequent": no slot for `pause` s, half the rate for `slow_for` s."""
@@ -181,7 +199,9 @@ class RateLimiter:
         self.account = account
         self.interval = SPACING / rate
         self.ahead = max(GROUP_AHEAD, math.floor(GROUP_SECONDS * rate))
-        self.late = max(LATE_SLOT * self.interval, LATE_FLOOR)  # past its slot: a new one
+        # The most calls any WINDOW may hold (0: too many to keep; the spacing alone holds).
+        limit = max(1, math.floor(rate + EPSILON))
+        self.per_second = limit if limit <= WINDOW_UP_TO else 0
 
     def acquire(self, action: str) -> None:
         """Return when the call may be made (at most MAX_SLOT_WAIT s from now; a later call
@@ -193,13 +213,19 @@ class RateLimiter:
         # The next slot of a run a call of this work has used already.
         continuing = current.slot is not None and current.left < current.calls
         slot, current.slot = current.slot, None
-        if slot is not None and not continuing and time.time() > slot + self.late:
-            if current.chained:
-                raise LateForSlot(action)
+        late = 0.0 if slot is None or continuing else time.time() - slot
+        if late > LATE:
+            if self._goes_late(current, action, late):
+                return
             slot = None  # too late for its slot: nothing was sent yet, so it takes a new one
         if slot is None:  # (again, past its run: a deferral starts the work over)
             grant = self.store.reserve(
-                self.account, current.group, self.interval, self.ahead, current.calls
+                self.account,
+                current.group,
+                self.interval,
+                self.ahead,
+                current.calls,
+                self.per_second,
             )
             if not grant.reserved:
                 raise TurnsTaken(action, grant.wait, self.interval)
@@ -214,6 +240,22 @@ class RateLimiter:
             current.slot = slot + self.interval
         if wait > 0:
             time.sleep(wait)
+            late = time.time() - slot
+            if current.calls == 1 and late > LATE and not self._goes_late(current, action, late):
+                self.acquire(action)  # woken too late for its slot: a new one
+
+    def _goes_late(self, current: Turn, action: str, late: float) -> bool:
+        """Whether a call `late` s after its slot (more than LATE) is sent now, its slot
+        moved to now where every window stays at the limit; else LateForSlot for chained
+        work, or False: it takes a new slot."""
+        movable = current.calls == 1 and late <= self.interval and self.per_second
+        if movable and self.store.move(
+            self.account, current.group, late, self.interval, self.per_second
+        ):
+            return True
+        if current.chained:
+            raise LateForSlot(action)
+        return False
 
     def observe(self, record: CallRecord) -> None:
         if record.throttled:
@@ -230,34 +272,98 @@ def place(
     floor: float = 0.0,
     calls: int = 1,
     step: float | None = None,
+    per_second: int = 0,
 ) -> tuple[Grant, dict[str, list[float]]]:
     """Reserve `group` `calls` slots, `step` apart (the account's own interval, while
     `interval` may be a throttle's longer one), in the calendar `turns` (each group's
     reserved slots, epoch seconds; slots past by more than an interval are dropped, nearer
-    ones still keep their distance). Returns the grant of the first and the calendar to store.
+    ones still keep their distance, and with `per_second` those of the last WINDOW count
+    against it). Returns the grant of the first and the calendar to store.
     No slot comes before `floor`.
 
     The Redis store runs the same steps in Lua (_RESERVE): keep them alike.
     """
     step = interval if step is None else step
-    kept = {g: [t for t in slots if t > now - interval] for g, slots in turns.items()}
-    kept = {g: slots for g, slots in kept.items() if slots}
+    kept = _kept(turns, now, interval, per_second)
     mine = kept.get(group, [])
+    recent = [t for t in mine if t > now - interval]
     coming = [t for t in mine if t > now]
     if len(coming) >= ahead:
         return Grant(False, min(coming) - now), kept
     busy = {g for g, slots in kept.items() if max(slots) > now} | {group}
     slot = max(now, floor)
-    if mine:  # round-robin: as many intervals after its last slot as groups are busy
-        slot = max(slot, max(mine) + len(busy) * interval)
+    if recent:  # round-robin: as many intervals after its last slot as groups are busy
+        slot = max(slot, max(recent) + len(busy) * interval)
     span = (calls - 1) * step  # from the run's first slot to its last
-    for taken in sorted(t for slots in kept.values() for t in slots):
-        if taken >= slot + span + interval - EPSILON:
+    taken = sorted(t for slots in kept.values() for t in slots)
+    while True:
+        for t in taken:
+            if t >= slot + span + interval - EPSILON:
+                break
+            if t > slot - interval + EPSILON:  # too close: the first free place after it
+                slot = t + interval
+        run = [slot + i * step for i in range(calls)]
+        shift = _window_shift(taken, run, per_second)
+        if shift <= 0:
             break
-        if taken > slot - interval + EPSILON:  # too close: the first free place after it
-            slot = taken + interval
-    kept[group] = [*mine, *(slot + i * step for i in range(calls))]
+        slot += shift
+    kept[group] = [*mine, *run]
     return Grant(True, slot - now), kept
+
+
+def move_slot(
+    turns: dict[str, list[float]],
+    group: str,
+    now: float,
+    late: float,
+    interval: float,
+    per_second: int,
+) -> tuple[bool, dict[str, list[float]]]:
+    """Move `group`'s slot nearest to `now - late` (if within half an interval of it) to
+    `now`, unless the calendar `turns` would then hold more than `per_second` slots within
+    WINDOW s. Returns whether it moved, and the calendar to store.
+
+    The Redis store runs the same steps in Lua (_MOVE): keep them alike.
+    """
+    kept = _kept(turns, now, interval, per_second)
+    mine = list(kept.get(group, []))
+    due = now - late
+    nearest = min(mine, key=lambda t: abs(t - due), default=None)
+    if nearest is not None and abs(nearest - due) <= interval / 2:
+        mine.remove(nearest)
+    others = sorted(t for g, slots in kept.items() if g != group for t in slots)
+    if _window_shift(sorted([*others, *mine]), [now], per_second) > 0:
+        return False, turns
+    kept[group] = [*mine, now]
+    return True, kept
+
+
+def _kept(
+    turns: dict[str, list[float]], now: float, interval: float, per_second: int
+) -> dict[str, list[float]]:
+    """The calendar without the slots no new one is measured against."""
+    horizon = now - (max(interval, WINDOW) if per_second else interval)
+    kept = {g: [t for t in slots if t > horizon] for g, slots in turns.items()}
+    return {g: slots for g, slots in kept.items() if slots}
+
+
+def _window_shift(taken: list[float], run: list[float], per_second: int) -> float:
+    """How much later the `run` of new slots must start so that, with the sorted `taken`,
+    no WINDOW holds more than `per_second` slots (0: it fits, or no limit)."""
+    if not per_second:
+        return 0.0
+    marked = sorted([(t, False) for t in taken] + [(t, True) for t in run])
+    for i in range(len(marked) - per_second):
+        (first, first_new), (last, _) = marked[i], marked[i + per_second]
+        if last - first >= WINDOW - EPSILON:
+            continue
+        new = [t for t, is_new in marked[i : i + per_second + 1] if is_new]
+        if not new or len(new) == per_second + 1:
+            continue  # the taken slots' own (placed by the rule: never) or the run's own
+        if first_new:  # the window starts at a new slot: past the slot after it
+            return marked[i + 1][0] - first + EPSILON
+        return first + WINDOW - new[0]
+    return 0.0
 
 
 class _SlotRow(NamedTuple):
@@ -293,14 +399,22 @@ class DatabaseSlots:
         conn.execute(update(RateLimit).where(RateLimit.account == account).values(**values))
 
     def reserve(
-        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+        self,
+        account: str,
+        group: str,
+        interval: float,
+        ahead: int,
+        calls: int = 1,
+        per_second: int = 0,
     ) -> Grant:
         try:
-            return self._reserve(account, group, interval, ahead, calls)
+            return self._reserve(account, group, interval, ahead, calls, per_second)
         except IntegrityError:  # another worker created the account's row at the same moment
-            return self._reserve(account, group, interval, ahead, calls)
+            return self._reserve(account, group, interval, ahead, calls, per_second)
 
-    def _reserve(self, account: str, group: str, interval: float, ahead: int, calls: int) -> Grant:
+    def _reserve(
+        self, account: str, group: str, interval: float, ahead: int, calls: int, per_second: int
+    ) -> Grant:
         with self.engine.begin() as conn:
             floor, slow_until, turns, now = self._state(conn, account)
             slowed = slow_until is not None and now < slow_until
@@ -313,9 +427,18 @@ class DatabaseSlots:
                 floor.timestamp(),
                 calls,
                 step=interval,
+                per_second=per_second,
             )
             self._save(conn, account, turns=json.dumps(turns))
             return grant
+
+    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
+        with self.engine.begin() as conn:
+            _, _, turns, now = self._state(conn, account)
+            moved, turns = move_slot(turns, group, now.timestamp(), late, interval, per_second)
+            if moved:
+                self._save(conn, account, turns=json.dumps(turns))
+            return moved
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         with self.engine.begin() as conn:
@@ -337,10 +460,41 @@ def _now(conn: Connection) -> datetime:
     return datetime.now(UTC)
 
 
-# Redis: the same steps as place() in one Lua script, atomic on the server, on its clock.
-# The account's hash holds next_slot (the floor), slow_until, and a field "g:<group>" a group
-# with its slots ("t1,t2"); fields whose slots are all past go.
-_RESERVE = """
+# Redis: the same steps as place() and move_slot() in Lua scripts, atomic on the server, on
+# its clock. The account's hash holds next_slot (the floor), slow_until, and a field
+# "g:<group>" a group with its slots ("t1,t2"); fields whose slots are all past go.
+_WINDOW_SHIFT = """
+local function window_shift(taken, run, per_second, window, eps)
+  if per_second <= 0 then return 0 end
+  local marked = {}
+  for _, t in ipairs(taken) do marked[#marked + 1] = {t, false} end
+  for _, t in ipairs(run) do marked[#marked + 1] = {t, true} end
+  table.sort(marked, function(a, b)
+    return a[1] < b[1] or (a[1] == b[1] and (not a[2]) and b[2])
+  end)
+  for i = 1, #marked - per_second do
+    local first, last = marked[i], marked[i + per_second]
+    if last[1] - first[1] < window - eps then
+      local new_first, old = nil, 0
+      for k = i, i + per_second do
+        if marked[k][2] then
+          if new_first == nil then new_first = marked[k][1] end
+        else
+          old = old + 1
+        end
+      end
+      if new_first ~= nil and old > 0 then
+        if first[2] then return marked[i + 1][1] - first[1] + eps end
+        return first[1] + window - new_first
+      end
+    end
+  end
+  return 0
+end
+"""
+_RESERVE = (
+    _WINDOW_SHIFT
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
@@ -348,11 +502,15 @@ local ahead = tonumber(ARGV[2])
 local group = 'g:' .. ARGV[3]
 local eps = tonumber(ARGV[4])
 local calls = tonumber(ARGV[5])
+local per_second = tonumber(ARGV[6])
+local window = tonumber(ARGV[7])
 local step = interval
 local slow_until = tonumber(redis.call('HGET', KEYS[1], 'slow_until') or '0')
 if now < slow_until then interval = interval * 2 end
+local keep = interval
+if per_second > 0 and window > keep then keep = window end
 local fields = redis.call('HGETALL', KEYS[1])
-local all, mine, busy, coming, first = {}, {}, 0, 0, nil
+local all, mine, busy, coming, first, recent = {}, {}, 0, 0, nil, nil
 local mine_busy = false
 for i = 1, #fields, 2 do
   local name = fields[i]
@@ -360,13 +518,16 @@ for i = 1, #fields, 2 do
     local kept, last = {}, nil
     for s in string.gmatch(fields[i + 1], '[^,]+') do
       local slot = tonumber(s)
-      if slot > now - interval then
+      if slot > now - keep then
         table.insert(kept, slot)
         table.insert(all, slot)
         if last == nil or slot > last then last = slot end
-        if name == group and slot > now then
-          coming = coming + 1
-          if first == nil or slot < first then first = slot end
+        if name == group then
+          if slot > now - interval and (recent == nil or slot > recent) then recent = slot end
+          if slot > now then
+            coming = coming + 1
+            if first == nil or slot < first then first = slot end
+          end
         end
       end
     end
@@ -384,23 +545,74 @@ end
 if coming >= ahead then return {0, tostring(first - now)} end
 if not mine_busy then busy = busy + 1 end
 local slot = math.max(now, tonumber(redis.call('HGET', KEYS[1], 'next_slot') or '0'))
-if #mine > 0 then
-  local last = math.max(unpack(mine))
-  slot = math.max(slot, last + busy * interval)
-end
+if recent ~= nil then slot = math.max(slot, recent + busy * interval) end
 table.sort(all)
 local span = (calls - 1) * step
-for _, taken in ipairs(all) do
-  if taken >= slot + span + interval - eps then break end
-  if taken > slot - interval + eps then slot = taken + interval end
+local run = {}
+while true do
+  for _, taken in ipairs(all) do
+    if taken >= slot + span + interval - eps then break end
+    if taken > slot - interval + eps then slot = taken + interval end
+  end
+  run = {}
+  for i = 0, calls - 1 do table.insert(run, slot + i * step) end
+  local shift = window_shift(all, run, per_second, window, eps)
+  if shift <= 0 then break end
+  slot = slot + shift
 end
-for i = 0, calls - 1 do table.insert(mine, slot + i * step) end
+for _, s in ipairs(run) do table.insert(mine, s) end
 local text = {}
 for _, s in ipairs(mine) do table.insert(text, string.format('%.6f', s)) end
 redis.call('HSET', KEYS[1], group, table.concat(text, ','))
 redis.call('EXPIRE', KEYS[1], 3600)
 return {1, tostring(slot - now)}
 """
+)
+_MOVE = (
+    _WINDOW_SHIFT
+    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local late = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local per_second = tonumber(ARGV[3])
+local group = 'g:' .. ARGV[4]
+local window = tonumber(ARGV[5])
+local eps = tonumber(ARGV[6])
+local keep = math.max(interval, window)
+local fields = redis.call('HGETALL', KEYS[1])
+local others, mine = {}, {}
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  if string.sub(name, 1, 2) == 'g:' then
+    for s in string.gmatch(fields[i + 1], '[^,]+') do
+      local slot = tonumber(s)
+      if slot > now - keep then
+        if name == group then table.insert(mine, slot) else table.insert(others, slot) end
+      end
+    end
+  end
+end
+local due, nearest = now - late, nil
+for k, slot in ipairs(mine) do
+  if nearest == nil or math.abs(slot - due) < math.abs(mine[nearest] - due) then nearest = k end
+end
+if nearest ~= nil and math.abs(mine[nearest] - due) <= interval / 2 then
+  table.remove(mine, nearest)
+end
+local taken = {}
+for _, s in ipairs(others) do table.insert(taken, s) end
+for _, s in ipairs(mine) do table.insert(taken, s) end
+table.sort(taken)
+if window_shift(taken, {now}, per_second, window, eps) > 0 then return 0 end
+table.insert(mine, now)
+local text = {}
+for _, s in ipairs(mine) do table.insert(text, string.format('%.6f', s)) end
+redis.call('HSET', KEYS[1], group, table.concat(text, ','))
+redis.call('EXPIRE', KEYS[1], 3600)
+return 1
+"""
+)
 _THROTTLED = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -421,13 +633,24 @@ class RedisSlots:
         self.client = redis.Redis.from_url(url)
         self._reserve = self.client.register_script(_RESERVE)
         self._throttled = self.client.register_script(_THROTTLED)
+        self._move = self.client.register_script(_MOVE)
 
     def reserve(
-        self, account: str, group: str, interval: float, ahead: int, calls: int = 1
+        self,
+        account: str,
+        group: str,
+        interval: float,
+        ahead: int,
+        calls: int = 1,
+        per_second: int = 0,
     ) -> Grant:
-        args: list[str | float] = [interval, ahead, group, EPSILON, calls]
+        args: list[str | float] = [interval, ahead, group, EPSILON, calls, per_second, WINDOW]
         reserved, wait = self._reserve(keys=[_key(account)], args=args)
         return Grant(bool(reserved), float(wait))
+
+    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
+        args: list[str | float] = [late, interval, per_second, group, WINDOW, EPSILON]
+        return bool(self._move(keys=[_key(account)], args=args))
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         self._throttled(keys=[_key(account)], args=[pause, slow_for])

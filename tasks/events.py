@@ -8,7 +8,7 @@ from tasks.base import ServiceTask
 from worker import webhooks
 from worker.celery_app import app
 from worker.inputs import InvalidInput, clean_key
-from worker.services import job_control, sweepers
+from worker.services import job_control, removal, sweepers
 
 
 @app.task(name="lazada.deliver_event", base=ServiceTask, bind=True)
@@ -32,8 +32,10 @@ def sweep_events(self: ServiceTask) -> None:
 def retry_job(self: ServiceTask, key: Any, account: Any = None) -> None:
     """A done removal job's failed SKUs are sent again (as `lazada-worker retry`)."""
     job_key = _key(key)
-    owner = self.account(account).name
-    self.publish(job_control.retry(self.sessions, self.settings, owner, job_key).messages)
+    owner = self.account(account)
+    runners = removal.runners_for(owner.rate_limit)
+    retried = job_control.retry(self.sessions, self.settings, owner.name, job_key, runners)
+    self.publish(retried.messages)
 
 
 @app.task(name="lazada.cancel_job", base=ServiceTask, bind=True)

@@ -25,7 +25,7 @@ from worker.platforms import Platform
 from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter
 from worker.sandbox import Sandbox
 from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
-from worker.services import images, orders, removal, sweepers
+from worker.services import images, job_control, orders, removal, sweepers
 from worker.settings import Settings
 
 
@@ -93,6 +93,20 @@ def test_a_job_starts_a_few_runners_that_take_all_of_its_batches(
     job = _job(sessions, settings, "runners")
     assert job["state"] == "done" and job["removed"] == len(skus)
     assert sandbox.removal_counts() == dict.fromkeys(skus, 1)
+
+
+def test_a_retried_job_starts_as_many_runners_as_it_is_given(
+    sessions: sessionmaker[Session], settings: Settings, sandbox: Sandbox
+) -> None:
+    bad = SellerCenterClient(sandbox.url, sandbox.user_id, "not-the-key", read_timeout=3)
+    wrong_key = single(SellerCenterPlatform(bad))
+    skus = [f"S-{n}" for n in range(2 * BATCH + 1)]  # three batches, all failed (E007)
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, "retried", skus, BATCH, runners=3
+    )
+    assert _run_batches(sessions, wrong_key, settings, messages) == 3
+    retried = job_control.retry(sessions, settings, settings.account, "retried", runners=2)
+    assert retried.changed == len(skus) and len(retried.messages) == 2
 
 
 def test_a_job_starts_runners_for_two_seconds_of_its_accounts_calls_at_most_32() -> None:

@@ -133,11 +133,14 @@ class _Commands:
         return EXIT_OK
 
     def retry(self, args: argparse.Namespace) -> int:
-        from worker.services import job_control
+        from worker.accounts import get_account
+        from worker.services import job_control, removal
 
         key = _key(args.key)
         sessions, settings, account = self._open(args)
-        outcome = job_control.retry(sessions, settings, account, key)
+        with sessions() as session:
+            rate = get_account(session, settings, account).rate_limit
+        outcome = job_control.retry(sessions, settings, account, key, removal.runners_for(rate))
         self._publish(outcome.messages)
         if outcome.changed:
             print(f"job {key}: {outcome.changed} failed SKUs are sent again")

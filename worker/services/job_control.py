@@ -35,11 +35,15 @@ class Controlled(NamedTuple):
 
 
 def retry(
-    sessions: sessionmaker[Session], settings: Settings, account: str, key: str
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    account: str,
+    key: str,
+    runners: int = RUNNERS_PER_JOB,
 ) -> Controlled:
-    """A done job's failed SKUs go back to pending and their batches are sent again; the job
-    finishes (and records its event) again. A job not done, or with nothing failed, is left
-    as it is."""
+    """A done job's failed SKUs go back to pending and their batches are sent again, by
+    `runners` tasks (runners_for the account's rate, as a new job); the job finishes (and
+    records its event) again. A job not done, or with nothing failed, is left as it is."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         job_id, finished_at = _job(connection, account, key)
@@ -77,7 +81,7 @@ def retry(
                 cancelled_at=None,
             )
         )
-        messages = [Message(REMOVE_BATCH_TASK, (b,)) for b in batches[:RUNNERS_PER_JOB]]
+        messages = [Message(REMOVE_BATCH_TASK, (b,)) for b in batches[:runners]]
         return Controlled(len(batch_ids), False, messages)
 
 

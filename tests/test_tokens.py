@@ -142,6 +142,35 @@ def test_a_refresh_that_read_the_account_before_another_worker_stored_new_tokens
     assert client.get_order(fresh, 1001).order_id == 1001
 
 
+def test_a_refresh_refused_because_an_operator_authorized_meanwhile_keeps_the_new_tokens(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker's refresh is under way when an operator runs `accounts authorize
+    # --refresh-token-file` with the same refresh token: the operator's refresh rotates it,
+    # and the worker's is refused (IllegalRefreshToken). The account must not be marked as
+    # needing authorization over the pair the operator just stored.
+    failed = _account(sessions, settings, authorized).access_token
+    refresh_token = client.refresh_token
+
+    def operator_authorizes_first(secret: str) -> Any:
+        tokens.store_grant(sessions, settings, authorized, refresh_token(secret))
+        return refresh_token(secret)
+
+    monkeypatch.setattr(client, "refresh_token", operator_authorizes_first)
+    fresh = tokens.refresh(sessions, settings, authorized, client, failed)
+
+    stored = _account(sessions, settings, authorized)
+    assert stored.state == "ready" and fresh == stored.access_token != failed
+    refused = [c for c in lazop.calls() if c.action == "/auth/token/refresh"]
+    assert len(refused) == 2  # the operator's, then the worker's (refused)
+    assert client.get_order(fresh, 1001).order_id == 1001
+
+
 def test_a_refresh_refused_for_good_marks_the_account_once(
     sessions: sessionmaker[Session],
     settings: Settings,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -278,12 +278,18 @@ def store_tokens(
     return _account(row, settings)
 
 
-def mark_needs_authorization(connection: Connection, name: str, reason: str, now: datetime) -> bool:
-    """L4: the account's authorization is lost; mark it, and tell operators once (a failure
-    row and a log line) when this changes its state. True if it did."""
+def mark_needs_authorization(
+    connection: Connection,
+    name: str,
+    reason: str,
+    now: datetime,
+    *only_if: ColumnElement[bool],
+) -> bool:
+    """L4: the account's authorization is lost; mark it (where `only_if` holds too), and tell
+    operators once (a failure row and a log line) when this changes its state. True if it did."""
     changed = connection.execute(
         update(_accounts)
-        .where(_accounts.c.name == name, _accounts.c.state != "needs_authorization")
+        .where(_accounts.c.name == name, _accounts.c.state != "needs_authorization", *only_if)
         .values(state="needs_authorization", updated_at=now)
     ).rowcount
     if changed != 1:

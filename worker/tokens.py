@@ -51,6 +51,7 @@ def refresh(
         return newer
     if not _take_lease(sessions, name, datetime.now(UTC)):
         raise RateLimited("/auth/token/refresh", COME_BACK)  # another worker is refreshing
+    account: Account | None = None
     try:
         # Read again under the lease: another worker may have refreshed, stored and let go
         # since the read above, and its refresh made the refresh token read then invalid.
@@ -64,10 +65,21 @@ def refresh(
             raise AuthorizationLostError(f"account {name!r} has no refresh token", action="token")
         grant = client.refresh_token(account.refresh_token)
     except AuthorizationLostError as exc:
+        # Parked already: marked once. An operator's `accounts authorize` may have stored a
+        # new pair while this call was made with the old one (the refusal's cause): the
+        # account is marked only if its tokens are still the ones read, and the new ones serve.
+        read = None if isinstance(exc, AccountParked) else account
         with core_transaction(sessions) as connection:
-            if not isinstance(exc, AccountParked):  # parked already: marked once
-                mark_needs_authorization(connection, name, str(exc), datetime.now(UTC))
+            if read is not None:
+                same_tokens = _accounts.c.access_expires_at == read.access_expires_at
+                mark_needs_authorization(connection, name, str(exc), datetime.now(UTC), same_tokens)
             _release(connection, name)
+        if read is not None:
+            with sessions() as session:
+                stored = get_account(session, settings, name)
+            if stored.state == "ready" and stored.access_expires_at != read.access_expires_at:
+                assert stored.access_token is not None  # stored with its expiry
+                return stored.access_token
         raise
     except BaseException:
         with core_transaction(sessions) as connection:

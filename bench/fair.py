@@ -381,7 +381,7 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         for n, name in enumerate(names):
             job_skus = skus(f"FAIR-{run_id}-A{n:02d}-", args.skus)
             stack.send("lazada.remove_products", job_skus, key=key, account=name)
-        ended = select(RemovalJob.account, RemovalJob.finished_at).where(
+        ended = select(RemovalJob.account, RemovalJob.created_at, RemovalJob.finished_at).where(
             RemovalJob.key == key, RemovalJob.finished_at.is_not(None)
         )
         rows = wait_rows(stack, ended, len(names), bound, "every account's job")
@@ -394,6 +394,7 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         for own in sandboxes:
             own.stop()
     final = {row.account: row.finished_at for row in rows}
+    created = [(row.created_at - sent).total_seconds() for row in rows]
     first = min(times[0] for times in per_account)
     last = max(times[-1] for times in per_account)
     end = min(times[-1] for times in per_account)
@@ -431,6 +432,11 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
             [times[0] - first for times in per_account]
         ),
         "calls_per_s_all_running": _all_running_rate(per_account),
+        # When each job was recorded (its remove_products task), from the send.
+        "job_recorded_after_send_s_min_med_max": _min_median_max(created),
+        "first_call_after_send_s_min_med_max": _min_median_max(
+            [times[0] - sent.timestamp() for times in per_account]
+        ),
         # Each account's calls / (its last call - the send) / its limit: waiting counts.
         "share_sent_min_med_max": _min_median_max(
             [since_sent[n] / args.rate_limit for n in others]

@@ -422,6 +422,15 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         "max_account_calls_1s": max(peak_in_window(times) for times in per_account),
         # Calls that were one more than the limit within a second of the limit's calls before.
         "calls_over_limit_1s": sum(over_limit(times, args.rate_limit) for times in per_account),
+        # How far under a second the closest limit+1 calls of one account came (over: < 1).
+        "shortest_span_of_limit_plus_one_calls_s": round(
+            min(
+                times[i] - times[i - math.floor(args.rate_limit)]
+                for times in per_account
+                for i in range(math.floor(args.rate_limit), len(times))
+            ),
+            4,
+        ),
         "min_gap_any_account_s": round(
             min(b - a for times in per_account for a, b in pairwise(times)), 4
         ),

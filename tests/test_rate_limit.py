@@ -111,27 +111,30 @@ def test_accounts_do_not_share_slots(slots: SlotStore) -> None:
 
 def test_a_moved_slot_pushes_back_the_slot_a_second_of_calls_after_it(slots: SlotStore) -> None:
     account, interval = _account(), SPACING / 5
-    waits = [slots.reserve(account, "job", interval, 100, per_second=5).wait for _ in range(5)]
-    assert waits[-1] == pytest.approx(4 * interval, abs=0.05)
+    start = time.time()  # the first slot: now (the times below are relative to it)
+    for _ in range(5):
+        fifth = slots.reserve(account, "job", interval, 100, per_second=5)
+    assert time.time() + fifth.wait == pytest.approx(start + 4 * interval, abs=0.05)
     time.sleep(0.1)
-    assert slots.move(account, "job", 0.1, interval, 5)  # the first, 0.1 s late, sent now
+    # The first, come back late, sent now with its slot moved here.
+    assert slots.move(account, "job", time.time() - start, interval, 5)
     moved_at = time.time()
     sixth = slots.reserve(account, "job", interval, 100, per_second=5)
     # One interval after the fifth would put six calls within a second of the moved one.
-    assert sixth.wait == pytest.approx(moved_at + WINDOW - time.time(), abs=0.05)
+    assert time.time() + sixth.wait == pytest.approx(moved_at + WINDOW, abs=0.05)
 
 
 def test_a_slot_is_not_moved_where_a_window_would_hold_one_call_too_many(
     slots: SlotStore,
 ) -> None:
     account, interval = _account(), SPACING / 5
+    start = time.time()
     for _ in range(5):  # now, and four more: a second of the account's calls
         slots.reserve(account, "job", interval, 100, per_second=5)
     assert not slots.move(account, "orders", 0.05, interval, 5)
     # Nothing changed: the job's next slot is still one interval after its fifth.
-    assert slots.reserve(account, "job", interval, 100, per_second=5).wait == pytest.approx(
-        5 * interval, abs=0.05
-    )
+    sixth = slots.reserve(account, "job", interval, 100, per_second=5)
+    assert time.time() + sixth.wait == pytest.approx(start + 5 * interval, abs=0.05)
 
 
 def test_a_slot_further_than_a_short_sleep_defers_the_call_to_it(database_url: str) -> None:

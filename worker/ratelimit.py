@@ -88,6 +88,9 @@ WINDOW = SPACING - LATE
 # The calls of the last WINDOW are kept for this up to this many calls a second; above it
 # (the limit switched off), the spacing alone holds.
 WINDOW_UP_TO = 50
+# A bound on place()'s search (each step moves past a slot or a window): never reached, but a
+# Lua loop without one would stop Redis for good.
+MAX_SHIFTS = 1000
 # A deferral's message comes back this long before its slot and the task sleeps the rest
 # (within MAX_SLOT_WAIT): Celery's timer and a task's start make a message a little late, and
 # late for its slot the call would have to be moved or take a new one. With 30 ms, a quarter
@@ -300,7 +303,7 @@ def place(
         slot = max(slot, max(recent) + len(busy) * interval)
     span = (calls - 1) * step  # from the run's first slot to its last
     taken = sorted(t for slots in kept.values() for t in slots)
-    while True:
+    for _ in range(MAX_SHIFTS):
         for t in taken:
             if t >= slot + span + interval - EPSILON:
                 break
@@ -553,7 +556,7 @@ if recent ~= nil then slot = math.max(slot, recent + busy * interval) end
 table.sort(all)
 local span = (calls - 1) * step
 local run = {}
-while true do
+for _ = 1, tonumber(ARGV[8]) do
   for _, taken in ipairs(all) do
     if taken >= slot + span + interval - eps then break end
     if taken > slot - interval + eps then slot = taken + interval end
@@ -648,7 +651,8 @@ class RedisSlots:
         calls: int = 1,
         per_second: int = 0,
     ) -> Grant:
-        args: list[str | float] = [interval, ahead, group, EPSILON, calls, per_second, WINDOW]
+        args: list[str | float] = [interval, ahead, group, EPSILON, calls, per_second]
+        args += [WINDOW, MAX_SHIFTS]
         reserved, wait = self._reserve(keys=[_key(account)], args=args)
         return Grant(bool(reserved), float(wait))
 

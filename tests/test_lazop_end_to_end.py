@@ -34,6 +34,8 @@ def lazop(stack: Stack) -> Iterator[Lazop]:
 def test_a_lazop_removal_with_failing_skus_and_faults_ends_each_sku_once(lazop: Lazop) -> None:
     skus = [f"TH-{n:04d}" + ("-FAIL" if n % 41 == 0 else "") for n in range(1, 601)]
     lazop.sandbox.config.fault_rate = 0.1
+    # 7 attempts: at 1 fault in 10 calls, the stack's 4 would fail a batch in ~800 runs.
+    lazop.stack.env["LAZADA_RETRY_LADDER"] = "0.2,0.2,0.2,0.5,0.5,1"
     lazop.stack.start_worker()
     lazop.stack.send("lazada.remove_products", skus, key="th-clean", account=ACCOUNT)
     job = lazop.finished("th-clean")

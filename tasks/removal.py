@@ -46,5 +46,7 @@ def remove_batch(self: ServiceTask, batch_id: int, slot: Any = None) -> None:
     `slot` is the call slot a deferral reserved for it)."""
     reserved = clean_slot(slot)
     self.publish(
-        removal.process_batch(self.sessions, self.platforms, self.settings, batch_id, reserved)
+        removal.process_batch(
+            self.sessions, self.platforms, self.settings, batch_id, reserved, self.publish
+        )
     )

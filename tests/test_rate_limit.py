@@ -158,6 +158,21 @@ def test_work_deferred_to_its_slot_calls_then_without_asking_again(database_url:
     assert store.reserve(account, "job", 1.0, 100).wait == pytest.approx(SPACING, abs=0.1)
 
 
+def test_a_fresh_slot_that_comes_at_once_at_a_real_limit_is_spare(database_url: str) -> None:
+    store = DatabaseSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=1)
+    with turn("job") as fresh:
+        limiter.acquire("RemoveProduct")  # the account's slot now was free: nobody held it
+    with turn("job", slot=time.time() + 0.01) as reserved:
+        limiter.acquire("RemoveProduct")  # its own reserved slot: nothing came free
+    with turn("job") as later, pytest.raises(RateLimited):
+        limiter.acquire("RemoveProduct")  # an interval away
+    unlimited = RateLimiter(store, _account(), rate=100)  # above WINDOW_UP_TO: the limit off
+    with turn("job") as off:
+        unlimited.acquire("RemoveProduct")
+    assert [fresh.spare, reserved.spare, later.spare, off.spare] == [True, False, False, False]
+
+
 def test_work_that_comes_back_early_is_deferred_to_its_slot_again(database_url: str) -> None:
     limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
     slot = time.time() + 5

@@ -109,9 +109,10 @@ def test_a_retried_job_starts_as_many_runners_as_it_is_given(
     assert retried.changed == len(skus) and len(retried.messages) == 2
 
 
-def test_a_job_starts_runners_for_two_seconds_of_its_accounts_calls_at_most_32() -> None:
-    assert removal.runners_for(5) == 12  # 2 s of calls at 5/s, and its two slots ahead
+def test_a_job_starts_runners_for_a_call_in_flight_and_its_slots_ahead_at_most_32() -> None:
+    assert removal.runners_for(5) == 3  # one call at 5/s, and its two slots ahead
     assert removal.runners_for(0.5) == 3
+    assert removal.runners_for(40) == 8 + 20  # 0.2 s of calls, 0.5 s of slots ahead
     assert removal.runners_for(100_000) == removal.RUNNERS_PER_JOB == 32
 
 
@@ -594,6 +595,35 @@ def test_a_batch_late_for_its_slot_and_first_of_those_held_comes_back_for_a_new_
     _lease(sessions, None)
     _run_batches(sessions, limited, settings, again)  # a new slot: now, and the next in 1 s
     assert _job(sessions, settings, f"alone-{held[0]}")["removed"] == 2 * BATCH
+
+
+@pytest.mark.parametrize(
+    ("rate", "runners_started"),
+    [
+        (1, 1),  # the first call's fresh slot came at once, a batch left: one more runner
+        (100, 0),  # the limit off (no window kept): every slot comes at once, none is spare
+    ],
+)
+def test_a_call_whose_fresh_slot_came_at_once_starts_one_more_runner_of_its_job(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    sandbox: Sandbox,
+    database_url: str,
+    rate: float,
+    runners_started: int,
+) -> None:
+    _, messages = removal.create_job(
+        sessions, settings, settings.account, f"spare-{rate}", [f"P-{n}" for n in range(150)], 50
+    )
+    first = messages[0].args[0]
+    limited = _limited(sandbox, database_url, rate=rate)
+    published: list[Message] = []
+    left = removal.process_batch(sessions, limited, settings, first, None, published.extend)
+    assert published == [Message(removal.REMOVE_BATCH_TASK, (first,))] * runners_started
+    if rate == 1:  # the second batch's slot is an interval away: deferred, so not spare
+        assert len(left) == 1 and left[0].countdown and len(sandbox.calls()) == 1
+    else:
+        assert left == [] and len(sandbox.calls()) == 3
 
 
 def test_non_ascii_and_longest_skus_cross_the_wire_intact(

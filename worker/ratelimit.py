@@ -148,6 +148,10 @@ class Turn:
     calls: int = 1
     chained: bool = False  # others of the group go on with its work: LateForSlot when late
     left: int = 0  # reserved slots not yet used, the next at `slot`
+    # A slot reserved now came at once, at a real limit: the account had a free slot that no
+    # slot the group held ahead took, so the group's work is short of hands (a removal job
+    # whose calls take longer than its held slots cover starts one more runner).
+    spare: bool = False
 
     def __post_init__(self) -> None:
         if self.slot is not None:
@@ -160,13 +164,14 @@ _turn: ContextVar[Turn | None] = ContextVar("lazada_rate_turn", default=None)
 @contextmanager
 def turn(
     group: str, slot: float | None = None, calls: int = 1, chained: bool = False
-) -> Iterator[None]:
+) -> Iterator[Turn]:
     """Calls made inside count for `group`; the work's first `calls` take slots reserved
     together (from `slot` when the work was deferred to it). `chained`: others of the group
-    go on with its work (a removal job's runners)."""
-    token = _turn.set(Turn(group, slot, calls, chained))
+    go on with its work (a removal job's runners). Yields the Turn (its `spare` after)."""
+    current = Turn(group, slot, calls, chained)
+    token = _turn.set(current)
     try:
-        yield
+        yield current
     finally:
         _turn.reset(token)
 
@@ -198,6 +203,11 @@ class SlotStore(Protocol):
         """The API said "too frequent": no slot for `pause` s, half the rate for `slow_for` s."""
 
 
+def slots_ahead(rate: float) -> int:
+    """How many slots one group may hold ahead of now at `rate` calls a second."""
+    return max(GROUP_AHEAD, math.floor(GROUP_SECONDS * rate))
+
+
 class RateLimiter:
     """The client's before_call and after_call hooks for one account."""
 
@@ -205,7 +215,7 @@ class RateLimiter:
         self.store = store
         self.account = account
         self.interval = SPACING / rate
-        self.ahead = max(GROUP_AHEAD, math.floor(GROUP_SECONDS * rate))
+        self.ahead = slots_ahead(rate)
         # The most calls any WINDOW may hold (0: too many to keep; the spacing alone holds).
         limit = max(1, math.floor(rate + EPSILON))
         self.per_second = limit if limit <= WINDOW_UP_TO else 0
@@ -237,6 +247,7 @@ class RateLimiter:
             if not grant.reserved:
                 raise TurnsTaken(action, grant.wait, self.interval)
             slot, current.left = time.time() + grant.wait, current.calls
+            current.spare = grant.wait <= MAX_SLOT_WAIT and self.per_second > 0
         wait = slot - time.time()
         if wait > MAX_SLOT_WAIT and not continuing:
             raise RateLimited(action, wait, slot)  # comes back at its slot, its run reserved

@@ -130,6 +130,7 @@ class Attempted(NamedTuple, Generic[R]):
     value: R | None
     messages: list[Message]
     deferred: bool = False
+    spare: bool = False  # the call's slot came at once (worker.ratelimit.Turn.spare)
 
 
 # Handlers: what each outcome writes, in the transaction that also holds the audit rows.
@@ -168,7 +169,7 @@ def attempt(
     error: ApiError | None = None
     with collect_calls() as calls:
         try:
-            with turn(row.group, row.slot, row.calls, row.chained):
+            with turn(row.group, row.slot, row.calls, row.chained) as current:
                 result = call()
         except RateLimited as exc:
             with core_transaction(sessions) as connection:
@@ -201,7 +202,7 @@ def attempt(
     with core_transaction(sessions) as connection:
         record_api_calls(connection, row.account, calls)
         if error is None:
-            return Attempted(succeeded(connection, result, now), [])
+            return Attempted(succeeded(connection, result, now), [], spare=current.spare)
         if isinstance(error, PermanentApiError):
             failed(connection, error, error.message, _count_attempt(connection, row), now)
             return Attempted(None, [])

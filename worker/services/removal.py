@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -22,7 +23,7 @@ from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.dispatch import Message, dispatch_deadline
 from worker.events import record_removal_event
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
-from worker.ratelimit import GROUP_AHEAD
+from worker.ratelimit import slots_ahead
 from worker.services import job_keys
 from worker.services.attempts import SLOT_HOLD, Attempted, Row, attempt
 from worker.settings import Settings
@@ -37,15 +38,16 @@ REMOVE_BATCH_TASK = "lazada.remove_batch"
 RUNNERS_PER_JOB = 32
 RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work takes turns
 # At a real rate limit a job needs runners only for its calls in flight and those waiting for
-# their slots: this many seconds of its account's calls, and its group's slots ahead. More
-# only found their turns taken and ended, and twenty accounts' jobs sent together started
-# over two seconds apart behind them (bench/RESULTS.md, scenario 5).
-RUNNER_CALL_SECONDS = 2.0
+# their slots: a call's worth at a fast API, and its group's slots ahead. More only found
+# their turns taken and ended, and twenty accounts' jobs sent together started a second or
+# more apart behind them (bench/RESULTS.md, scenario 5); a slower API gets more as the job
+# goes (process_batch: a call whose slot came at once starts one more).
+RUNNER_CALL_SECONDS = 0.2
 
 
 def runners_for(rate: float) -> int:
     """How many tasks a job of an account limited to `rate` calls a second starts."""
-    return min(RUNNERS_PER_JOB, math.ceil(rate * RUNNER_CALL_SECONDS) + GROUP_AHEAD)
+    return min(RUNNERS_PER_JOB, math.ceil(rate * RUNNER_CALL_SECONDS) + slots_ahead(rate))
 
 
 _jobs = table_of(RemovalJob)
@@ -293,11 +295,17 @@ def process_batch(
     settings: Settings,
     batch_id: int,
     slot: float | None = None,
+    publish: Callable[[list[Message]], None] | None = None,
 ) -> list[Message]:
     """Remove a batch's pending SKUs, then those of the job's next free batch, until no batch of
     the job is free, the next call's slot is not near (the batch is deferred to it, or left to
     the job's other runners: worker.ratelimit) or RUNNER_SECONDS have passed; returns retry,
     deferral and hand-over messages. `slot`: the call slot reserved for this message.
+
+    A job starts few runners (runners_for); when a call's slot came at once with batches
+    left (the account had a slot free that none of the job's held slots took: its calls take
+    longer than those cover), one more runner is sent at once through `publish` (or returned
+    when there is none). One too many finds its job's turns taken and ends.
 
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
     does not call the API for it again; the platform is its account's, chosen once it is
@@ -316,6 +324,12 @@ def process_batch(
         done = _remove(sessions, platforms(work.account), settings, work, take_until, slot)
         slot = None
         messages += done.messages
+        if done.spare and done.next is not None:
+            more = [Message(REMOVE_BATCH_TASK, (work.batch_id,))]
+            if publish is None:
+                messages += more
+            else:
+                publish(more)
         if not done.go_on:
             return messages
         if done.next is not None:
@@ -332,6 +346,7 @@ class _Done(NamedTuple):
     go_on: bool  # not when the rate limit said wait: the next batch would be told the same
     next: _Claim | None  # the job's next batch, claimed with this one's outcome
     again: bool = False  # SKUs of the batch were not applied: they go in a new call
+    spare: bool = False  # the call's slot came at once: the job may need one more runner
 
 
 def _remove(
@@ -353,7 +368,7 @@ def _remove(
         if done is None:
             return _Done(attempted.messages, not attempted.deferred, None)
         if not done.again:
-            return done
+            return done._replace(spare=attempted.spare)
         again = _claim(sessions, settings, work.batch_id)
         if again is None:  # taken by another task meanwhile, or nothing left to send
             return _Done([], True, None)

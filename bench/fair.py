@@ -353,7 +353,8 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
     account's last one, while every account has calls left; Jain's index is of the accounts'
     rates then. Shares (min, median, max) leave the throttled account out."""
     run_id = uuid.uuid4().hex[:8]
-    names = [f"fair-{n:02d}" for n in range(args.accounts)]
+    # Names of this run: an account's limiter state (a throttle's halved rate) outlives a run.
+    names = [f"fair-{run_id}-{n:02d}" for n in range(args.accounts)]
     throttled = names[-1] if args.throttled_account else None
 
     def start(name: str) -> SandboxProcess:
@@ -454,6 +455,10 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
             [since_sent[n] / args.rate_limit for n in others]
         ),
         "share_busy_min_med_max": _min_median_max([rates[n] / args.rate_limit for n in others]),
+        # Each account's calls while every account runs (the start-up spread left out).
+        "share_all_running_min_med_max": _min_median_max(
+            [_running_rate(per_account, per_account[n]) / args.rate_limit for n in others]
+        ),
         "final_s_min_med_max": _min_median_max(
             [(final[names[n]] - sent).total_seconds() for n in others]
         ),
@@ -477,6 +482,14 @@ def _all_running_rate(per_account: Sequence[Sequence[float]]) -> float | None:
     if end - start <= 0:
         return None
     return round(sum(in_window(times, start, end) for times in per_account) / (end - start), 2)
+
+
+def _running_rate(per_account: Sequence[Sequence[float]], times: Sequence[float]) -> float:
+    """One account's calls a second while every account has started and none has finished
+    (0.0: no such time)."""
+    start = max(other[0] for other in per_account)
+    end = min(other[-1] for other in per_account)
+    return in_window(times, start, end) / (end - start) if end > start else 0.0
 
 
 def _min_median_max(values: Sequence[float]) -> list[float]:

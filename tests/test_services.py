@@ -598,6 +598,23 @@ def test_a_batch_late_for_its_slot_and_first_of_those_held_comes_back_for_a_new_
 
 
 @pytest.mark.parametrize(
+    ("took", "countdowns"),
+    [
+        (0.15, [None]),  # a fast call: one more runner
+        (0.5, [None, 0.2]),  # the slots it let pass, an interval apart
+        (2.0, [None, *(0.2 * n for n in range(1, 9))]),
+        (60.0, [None, *(0.2 * n for n in range(1, removal.RUNNERS_PER_JOB))]),
+    ],
+)
+def test_a_slow_call_starts_a_runner_for_each_slot_it_let_pass(
+    took: float, countdowns: list[float | None]
+) -> None:
+    more = removal.more_runners(7, took, 0.2)
+    assert [m.countdown for m in more] == pytest.approx(countdowns)
+    assert {(m.task, m.args) for m in more} == {(removal.REMOVE_BATCH_TASK, (7,))}
+
+
+@pytest.mark.parametrize(
     ("rate", "runners_started"),
     [
         (1, 1),  # the first call's fresh slot came at once, a batch left: one more runner

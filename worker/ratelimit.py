@@ -150,8 +150,9 @@ class Turn:
     left: int = 0  # reserved slots not yet used, the next at `slot`
     # A slot reserved now came at once, at a real limit: the account had a free slot that no
     # slot the group held ahead took, so the group's work is short of hands (a removal job
-    # whose calls take longer than its held slots cover starts one more runner).
-    spare: bool = False
+    # whose calls take longer than its held slots cover starts more runners). The account's
+    # interval (seconds between its slots) then, else 0.
+    spare: float = 0.0
 
     def __post_init__(self) -> None:
         if self.slot is not None:
@@ -247,7 +248,8 @@ class RateLimiter:
             if not grant.reserved:
                 raise TurnsTaken(action, grant.wait, self.interval)
             slot, current.left = time.time() + grant.wait, current.calls
-            current.spare = grant.wait <= MAX_SLOT_WAIT and self.per_second > 0
+            if grant.wait <= MAX_SLOT_WAIT and self.per_second:
+                current.spare = self.interval
         wait = slot - time.time()
         if wait > MAX_SLOT_WAIT and not continuing:
             raise RateLimited(action, wait, slot)  # comes back at its slot, its run reserved

@@ -130,7 +130,7 @@ class Attempted(NamedTuple, Generic[R]):
     value: R | None
     messages: list[Message]
     deferred: bool = False
-    spare: bool = False  # the call's slot came at once (worker.ratelimit.Turn.spare)
+    spare: float = 0.0  # the call's slot came at once (worker.ratelimit.Turn.spare)
 
 
 # Handlers: what each outcome writes, in the transaction that also holds the audit rows.

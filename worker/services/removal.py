@@ -41,7 +41,7 @@ RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work
 # their slots: a call's worth at a fast API, and its group's slots ahead. More only found
 # their turns taken and ended, and twenty accounts' jobs sent together started a second or
 # more apart behind them (bench/RESULTS.md, scenario 5); a slower API gets more as the job
-# goes (process_batch: a call whose slot came at once starts one more).
+# goes (process_batch: a call whose slot came at once starts more).
 RUNNER_CALL_SECONDS = 0.2
 
 
@@ -304,8 +304,8 @@ def process_batch(
 
     A job starts few runners (runners_for); when a call's slot came at once with batches
     left (the account had a slot free that none of the job's held slots took: its calls take
-    longer than those cover), one more runner is sent at once through `publish` (or returned
-    when there is none). One too many finds its job's turns taken and ends.
+    longer than those cover), more are sent at once through `publish` (or returned when there
+    is none): as many as the slots its call took. One too many finds its turns taken and ends.
 
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
     does not call the API for it again; the platform is its account's, chosen once it is
@@ -321,11 +321,12 @@ def process_batch(
         job_id = _job_of(sessions, batch_id)
         work = None if job_id is None else _claim_next(sessions, settings, job_id)
     while work is not None:
+        started = time.monotonic()
         done = _remove(sessions, platforms(work.account), settings, work, take_until, slot)
         slot = None
         messages += done.messages
         if done.spare and done.next is not None:
-            more = [Message(REMOVE_BATCH_TASK, (work.batch_id,))]
+            more = more_runners(work.batch_id, time.monotonic() - started, done.spare)
             if publish is None:
                 messages += more
             else:
@@ -341,12 +342,23 @@ def process_batch(
     return messages
 
 
+def more_runners(batch_id: int, took: float, interval: float) -> list[Message]:
+    """Runners for the slots a call that took `took` s let pass with no runner of its job
+    there to take them (one at least, at most RUNNERS_PER_JOB), an interval apart: arriving
+    together, all but the slots the job may hold ahead would find its turns taken."""
+    count = min(RUNNERS_PER_JOB, max(1, math.ceil(took / interval) - 1))
+    return [
+        Message(REMOVE_BATCH_TASK, (batch_id,), countdown=n * interval if n else None)
+        for n in range(count)
+    ]
+
+
 class _Done(NamedTuple):
     messages: list[Message]
     go_on: bool  # not when the rate limit said wait: the next batch would be told the same
     next: _Claim | None  # the job's next batch, claimed with this one's outcome
     again: bool = False  # SKUs of the batch were not applied: they go in a new call
-    spare: bool = False  # the call's slot came at once: the job may need one more runner
+    spare: float = 0.0  # the call's slot came at once: the account's interval (Turn.spare)
 
 
 def _remove(

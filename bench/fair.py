@@ -443,9 +443,9 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
             [times[0] - first for times in per_account]
         ),
         "calls_per_s_all_running": _all_running_rate(per_account),
-        # When each job was recorded (its remove_products task), from the send.
         # The bench sends the jobs one after the other, as a shop would.
         "last_send_after_first_s": round(sends_took, 3),
+        # When each job was recorded (its remove_products task), from the send.
         "job_recorded_after_send_s_min_med_max": _min_median_max(created),
         "first_call_after_send_s_min_med_max": _min_median_max(
             [times[0] - sent.timestamp() for times in per_account]

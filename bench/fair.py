@@ -474,11 +474,15 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
     return figures
 
 
+def _all_running(per_account: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """From when every account has started to when the first one finished."""
+    return max(times[0] for times in per_account), min(times[-1] for times in per_account)
+
+
 def _all_running_rate(per_account: Sequence[Sequence[float]]) -> float | None:
     """Calls a second of all accounts together while every one of them has started and
     none has finished (None: no such time)."""
-    start = max(times[0] for times in per_account)
-    end = min(times[-1] for times in per_account)
+    start, end = _all_running(per_account)
     if end - start <= 0:
         return None
     return round(sum(in_window(times, start, end) for times in per_account) / (end - start), 2)
@@ -487,8 +491,7 @@ def _all_running_rate(per_account: Sequence[Sequence[float]]) -> float | None:
 def _running_rate(per_account: Sequence[Sequence[float]], times: Sequence[float]) -> float:
     """One account's calls a second while every account has started and none has finished
     (0.0: no such time)."""
-    start = max(other[0] for other in per_account)
-    end = min(other[-1] for other in per_account)
+    start, end = _all_running(per_account)
     return in_window(times, start, end) / (end - start) if end > start else 0.0
 
 

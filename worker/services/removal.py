@@ -39,9 +39,9 @@ RUNNERS_PER_JOB = 32
 RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work takes turns
 # At a real rate limit a job needs runners only for its calls in flight and those waiting for
 # their slots: a call's worth at a fast API, and its group's slots ahead. More only found
-# their turns taken and ended, and twenty accounts' jobs sent together started a second or
-# more apart behind them (bench/RESULTS.md, scenario 5); a slower API gets more as the job
-# goes (process_batch: a call whose slot came at once starts more).
+# their turns taken and ended, and twenty accounts' jobs sent together started far apart
+# behind them (bench/RESULTS.md, scenario 5); a slower API gets more as the job goes
+# (process_batch: a call whose slot came at once starts more).
 RUNNER_CALL_SECONDS = 0.2
 
 

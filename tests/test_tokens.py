@@ -7,14 +7,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import tokens
 from worker.accounts import add_lazop, get_account
+from worker.db.models import Account as AccountRow
 from worker.lazop.client import LazopClient
 from worker.platforms import AuthorizationLostError
 from worker.ratelimit import RateLimited
@@ -169,6 +172,47 @@ def test_a_refresh_refused_because_an_operator_authorized_meanwhile_keeps_the_ne
     refused = [c for c in lazop.calls() if c.action == "/auth/token/refresh"]
     assert len(refused) == 2  # the operator's, then the worker's (refused)
     assert client.get_order(fresh, 1001).order_id == 1001
+
+
+def test_a_refresh_slower_than_its_lease_leaves_the_next_holders_lease_alone(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A refresh call outlives its lease (a stalled network or database), and another worker
+    # takes the lapsed lease and starts its own refresh. When the first one stores its pair
+    # it must let go of its own lease only: clearing the second's let a third worker refresh
+    # at the same time with the same rotating refresh token.
+    failed = _account(sessions, settings, authorized).access_token
+    refresh_token = client.refresh_token
+    taken: list[datetime | None] = []
+
+    def lease_lapses_and_another_worker_takes_it(secret: str) -> Any:
+        with sessions.begin() as session:
+            session.execute(
+                update(AccountRow)
+                .where(AccountRow.name == authorized)
+                .values(refreshing_until=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        taken.append(tokens._take_lease(sessions, authorized, datetime.now(UTC)))
+        return refresh_token(secret)
+
+    monkeypatch.setattr(client, "refresh_token", lease_lapses_and_another_worker_takes_it)
+    fresh = tokens.refresh(sessions, settings, authorized, client, failed)
+
+    assert taken[0] is not None  # the second worker got the lapsed lease
+    with sessions() as session:
+        held = session.scalar(
+            select(AccountRow.refreshing_until).where(AccountRow.name == authorized)
+        )
+    assert held == taken[0]
+    monkeypatch.setattr(client, "refresh_token", refresh_token)
+    with pytest.raises(RateLimited):  # a third worker waits for the second's refresh
+        tokens.refresh(sessions, settings, authorized, client, fresh)
+    assert len([c for c in lazop.calls() if c.action == "/auth/token/refresh"]) == 1
 
 
 def test_a_refresh_refused_for_good_marks_the_account_once(

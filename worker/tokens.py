@@ -49,7 +49,8 @@ def refresh(
     newer = _newer_token(_read(sessions, settings, name), failed_token)
     if newer is not None:
         return newer
-    if not _take_lease(sessions, name, datetime.now(UTC)):
+    lease = _take_lease(sessions, name, datetime.now(UTC))
+    if lease is None:
         raise RateLimited("/auth/token/refresh", COME_BACK)  # another worker is refreshing
     account: Account | None = None
     try:
@@ -59,7 +60,7 @@ def refresh(
         newer = _newer_token(account, failed_token)
         if newer is not None:
             with core_transaction(sessions) as connection:
-                _release(connection, name)
+                _release(connection, name, lease)
             return newer
         if not account.refresh_token:
             raise AuthorizationLostError(f"account {name!r} has no refresh token", action="token")
@@ -73,7 +74,7 @@ def refresh(
             if read is not None:
                 same_tokens = _accounts.c.access_expires_at == read.access_expires_at
                 mark_needs_authorization(connection, name, str(exc), datetime.now(UTC), same_tokens)
-            _release(connection, name)
+            _release(connection, name, lease)
         if read is not None:
             with sessions() as session:
                 stored = get_account(session, settings, name)
@@ -83,9 +84,9 @@ def refresh(
         raise
     except BaseException:
         with core_transaction(sessions) as connection:
-            _release(connection, name)
+            _release(connection, name, lease)
         raise
-    store_grant(sessions, settings, name, grant)
+    store_grant(sessions, settings, name, grant, lease)
     log.info("account %s: tokens refreshed", name, extra={"account": name, "outcome": "refreshed"})
     return grant.access_token
 
@@ -107,9 +108,15 @@ def _newer_token(account: Account, failed_token: str | None) -> str | None:
 
 
 def store_grant(
-    sessions: sessionmaker[Session], settings: Settings, name: str, grant: TokenGrant
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    name: str,
+    grant: TokenGrant,
+    lease: datetime | None = None,
 ) -> Account:
-    """Store a new token pair (encrypted), the account ready, its refresh lease released."""
+    """Store a new token pair (encrypted), the account ready, and let go of the refresh
+    `lease` that made it, if one did (an operator's authorization holds none, and leaves a
+    refresh under way its own lease)."""
     now = datetime.now(UTC)
     with sessions.begin() as session:
         account = store_tokens(
@@ -122,9 +129,8 @@ def store_grant(
             now + timedelta(seconds=grant.refresh_expires_in),
             seller_id=grant.seller_id or None,
         )
-        session.execute(
-            update(_accounts).where(_accounts.c.name == name).values(refreshing_until=None)
-        )
+        if lease is not None:
+            _release(session.connection(), name, lease)
     return account
 
 
@@ -168,9 +174,12 @@ def refresh_due(
     return refreshed
 
 
-def _take_lease(sessions: sessionmaker[Session], name: str, now: datetime) -> bool:
+def _take_lease(sessions: sessionmaker[Session], name: str, now: datetime) -> datetime | None:
+    """The account's refresh lease, taken when free or lapsed: its end, which tells this
+    holder's lease from the next one's (None: another worker holds it)."""
+    until = now + timedelta(seconds=REFRESH_LEASE)
     with core_transaction(sessions) as connection:
-        return (
+        taken = (
             connection.execute(
                 update(_accounts)
                 .where(
@@ -180,13 +189,19 @@ def _take_lease(sessions: sessionmaker[Session], name: str, now: datetime) -> bo
                         _accounts.c.refreshing_until < now,
                     ),
                 )
-                .values(refreshing_until=now + timedelta(seconds=REFRESH_LEASE))
+                .values(refreshing_until=until)
             ).rowcount
             == 1
         )
+    return until if taken else None
 
 
-def _release(connection: Connection, name: str) -> None:
+def _release(connection: Connection, name: str, lease: datetime) -> None:
+    """Let go of `lease` if it is still the account's: a holder whose lease lapsed (a refresh
+    slower than REFRESH_LEASE) must not clear the next holder's, or a third worker could
+    refresh alongside it with the same rotating refresh token, and one of them be refused."""
     connection.execute(
-        update(_accounts).where(_accounts.c.name == name).values(refreshing_until=None)
+        update(_accounts)
+        .where(_accounts.c.name == name, _accounts.c.refreshing_until == lease)
+        .values(refreshing_until=None)
     )

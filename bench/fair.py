@@ -424,6 +424,11 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         "max_account_calls_1s": max(peak_in_window(times) for times in per_account),
         # Calls that were one more than the limit within a second of the limit's calls before.
         "calls_over_limit_1s": sum(over_limit(times, args.rate_limit) for times in per_account),
+        "calls_over_limit_1s_by_account": {
+            name: count
+            for name, times in zip(names, per_account, strict=True)
+            if (count := over_limit(times, args.rate_limit))
+        },
         # How far under a second the closest limit+1 calls of one account came (over: < 1).
         "shortest_span_of_limit_plus_one_calls_s": round(
             min(
@@ -455,6 +460,11 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
             [since_sent[n] / args.rate_limit for n in others]
         ),
         "share_busy_min_med_max": _min_median_max([rates[n] / args.rate_limit for n in others]),
+        # Each account's calls from its own first call to its last (intervals / time): its
+        # rate while it runs; the worker's spacing makes 1/SPACING (0.971) the most.
+        "share_own_min_med_max": _min_median_max(
+            [_own_rate(per_account[n]) / args.rate_limit for n in others]
+        ),
         # Each account's calls while every account runs (the start-up spread left out).
         "share_all_running_min_med_max": _min_median_max(
             [_running_rate(per_account, per_account[n]) / args.rate_limit for n in others]
@@ -493,6 +503,11 @@ def _running_rate(per_account: Sequence[Sequence[float]], times: Sequence[float]
     (0.0: no such time)."""
     start, end = _all_running(per_account)
     return in_window(times, start, end) / (end - start) if end > start else 0.0
+
+
+def _own_rate(times: Sequence[float]) -> float:
+    """An account's calls a second from its first call to its last (intervals over time)."""
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
 
 def _min_median_max(values: Sequence[float]) -> list[float]:

@@ -7,20 +7,14 @@ this object: not in the repr, in exceptions, in log lines or in a ``CallRecord``
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 from urllib.parse import urlencode, urlsplit
 from xml.sax.saxutils import escape
-
-import requests
-from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies
 
 from worker.lazop.envelope import Envelope, MalformedResponse, parse_envelope
 from worker.lazop.errors import (
@@ -33,6 +27,7 @@ from worker.lazop.errors import (
 )
 from worker.lazop.parsing import TokenGrant, parse_image_status, parse_order, parse_token_grant
 from worker.lazop.signing import ParamValue, prepare, sign
+from worker.platforms import http
 from worker.platforms.models import (
     CallRecord,
     ImageJobStatus,
@@ -60,11 +55,8 @@ MAX_URLS_PER_MIGRATION = 8
 T = TypeVar("T")
 Method = Literal["GET", "POST"]
 
-_POOL_SIZE = 32
-_CHUNK_BYTES = 64 * 1024
-_PREVIEW_CHARS = 120
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_OS_ERROR = re.compile(r"\[Errno [^\]]+\][^'\")]*")
+_FORM = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
 
 
 class _RedactSecrets(logging.Filter):
@@ -80,14 +72,6 @@ class _RedactSecrets(logging.Filter):
 
 
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
-
-
-def _user_agent() -> str:
-    try:
-        version = metadata.version("lazada-worker")
-    except metadata.PackageNotFoundError:
-        version = "0.0.0"
-    return f"lazada-worker/{version}"
 
 
 def _base_url(url: str, name: str) -> str:
@@ -136,17 +120,7 @@ class LazopClient:
         self._after_call = after_call
         self._max_bytes = max_response_bytes
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._session = requests.Session()
-        # No urllib3 retries: a retried POST could remove SKUs twice behind the worker's back.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE, max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        # Read the environment once (proxies, CA bundle); calls are signed, no netrc wanted.
-        self._session.trust_env = False
-        self._session.proxies = get_environ_proxies(self._api_url)
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        self._session.verify = ca_bundle or True
-        self._session.headers["User-Agent"] = _user_agent()
+        self._session = http.session_for(self._api_url)
 
     def __repr__(self) -> str:
         return (
@@ -309,11 +283,13 @@ class LazopClient:
             status, content_type, data = self._send(api_path, method, base, params, started)
             if status == 429:
                 raise LazopThrottledError(
-                    f"HTTP 429, {_describe(content_type, data)}", action=api_path, http_status=429
+                    f"HTTP 429, {http.describe(content_type, data)}",
+                    action=api_path,
+                    http_status=429,
                 )
             if status != 200:
                 raise TransportError(
-                    f"HTTP {status}, {_describe(content_type, data)}",
+                    f"HTTP {status}, {http.describe(content_type, data)}",
                     action=api_path,
                     http_status=status,
                 )
@@ -322,7 +298,7 @@ class LazopClient:
                 result = interpret(envelope)
             except MalformedResponse as exc:
                 raise TransportError(
-                    f"{exc}; HTTP {status}, {_describe(content_type, data)}",
+                    f"{exc}; HTTP {status}, {http.describe(content_type, data)}",
                     action=api_path,
                     http_status=status,
                 ) from None
@@ -355,72 +331,22 @@ class LazopClient:
         self, api_path: str, method: Method, base: str, params: Mapping[str, str], started: float
     ) -> tuple[int, str, bytes]:
         """Send the signed parameters (L1: GET query, POST form body); read a capped answer."""
-        url = base + api_path
-        deadline = started + sum(self._timeouts)
+        form = method == "POST"
         try:
-            if method == "GET":
-                response = self._session.get(
-                    url,
-                    params=params,
-                    timeout=self._timeouts,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            else:
-                response = self._session.post(
-                    url,
-                    data=urlencode(params).encode("ascii"),
-                    headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
-                    timeout=self._timeouts,
-                    stream=True,
-                    allow_redirects=False,
-                )
-        except requests.ConnectTimeout:
-            raise TransportError(
-                f"no answer: connect timed out after {self._timeouts[0]}s", action=api_path
-            ) from None
-        except requests.Timeout:
-            raise TransportError(
-                f"no answer: read timed out after {self._timeouts[1]}s", action=api_path
-            ) from None
-        except requests.RequestException as exc:
-            raise TransportError(f"no answer: {_exception_text(exc)}", action=api_path) from None
-        with response:
-            status = response.status_code
-            content_type = response.headers.get("Content-Type", "")
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self._max_bytes:
-                raise TransportError(
-                    f"response larger than {self._max_bytes} bytes (Content-Length {declared})",
-                    action=api_path,
-                    http_status=status,
-                )
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                for chunk in response.iter_content(_CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > self._max_bytes:
-                        raise TransportError(
-                            f"response larger than {self._max_bytes} bytes",
-                            action=api_path,
-                            http_status=status,
-                        )
-                    if time.monotonic() > deadline:
-                        raise TransportError(
-                            f"timed out reading the body after {size} bytes",
-                            action=api_path,
-                            http_status=status,
-                        )
-                    chunks.append(chunk)
-            except requests.RequestException as exc:
-                raise TransportError(
-                    f"connection broken while reading the body after {size} bytes "
-                    f"({_exception_text(exc)})",
-                    action=api_path,
-                    http_status=status,
-                ) from None
-        return status, content_type, b"".join(chunks)
+            return http.send(
+                self._session,
+                method,
+                base + api_path,
+                params=None if form else params,
+                data=urlencode(params).encode("ascii") if form else None,
+                headers=_FORM if form else None,
+                timeouts=self._timeouts,
+                max_bytes=self._max_bytes,
+                deadline=started + sum(self._timeouts),
+                scrub=redact,
+            )
+        except http.NoAnswer as exc:
+            raise TransportError(str(exc), action=api_path, http_status=exc.http_status) from None
 
     def _record(
         self,
@@ -494,26 +420,3 @@ def _removal_outcome(envelope: Envelope, skus: list[str], action: str) -> Remova
         failed=failed,
         not_applied=tuple(sku for sku in dict.fromkeys(skus) if sku not in failed),
     )
-
-
-def _describe(content_type: str, data: bytes) -> str:
-    """Say what came back, briefly: ``text/html body: '<html>...'...`` (control chars dropped)."""
-    media_type = content_type.split(";", 1)[0].strip()
-    if not data:
-        return f"empty {media_type} body" if media_type else "empty body"
-    media_type = media_type or "no content type"
-    head = data[: _PREVIEW_CHARS * 4]
-    text = _CONTROL_CHARS.sub(" ", head.decode("utf-8", "replace")).strip()
-    preview = text[:_PREVIEW_CHARS]
-    more = "..." if len(text) > _PREVIEW_CHARS or len(data) > len(head) else ""
-    return f"{media_type} body: {preview!r}{more} ({len(data)} bytes)"
-
-
-def _exception_text(exc: BaseException) -> str:
-    """The useful part of a requests exception: ``[Errno 111] Connection refused`` and the like."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    text = _CONTROL_CHARS.sub(" ", str(reason if reason is not None else exc))
-    found = _OS_ERROR.search(text)
-    if found is not None:
-        return found.group(0).strip()
-    return f"{type(exc).__name__}: {redact(text)[:200]}"

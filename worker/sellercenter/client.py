@@ -7,20 +7,14 @@ repr, in exceptions, in log lines or in the ``CallRecord`` given to ``after_call
 """
 
 import logging
-import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies
-
+from worker.platforms import http
 from worker.sellercenter.bodies import (
     get_response_body,
     migration_body,
@@ -66,20 +60,6 @@ logging.getLogger("urllib3.connectionpool").addFilter(_RedactSignatures())
 
 T = TypeVar("T")
 
-_POOL_SIZE = 32  # one client is shared by the worker's threads
-_CHUNK_BYTES = 64 * 1024
-_PREVIEW_CHARS = 120
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_OS_ERROR = re.compile(r"\[Errno [^\]]+\][^'\")]*")
-
-
-def _user_agent() -> str:
-    try:
-        version = metadata.version("lazada-worker")
-    except metadata.PackageNotFoundError:
-        version = "0.0.0"
-    return f"lazada-worker/{version}"
-
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -124,19 +104,7 @@ class SellerCenterClient:
         self._after_call = after_call
         self._max_bytes = max_response_bytes
         self._clock = clock or _utc_now
-        self._session = requests.Session()
-        # No urllib3 retries: a retried POST could remove SKUs twice behind the worker's back.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE, max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        # requests reads the environment again on every request (proxies, CA bundle, ~/.netrc),
-        # a large share of a call's CPU (bench/cost.py, bench/RESULTS.md). Read it once,
-        # here; calls are signed, so no netrc credentials are wanted.
-        self._session.trust_env = False
-        self._session.proxies = get_environ_proxies(self._base_url)
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        self._session.verify = ca_bundle or True
-        self._session.headers["User-Agent"] = _user_agent()
+        self._session = http.session_for(self._base_url)
 
     def __repr__(self) -> str:
         return (
@@ -252,7 +220,7 @@ class SellerCenterClient:
             status, content_type, data = self._send(action, method, url, body, started)
             if status != 200:
                 raise TransportError(
-                    f"HTTP {status}, {_describe(content_type, data)}",
+                    f"HTTP {status}, {http.describe(content_type, data)}",
                     action=action,
                     http_status=status,
                 )
@@ -261,7 +229,7 @@ class SellerCenterClient:
                 result = interpret(envelope)
             except MalformedResponse as exc:
                 raise TransportError(
-                    f"{exc}; HTTP {status}, {_describe(content_type, data)}",
+                    f"{exc}; HTTP {status}, {http.describe(content_type, data)}",
                     action=action,
                     http_status=status,
                 ) from None
@@ -295,68 +263,23 @@ class SellerCenterClient:
         started: float,
     ) -> tuple[int, str, bytes]:
         """Send ``url`` exactly as signed and read at most ``max_response_bytes`` of the answer."""
-        headers = {"Content-Type": "text/xml; charset=UTF-8"} if body is not None else {}
-        # read_timeout bounds each socket read, not the whole body; this deadline, checked
-        # between chunks, also stops a body that keeps trickling in for minutes.
-        deadline = started + sum(self._timeouts)
         try:
-            response = self._session.request(
+            return http.send(
+                self._session,
                 method,
                 url,
                 data=body,
-                headers=headers,
-                timeout=self._timeouts,
-                stream=True,
-                allow_redirects=False,
+                headers={"Content-Type": "text/xml; charset=UTF-8"} if body is not None else None,
+                timeouts=self._timeouts,
+                max_bytes=self._max_bytes,
+                deadline=started + sum(self._timeouts),
+                scrub=self._scrub,
             )
-        except requests.ConnectTimeout:
-            raise TransportError(
-                f"no answer: connect timed out after {self._timeouts[0]}s", action=action
-            ) from None
-        except requests.Timeout:
-            raise TransportError(
-                f"no answer: read timed out after {self._timeouts[1]}s", action=action
-            ) from None
-        except requests.RequestException as exc:
-            raise TransportError(
-                f"no answer: {_exception_text(exc, self._api_key)}", action=action
-            ) from None
-        with response:
-            status = response.status_code
-            content_type = response.headers.get("Content-Type", "")
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self._max_bytes:
-                raise TransportError(
-                    f"response larger than {self._max_bytes} bytes (Content-Length {declared})",
-                    action=action,
-                    http_status=status,
-                )
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                for chunk in response.iter_content(_CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > self._max_bytes:
-                        raise TransportError(
-                            f"response larger than {self._max_bytes} bytes",
-                            action=action,
-                            http_status=status,
-                        )
-                    if time.monotonic() > deadline:
-                        raise TransportError(
-                            f"timed out reading the body after {size} bytes",
-                            action=action,
-                            http_status=status,
-                        )
-                    chunks.append(chunk)
-            except requests.RequestException as exc:
-                raise TransportError(
-                    f"connection broken while reading the body after {size} bytes "
-                    f"({_exception_text(exc, self._api_key)})",
-                    action=action,
-                    http_status=status,
-                ) from None
-        return status, content_type, b"".join(chunks)
+        except http.NoAnswer as exc:
+            raise TransportError(str(exc), action=action, http_status=exc.http_status) from None
+
+    def _scrub(self, text: str) -> str:
+        return redact(text, (self._api_key,))
 
     def _record(
         self,
@@ -397,28 +320,3 @@ def _success(envelope: Envelope) -> Envelope:
     if not envelope.success:
         raise error_from_envelope(envelope)
     return envelope
-
-
-def _describe(content_type: str, data: bytes) -> str:
-    """Say what came back, briefly: ``text/html body: '<html>...'...`` (control chars dropped)."""
-    media_type = content_type.split(";", 1)[0].strip()
-    if not data:
-        return f"empty {media_type} body" if media_type else "empty body"
-    media_type = media_type or "no content type"
-    head = data[: _PREVIEW_CHARS * 4]
-    text = _CONTROL_CHARS.sub(" ", head.decode("utf-8", "replace")).strip()
-    preview = text[:_PREVIEW_CHARS]
-    more = "..." if len(text) > _PREVIEW_CHARS or len(data) > len(head) else ""
-    return f"{media_type} body: {preview!r}{more} ({len(data)} bytes)"
-
-
-def _exception_text(exc: BaseException, api_key: str) -> str:
-    """The useful part of a requests exception: ``[Errno 111] Connection refused`` and the like."""
-    # requests wraps urllib3's MaxRetryError, whose .reason is the real cause.
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    text = _CONTROL_CHARS.sub(" ", str(reason if reason is not None else exc))
-    found = _OS_ERROR.search(text)
-    if found is not None:
-        return found.group(0).strip()
-    # Otherwise the text may quote the URL, Signature included; redact() strips it.
-    return f"{type(exc).__name__}: {redact(text, (api_key,))[:200]}"

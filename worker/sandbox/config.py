@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
@@ -105,6 +105,25 @@ class KnobSet:
         config.validate()
         return config
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, names: Iterable[str]) -> Self:
+        """The config of the environment with the options of `names` given in `args` (parsed
+        into ``sandbox_<name>``) over it; ValueError naming the option on a bad value."""
+        base = cls.from_env()
+        changes: dict[str, Any] = {}
+        for name in names:
+            raw = getattr(args, "sandbox_" + name, None)
+            if raw is None:
+                continue
+            try:
+                changes[name] = _coerce(name, raw, cls.PARSERS)
+            except ValueError as error:
+                raise ValueError(f"--{name.replace('_', '-')}: {error}") from None
+        try:
+            return base.updated(changes)
+        except ValueError as error:
+            raise ValueError(f"bad sandbox option: {error}") from None
+
 
 @dataclass
 class SandboxConfig(KnobSet):
@@ -191,20 +210,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     """The config from parsed options over the environment; ValueError on a bad value."""
-    base = SandboxConfig.from_env()
-    changes: dict[str, Any] = {}
-    for name, _metavar, _text in _OPTIONS:
-        raw = getattr(args, "sandbox_" + name, None)
-        if raw is None:
-            continue
-        try:
-            changes[name] = _coerce(name, raw, SandboxConfig.PARSERS)
-        except ValueError as error:
-            raise ValueError(f"--{name.replace('_', '-')}: {error}") from None
-    try:
-        return base.updated(changes)
-    except ValueError as error:
-        raise ValueError(f"bad sandbox option: {error}") from None
+    return SandboxConfig.from_args(args, (name for name, _metavar, _text in _OPTIONS))
 
 
 _OPTIONS: tuple[tuple[str, str, str], ...] = (

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from worker.sandbox.config import SHARED_PARSERS, KnobSet, _check, _coerce, _finite, _number, _words
+from worker.sandbox.config import SHARED_PARSERS, KnobSet, _check, _finite, _number, _words
 
 FAULT_KINDS: tuple[str, ...] = (
     "http500",
@@ -135,21 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> LazopSandboxConfig:
     """The config from parsed options over ``LAZADA_LAZOP_SANDBOX_*``; ValueError if bad."""
-    base = LazopSandboxConfig.from_env()
-    changes: dict[str, Any] = {}
     names = [name for name, _metavar, _text in _OWN_OPTIONS] + list(_SHARED_OPTIONS)
-    for name in names:
-        raw = getattr(args, "sandbox_" + name, None)
-        if raw is None:
-            continue
-        try:
-            changes[name] = _coerce(name, raw, LazopSandboxConfig.PARSERS)
-        except ValueError as error:
-            raise ValueError(f"--{name.replace('_', '-')}: {error}") from None
-    try:
-        return base.updated(changes)
-    except ValueError as error:
-        raise ValueError(f"bad sandbox option: {error}") from None
+    return LazopSandboxConfig.from_args(args, names)
 
 
 def legacy_only_options(args: argparse.Namespace) -> list[str]:

@@ -14,6 +14,7 @@ from lazop_support import ACCOUNT, lazop_stack
 from stack import wait_for
 
 from worker import documents
+from worker.services.removal import runners_for
 
 RATE = 4  # calls a second, at the worker and at the sandbox (E901 above it)
 FAIR_STACKS = ["embedded+sqlite", "redis+postgresql"]
@@ -74,6 +75,32 @@ def test_a_call_waiting_for_its_slot_holds_no_thread(stack: Stack) -> None:
     assert calls_by_then <= 20, f"{calls_by_then} of 60 removal calls were made before the order"
     job = wait_for(lambda: _done(stack, "big"), 120, "the removal")
     assert job["removed"] == 60 * 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
+def test_a_slow_api_gets_more_of_a_jobs_calls_in_flight_than_it_started_runners(
+    stack: Stack,
+) -> None:
+    """At 2 s a call, a job's first runners (a call in flight and its slots ahead) would leave
+    most of the limit's slots unused: a call whose fresh slot came at once sends, from the
+    worker's task, runners for the slots it let pass. Without them (and with the sweeper out
+    of the way) no more of the job's calls are ever in flight at once than it started
+    runners (3 here; with them, 8 in the runs that checked this)."""
+    _at_the_limit(stack)
+    stack.sandbox.config.latency = 2.0
+    stack.env["LAZADA_REDISPATCH_AFTER"] = "300"  # no batch sent by the sweeper meanwhile
+    stack.start_worker(concurrency=8)
+    stack.send("lazada.remove_products", _skus("SLOW", 24), key="slow")
+    job = wait_for(lambda: _done(stack, "slow"), 120, "the job at a slow API")
+
+    started = runners_for(RATE)
+    peak = stack.sandbox.stats()["peak_calls_in_flight"]
+    assert peak > started, f"at most {peak} calls in flight; the job started {started} runners"
+    assert job["removed"] == 24 * 50
+    sent = _sent_skus(stack)
+    assert len(sent) == 24 * 50 and set(sent.values()) == {1}
+    assert [c for c in stack.sandbox.calls() if c.error_code == 901] == []
 
 
 @pytest.mark.slow

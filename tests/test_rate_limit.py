@@ -460,6 +460,47 @@ def test_busy_groups_take_every_slot_in_turn() -> None:
     assert all(b - a == pytest.approx(interval) for a, b in pairwise(slots[8:]))
 
 
+def test_an_order_now_and_then_beside_a_job_leaves_no_slot_unused() -> None:
+    """A removal job's runners ask again once their call is over; an order (a group of one
+    call) comes every second. The orders get a slot within a few, and every slot of the
+    calendar is used: room kept after an order for its group's next turn stayed empty."""
+    interval, turns = 0.2, {}
+    asks = [(0.0, "job") for _ in range(GROUP_AHEAD + 1)] + [(0.5 + n, "orders") for n in range(8)]
+    slots: list[float] = []
+    order_waits: list[float] = []
+    while len(slots) < 40:
+        asks.sort()
+        now, group = asks.pop(0)
+        grant, turns = place(turns, group, now, interval, GROUP_AHEAD)
+        if group == "orders":
+            assert grant.reserved
+            order_waits.append(grant.wait)
+        elif grant.reserved:
+            asks.append((now + grant.wait + 0.15, group))  # its call ends; it asks again
+        else:
+            asks.append((now + grant.wait, group))  # its turns are taken: back when one passes
+        if grant.reserved:
+            slots.append(now + grant.wait)
+    slots.sort()
+    assert max(order_waits) <= (GROUP_AHEAD + 1) * interval + EPSILON
+    assert all(b - a == pytest.approx(interval) for a, b in pairwise(slots)), slots
+
+
+def test_a_group_of_one_call_takes_a_free_slot_and_no_room_is_kept_after_it(
+    slots: SlotStore,
+) -> None:
+    """An order and a 50-SKU job (a call each) take the next free slots between a removal
+    job's; the job's next slot comes right after its last, in both stores: no room is kept
+    for groups that took their one turn already (kept, it went unused)."""
+    account, interval = _account(), 1.0
+    grants = [
+        slots.reserve(account, group, interval, GROUP_AHEAD)
+        for group in ("job", "orders", "small-job", "job", "job")
+    ]
+    assert all(grant.reserved for grant in grants)
+    assert [grant.wait for grant in grants] == pytest.approx([0, 1, 2, 3, 4], abs=0.1)
+
+
 def test_a_new_group_waits_for_a_few_slots_not_for_the_busy_ones_work() -> None:
     interval, turns = 0.2, {}
     for _ in range(GROUP_AHEAD + 1):

@@ -11,12 +11,14 @@ its thread takes other work meanwhile.
 
 Fair shares: every call belongs to a group (a removal job, order fetches, image submits, image
 polls: the Turn a service sets around its call). A group's next slot is placed at least as
-many intervals after its last one as there are groups with slots to come, in the first free
-place of the calendar from there: with G groups busy, each gets every G-th slot (round-robin),
-and a group alone gets them all. A group holds at most a few slots ahead (GROUP_AHEAD, or
-GROUP_SECONDS' worth); past that it is refused (TurnsTaken), and its own holders go on with its
-next work when their slot comes. So a small job or an order sent while a 20,000-SKU job runs
-gets a slot after a few of the big job's, not after all of them.
+many intervals after its last one as there are groups taking turns (a slot to come and
+another near it), in the first free place of the calendar from there: with G groups busy,
+each gets every G-th slot (round-robin), and a group alone gets them all. A group of one call
+now and then gets the first free place, and no room is kept for it after. A group holds at
+most a few slots ahead (GROUP_AHEAD, or GROUP_SECONDS' worth); past that it is refused
+(TurnsTaken), and its own holders go on with its next work when their slot comes. So a small
+job or an order sent while a 20,000-SKU job runs gets a slot after a few of the big job's, not
+after all of them.
 
 Work that makes several calls (an Open Platform order: the order, then its items) reserves
 them together, one interval apart, and its later calls wait for theirs in the task: deferring
@@ -39,6 +41,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import NamedTuple, Protocol
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -310,9 +313,9 @@ def place(
     coming = [t for t in mine if t > now]
     if len(coming) >= ahead:
         return Grant(False, min(coming) - now), kept
-    busy = {g for g, slots in kept.items() if max(slots) > now} | {group}
+    busy = _taking_turns(kept, group, now, interval)
     slot = max(now, floor)
-    if recent:  # round-robin: as many intervals after its last slot as groups are busy
+    if recent:  # round-robin: as many intervals after its last slot as groups take turns
         slot = max(slot, max(recent) + len(busy) * interval)
     span = (calls - 1) * step  # from the run's first slot to its last
     taken = sorted(t for slots in kept.values() for t in slots)
@@ -329,6 +332,25 @@ def place(
         slot += shift
     kept[group] = [*mine, *run]
     return Grant(True, slot - now), kept
+
+
+def _taking_turns(
+    kept: dict[str, list[float]], group: str, now: float, interval: float
+) -> set[str]:
+    """The groups a new slot of `group` keeps room for: itself, and each group that takes
+    turns: a slot to come, and two of its slots (past or to come) within two rounds (an
+    interval for each group with a slot to come). A group of one call now and then (an
+    order, a 50-SKU job) may not come back, and the room kept for it after its slot was a
+    slot nobody used: orders now and then beside a removal job left a slot or two unused
+    each (bench/RESULTS.md, seventh session)."""
+    coming = {g for g, slots in kept.items() if max(slots) > now} | {group}
+    reach = 2 * len(coming) * interval
+    busy = {group}
+    for g in coming - {group}:
+        slots = sorted(kept[g])
+        if any(b - a <= reach + EPSILON for a, b in pairwise(slots)):
+            busy.add(g)
+    return busy
 
 
 def move_slot(
@@ -530,8 +552,8 @@ if now < slow_until then interval = interval * 2 end
 local keep = interval
 if per_second > 0 and window > keep then keep = window end
 local fields = redis.call('HGETALL', KEYS[1])
-local all, mine, busy, coming, first, recent = {}, {}, 0, 0, nil, nil
-local mine_busy = false
+local all, mine, coming, first, recent = {}, {}, 0, nil, nil
+local others = {}  -- each other group with a slot to come: its closest two slots' distance
 for i = 1, #fields, 2 do
   local name = fields[i]
   if string.sub(name, 1, 2) == 'g:' then
@@ -553,17 +575,22 @@ for i = 1, #fields, 2 do
     end
     if #kept == 0 then
       redis.call('HDEL', KEYS[1], name)
-    else
-      if last > now then
-        busy = busy + 1
-        if name == group then mine_busy = true end
-      end
-      if name == group then mine = kept end
+    elseif name == group then
+      mine = kept
+    elseif last > now then
+      table.sort(kept)
+      local closest = math.huge
+      for k = 2, #kept do closest = math.min(closest, kept[k] - kept[k - 1]) end
+      table.insert(others, closest)
     end
   end
 end
 if coming >= ahead then return {0, tostring(first - now)} end
-if not mine_busy then busy = busy + 1 end
+local reach = 2 * (#others + 1) * interval
+local busy = 1
+for _, closest in ipairs(others) do
+  if closest <= reach + eps then busy = busy + 1 end
+end
 local slot = math.max(now, tonumber(redis.call('HGET', KEYS[1], 'next_slot') or '0'))
 if recent ~= nil then slot = math.max(slot, recent + busy * interval) end
 table.sort(all)

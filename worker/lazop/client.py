@@ -7,7 +7,6 @@ this object: not in the repr, in exceptions, in log lines or in a ``CallRecord``
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,7 +54,6 @@ MAX_URLS_PER_MIGRATION = 8
 T = TypeVar("T")
 Method = Literal["GET", "POST"]
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _FORM = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
 
 
@@ -178,7 +176,7 @@ class LazopClient:
         refused = {
             sku: "a SellerSku must be a non-empty text without control characters"
             for sku in sku_list
-            if not isinstance(sku, str) or not sku.strip() or _CONTROL_CHARS.search(sku)
+            if not isinstance(sku, str) or not sku.strip() or http.CONTROL_CHARS.search(sku)
         }
         if refused or not sku_list:
             raise UnsendableRequest(
@@ -221,7 +219,7 @@ class LazopClient:
         refused = {
             url: "an image URL must be a non-empty text without control characters"
             for url in url_list
-            if not isinstance(url, str) or not url.strip() or _CONTROL_CHARS.search(url)
+            if not isinstance(url, str) or not url.strip() or http.CONTROL_CHARS.search(url)
         }
         if refused:
             raise UnsendableRequest(
@@ -342,7 +340,7 @@ class LazopClient:
                 headers=_FORM if form else None,
                 timeouts=self._timeouts,
                 max_bytes=self._max_bytes,
-                deadline=started + sum(self._timeouts),
+                started=started,
                 scrub=redact,
             )
         except http.NoAnswer as exc:

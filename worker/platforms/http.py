@@ -21,7 +21,7 @@ from requests.utils import get_environ_proxies
 POOL_SIZE = 32  # one client is shared by the worker's threads
 _CHUNK_BYTES = 64 * 1024
 _PREVIEW_CHARS = 120
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")  # C0, DEL and C1
 _OS_ERROR = re.compile(r"\[Errno [^\]]+\][^'\")]*")
 
 
@@ -62,13 +62,15 @@ def send(
     headers: Mapping[str, str] | None = None,
     timeouts: tuple[float, float],
     max_bytes: int,
-    deadline: float,
+    started: float,
     scrub: Callable[[str], str],
 ) -> tuple[int, str, bytes]:
     """Send a request (`params` in the query, `data` as the body) and read at most
-    `max_bytes` of the answer by time.monotonic() `deadline`: (status, content type, body).
-    The read timeout bounds each socket read, not the whole body; the deadline, checked
-    between chunks, also stops a body that keeps trickling in for minutes."""
+    `max_bytes` of the answer within both timeouts of `started` (time.monotonic()):
+    (status, content type, body). The read timeout bounds each socket read, not the whole
+    body; the deadline, checked between chunks, also stops a body that keeps trickling in
+    for minutes."""
+    deadline = started + sum(timeouts)
     try:
         response = session.request(
             method,
@@ -120,7 +122,7 @@ def describe(content_type: str, data: bytes) -> str:
         return f"empty {media_type} body" if media_type else "empty body"
     media_type = media_type or "no content type"
     head = data[: _PREVIEW_CHARS * 4]
-    text = _CONTROL_CHARS.sub(" ", head.decode("utf-8", "replace")).strip()
+    text = CONTROL_CHARS.sub(" ", head.decode("utf-8", "replace")).strip()
     preview = text[:_PREVIEW_CHARS]
     more = "..." if len(text) > _PREVIEW_CHARS or len(data) > len(head) else ""
     return f"{media_type} body: {preview!r}{more} ({len(data)} bytes)"
@@ -131,7 +133,7 @@ def exception_text(exc: BaseException, scrub: Callable[[str], str]) -> str:
     like; otherwise its text, which may quote the URL (signature, token), through `scrub`."""
     # requests wraps urllib3's MaxRetryError, whose .reason is the real cause.
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    text = _CONTROL_CHARS.sub(" ", str(reason if reason is not None else exc))
+    text = CONTROL_CHARS.sub(" ", str(reason if reason is not None else exc))
     found = _OS_ERROR.search(text)
     if found is not None:
         return found.group(0).strip()

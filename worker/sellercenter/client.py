@@ -272,7 +272,7 @@ class SellerCenterClient:
                 headers={"Content-Type": "text/xml; charset=UTF-8"} if body is not None else None,
                 timeouts=self._timeouts,
                 max_bytes=self._max_bytes,
-                deadline=started + sum(self._timeouts),
+                started=started,
                 scrub=self._scrub,
             )
         except http.NoAnswer as exc:

@@ -37,10 +37,10 @@ from harness import STACKS, BenchError, SandboxProcess, open_stack
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from worker.api import forget_platforms, platforms
+from worker.accounts.platforms import forget_platforms, platforms
 from worker.db.engine import core_transaction, get_engine
 from worker.db.models import RemovalBatch, RemovalJob
-from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
+from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.services import orders, removal
 
 BATCH_SIZE = SellerCenterPlatform.max_skus_per_call

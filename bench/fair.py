@@ -52,7 +52,7 @@ from run import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from worker.accounts import add_sellercenter
+from worker.accounts.store import add_sellercenter
 from worker.db.models import ImageJob, Order, RemovalJob
 
 POLL = 0.02  # seconds between looks at the database while work is arriving

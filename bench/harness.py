@@ -148,7 +148,7 @@ def add_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
     account (LAZADA_DEFAULT_ACCOUNT, for the workers started after this)."""
     from sqlalchemy.orm import sessionmaker
 
-    from worker.accounts import add_lazop
+    from worker.accounts.store import add_lazop
     from worker.sandbox.lazop.config import LazopSandboxConfig
 
     config = LazopSandboxConfig()
@@ -172,8 +172,8 @@ def authorize_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
     """New tokens from a fresh code (also after `sandbox.reset()`, which forgets them)."""
     from sqlalchemy.orm import sessionmaker
 
-    from worker import tokens
-    from worker.lazop.client import LazopClient
+    from worker.accounts import tokens
+    from worker.platforms.lazop.client import LazopClient
     from worker.sandbox.lazop.config import LazopSandboxConfig
 
     config = LazopSandboxConfig()

@@ -46,8 +46,8 @@ from bench.harness import (
     wait_for,
     warm_up,
 )
-from worker import documents
 from worker.db.models import RemovalBatch, RemovalJob
+from worker.services import documents
 
 _SWEPT = re.compile(r"sweeper: (\d+) removal batch\(es\) sent again")
 

@@ -298,7 +298,7 @@ def overhead(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
 def bare_loop(url: str, user_id: str, calls: int, concurrency: int) -> None:
     """The reference for `overhead`: the client alone, `concurrency` threads, one call each
     of 50 SKUs; prints {"seconds": ...}. The API key comes on standard input."""
-    from worker.sellercenter import SellerCenterClient
+    from worker.platforms.sellercenter import SellerCenterClient
 
     api_key = sys.stdin.read().strip()
     prefix = uuid.uuid4().hex[:8]
@@ -454,7 +454,7 @@ def warm_up(stack: BenchStack, sandbox: SandboxProcess, args: argparse.Namespace
     (the bare loop, too, connects before its clock starts). `--cold` measures without it."""
     warm_up_removal(stack, sandbox, args.concurrency * args.processes, args.timeout)
     if sandbox.platform == "lazop":
-        from worker.api import ACCOUNT_TTL
+        from worker.accounts.platforms import ACCOUNT_TTL
 
         authorize_lazop_account(stack, sandbox)  # the reset forgot the account's tokens
         time.sleep(ACCOUNT_TTL + 0.5)  # the workers read the account, and its new token, again

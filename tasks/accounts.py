@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tasks.base import ServiceTask
-from worker import tokens
-from worker.api import lazop_client
+from worker.accounts import tokens
+from worker.accounts.platforms import lazop_client
 from worker.celery_app import app
 
 

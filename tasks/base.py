@@ -13,15 +13,15 @@ from celery.worker.request import Request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.accounts import Account
-from worker.api import Platforms, platforms
+from worker.accounts.platforms import Platforms, platforms
+from worker.accounts.store import Account
+from worker.broker.dispatch import Message
+from worker.broker.messages import Unservable, check_celery_message
 from worker.db.engine import get_engine, session_scope
 from worker.db.models import Failure
-from worker.dispatch import Message
-from worker.events import take_recorded
 from worker.inputs import InvalidInput
+from worker.outbox.events import take_recorded
 from worker.settings import Settings
-from worker.task_messages import Unservable, check_celery_message
 
 log = logging.getLogger(__name__)
 

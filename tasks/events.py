@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.base import ServiceTask
-from worker import webhooks
 from worker.celery_app import app
 from worker.inputs import InvalidInput, clean_key
+from worker.outbox import webhooks
 from worker.services import job_control, removal, sweepers
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from tasks.base import ServiceTask
 from worker.celery_app import app
-from worker.events import clean_callback
 from worker.inputs import clean_action, clean_key, clean_request_id, clean_slot, clean_urls
+from worker.outbox.events import clean_callback
 from worker.services import images
 
 

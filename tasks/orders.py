@@ -6,8 +6,8 @@ from typing import Any
 
 from tasks.base import ServiceTask
 from worker.celery_app import app
-from worker.events import clean_callback
 from worker.inputs import clean_order_id, clean_slot
+from worker.outbox.events import clean_callback
 from worker.services import orders
 
 

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from stack import WorkerProcess, fresh_postgres_database, plain_celery, service_url
 
-from worker.api import PlatformFor
-from worker.audit import record_call
+from worker.accounts.platforms import PlatformFor
+from worker.db.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.schema import ensure_schema
+from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.sandbox import Sandbox
-from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.settings import Settings
 
 

@@ -12,13 +12,14 @@ import requests
 from fixtures_worker import Stack
 from stack import wait_for
 
-from worker import documents, tokens
-from worker.accounts import add_lazop
-from worker.lazop import LazopClient, TokenGrant
+from worker.accounts import tokens
+from worker.accounts.store import add_lazop
+from worker.platforms.lazop import LazopClient, TokenGrant
 from worker.platforms.models import CallRecord
 from worker.sandbox.lazop import LazopSandbox
 from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.sandbox.lazop.signature import expected_sign
+from worker.services import documents
 
 
 @dataclass

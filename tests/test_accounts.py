@@ -27,13 +27,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from stack import fresh_postgres_database
 
-from worker import accounts
-from worker.accounts import UnknownAccount
+from worker.accounts import store as accounts
+from worker.accounts.secrets import SecretKeyError, embedded_key_path, secret_box
+from worker.accounts.store import UnknownAccount
 from worker.db.engine import get_engine
 from worker.db.models import ImageJob, Order, RemovalBatch, RemovalJob
 from worker.db.schema import ensure_schema
 from worker.inputs import InvalidInput
-from worker.secrets import SecretKeyError, embedded_key_path, secret_box
 from worker.settings import Settings
 
 KEY = Fernet.generate_key().decode()

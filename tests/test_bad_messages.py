@@ -11,7 +11,7 @@ import pytest
 from fixtures_worker import Stack
 from stack import wait_for
 
-from worker import documents
+from worker.services import documents
 
 pytestmark = pytest.mark.slow
 

@@ -505,7 +505,7 @@ README_VARIABLES = {
 def test_config_json_shows_every_setting_with_where_it_came_from(cli: Cli) -> None:
     import dataclasses
 
-    from worker.cli import SETTING_VARIABLES
+    from worker.cli.main import SETTING_VARIABLES
 
     key_file = cli.folder / "api-key"
     key_file.write_text(SECRET_KEY)
@@ -1036,7 +1036,7 @@ def test_wait_draws_a_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch
     import pty
     import select
 
-    from worker import cli as cli_module
+    from worker.cli import main as cli_module
 
     steps = iter([(0, 4, False), (2, 4, False), (4, 4, True)])
     master, slave = pty.openpty()
@@ -1070,8 +1070,8 @@ def test_wait_off_a_terminal_prints_a_progress_line_every_few_seconds(
 ) -> None:
     import io
 
-    from worker import cli as cli_module
-    from worker.terminal import PLAIN_PROGRESS_EVERY
+    from worker.cli import main as cli_module
+    from worker.cli.terminal import PLAIN_PROGRESS_EVERY
 
     clock = FakeClock()
     # 100 SKUs, 2 more final at each poll (every 0.5 s): 25 s of work.
@@ -1098,7 +1098,7 @@ def test_wait_off_a_terminal_prints_a_progress_line_every_few_seconds(
 def test_every_option_of_every_command_has_help_text() -> None:
     import argparse
 
-    from worker.cli import _parser
+    from worker.cli.main import _parser
 
     def walk(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
         for action in parser._actions:

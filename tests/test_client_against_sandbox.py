@@ -1,7 +1,7 @@
 """The client against the local sandbox over real HTTP, in both response formats.
 
-The sandbox verifies signatures independently of ``worker.sellercenter``, so every accepted call
-is also a check of the signing and of the URL being sent exactly as signed.
+The sandbox verifies signatures independently of ``worker.platforms.sellercenter``, so every
+accepted call is also a check of the signing and of the URL being sent exactly as signed.
 """
 
 import http.server
@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from worker.sandbox import Sandbox
-from worker.sellercenter import (
+from worker.platforms.sellercenter import (
     AuthenticationError,
     CallRecord,
     ClockSkewError,
@@ -35,7 +34,8 @@ from worker.sellercenter import (
     canonical_query,
     sign,
 )
-from worker.sellercenter.signing import format_timestamp
+from worker.platforms.sellercenter.signing import format_timestamp
+from worker.sandbox import Sandbox
 
 Format = Literal["XML", "JSON"]
 
@@ -339,7 +339,7 @@ def test_wrong_api_key_is_an_authentication_error_that_never_shows_the_key(
 ) -> None:
     wrong_key = "not-the-sandbox-key-3f9a"
     records: list[CallRecord] = []
-    caplog.set_level(logging.DEBUG, logger="worker.sellercenter")
+    caplog.set_level(logging.DEBUG, logger="worker.platforms.sellercenter")
     client = SellerCenterClient(
         sandbox.url,
         sandbox.user_id,
@@ -532,11 +532,11 @@ def test_before_call_can_refuse_a_call(sandbox: Sandbox) -> None:
 def test_debug_log_names_the_call_without_signature_or_key(
     sandbox: Sandbox, client: SellerCenterClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="worker.sellercenter")
+    caplog.set_level(logging.DEBUG, logger="worker.platforms.sellercenter")
 
     client.get_order(190)
 
-    messages = [r.getMessage() for r in caplog.records if r.name == "worker.sellercenter"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "worker.platforms.sellercenter"]
     assert any("GetOrder" in message and "OrderId=190" in message for message in messages)
     assert all("Signature" not in message for message in messages)
     assert all(sandbox.api_key not in message for message in messages)

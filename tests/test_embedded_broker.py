@@ -1,4 +1,4 @@
-"""The embedded broker under concurrent writers and readers (worker.embedded_broker).
+"""The embedded broker under concurrent writers and readers (worker.broker.embedded).
 
 Writers are ours (`lazada-files://`) and kombu's own (`filesystem://`, as a shop sends by the
 README); files in the queue folder may also be anyone's.
@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from kombu import Connection, Exchange, Queue
 from stack import REPO, plain_celery, wait_for
 
-import worker.embedded_broker  # noqa: F401 - registers lazada-files://
-from worker import documents
+import worker.broker.embedded  # noqa: F401 - registers lazada-files://
+from worker.services import documents
 
 
 def _options(folder: Path) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from fixtures_worker import BATCH, Stack
 from sqlalchemy import func, select
 from stack import wait_for
 
-from worker import documents
 from worker.db.models import ApiCall, ImageJob, Order, RemovalBatch, RemovalJob
-from worker.services import removal
+from worker.services import documents, removal
 
 pytestmark = pytest.mark.slow
 

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from stack import REPO, plain_celery, wait_for
 from standardwebhooks.webhooks import Webhook
 
-from worker import webhooks
 from worker.db.engine import core_transaction
 from worker.db.models import Event, EventDelivery
-from worker.events import record_event
+from worker.outbox import webhooks
+from worker.outbox.events import record_event
 from worker.settings import Settings, SettingsError
 
 SECRET = "whsec_" + base64.b64encode(b"lazada-worker-test-signing-key!!").decode()
@@ -273,8 +273,8 @@ def test_retries_wait_longer_each_time_and_give_up_after_three_days() -> None:
 
 
 def test_callback_task_name_and_queue_are_checked() -> None:
-    from worker.events import clean_callback
     from worker.inputs import InvalidInput
+    from worker.outbox.events import clean_callback
 
     assert clean_callback("shop.done", "shop") == ("shop.done", "shop")
     assert clean_callback(None, None) == (None, None)

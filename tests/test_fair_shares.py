@@ -13,7 +13,7 @@ from fixtures_worker import Stack
 from lazop_support import ACCOUNT, lazop_stack
 from stack import wait_for
 
-from worker import documents
+from worker.services import documents
 from worker.services.removal import runners_for
 
 RATE = 4  # calls a second, at the worker and at the sandbox (E901 above it)

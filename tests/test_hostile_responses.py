@@ -15,13 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from worker.sellercenter import (
+from worker.platforms.sellercenter import (
     CallRecord,
     SellerCenterClient,
     TransientError,
     TransportError,
 )
-from worker.sellercenter.safexml import RefusedDocument, parse_xml
+from worker.platforms.sellercenter.safexml import RefusedDocument, parse_xml
 
 SECRET = "hostile-test-secret-key"
 MB = 1024 * 1024

@@ -22,7 +22,7 @@ from worker.inputs import (
     read_sku_file,
     sku_lines,
 )
-from worker.sellercenter.bodies import get_response_body, migration_body, removal_body
+from worker.platforms.sellercenter.bodies import get_response_body, migration_body, removal_body
 
 # Characters XML 1.0 cannot carry: a lone surrogate (Python's decoding of the byte \xff in
 # argv), the non-characters U+FFFE, U+FFFF and others, NUL.

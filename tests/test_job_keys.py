@@ -14,11 +14,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from stack import REPO, wait_for
 
-from worker import documents
 from worker.db.engine import core_transaction
 from worker.db.models import Failure, RemovalJob
 from worker.inputs import InvalidInput
-from worker.services import removal
+from worker.services import documents, removal
 from worker.services.job_keys import sku_set_digest
 from worker.settings import Settings
 

@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 from lazop_support import Seller, authorize, make_client, started
 
-from worker.lazop import (
+from worker.platforms import PermanentApiError, Platform, ThrottledApiError, TransientApiError
+from worker.platforms.lazop import (
     AuthorizationLost,
     IllegalAccessToken,
     LazopClient,
@@ -24,7 +25,6 @@ from worker.lazop import (
     TransportError,
     UnsendableRequest,
 )
-from worker.platforms import PermanentApiError, Platform, ThrottledApiError, TransientApiError
 from worker.platforms.models import CallRecord
 from worker.sandbox.lazop import LazopSandbox, LazopSandboxConfig
 

@@ -17,10 +17,9 @@ from lazop_support import ACCOUNT, SELLER, Lazop, lazop_stack
 from sqlalchemy import select, update
 from stack import REPO, wait_for
 
-from worker import documents
-from worker.accounts import get_account
+from worker.accounts.store import get_account
 from worker.db.models import Event, Failure, RemovalBatch
-from worker.services import removal
+from worker.services import documents, removal
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 from test_hostile_responses import CannedAnswer, CannedServer, zeros
 from test_hostile_responses import server as server  # the canned server fixture
 
-from worker.lazop import LazopClient, LazopThrottledError, NotFoundError, TransportError
+from worker.platforms.lazop import LazopClient, LazopThrottledError, NotFoundError, TransportError
 from worker.platforms.models import CallRecord
 
 SECRET = "hostile-lazop-app-secret"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lazop_support import started
 
-from worker.lazop.signing import prepare, sign, string_to_sign
+from worker.platforms.lazop.signing import prepare, sign, string_to_sign
 from worker.sandbox.lazop import LazopSandbox
 
 VECTOR_1_PARAMS = {

@@ -22,11 +22,10 @@ from fixtures_worker import BATCH
 from sqlalchemy.orm import Session, sessionmaker
 from stack import REPO, wait_for
 
-from worker import documents
 from worker.db.engine import get_engine
 from worker.db.schema import ensure_schema
 from worker.sandbox import Sandbox
-from worker.services import removal
+from worker.services import documents, removal
 from worker.settings import Settings
 
 

@@ -14,10 +14,10 @@ from fixtures_worker import Stack
 from sqlalchemy import select, text
 from stack import wait_for
 
-from worker import documents
-from worker.accounts import add_sellercenter
+from worker.accounts.store import add_sellercenter
 from worker.db.models import Failure
 from worker.sandbox import Sandbox, SandboxConfig
+from worker.services import documents
 
 pytestmark = pytest.mark.slow
 

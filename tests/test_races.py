@@ -14,7 +14,7 @@ from fixtures_worker import BATCH, URLS_PER_CALL
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.api import PlatformFor
+from worker.accounts.platforms import PlatformFor
 from worker.db.models import RemovalJob
 from worker.sandbox import Sandbox
 from worker.services import images, orders, removal

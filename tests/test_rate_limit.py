@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stack import service_url, wait_for
 
-from worker import documents, ratelimit
+from worker import ratelimit
 from worker.platforms import CallRecord
 from worker.ratelimit import (
     EARLY,
@@ -37,6 +37,7 @@ from worker.ratelimit import (
     place,
     turn,
 )
+from worker.services import documents
 
 
 @pytest.fixture(params=["database", "redis"])

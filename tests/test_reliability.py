@@ -18,8 +18,8 @@ from fixtures_worker import Stack
 from sqlalchemy import func, select
 from stack import wait_for
 
-from worker import documents
 from worker.db.models import ApiCall, Failure, ImageJob, RemovalBatch, RemovalSku
+from worker.services import documents
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

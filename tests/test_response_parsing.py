@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from worker.sellercenter import (
+from worker.platforms.sellercenter import (
     AuthenticationError,
     ClockSkewError,
     InvalidRequestError,
@@ -17,9 +17,9 @@ from worker.sellercenter import (
     classify,
     code_label,
 )
-from worker.sellercenter.envelope import Envelope, MalformedResponse, parse_envelope
-from worker.sellercenter.models import ErrorDetail
-from worker.sellercenter.parsing import (
+from worker.platforms.sellercenter.envelope import Envelope, MalformedResponse, parse_envelope
+from worker.platforms.sellercenter.models import ErrorDetail
+from worker.platforms.sellercenter.parsing import (
     error_details,
     error_from_envelope,
     parse_image_job_status,

@@ -14,8 +14,8 @@ from fixtures_worker import Stack
 from sqlalchemy import select
 from stack import REPO, wait_for
 
-from worker import documents
 from worker.db.models import Event, Failure
+from worker.services import documents
 
 pytestmark = pytest.mark.slow
 _SKU = re.compile(rb"<SellerSku>([^<]*)</SellerSku>")

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.sellercenter import SellerCenterClient
-from worker.sellercenter.errors import AuthenticationError
+from worker.platforms.sellercenter import SellerCenterClient
+from worker.platforms.sellercenter.errors import AuthenticationError
 
 
 def _env() -> dict[str, str]:

@@ -10,7 +10,7 @@ from fixtures_worker import BATCH
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.api import PlatformFor
+from worker.accounts.platforms import PlatformFor
 from worker.db.engine import get_engine
 from worker.db.models import Base
 from worker.db.schema import alembic_config

@@ -16,16 +16,15 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import documents
-from worker.api import PlatformFor
+from worker.accounts.platforms import PlatformFor
+from worker.broker.dispatch import Message
 from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch
-from worker.dispatch import Message
 from worker.inputs import InvalidInput, clean_skus
 from worker.platforms import Platform
+from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter
 from worker.sandbox import Sandbox
-from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
-from worker.services import images, job_control, orders, removal, sweepers
+from worker.services import documents, images, job_control, orders, removal, sweepers
 from worker.settings import Settings
 
 

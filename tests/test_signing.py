@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from worker.sellercenter import SellerCenterClient, canonical_query, sign
-from worker.sellercenter.signing import format_timestamp, signed_query
+from worker.platforms.sellercenter import SellerCenterClient, canonical_query, sign
+from worker.platforms.sellercenter.signing import format_timestamp, signed_query
 
 GET_ORDER_190 = b"""<?xml version="1.0" encoding="UTF-8"?>
 <SuccessResponse><Head><RequestId/><RequestAction>GetOrder</RequestAction>

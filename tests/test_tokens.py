@@ -15,11 +15,11 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import tokens
-from worker.accounts import add_lazop, get_account
+from worker.accounts import tokens
+from worker.accounts.store import add_lazop, get_account
 from worker.db.models import Account as AccountRow
-from worker.lazop.client import LazopClient
 from worker.platforms import AuthorizationLostError
+from worker.platforms.lazop.client import LazopClient
 from worker.ratelimit import RateLimited
 from worker.sandbox.lazop import LazopSandbox
 from worker.sandbox.lazop.config import LazopSandboxConfig

@@ -12,7 +12,7 @@ from celery.signals import (
     worker_process_init,
 )
 
-from worker.api import forget_platforms
+from worker.accounts.platforms import forget_platforms
 from worker.db.engine import dispose_engines
 from worker.logs import adjust_handlers, log_early, log_format, periodic_tasks
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from worker import embedded_broker  # registers the lazada-files:// transport
+from worker.broker import embedded  # registers the lazada-files:// transport
 
 DEFAULT_DATABASE_URL = "sqlite:///lazada-worker.sqlite3"
 _DAY = 86400.0
@@ -62,14 +62,14 @@ class Settings:
     read_timeout: float = 30.0
     # Stored orders not in a final status are fetched again when older than this.
     order_refresh_after: float = 900.0
-    # The account used when work names none (worker.accounts.get_account).
+    # The account used when work names none (worker.accounts.store.get_account).
     default_account: str | None = None
     # The Fernet key(s) that encrypt stored secrets, comma-separated, or a file holding them
-    # (read when a secret is first stored or read: worker.secrets).
+    # (read when a secret is first stored or read: worker.accounts.secrets).
     secret_key: str | None = field(default=None, repr=False)
     secret_key_file: str | None = None
-    # Events (worker.events): the queue of callback tasks that name none, and where webhooks go,
-    # signed with a Standard Webhooks secret (`whsec_` + base64).
+    # Events (worker.outbox.events): the queue of callback tasks that name none, and where
+    # webhooks go, signed with a Standard Webhooks secret (`whsec_` + base64).
     callback_queue: str | None = None
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str | None = field(default=None, repr=False)
@@ -90,7 +90,7 @@ class Settings:
             # Redis: a message unacknowledged this long is delivered again. Far above our
             # longest countdown (a few minutes), so a held message is never redelivered early.
             return {"visibility_timeout": 3600}
-        # The embedded broker (worker.embedded_broker): one file a message, measured against
+        # The embedded broker (worker.broker.embedded): one file a message, measured against
         # kombu's SQLAlchemy transport on SQLite in bench/embedded_broker.py.
         # Beside the database, whose directory must exist (checked in from_env): never a tree.
         folder.mkdir(exist_ok=True)
@@ -188,7 +188,7 @@ class Settings:
         )
 
 
-EMBEDDED_BROKER_URL = f"{embedded_broker.ALIAS}://"
+EMBEDDED_BROKER_URL = f"{embedded.ALIAS}://"
 
 
 def embedded_broker_folder(database_url: str) -> Path:

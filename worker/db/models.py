@@ -284,8 +284,8 @@ class RateLimit(Base):
 
 
 class Account(Base):
-    """A seller account stored as data (worker.accounts); the environment's legacy account is
-    not a row. Secrets are Fernet ciphertext (worker.secrets), never clear text."""
+    """A seller account stored as data (worker.accounts.store); the environment's legacy account is
+    not a row. Secrets are Fernet ciphertext (worker.accounts.secrets), never clear text."""
 
     __tablename__ = "accounts"
     __table_args__ = (
@@ -318,7 +318,7 @@ class Account(Base):
 
 
 class Event(Base):
-    """An outcome for the shop (worker.events), written in the transaction of the final state
+    """An outcome for the shop (worker.outbox.events), written in the transaction of the final state
     and delivered after commit, at least once, to each of its targets."""
 
     __tablename__ = "events"

@@ -1,7 +1,7 @@
 """Request authentication as the legacy API does it (research notes, section 1; D1, D2).
 
-Written independently of ``worker.sellercenter`` on purpose: the sandbox is the check of the
-client's signing, so the two must not share code.
+Written independently of ``worker.platforms.sellercenter`` on purpose: the sandbox is the check of
+the client's signing, so the two must not share code.
 """
 
 from __future__ import annotations

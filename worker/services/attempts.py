@@ -16,10 +16,10 @@ from typing import Generic, NamedTuple, TypeVar
 from sqlalchemy import Connection, Select, Table, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.accounts import mark_needs_authorization
-from worker.audit import collect_calls, record_api_calls
+from worker.accounts.store import mark_needs_authorization
+from worker.broker.dispatch import Message, countdown_deadline, retry_delay
+from worker.db.audit import collect_calls, record_api_calls
 from worker.db.engine import core_transaction
-from worker.dispatch import Message, countdown_deadline, retry_delay
 from worker.platforms import (
     AccountParked,
     ApiError,

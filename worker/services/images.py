@@ -15,13 +15,13 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.api import PlatformFor
-from worker.audit import record_failure
+from worker.accounts.platforms import PlatformFor
+from worker.broker.dispatch import Message, countdown_deadline, dispatch_deadline
+from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import ImageJob, ImageMigration, table_of
-from worker.dispatch import Message, countdown_deadline, dispatch_deadline
-from worker.events import record_image_job_event
+from worker.outbox.events import record_image_job_event
 from worker.platforms import ApiError, ImageJobStatus, PermanentApiError, TransientApiError
 from worker.services.attempts import Row, attempt
 from worker.settings import Settings

@@ -11,12 +11,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
-from worker.dispatch import Message, dispatch_deadline
-from worker.events import record_removal_event
 from worker.inputs import InvalidInput
+from worker.outbox.events import record_removal_event
 from worker.services.removal import _SKU_COLUMNS, REMOVE_BATCH_TASK, RUNNERS_PER_JOB, _storable
 from worker.settings import Settings
 

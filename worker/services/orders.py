@@ -10,13 +10,13 @@ from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.api import PlatformFor
-from worker.audit import record_failure
+from worker.accounts.platforms import PlatformFor
+from worker.broker.dispatch import Message, dispatch_deadline
+from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import Order, table_of
-from worker.dispatch import Message, dispatch_deadline
-from worker.events import record_order_event
+from worker.outbox.events import record_order_event
 from worker.platforms import ApiError, TransientApiError
 from worker.platforms import Order as ApiOrder
 from worker.services.attempts import Row, attempt

@@ -14,14 +14,14 @@ from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.api import PlatformFor
-from worker.audit import record_failure
+from worker.accounts.platforms import PlatformFor
+from worker.broker.dispatch import Message, dispatch_deadline
+from worker.db.audit import record_failure
 from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
-from worker.dispatch import Message, dispatch_deadline
-from worker.events import record_removal_event
+from worker.outbox.events import record_removal_event
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
 from worker.ratelimit import slots_ahead
 from worker.services import job_keys
@@ -539,7 +539,7 @@ def _record_removed(connection: Connection, work: _Claim, now: datetime) -> bool
     finished the batch (its job's count is then due), False if it was done already.
 
     A batch removed by its first call keeps its SKUs in its row, done: they read as removed,
-    by one call (worker.documents), and no SKU rows are written: on PostgreSQL those rows
+    by one call (worker.services.documents), and no SKU rows are written: on PostgreSQL those rows
     (three index entries each) were about a fifth of a batch's CPU at zero latency.
     """
     params = {"batch": work.batch_id}

@@ -3,7 +3,7 @@
 A row is sent again when its time has come and either the task that claimed it died (its
 lease ran out: a live task releases or finishes its row well within the lease), or no task
 holds it and the message sent for it should have been served by now (a killed worker that
-held it, a broker that dropped it in flight; worker.dispatch says how long that is). Sending
+held it, a broker that dropped it in flight; worker.broker.dispatch says how long that is). Sending
 again is safe: the task claims the row, so a late original does nothing.
 
 An idle sweep logs nothing (beat runs each every few seconds); one that sends work again logs
@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Table, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
 from worker.db.models import Event, ImageJob, Order, RemovalBatch, table_of
-from worker.dispatch import Message, dispatch_deadline
-from worker.events import deliver_message
+from worker.outbox.events import deliver_message
 from worker.services.images import ADVANCE_TASK
 from worker.services.orders import fetch_message
 from worker.services.removal import REMOVE_BATCH_TASK

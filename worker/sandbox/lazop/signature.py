@@ -1,7 +1,7 @@
 """Request authentication as LAZOP does it (research notes, section 1.1; decision L1).
 
-Written independently of ``worker.lazop`` on purpose: the sandbox is the check of the client's
-signing, so the two must not share code.
+Written independently of ``worker.platforms.lazop`` on purpose: the sandbox is the check of the
+client's signing, so the two must not share code.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from worker.sellercenter.errors import UnsendableRequest
+from worker.platforms.sellercenter.errors import UnsendableRequest
 
 __all__ = [
     "MAX_SKUS_PER_REMOVAL",

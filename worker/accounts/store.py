@@ -4,8 +4,8 @@ Work is done for an account: its platform, endpoint, credentials and rate limit 
 never from the environment deep in the call stack. The environment's `LAZADA_API_URL`,
 `LAZADA_USER_ID` and `LAZADA_API_KEY[_FILE]` define one `sellercenter` account named by its
 UserID, as before accounts were data; it is not a row, because its key lives in the
-environment. Stored secrets are encrypted (worker.secrets) and decrypted only into `Account`,
-whose secret fields are kept out of its repr.
+environment. Stored secrets are encrypted (worker.accounts.secrets) and decrypted only into
+`Account`, whose secret fields are kept out of its repr.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.audit import record_failure
+from worker.accounts.secrets import secret_box
+from worker.db.audit import record_failure
 from worker.db.models import Account as AccountRow
 from worker.db.models import ImageJob, Order, RateLimit, RemovalBatch, table_of
-from worker.events import record_event
 from worker.inputs import InvalidInput
-from worker.secrets import secret_box
+from worker.outbox.events import record_event
 from worker.settings import Settings
 
 PLATFORMS = ("sellercenter", "lazop")

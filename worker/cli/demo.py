@@ -99,11 +99,11 @@ def _store_accounts(sandbox: Any, lazop: Any) -> None:
     its sandbox, as `lazada-worker accounts authorize NAME --code CODE` does."""
     from sqlalchemy.orm import sessionmaker
 
-    from worker import tokens
-    from worker.accounts import add_lazop, add_sellercenter
+    from worker.accounts import tokens
+    from worker.accounts.store import add_lazop, add_sellercenter
     from worker.db.engine import get_engine
     from worker.db.schema import ensure_schema
-    from worker.lazop.client import LazopClient
+    from worker.platforms.lazop.client import LazopClient
     from worker.settings import Settings
 
     settings = Settings.from_env()
@@ -247,7 +247,7 @@ class _DemoProgress:
 
 def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
     from worker.db.models import ApiCall, ImageJob, Order, RemovalJob
-    from worker.documents import removal_progress
+    from worker.services.documents import removal_progress
 
     with sessions() as session:
         jobs = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).all()
@@ -273,8 +273,8 @@ def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
 
 
 def _summary(sessions: Any, settings: Any, account: str, sandbox: Any) -> None:
-    from worker import documents
     from worker.db.models import ApiCall
+    from worker.services import documents
 
     with sessions() as session:
         job = documents.removal_job(session, account, "demo-removal")

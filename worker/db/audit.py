@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from worker.db.models import ApiCall, Failure, table_of
-from worker.sellercenter import CallRecord
+from worker.platforms.sellercenter import CallRecord
 
 _local = threading.local()
 

@@ -3,8 +3,8 @@
 Knows nothing of Celery or the database; the worker above owns retries and persistence.
 """
 
-from worker.sellercenter.client import SellerCenterClient
-from worker.sellercenter.errors import (
+from worker.platforms.sellercenter.client import SellerCenterClient
+from worker.platforms.sellercenter.errors import (
     AuthenticationError,
     ClockSkewError,
     InvalidRequestError,
@@ -19,7 +19,7 @@ from worker.sellercenter.errors import (
     classify,
     code_label,
 )
-from worker.sellercenter.models import (
+from worker.platforms.sellercenter.models import (
     CallRecord,
     ErrorDetail,
     ImageError,
@@ -28,8 +28,8 @@ from worker.sellercenter.models import (
     Order,
     RemovalOutcome,
 )
-from worker.sellercenter.platform import SellerCenterPlatform
-from worker.sellercenter.signing import canonical_query, sign
+from worker.platforms.sellercenter.platform import SellerCenterPlatform
+from worker.platforms.sellercenter.signing import canonical_query, sign
 
 __all__ = [
     "AuthenticationError",

@@ -13,11 +13,9 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.accounts import LAZOP_AUTH_URL, Account, get_account
-from worker.audit import record_call
+from worker.accounts.store import LAZOP_AUTH_URL, Account, get_account
+from worker.db.audit import record_call
 from worker.inputs import InvalidInput
-from worker.lazop.client import LazopClient
-from worker.lazop.platform import LazopPlatform
 from worker.platforms import (
     AccountParked,
     AuthorizationLostError,
@@ -27,8 +25,10 @@ from worker.platforms import (
     Platform,
     RemovalOutcome,
 )
+from worker.platforms.lazop.client import LazopClient
+from worker.platforms.lazop.platform import LazopPlatform
+from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.ratelimit import RateLimiter, limiter_for
-from worker.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.settings import Settings
 
 # A changed account (a new key, new tokens, another rate) is seen within this many seconds.
@@ -81,7 +81,7 @@ def lazop_client(settings: Settings, account: Account) -> LazopClient:
 
 
 def _lazop(settings: Settings, account: Account, platforms: Platforms) -> Platform:
-    from worker import tokens
+    from worker.accounts import tokens
 
     client = lazop_client(settings, account)
     name = account.name

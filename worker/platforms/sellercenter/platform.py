@@ -3,9 +3,9 @@
 from collections.abc import Sequence
 
 from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
-from worker.sellercenter.bodies import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION
-from worker.sellercenter.client import SellerCenterClient
-from worker.sellercenter.errors import UnsendableRequest
+from worker.platforms.sellercenter.bodies import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION
+from worker.platforms.sellercenter.client import SellerCenterClient
+from worker.platforms.sellercenter.errors import UnsendableRequest
 
 __all__ = ["SellerCenterPlatform"]
 

@@ -1,5 +1,5 @@
 """The outbox: an event is a row written in the transaction that makes work final, and is
-delivered from that row after commit (worker.webhooks), at least once.
+delivered from that row after commit (worker.outbox.webhooks), at least once.
 
 A crash between the commit and the send loses nothing: the row stays pending, and the sweeper
 sends a delivery task for it once `dispatched_until` has passed. A duplicate carries the same
@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
+from worker.broker.dispatch import Message
 from worker.db.models import Event, EventDelivery, ImageJob, Order, RemovalJob, table_of
-from worker.dispatch import Message
 from worker.inputs import InvalidInput
 
 DELIVER_TASK = "lazada.deliver_event"
@@ -182,7 +182,7 @@ def redeliver(connection: Connection, event_id: str, account: str | None) -> boo
 
 def record_removal_event(connection: Connection, job_id: int) -> str:
     """`removal.finished` (or `.cancelled`): the job document with its failed SKUs only."""
-    from worker import documents
+    from worker.services import documents
 
     with Session(bind=connection) as session:
         job = session.get(RemovalJob, job_id)
@@ -203,7 +203,7 @@ def record_removal_event(connection: Connection, job_id: int) -> str:
 
 def record_order_event(connection: Connection, row_id: int, fetched: bool) -> str:
     """`order.fetched` or `order.failed`, with the stored order's document."""
-    from worker import documents
+    from worker.services import documents
 
     with Session(bind=connection) as session:
         row = session.get(Order, row_id)
@@ -217,7 +217,7 @@ def record_order_event(connection: Connection, row_id: int, fetched: bool) -> st
 
 def record_image_job_event(connection: Connection, job_id: int) -> str:
     """`image_job.finished`, whatever its final state, with the image job's document."""
-    from worker import documents
+    from worker.services import documents
 
     with Session(bind=connection) as session:
         row = session.get(ImageJob, job_id)

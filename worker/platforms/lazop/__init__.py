@@ -4,8 +4,8 @@ Knows nothing of Celery or the database; the worker above owns retries, tokens' 
 persistence. Decisions L1-L10 of the research notes (lazop-api.md, section 9).
 """
 
-from worker.lazop.client import AUTH_URL, GATEWAYS, LazopClient
-from worker.lazop.errors import (
+from worker.platforms.lazop.client import AUTH_URL, GATEWAYS, LazopClient
+from worker.platforms.lazop.errors import (
     AuthorizationLost,
     ErrorDetail,
     IllegalAccessToken,
@@ -18,9 +18,9 @@ from worker.lazop.errors import (
     UnsendableRequest,
     classify,
 )
-from worker.lazop.parsing import TokenGrant
-from worker.lazop.platform import LazopPlatform
-from worker.lazop.signing import sign, string_to_sign
+from worker.platforms.lazop.parsing import TokenGrant
+from worker.platforms.lazop.platform import LazopPlatform
+from worker.platforms.lazop.signing import sign, string_to_sign
 
 __all__ = [
     "AUTH_URL",

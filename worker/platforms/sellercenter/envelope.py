@@ -12,8 +12,8 @@ from typing import Any
 
 from lxml import etree
 
-from worker.sellercenter.bodies import NOT_XML_CHARACTERS
-from worker.sellercenter.safexml import RefusedDocument, parse_xml
+from worker.platforms.sellercenter.bodies import NOT_XML_CHARACTERS
+from worker.platforms.sellercenter.safexml import RefusedDocument, parse_xml
 
 __all__ = ["Envelope", "MalformedResponse", "parse_envelope"]
 

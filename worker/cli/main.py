@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.cli_events import add_event_commands
+from worker.cli.events import add_event_commands
+from worker.cli.run import QUEUE_CHOICES
 from worker.inputs import (
     IMAGE_ACTIONS,
     InvalidInput,
@@ -28,7 +29,6 @@ from worker.inputs import (
     clean_urls,
     read_sku_file,
 )
-from worker.run import QUEUE_CHOICES
 from worker.settings import Settings, SettingsError, mask_url
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -99,7 +99,7 @@ def _account(args: argparse.Namespace, settings: Settings, sessions: Any = None)
     """The name of the account a command works for: --account, else the default account; an
     unknown name is bad input (exit 2). The environment's account needs no database, so an
     enqueue for it without --wait opens none (the broker may be all that is reachable)."""
-    from worker.accounts import environment_account, get_account
+    from worker.accounts.store import environment_account, get_account
 
     environment = environment_account(settings)
     if (
@@ -149,8 +149,8 @@ def _wait(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Poll the database until the work is final, showing progress on standard error: a bar
-    on a terminal, a line every few seconds elsewhere (worker.terminal)."""
-    from worker.terminal import WaitProgress
+    on a terminal, a line every few seconds elsewhere (worker.cli.terminal)."""
+    from worker.cli.terminal import WaitProgress
 
     started = clock()
     with WaitProgress(describe, clock=clock) as shown:
@@ -183,7 +183,7 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
         key = key or task_id
     print(key)
     if args.wait and sessions is not None:
-        from worker import documents
+        from worker.services import documents
 
         def progress() -> tuple[int, int, bool]:
             with sessions() as session:
@@ -244,8 +244,8 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
         return final, len(order_ids), final == len(order_ids)
 
     _wait(f"fetching {len(order_ids)} orders", progress)
-    from worker import documents
-    from worker.terminal import print_table
+    from worker.cli.terminal import print_table
+    from worker.services import documents
 
     with sessions() as session:
         found = [documents.order(session, account, o) for o in order_ids]
@@ -262,7 +262,7 @@ def cmd_fetch_order(args: argparse.Namespace) -> int:
 
 
 def _order_outcome(order: dict[str, Any]) -> list[Any]:
-    from worker import documents
+    from worker.services import documents
 
     if order["state"] == "fetched":
         state = "fetched" if order["message"] is None else "fetched earlier; this fetch failed"
@@ -284,7 +284,7 @@ def _seconds(timestamp: str) -> str:
 
 def _error_text(document: dict[str, Any]) -> str:
     """A document's error as one text: its code in the one spelling, then the message."""
-    from worker.documents import error_code_text
+    from worker.services.documents import error_code_text
 
     parts = [error_code_text(document.get("error_code")), document.get("message")]
     return " ".join(str(part) for part in parts if part)
@@ -301,7 +301,7 @@ def cmd_migrate_images(args: argparse.Namespace) -> int:
     print(key)
     if sessions is None:
         return EXIT_OK
-    from worker import documents
+    from worker.services import documents
 
     expected = -(-len(urls) // 8)
 
@@ -322,7 +322,7 @@ def cmd_track_images(args: argparse.Namespace) -> int:
     print("\n".join(request_ids))
     if sessions is None:
         return EXIT_OK
-    from worker import documents
+    from worker.services import documents
 
     def jobs() -> list[dict[str, Any]]:
         with sessions() as session:
@@ -337,7 +337,7 @@ def _wait_images(jobs: Callable[[], list[dict[str, Any]]], expected: int) -> int
     (a partial job failed some images, as a removal with a failed SKU exits 1)."""
     from collections import Counter
 
-    from worker.terminal import print_table
+    from worker.cli.terminal import print_table
 
     def progress() -> tuple[int, int, bool]:
         current = jobs()
@@ -394,7 +394,7 @@ def _show(args: argparse.Namespace, document: Any, missing: str, text: Callable[
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from worker import documents
+    from worker.services import documents
 
     key = clean_key(args.key)
     assert key is not None
@@ -405,7 +405,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         job = documents.removal_job(session, account, key)
 
     def text(job: dict[str, Any]) -> str:
-        from worker.terminal import print_table
+        from worker.cli.terminal import print_table
 
         failed = [s for s in job["skus"] if s["state"] == "failed"]
         lines = [
@@ -425,7 +425,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_order(args: argparse.Namespace) -> int:
-    from worker import documents
+    from worker.services import documents
 
     order_id = clean_order_id(args.order_id)
     settings = _settings()
@@ -460,7 +460,7 @@ def _image_text(job: dict[str, Any]) -> str:
 
 
 def cmd_image_job(args: argparse.Namespace) -> int:
-    from worker import documents
+    from worker.services import documents
 
     request_id = clean_request_id(args.request_id)
     settings = _settings()
@@ -472,7 +472,7 @@ def cmd_image_job(args: argparse.Namespace) -> int:
 
 
 def cmd_image_jobs(args: argparse.Namespace) -> int:
-    from worker import documents
+    from worker.services import documents
 
     key = clean_key(args.key) if args.key is not None else None
     settings = _settings()
@@ -483,7 +483,7 @@ def cmd_image_jobs(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(jobs)
     elif jobs:
-        from worker.terminal import print_table
+        from worker.cli.terminal import print_table
 
         print_table(IMAGE_JOB_COLUMNS, [_image_row(job) for job in jobs])
     else:
@@ -492,7 +492,7 @@ def cmd_image_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
-    from worker import documents
+    from worker.services import documents
 
     settings = _settings()
     sessions = _sessions(settings)
@@ -502,7 +502,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     elif rows:
-        from worker.terminal import print_table
+        from worker.cli.terminal import print_table
 
         print_table(
             ["at", "kind", "subject", "error", "attempts"],
@@ -584,7 +584,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         }
         _print_json(document)
         return EXIT_OK
-    from worker.terminal import print_table
+    from worker.cli.terminal import print_table
 
     def shown(value: Any) -> str:
         if isinstance(value, list):
@@ -619,7 +619,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from worker.run import run_worker
+    from worker.cli.run import run_worker
 
     if args.concurrency < 1:
         raise InvalidInput("--concurrency must be at least 1")
@@ -628,7 +628,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     log_format()  # a bad LAZADA_LOG_FORMAT is one line here, not a traceback in Celery's import
     sessions = _sessions(settings)
-    from worker.accounts import list_accounts
+    from worker.accounts.store import list_accounts
 
     with sessions() as session:
         if not list_accounts(session, settings):  # also checks the secret key decrypts them
@@ -695,7 +695,7 @@ def _lazop_banner(sandbox: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo
+    from worker.cli.demo import run_demo
 
     return run_demo(concurrency=args.concurrency, timeout=args.timeout)
 
@@ -843,12 +843,8 @@ def _parser() -> argparse.ArgumentParser:
     p = command("config", cmd_config, "every effective setting and where it came from")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    from worker.cli_accounts import add_accounts_commands
+    from worker.cli.accounts import add_accounts_commands
 
     add_accounts_commands(sub, _settings, _sessions, _print_json)
     add_event_commands(sub, _settings, _sessions, _print_json, _send)
     return parser
-
-
-if __name__ == "__main__":
-    sys.exit(main())

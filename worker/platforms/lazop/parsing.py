@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from worker.lazop.envelope import Envelope, MalformedResponse
+from worker.platforms.lazop.envelope import Envelope, MalformedResponse
 from worker.platforms.models import ImageError, ImageJobStatus, ImageResult, Order
 
 __all__ = ["TokenGrant", "parse_image_status", "parse_order", "parse_token_grant"]

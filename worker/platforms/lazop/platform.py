@@ -10,8 +10,8 @@ signed afresh and sent again, once (L3); a second ``IllegalAccessToken`` is rais
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from worker.lazop.client import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION, LazopClient
-from worker.lazop.errors import IllegalAccessToken, UnsendableRequest
+from worker.platforms.lazop.client import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION, LazopClient
+from worker.platforms.lazop.errors import IllegalAccessToken, UnsendableRequest
 from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
 
 __all__ = ["LazopPlatform"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from worker.lazop.errors import ErrorDetail
+from worker.platforms.lazop.errors import ErrorDetail
 
 __all__ = ["Envelope", "MalformedResponse", "parse_envelope"]
 

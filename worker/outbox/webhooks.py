@@ -1,4 +1,4 @@
-"""Delivering events (worker.events): to the work's callback task, and as webhooks signed per
+"""Delivering events (worker.outbox.events): to the work's callback task, and as webhooks signed per
 the Standard Webhooks scheme (the `standardwebhooks` package) to every configured URL.
 
 Each target is a delivery row with its own attempts. A failed one is due again after a delay
@@ -22,10 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
+from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
 from worker.db.models import Event, EventDelivery, table_of
-from worker.dispatch import Message, dispatch_deadline
-from worker.events import deliver_message, event_document
+from worker.outbox.events import deliver_message, event_document
 from worker.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ from typing import Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from worker.platforms import http
-from worker.sellercenter.bodies import (
+from worker.platforms.sellercenter.bodies import (
     get_response_body,
     migration_body,
     removal_body,
 )
-from worker.sellercenter.envelope import Envelope, MalformedResponse, parse_envelope
-from worker.sellercenter.errors import (
+from worker.platforms.sellercenter.envelope import Envelope, MalformedResponse, parse_envelope
+from worker.platforms.sellercenter.errors import (
     ClockSkewError,
     SellerCenterError,
     ThrottledError,
@@ -29,19 +29,19 @@ from worker.sellercenter.errors import (
     UnsendableRequest,
     redact,
 )
-from worker.sellercenter.models import CallRecord, ImageJobStatus, Order, RemovalOutcome
-from worker.sellercenter.parsing import (
+from worker.platforms.sellercenter.models import CallRecord, ImageJobStatus, Order, RemovalOutcome
+from worker.platforms.sellercenter.parsing import (
     error_from_envelope,
     parse_image_job_status,
     parse_migration_request_id,
     parse_order,
     parse_removal_outcome,
 )
-from worker.sellercenter.signing import canonical_query, format_timestamp, sign
+from worker.platforms.sellercenter.signing import canonical_query, format_timestamp, sign
 
 __all__ = ["SellerCenterClient"]
 
-logger = logging.getLogger("worker.sellercenter")
+logger = logging.getLogger("worker.platforms.sellercenter")
 
 
 class _RedactSignatures(logging.Filter):

@@ -1,9 +1,9 @@
-"""The `lazada-worker events`, `retry` and `cancel` commands (worker.events,
+"""The `lazada-worker events`, `retry` and `cancel` commands (worker.outbox.events,
 worker.services.job_control).
 
 Retry and cancel change the rows here, in one transaction each, and then send what follows
 (the batches to run again, the event's delivery) over the broker: a cancel has taken effect
-when the command returns. The CLI's own helpers are passed in by worker.cli, so this module
+when the command returns. The CLI's own helpers are passed in by worker.cli.main, so this module
 does not import it back.
 """
 
@@ -13,14 +13,14 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.dispatch import Message
+from worker.broker.dispatch import Message
 from worker.inputs import InvalidInput, clean_key
 from worker.settings import Settings
 
 SettingsFactory = Callable[[], Settings]
 SessionsFactory = Callable[[Settings], Any]  # a sessionmaker on an up-to-date database
 PrintJson = Callable[[Any], None]
-Send = Callable[..., str]  # worker.cli._send: (task name, args, **kwargs) -> task id
+Send = Callable[..., str]  # worker.cli.main._send: (task name, args, **kwargs) -> task id
 EXIT_OK = 0
 ACCOUNT_HELP = "the account's name (default: the default account; `events`: every account)"
 
@@ -33,7 +33,7 @@ def add_event_commands(
     send: Send,
 ) -> None:
     """Add `events` (and `events redeliver`), `retry` and `cancel` to the CLI's subparsers."""
-    from worker.events import EVENT_STATES, EVENT_TYPES
+    from worker.outbox.events import EVENT_STATES, EVENT_TYPES
 
     commands = _Commands(settings, sessions, print_json, send)
     help = "recorded events and their deliveries, newest first"
@@ -79,7 +79,7 @@ class _Commands:
 
     def _open(self, args: argparse.Namespace, every: bool = False) -> tuple[Any, Settings, Any]:
         """(sessions, settings, account name); None for `every` command without --account."""
-        from worker.accounts import get_account
+        from worker.accounts.store import get_account
 
         settings = self._settings()
         sessions = self._sessions(settings)
@@ -90,13 +90,13 @@ class _Commands:
 
     def _publish(self, messages: Sequence[Message]) -> None:
         """What follows the commit, sent over the broker (the sweepers send it if this fails)."""
-        from worker.events import take_recorded
+        from worker.outbox.events import take_recorded
 
         for message in [*messages, *take_recorded()]:
             self._send(message.task, list(message.args), **message.kwargs)
 
     def list(self, args: argparse.Namespace) -> int:
-        from worker.events import list_events
+        from worker.outbox.events import list_events
 
         sessions, _, account = self._open(args, every=True)
         with sessions() as session:
@@ -108,7 +108,7 @@ class _Commands:
             whose = "any account" if account is None else f"account {account!r}"
             print(f"no events recorded for {whose}")
             return EXIT_OK
-        from worker.terminal import print_table
+        from worker.cli.terminal import print_table
 
         print_table(
             ["id", "type", "account", "at", "state", "deliveries"],
@@ -121,7 +121,7 @@ class _Commands:
 
     def redeliver(self, args: argparse.Namespace) -> int:
         from worker.db.engine import core_transaction
-        from worker.events import deliver_message, redeliver
+        from worker.outbox.events import deliver_message, redeliver
 
         sessions, _, account = self._open(args, every=True)
         with core_transaction(sessions) as connection:
@@ -133,7 +133,7 @@ class _Commands:
         return EXIT_OK
 
     def retry(self, args: argparse.Namespace) -> int:
-        from worker.accounts import get_account
+        from worker.accounts.store import get_account
         from worker.services import job_control, removal
 
         key = _key(args.key)

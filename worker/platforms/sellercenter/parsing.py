@@ -14,9 +14,9 @@ from typing import Any
 
 from lxml import etree
 
-from worker.sellercenter.envelope import Envelope, MalformedResponse
-from worker.sellercenter.errors import SellerCenterError, classify, code_label
-from worker.sellercenter.models import (
+from worker.platforms.sellercenter.envelope import Envelope, MalformedResponse
+from worker.platforms.sellercenter.errors import SellerCenterError, classify, code_label
+from worker.platforms.sellercenter.models import (
     ErrorDetail,
     ImageError,
     ImageJobStatus,

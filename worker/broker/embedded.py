@@ -35,7 +35,7 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps, loads
 
-from worker.task_messages import Unservable, check_celery_message
+from worker.broker.messages import Unservable, check_celery_message
 
 log = logging.getLogger(__name__)
 
@@ -207,4 +207,4 @@ class Transport(filesystem.Transport):
         return {"port": self.default_port}
 
 
-TRANSPORT_ALIASES[ALIAS] = "worker.embedded_broker:Transport"
+TRANSPORT_ALIASES[ALIAS] = "worker.broker.embedded:Transport"

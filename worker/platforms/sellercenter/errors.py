@@ -14,7 +14,7 @@ from worker.platforms.errors import (
     ThrottledApiError,
     TransientApiError,
 )
-from worker.sellercenter.models import ErrorDetail
+from worker.platforms.sellercenter.models import ErrorDetail
 
 __all__ = [
     "AuthenticationError",

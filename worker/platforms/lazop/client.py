@@ -15,8 +15,9 @@ from typing import Literal, Self, TypeVar
 from urllib.parse import urlencode, urlsplit
 from xml.sax.saxutils import escape
 
-from worker.lazop.envelope import Envelope, MalformedResponse, parse_envelope
-from worker.lazop.errors import (
+from worker.platforms import http
+from worker.platforms.lazop.envelope import Envelope, MalformedResponse, parse_envelope
+from worker.platforms.lazop.errors import (
     LazopError,
     LazopThrottledError,
     TransportError,
@@ -24,9 +25,13 @@ from worker.lazop.errors import (
     classify,
     redact,
 )
-from worker.lazop.parsing import TokenGrant, parse_image_status, parse_order, parse_token_grant
-from worker.lazop.signing import ParamValue, prepare, sign
-from worker.platforms import http
+from worker.platforms.lazop.parsing import (
+    TokenGrant,
+    parse_image_status,
+    parse_order,
+    parse_token_grant,
+)
+from worker.platforms.lazop.signing import ParamValue, prepare, sign
 from worker.platforms.models import (
     CallRecord,
     ImageJobStatus,
@@ -37,7 +42,7 @@ from worker.platforms.models import (
 
 __all__ = ["AUTH_URL", "GATEWAYS", "LazopClient"]
 
-logger = logging.getLogger("worker.lazop")
+logger = logging.getLogger("worker.platforms.lazop")
 
 AUTH_URL = "https://auth.lazada.com/rest"
 GATEWAYS: Mapping[str, str] = {  # decision L9, research notes section 2.1

@@ -1,8 +1,8 @@
-"""The `lazada-worker accounts` commands: add, list, show, remove (worker.accounts).
+"""The `lazada-worker accounts` commands: add, list, show, remove (worker.accounts.store).
 
 Secrets are read from a file or standard input, never from an argument: arguments show in
 `ps` and in shell histories. The CLI's own helpers (settings, sessions) are passed in by
-worker.cli, so this module does not import it back.
+worker.cli.main, so this module does not import it back.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class _Commands:
         self._print_json = print_json
 
     def add(self, args: argparse.Namespace) -> int:
-        from worker import accounts
+        from worker.accounts import store as accounts
 
         _refuse_other_platforms_options(args)
         if args.platform == "sellercenter":
@@ -149,7 +149,7 @@ class _Commands:
         return EXIT_OK
 
     def list(self, args: argparse.Namespace) -> int:
-        from worker import accounts
+        from worker.accounts import store as accounts
 
         settings = self._settings()
         with self._sessions(settings)() as session:
@@ -163,7 +163,7 @@ class _Commands:
         return EXIT_OK
 
     def show(self, args: argparse.Namespace) -> int:
-        from worker import accounts
+        from worker.accounts import store as accounts
 
         settings = self._settings()
         with self._sessions(settings)() as session:
@@ -177,7 +177,7 @@ class _Commands:
     def authorize_url(self, args: argparse.Namespace) -> int:
         from urllib.parse import urlencode
 
-        from worker import accounts
+        from worker.accounts import store as accounts
 
         redirect = accounts.clean_url(args.redirect_uri, "--redirect-uri")
         account = self._lazop_account(args.name)
@@ -192,8 +192,8 @@ class _Commands:
         return EXIT_OK
 
     def authorize(self, args: argparse.Namespace) -> int:
-        from worker import tokens
-        from worker.api import lazop_client
+        from worker.accounts import tokens
+        from worker.accounts.platforms import lazop_client
         from worker.platforms import ApiError
 
         settings = self._settings()
@@ -217,7 +217,7 @@ class _Commands:
         return EXIT_OK
 
     def _lazop_account(self, name: str) -> Any:
-        from worker import accounts
+        from worker.accounts import store as accounts
 
         settings = self._settings()
         with self._sessions(settings)() as session:
@@ -227,7 +227,7 @@ class _Commands:
         return account
 
     def remove(self, args: argparse.Namespace) -> int:
-        from worker import accounts
+        from worker.accounts import store as accounts
 
         settings = self._settings()
         with self._sessions(settings).begin() as session:

@@ -17,13 +17,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.accounts import Account, get_account, mark_needs_authorization, store_tokens
+from worker.accounts.store import Account, get_account, mark_needs_authorization, store_tokens
 from worker.db.engine import core_transaction
 from worker.db.models import Account as AccountRow
 from worker.db.models import table_of
-from worker.lazop.client import LazopClient
-from worker.lazop.parsing import TokenGrant
 from worker.platforms import AccountParked, AuthorizationLostError
+from worker.platforms.lazop.client import LazopClient
+from worker.platforms.lazop.parsing import TokenGrant
 from worker.ratelimit import RateLimited
 from worker.settings import Settings
 

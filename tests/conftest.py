@@ -7,7 +7,7 @@ import pytest
 
 from worker.sandbox import Sandbox, SandboxConfig
 
-pytest_plugins = ["fixtures_worker"]
+pytest_plugins = ["tests.support.worker_stack"]
 
 
 @pytest.fixture

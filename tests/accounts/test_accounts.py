@@ -1,0 +1,729 @@
+"""Accounts as data: stored accounts of both platforms, encrypted secrets, the environment's
+legacy account as the default, and the `lazada-worker accounts` commands.
+
+The service tests run on SQLite and PostgreSQL; what is the command line's behaviour (exit
+status, one-line errors, output, the key file) runs `lazada-worker` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support.processes import fresh_postgres_database
+from worker.accounts import store as accounts
+from worker.accounts.secrets import SecretKeyError, embedded_key_path, secret_box
+from worker.accounts.store import UnknownAccount
+from worker.db.engine import get_engine
+from worker.db.models import ImageJob, Order, RemovalBatch, RemovalJob
+from worker.db.schema import ensure_schema
+from worker.inputs import InvalidInput
+from worker.settings import Settings
+
+KEY = Fernet.generate_key().decode()
+API_KEY = "LEGACY-API-KEY-7f3a9c"
+APP_SECRET = "LAZOP-APP-SECRET-41d2e8"
+ACCESS_TOKEN = "ACCESS-TOKEN-50000b17"
+REFRESH_TOKEN = "REFRESH-TOKEN-6c0ffee5"
+SECRETS = (API_KEY, APP_SECRET, ACCESS_TOKEN, REFRESH_TOKEN)
+ACCOUNT_KEYS = {
+    "name",
+    "platform",
+    "api_url",
+    "auth_url",
+    "country",
+    "user_id",
+    "seller_id",
+    "rate_limit",
+    "state",
+    "access_expires_at",
+    "refresh_expires_at",
+    "secret",
+    "created_at",
+}
+
+
+def settings_for(database_url: str, **env: str) -> Settings:
+    """Settings with no environment account unless `env` gives one."""
+    return Settings.from_env({"DATABASE_URL": database_url, "LAZADA_SECRET_KEY": KEY, **env})
+
+
+@pytest.fixture
+def stored(database_url: str) -> tuple[Settings, sessionmaker[Session]]:
+    return settings_for(database_url), sessionmaker(get_engine(database_url))
+
+
+def add_both(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        accounts.add_sellercenter(
+            session, settings, "shop-a", "http://127.0.0.1:9/sc", "a@shop.example", API_KEY
+        )
+        accounts.add_lazop(session, settings, "shop-b", "100200", APP_SECRET, country="th")
+
+
+# -- the service --------------------------------------------------------------------------
+
+
+def test_a_stored_sellercenter_account_is_read_back_with_its_key_kept_out_of_repr(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    with sessions.begin() as session:
+        accounts.add_sellercenter(
+            session, settings, "shop-a", " http://127.0.0.1:9/sc ", "a@shop.example", API_KEY, 2
+        )
+    with sessions() as session:
+        account = accounts.get_account(session, settings, "shop-a")
+    assert (account.platform, account.api_url, account.user_id) == (
+        "sellercenter",
+        "http://127.0.0.1:9/sc",
+        "a@shop.example",
+    )
+    assert (account.api_key, account.secret, account.rate_limit) == (API_KEY, API_KEY, 2.0)
+    assert account.state == "ready" and account.source == "stored"
+    assert account.created_at is not None and account.created_at.tzinfo is not None
+    assert API_KEY not in repr(account)
+
+
+def test_a_lazop_account_by_country_gets_its_venture_gateway_and_needs_authorization(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    add_both(settings, sessions)
+    with sessions() as session:
+        account = accounts.get_account(session, settings, "shop-b")
+    assert account.api_url == "https://api.lazada.co.th/rest"
+    assert account.auth_url == "https://auth.lazada.com/rest"
+    assert (account.country, account.app_key, account.app_secret) == ("th", "100200", APP_SECRET)
+    assert account.state == "needs_authorization"
+    assert account.rate_limit == settings.rate_limit  # none set: LAZADA_RATE_LIMIT
+    assert APP_SECRET not in repr(account)
+
+
+def test_a_lazop_account_by_url_has_no_country_and_may_name_its_auth_url(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    with sessions.begin() as session:
+        accounts.add_lazop(
+            session,
+            settings,
+            "daraz-pk",
+            "100200",
+            APP_SECRET,
+            api_url="https://api.daraz.pk/rest",
+            auth_url="http://127.0.0.1:9/auth",
+        )
+    with sessions() as session:
+        account = accounts.get_account(session, settings, "daraz-pk")
+    assert (account.api_url, account.auth_url, account.country) == (
+        "https://api.daraz.pk/rest",
+        "http://127.0.0.1:9/auth",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    [{}, {"country": "sg", "api_url": "https://api.daraz.pk/rest"}, {"country": "us"}],
+    ids=["neither", "both", "unknown-country"],
+)
+def test_a_lazop_account_needs_one_known_country_or_a_url(
+    stored: tuple[Settings, sessionmaker[Session]], gateway: dict[str, str]
+) -> None:
+    settings, sessions = stored
+    with sessions() as session, pytest.raises(InvalidInput, match="--api-url"):
+        accounts.add_lazop(session, settings, "shop-b", "100200", APP_SECRET, **gateway)
+
+
+def test_tokens_are_stored_and_the_account_becomes_ready_then_expiring_near_the_end(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    add_both(settings, sessions)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        accounts.store_tokens(
+            session,
+            settings,
+            "shop-b",
+            ACCESS_TOKEN,
+            REFRESH_TOKEN,
+            now + timedelta(days=30),
+            now + timedelta(days=180),
+            seller_id="1000123",
+        )
+    with sessions() as session:
+        account = accounts.get_account(session, settings, "shop-b")
+    assert (account.access_token, account.refresh_token) == (ACCESS_TOKEN, REFRESH_TOKEN)
+    assert (account.state, account.seller_id) == ("ready", "1000123")
+    document = accounts.account_document(account, now=now)
+    assert document["state"] == "ready"
+    assert document["refresh_expires_at"] == (now + timedelta(days=180)).isoformat()
+    near_the_end = now + timedelta(days=180) - timedelta(days=6, hours=23)
+    assert accounts.account_document(account, now=near_the_end)["state"] == "expiring"
+    with sessions.begin() as session:
+        accounts.set_state(session, settings, "shop-b", "needs_authorization")
+    with sessions() as session:
+        account = accounts.get_account(session, settings, "shop-b")
+    assert accounts.account_document(account, now=near_the_end)["state"] == "needs_authorization"
+
+
+def test_the_account_document_has_the_contracts_keys_and_only_says_whether_a_secret_is_set(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    add_both(settings, sessions)
+    with sessions() as session:
+        documents = [
+            accounts.account_document(a) for a in accounts.list_accounts(session, settings)
+        ]
+    assert [d["name"] for d in documents] == ["shop-a", "shop-b"]
+    for document in documents:
+        assert set(document) >= ACCOUNT_KEYS
+        assert document["secret"] == "set"
+        assert not any(secret in json.dumps(document) for secret in SECRETS)
+
+
+def test_secrets_are_absent_in_clear_from_the_database(
+    stored: tuple[Settings, sessionmaker[Session]], database_url: str, tmp_path: Path
+) -> None:
+    settings, sessions = stored
+    add_both(settings, sessions)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        accounts.store_tokens(
+            session, settings, "shop-b", ACCESS_TOKEN, REFRESH_TOKEN, now, now, seller_id="1"
+        )
+    if database_url.startswith("sqlite"):
+        get_engine(database_url).dispose()  # the WAL is checkpointed into the file too
+        contents = b"".join(path.read_bytes() for path in tmp_path.glob("results.sqlite3*"))
+    else:
+        with get_engine(database_url).connect() as connection:
+            rows = connection.execute(text("SELECT a::text FROM accounts a")).scalars().all()
+        contents = "\n".join(rows).encode()
+        assert b"shop-b" in contents  # the query saw the rows
+    for secret in (*SECRETS, KEY):
+        assert secret.encode() not in contents
+
+
+def test_an_unknown_account_is_invalid_input_that_says_how_to_list_and_add_accounts(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    add_both(settings, sessions)
+    with sessions() as session, pytest.raises(UnknownAccount) as raised:
+        accounts.get_account(session, settings, "shop-z")
+    assert isinstance(raised.value, InvalidInput)
+    assert "accounts list" in str(raised.value) and "accounts add" in str(raised.value)
+
+
+def test_the_environment_account_is_the_default_and_named_by_its_user_id(
+    database_url: str,
+) -> None:
+    settings = settings_for(
+        database_url,
+        LAZADA_API_URL="http://127.0.0.1:9/env",
+        LAZADA_USER_ID="env@shop.example",
+        LAZADA_API_KEY=API_KEY,
+    )
+    sessions = sessionmaker(get_engine(database_url))
+    add_both(settings, sessions)
+    with sessions() as session:
+        default = accounts.get_account(session, settings, None)
+        by_name = accounts.get_account(session, settings, "env@shop.example")
+        listed = accounts.list_accounts(session, settings)
+    assert default == by_name
+    assert (default.name, default.user_id, default.api_key) == (
+        "env@shop.example",
+        "env@shop.example",
+        API_KEY,
+    )
+    assert (default.api_url, default.platform, default.source) == (
+        "http://127.0.0.1:9/env",
+        "sellercenter",
+        "environment",
+    )
+    assert default.rate_limit == settings.rate_limit
+    assert [(a.name, a.source) for a in listed] == [
+        ("env@shop.example", "environment"),
+        ("shop-a", "stored"),
+        ("shop-b", "stored"),
+    ]
+    with sessions() as session, pytest.raises(InvalidInput, match="exists already"):
+        accounts.add_sellercenter(
+            session, settings, "env@shop.example", "http://127.0.0.1:9/", "u", API_KEY
+        )
+
+
+def test_a_partly_set_environment_account_names_the_missing_variables(database_url: str) -> None:
+    settings = settings_for(database_url, LAZADA_USER_ID="env@shop.example")
+    with (
+        sessionmaker(get_engine(database_url))() as session,
+        pytest.raises(ValueError, match="LAZADA_API_URL"),
+    ):
+        accounts.get_account(session, settings, None)
+
+
+def test_without_the_environment_account_the_default_is_named_or_the_single_stored_one(
+    stored: tuple[Settings, sessionmaker[Session]], database_url: str
+) -> None:
+    settings, sessions = stored
+    with sessions() as session, pytest.raises(InvalidInput, match="accounts add"):
+        accounts.get_account(session, settings, None)
+    with sessions.begin() as session:
+        accounts.add_lazop(session, settings, "shop-b", "100200", APP_SECRET, country="th")
+    with sessions() as session:
+        assert accounts.get_account(session, settings, None).name == "shop-b"
+    with sessions.begin() as session:
+        accounts.add_sellercenter(
+            session, settings, "shop-a", "http://127.0.0.1:9/", "a@shop.example", API_KEY
+        )
+    with sessions() as session, pytest.raises(InvalidInput, match="LAZADA_DEFAULT_ACCOUNT"):
+        accounts.get_account(session, settings, None)
+    named = settings_for(database_url, LAZADA_DEFAULT_ACCOUNT="shop-a")
+    with sessions() as session:
+        assert accounts.get_account(session, named, None).name == "shop-a"
+    missing = settings_for(database_url, LAZADA_DEFAULT_ACCOUNT="shop-z")
+    with sessions() as session, pytest.raises(UnknownAccount, match="LAZADA_DEFAULT_ACCOUNT"):
+        accounts.get_account(session, missing, None)
+
+
+def _pending_work(session: Session, name: str) -> None:
+    """One of each kind of unfinished work for the account."""
+    job = RemovalJob(account=name, key="k", total=1)
+    session.add(job)
+    session.flush()
+    session.add(RemovalBatch(account=name, job_id=job.id, state="pending", skus='["S-1"]'))
+    session.add(Order(account=name, order_id=7))  # due: next_attempt_at defaults to now
+    session.add(ImageJob(account=name, request_id="r-1", state="pending"))
+
+
+def test_an_account_with_unfinished_work_cannot_be_removed_and_says_how_much_waits(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    add_both(settings, sessions)
+    with sessions.begin() as session:
+        _pending_work(session, "shop-a")
+    with sessions.begin() as session, pytest.raises(InvalidInput) as refused:
+        accounts.remove_account(session, settings, "shop-a")
+    message = str(refused.value)
+    assert "1 removal batch" in message and "1 order" in message and "1 image job" in message
+    with sessions() as session:
+        assert accounts.get_account(session, settings, "shop-a").name == "shop-a"
+    with sessions.begin() as session:  # the work finishes
+        session.execute(RemovalBatch.__table__.update().values(state="done"))
+        session.execute(Order.__table__.update().values(next_attempt_at=None))
+        session.execute(ImageJob.__table__.update().values(state="succeeded"))
+    with sessions.begin() as session:
+        accounts.remove_account(session, settings, "shop-a")
+    with sessions() as session:
+        assert [a.name for a in accounts.list_accounts(session, settings)] == ["shop-b"]
+        with pytest.raises(UnknownAccount):
+            accounts.get_account(session, settings, "shop-a")
+
+
+def test_another_accounts_unfinished_work_does_not_hold_an_account_back(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    add_both(settings, sessions)
+    with sessions.begin() as session:
+        _pending_work(session, "shop-b")
+    with sessions.begin() as session:
+        accounts.remove_account(session, settings, "shop-a")
+
+
+def test_the_environment_account_cannot_be_removed_as_a_row(database_url: str) -> None:
+    settings = settings_for(
+        database_url,
+        LAZADA_API_URL="http://127.0.0.1:9/",
+        LAZADA_USER_ID="env@shop.example",
+        LAZADA_API_KEY=API_KEY,
+    )
+    with (
+        sessionmaker(get_engine(database_url))() as session,
+        pytest.raises(InvalidInput, match="LAZADA_USER_ID"),
+    ):
+        accounts.remove_account(session, settings, "env@shop.example")
+
+
+NAME_CHARACTERS = "ABCXYZabcxyz0189._@-"
+
+
+@hypothesis_settings(max_examples=300)
+@given(st.text(min_size=0, max_size=80))
+def test_an_account_name_is_accepted_exactly_when_it_is_1_to_64_allowed_characters(
+    name: str,
+) -> None:
+    allowed = 1 <= len(name) <= 64 and all(
+        ch.isascii() and (ch.isalnum() or ch in "._@-") for ch in name
+    )
+    if allowed:
+        assert accounts.clean_account_name(name) == name
+    else:
+        with pytest.raises(InvalidInput, match="1-64 characters"):
+            accounts.clean_account_name(name)
+
+
+@given(st.text(alphabet=NAME_CHARACTERS, min_size=1, max_size=64))
+def test_every_name_of_allowed_characters_is_accepted(name: str) -> None:
+    assert accounts.clean_account_name(name) == name
+
+
+# -- the key ------------------------------------------------------------------------------
+
+
+@hypothesis_settings(max_examples=50)
+@given(st.text(min_size=1))
+def test_a_secret_comes_back_from_its_ciphertext_which_does_not_hold_it(secret: str) -> None:
+    box = secret_box(
+        Settings.from_env(
+            {
+                "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+                "LAZADA_SECRET_KEY": KEY,
+            }
+        )
+    )
+    token = box.encrypt(secret)
+    assert box.decrypt(token, "a secret") == secret
+    assert len(secret) < 4 or secret not in token
+    assert KEY not in repr(box)
+
+
+def test_an_old_key_still_decrypts_after_a_new_key_is_put_first(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'results.sqlite3'}"
+    ensure_schema(url)
+    sessions = sessionmaker(get_engine(url))
+    old, new = KEY, Fernet.generate_key().decode()
+    with sessions.begin() as session:
+        accounts.add_sellercenter(
+            session, settings_for(url), "shop-a", "http://127.0.0.1:9/", "a@x", API_KEY
+        )
+    rotated = settings_for(url, LAZADA_SECRET_KEY=f"{new},{old}")
+    with sessions.begin() as session:
+        accounts.add_lazop(session, rotated, "shop-b", "1", APP_SECRET, country="sg")
+        assert accounts.get_account(session, rotated, "shop-a").api_key == API_KEY
+    only_new = settings_for(url, LAZADA_SECRET_KEY=new)
+    with sessions() as session:
+        assert accounts.get_account(session, only_new, "shop-b").app_secret == APP_SECRET
+        with pytest.raises(SecretKeyError, match="stored with another key") as wrong:
+            accounts.get_account(session, only_new, "shop-a")
+    assert old not in str(wrong.value) and new not in str(wrong.value)
+    assert API_KEY not in str(wrong.value)
+
+
+def _encrypt_after(barrier: Any, database_url: str, results: Any) -> None:
+    barrier.wait()
+    box = secret_box(Settings.from_env({"DATABASE_URL": database_url}))
+    results.put(box.encrypt(f"from {os.getpid()}"))
+
+
+def test_processes_starting_together_on_the_embedded_defaults_agree_on_one_key(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'results.sqlite3'}"
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(8), context.Queue()
+    processes = [
+        context.Process(target=_encrypt_after, args=(barrier, url, results)) for _ in range(8)
+    ]
+    for process in processes:
+        process.start()
+    tokens = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    box = secret_box(Settings.from_env({"DATABASE_URL": url}))  # reads the file they left
+    assert sorted(box.decrypt(token, "a secret")[:5] for token in tokens) == ["from "] * 8
+    key_file = embedded_key_path(url)
+    assert key_file is not None
+    assert [path.name for path in tmp_path.iterdir()] == [key_file.name]  # no temporary left
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_a_key_that_is_not_a_fernet_key_is_a_settings_error_that_does_not_show_it() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "LAZADA_SECRET_KEY": f"{KEY},not-a-key-at-all",
+        }
+    )
+    with pytest.raises(SecretKeyError, match="key #2 is not a Fernet key") as raised:
+        secret_box(settings)
+    assert "not-a-key-at-all" not in str(raised.value) and KEY not in str(raised.value)
+
+
+def test_the_key_may_come_from_a_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "secret.key"
+    key_file.write_text(KEY + "\n")
+    from_file = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "LAZADA_SECRET_KEY_FILE": str(key_file),
+        }
+    )
+    from_variable = Settings.from_env(
+        {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "LAZADA_SECRET_KEY": KEY}
+    )
+    token = secret_box(from_variable).encrypt(API_KEY)
+    assert secret_box(from_file).decrypt(token, "a secret") == API_KEY
+    assert KEY not in repr(from_file) + repr(from_variable)
+
+
+def test_a_key_file_that_cannot_be_read_is_a_settings_error_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "LAZADA_SECRET_KEY_FILE": str(tmp_path / "absent.key"),
+        }
+    )
+    with pytest.raises(SecretKeyError, match=r"LAZADA_SECRET_KEY_FILE .* cannot be read"):
+        secret_box(settings)
+
+
+def test_an_account_named_by_something_other_than_a_string_is_invalid_input(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    with sessions() as session, pytest.raises(InvalidInput, match="must be a string"):
+        accounts.get_account(session, settings, 42)  # type: ignore[arg-type]
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def cli_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("LAZADA_", "CELERY_", "DATABASE_URL"))
+    }
+    env.update({"DATABASE_URL": database_url, **extra})
+    return env
+
+
+def run(
+    env: dict[str, str], cwd: Path, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    # The timeout is a liveness deadline, not a measurement.
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """Exit 2 with one line on standard error, no traceback, nothing on standard output."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lazada-worker"), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "api-key").write_text(API_KEY + "\n")
+    yield tmp_path
+
+
+def add_sellercenter_args(name: str = "shop-a") -> list[str]:
+    return [
+        "accounts",
+        "add",
+        name,
+        "--platform",
+        "sellercenter",
+        "--api-url",
+        "http://127.0.0.1:9/sc",
+        "--user-id",
+        "a@shop.example",
+        "--api-key-file",
+        "api-key",
+    ]
+
+
+def test_accounts_add_list_show_remove_on_the_embedded_defaults(folder: Path) -> None:
+    env = cli_env(f"sqlite:///{folder / 'lazada-worker.sqlite3'}")
+    outputs = []
+    for args, stdin in [
+        (add_sellercenter_args(), ""),
+        (
+            [
+                "accounts",
+                "add",
+                "shop-b",
+                "--platform",
+                "lazop",
+                "--country",
+                "vn",
+                "--app-key",
+                "100200",
+                "--app-secret-file",
+                "-",
+                "--rate-limit",
+                "2.5",
+            ],
+            APP_SECRET + "\n",
+        ),
+    ]:
+        result = run(env, folder, *args, stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    listed = run(env, folder, "accounts", "list", "--json")
+    shown = run(env, folder, "accounts", "show", "shop-b", "--json")
+    text = run(env, folder, "accounts", "list")
+    for result in (listed, shown, text):
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    documents = json.loads(listed.stdout)
+    assert [(d["name"], d["platform"], d["state"]) for d in documents] == [
+        ("shop-a", "sellercenter", "ready"),
+        ("shop-b", "lazop", "needs_authorization"),
+    ]
+    assert json.loads(shown.stdout) == documents[1]
+    assert documents[1]["api_url"] == "https://api.lazada.vn/rest"
+    assert documents[1]["rate_limit"] == 2.5 and documents[0]["rate_limit"] == 5
+    assert [line.split()[0] for line in text.stdout.splitlines()] == ["shop-a", "shop-b"]
+    removed = run(env, folder, "accounts", "remove", "shop-a")
+    assert removed.returncode == 0, removed.stderr
+    assert [
+        d["name"] for d in json.loads(run(env, folder, "accounts", "list", "--json").stdout)
+    ] == ["shop-b"]
+    for output in outputs:
+        assert not any(secret in output for secret in SECRETS)
+    key_file = folder / "lazada-worker.sqlite3-secret.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() not in "".join(outputs)
+    contents = b"".join(
+        p.read_bytes() for p in folder.glob("lazada-worker.sqlite3*") if p != key_file
+    )
+    assert APP_SECRET.encode() not in contents
+
+
+def test_the_environment_account_is_listed_as_the_environments_on_the_command_line(
+    folder: Path,
+) -> None:
+    env = cli_env(
+        f"sqlite:///{folder / 'results.sqlite3'}",
+        LAZADA_API_URL="http://127.0.0.1:9/env",
+        LAZADA_USER_ID="env@shop.example",
+        LAZADA_API_KEY=API_KEY,
+    )
+    result = run(env, folder, "accounts", "show", "env@shop.example", "--json")
+    document = json.loads(result.stdout)
+    assert (document["name"], document["user_id"], document["source"]) == (
+        "env@shop.example",
+        "env@shop.example",
+        "environment",
+    )
+    assert document["secret"] == "set" and API_KEY not in result.stdout + result.stderr
+    assert not (folder / "results.sqlite3-secret.key").exists()  # no secret was stored
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({2: "bad/name"}, "1-64 characters"),
+        ({2: "x" * 65}, "1-64 characters"),
+        ({6: "ftp://host/"}, "not an http(s) URL"),
+        ({6: "not a url"}, "not an http(s) URL"),
+        ({10: "empty-file"}, "is empty"),
+        ({10: "no-such-file"}, "does not exist"),
+        ({4: "ebay"}, "invalid choice"),
+    ],
+    ids=["name", "long-name", "scheme", "url", "empty-secret", "missing-file", "platform"],
+)
+def test_bad_input_to_accounts_add_exits_2_with_one_line_and_stores_nothing(
+    folder: Path, change: dict[int, str], expected: str
+) -> None:
+    (folder / "empty-file").write_text("\n")
+    env = cli_env(f"sqlite:///{folder / 'results.sqlite3'}")
+    args = add_sellercenter_args()
+    for position, value in change.items():
+        args[position] = value
+    assert expected in one_line_error(run(env, folder, *args))
+    assert json.loads(run(env, folder, "accounts", "list", "--json").stdout) == []
+    assert not (folder / "results.sqlite3-secret.key").exists()
+
+
+def test_a_secret_is_never_taken_from_an_argument(folder: Path) -> None:
+    env = cli_env(f"sqlite:///{folder / 'results.sqlite3'}")
+    args = [*add_sellercenter_args()[:-2], "--api-key", API_KEY]
+    one_line_error(run(env, folder, *args))
+    assert json.loads(run(env, folder, "accounts", "list", "--json").stdout) == []
+
+
+def test_a_duplicate_name_exits_2_and_keeps_the_first_account(folder: Path) -> None:
+    env = cli_env(f"sqlite:///{folder / 'results.sqlite3'}")
+    assert run(env, folder, *add_sellercenter_args()).returncode == 0
+    assert "exists already" in one_line_error(run(env, folder, *add_sellercenter_args()))
+    assert len(json.loads(run(env, folder, "accounts", "list", "--json").stdout)) == 1
+
+
+def test_an_unknown_account_exits_2_on_the_command_line(folder: Path) -> None:
+    env = cli_env(f"sqlite:///{folder / 'results.sqlite3'}")
+    for command in ("show", "remove"):
+        assert "accounts list" in one_line_error(run(env, folder, "accounts", command, "nope"))
+
+
+def test_removing_an_account_with_unfinished_work_exits_2_saying_how_many_rows_wait(
+    folder: Path,
+) -> None:
+    url = f"sqlite:///{folder / 'results.sqlite3'}"
+    env = cli_env(url)
+    assert run(env, folder, *add_sellercenter_args()).returncode == 0
+    with sessionmaker(get_engine(url)).begin() as session:
+        job = RemovalJob(account="shop-a", key="k", total=1)
+        session.add(job)
+        session.flush()
+        session.add(RemovalBatch(account="shop-a", job_id=job.id, state="pending", skus="[]"))
+    assert "1 removal batch" in one_line_error(run(env, folder, "accounts", "remove", "shop-a"))
+    assert len(json.loads(run(env, folder, "accounts", "list", "--json").stdout)) == 1
+
+
+def test_a_wrong_key_is_a_one_line_error_not_a_traceback(folder: Path) -> None:
+    env = cli_env(f"sqlite:///{folder / 'results.sqlite3'}", LAZADA_SECRET_KEY=KEY)
+    assert run(env, folder, *add_sellercenter_args()).returncode == 0
+    other = Fernet.generate_key().decode()
+    line = one_line_error(
+        run({**env, "LAZADA_SECRET_KEY": other}, folder, "accounts", "show", "shop-a")
+    )
+    assert "another key" in line and other not in line and KEY not in line
+
+
+def test_postgresql_without_a_key_exits_2_and_says_how_to_make_one(folder: Path) -> None:
+    with fresh_postgres_database() as url:
+        env = cli_env(url)
+        line = one_line_error(run(env, folder, *add_sellercenter_args()))
+        assert "LAZADA_SECRET_KEY" in line and "Fernet.generate_key()" in line
+        with get_engine(url).connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM accounts")).scalar() == 0
+        with_key = {**env, "LAZADA_SECRET_KEY": KEY}
+        assert run(with_key, folder, *add_sellercenter_args()).returncode == 0
+        line = one_line_error(run(env, folder, "accounts", "show", "shop-a"))
+        assert "Fernet.generate_key()" in line

@@ -1,0 +1,510 @@
+"""One rate limit for all workers: the slot stores, and two worker processes sharing a limit."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from itertools import pairwise
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.processes import service_url, wait_for
+from tests.support.worker_stack import Stack
+from worker import ratelimit
+from worker.platforms import CallRecord
+from worker.ratelimit import (
+    EARLY,
+    EPSILON,
+    GROUP_AHEAD,
+    LATE,
+    MAX_SLOT_WAIT,
+    SPACING,
+    WINDOW,
+    DatabaseSlots,
+    Grant,
+    LateForSlot,
+    RateLimited,
+    RateLimiter,
+    RedisSlots,
+    SlotStore,
+    TurnsTaken,
+    move_slot,
+    place,
+    turn,
+)
+from worker.services import documents
+
+
+@pytest.fixture(params=["database", "redis"])
+def slots(request: pytest.FixtureRequest, database_url: str) -> Iterator[SlotStore]:
+    if request.param == "database":
+        yield DatabaseSlots(database_url)
+    else:
+        store = RedisSlots(service_url("redis"))
+        store.client.ping()
+        yield store
+
+
+def _account() -> str:
+    return f"acct-{uuid.uuid4().hex[:8]}"
+
+
+def _waits(slots: SlotStore, account: str, group: str, interval: float, n: int) -> list[float]:
+    grants = [slots.reserve(account, group, interval, 100) for _ in range(n)]
+    assert all(grant.reserved for grant in grants)
+    return [grant.wait for grant in grants]
+
+
+def test_slots_are_handed_out_one_interval_apart(slots: SlotStore) -> None:
+    waits = _waits(slots, _account(), "job", 0.5, 4)
+    assert waits[0] == pytest.approx(0, abs=0.05)
+    gaps = [b - a for a, b in pairwise(waits)]
+    assert all(gap == pytest.approx(0.5, abs=0.05) for gap in gaps)
+
+
+def test_a_group_holds_at_most_its_share_of_slots_ahead(slots: SlotStore) -> None:
+    account = _account()
+    held = [slots.reserve(account, "big", 1.0, 2) for _ in range(3)]  # now, +1 s, +2 s
+    refused = slots.reserve(account, "big", 1.0, 2)
+    other = slots.reserve(account, "small", 1.0, 2)
+    assert [grant.reserved for grant in held] == [True, True, True]
+    # "now" has come: two slots ahead are the group's share, so the fourth call waits for the
+    # first of them to pass (nothing reserved), and the other group takes the next slot.
+    assert not refused.reserved and refused.wait == pytest.approx(1.0, abs=0.1)
+    assert other.reserved and other.wait == pytest.approx(3.0, abs=0.1)
+
+
+def test_a_groups_share_comes_back_as_its_slots_pass(slots: SlotStore) -> None:
+    account = _account()
+    first = [slots.reserve(account, "job", 0.2, 1) for _ in range(3)]  # now, +0.2 s, refused
+    assert [grant.reserved for grant in first] == [True, True, False]
+    time.sleep(first[2].wait + 0.02)
+    again = slots.reserve(account, "job", 0.2, 1)  # the account's next slot: +0.4 s
+    assert again.reserved and again.wait == pytest.approx(0.2, abs=0.05)
+
+
+def test_work_of_several_calls_gets_its_slots_together(slots: SlotStore) -> None:
+    account = _account()
+    run = slots.reserve(account, "orders", 0.5, 2, calls=2)  # now and +0.5 s
+    other = slots.reserve(account, "job", 0.5, 2)
+    assert run.reserved and run.wait == pytest.approx(0, abs=0.05)
+    assert other.reserved and other.wait == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_throttle_answer_pauses_the_account_and_halves_its_rate(slots: SlotStore) -> None:
+    account = _account()
+    slots.throttled(account, pause=2.0, slow_for=30.0)
+    first, second = _waits(slots, account, "job", 0.5, 2)
+    assert first == pytest.approx(2.0, abs=0.1)
+    assert second - first == pytest.approx(1.0, abs=0.05)
+
+
+def test_accounts_do_not_share_slots(slots: SlotStore) -> None:
+    slots.reserve("a-" + _account(), "job", 10, 2)
+    grant = slots.reserve("b-" + _account(), "job", 10, 2)
+    assert grant.reserved and grant.wait == pytest.approx(0, abs=0.05)
+
+
+def test_a_moved_slot_pushes_back_the_slot_a_second_of_calls_after_it(slots: SlotStore) -> None:
+    account, interval = _account(), SPACING / 5
+    start = time.time()  # the first slot: now (the times below are relative to it)
+    for _ in range(5):
+        fifth = slots.reserve(account, "job", interval, 100, per_second=5)
+    assert time.time() + fifth.wait == pytest.approx(start + 4 * interval, abs=0.05)
+    time.sleep(0.1)
+    # The first, come back late, sent now with its slot moved here.
+    assert slots.move(account, "job", time.time() - start, interval, 5)
+    moved_at = time.time()
+    sixth = slots.reserve(account, "job", interval, 100, per_second=5)
+    # One interval after the fifth would put six calls within a second of the moved one.
+    assert time.time() + sixth.wait == pytest.approx(moved_at + WINDOW, abs=0.05)
+
+
+def test_a_slot_is_not_moved_where_a_window_would_hold_one_call_too_many(
+    slots: SlotStore,
+) -> None:
+    account, interval = _account(), SPACING / 5
+    start = time.time()
+    for _ in range(5):  # now, and four more: a second of the account's calls
+        slots.reserve(account, "job", interval, 100, per_second=5)
+    assert not slots.move(account, "orders", 0.05, interval, 5)
+    # Nothing changed: the job's next slot is still one interval after its fifth.
+    sixth = slots.reserve(account, "job", interval, 100, per_second=5)
+    assert time.time() + sixth.wait == pytest.approx(start + 5 * interval, abs=0.05)
+
+
+def test_a_slot_further_than_a_short_sleep_defers_the_call_to_it(database_url: str) -> None:
+    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
+    limiter.acquire("GetOrder")  # now
+    with pytest.raises(RateLimited) as raised:
+        limiter.acquire("GetOrder")
+    deferred = raised.value
+    assert not isinstance(deferred, TurnsTaken)
+    assert deferred.wait == pytest.approx(SPACING, abs=0.1) and deferred.wait > MAX_SLOT_WAIT
+    assert deferred.slot == pytest.approx(time.time() + deferred.wait, abs=0.1)
+
+
+def test_work_deferred_to_its_slot_calls_then_without_asking_again(database_url: str) -> None:
+    store = DatabaseSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=1)
+    with turn("job", slot=time.time() + 0.01):
+        limiter.acquire("GetOrder")  # its reserved slot: none taken from the store
+        limiter.acquire("GetOrder")  # a second call in the turn takes one: the first, now
+    assert store.reserve(account, "job", 1.0, 100).wait == pytest.approx(SPACING, abs=0.1)
+
+
+def test_a_fresh_slot_that_comes_at_once_at_a_real_limit_is_spare(database_url: str) -> None:
+    store = DatabaseSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=1)
+    with turn("job") as fresh:
+        limiter.acquire("RemoveProduct")  # the account's slot now was free: nobody held it
+    with turn("job", slot=time.time() + 0.01) as reserved:
+        limiter.acquire("RemoveProduct")  # its own reserved slot: nothing came free
+    with turn("job") as later, pytest.raises(RateLimited):
+        limiter.acquire("RemoveProduct")  # an interval away
+    unlimited = RateLimiter(store, _account(), rate=100)  # above WINDOW_UP_TO: the limit off
+    with turn("job") as off:
+        unlimited.acquire("RemoveProduct")
+    # Spare: the account's interval, for the work to size what it starts by.
+    assert [fresh.spare, reserved.spare, later.spare, off.spare] == [limiter.interval, 0, 0, 0]
+
+
+def test_work_that_comes_back_early_is_deferred_to_its_slot_again(database_url: str) -> None:
+    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
+    slot = time.time() + 5
+    with turn("job", slot=slot), pytest.raises(RateLimited) as raised:
+        limiter.acquire("GetOrder")
+    assert raised.value.slot == slot and raised.value.wait == pytest.approx(5, abs=0.1)
+
+
+def test_the_later_calls_of_deferred_work_wait_for_their_reserved_slots(
+    database_url: str,
+) -> None:
+    store = DatabaseSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=4)  # slots 0.26 s apart
+    with turn("orders", calls=2), pytest.raises(RateLimited) as raised:
+        store.reserve(account, "job", limiter.interval, 100)  # now: the work's run comes next
+        limiter.acquire("/order/get")
+    slot = raised.value.slot
+    assert slot is not None
+    store.reserve(account, "job", limiter.interval, 100)  # placed after the run
+    time.sleep(max(0.0, slot - time.time()))
+    with turn("orders", slot=slot, calls=2):
+        limiter.acquire("/order/get")
+        limiter.acquire("/order/items/get")  # sleeps for its slot: no deferral, no new slot
+        sent = time.time()
+    assert sent == pytest.approx(slot + limiter.interval, abs=0.05)
+    # The run's two slots and the job's: the account's next free one comes after all three.
+    assert store.reserve(account, "job", limiter.interval, 100).wait == pytest.approx(
+        slot + 3 * limiter.interval - time.time(), abs=0.05
+    )
+
+
+class CountingSlots(DatabaseSlots):
+    """The database store, counting the slots asked of it and the slots it moved."""
+
+    reserved = 0
+    moved = 0
+
+    def reserve(
+        self,
+        account: str,
+        group: str,
+        interval: float,
+        ahead: int,
+        calls: int = 1,
+        per_second: int = 0,
+    ) -> Grant:
+        self.reserved += 1
+        return super().reserve(account, group, interval, ahead, calls, per_second)
+
+    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
+        moved = super().move(account, group, late, interval, per_second)
+        self.moved += moved
+        return moved
+
+
+def test_a_deferral_comes_back_a_little_before_its_slot_and_sleeps_the_rest(
+    database_url: str,
+) -> None:
+    assert 0 < EARLY < MAX_SLOT_WAIT
+    assert RateLimited("GetOrder", 2.0, slot=time.time() + 2).come_back == 2.0 - EARLY
+    assert RateLimited("GetOrder", 2.0).come_back == 2.0  # no slot: nothing to be early for
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=1)
+    slot = time.time() + EARLY
+    with turn("job", slot=slot):
+        limiter.acquire("GetOrder")
+    assert time.time() >= slot and store.reserved == 0
+
+
+@pytest.mark.parametrize("rate", [5, 40])
+def test_a_call_a_little_late_keeps_its_slot(
+    database_url: str, rate: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()  # a still clock: LATE is a few ms, less than a busy machine's step
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: now, sleep=time.sleep))
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=rate)
+    with turn("orders", slot=now - LATE / 2):
+        limiter.acquire("GetOrder")
+    assert (store.moved, store.reserved) == (0, 0)
+
+
+def test_a_call_later_than_that_is_sent_now_with_its_slot_moved_where_the_window_allows(
+    database_url: str,
+) -> None:
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=5)
+    with turn("orders", slot=time.time() - 0.06):
+        limiter.acquire("GetOrder")  # sent now: no other call within a second
+    assert (store.moved, store.reserved) == (1, 0)
+
+
+def test_a_call_woken_late_from_its_sleep_is_late_like_a_deferred_one(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def oversleep(seconds: float) -> None:  # a busy machine wakes the thread 80 ms late
+        time.sleep(seconds + 0.08)
+
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=time.time, sleep=oversleep))
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=5)
+    with turn("orders", slot=time.time() + EARLY):
+        limiter.acquire("GetOrder")
+    assert (store.moved, store.reserved) == (1, 0)
+
+
+def test_a_late_call_whose_move_would_fill_a_window_past_the_limit_takes_a_new_slot(
+    database_url: str,
+) -> None:
+    store = CountingSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=1)
+    store.reserve(account, "job", limiter.interval, 100, per_second=1)  # now: another group's
+    with turn("orders", slot=time.time() - 0.6), pytest.raises(RateLimited) as raised:
+        limiter.acquire("GetOrder")  # sent now, it would come right after the job's call
+    assert (store.moved, store.reserved) == (0, 2)  # the job's slot, and its new one
+    assert raised.value.wait == pytest.approx(limiter.interval, abs=0.1)
+
+
+def test_chained_work_late_for_its_slot_is_told_so_and_takes_no_new_one(
+    database_url: str,
+) -> None:
+    store = CountingSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=1)
+    store.reserve(account, "other", limiter.interval, 100, per_second=1)
+    with turn("job", slot=time.time() - 0.6, chained=True), pytest.raises(LateForSlot):
+        limiter.acquire("RemoveProduct")
+    assert (store.moved, store.reserved) == (0, 1)  # the other group's slot only
+
+
+def test_a_call_later_than_an_interval_takes_a_new_slot_not_a_move(database_url: str) -> None:
+    # Moving it would push the account's next slots back by more than the one slot it left.
+    store = CountingSlots(database_url)
+    limiter = RateLimiter(store, _account(), rate=5)
+    with turn("orders", slot=time.time() - 1.5 * limiter.interval):
+        limiter.acquire("GetOrder")
+    assert (store.moved, store.reserved) == (0, 1)
+
+
+def test_a_group_past_its_share_is_told_its_turns_are_taken(database_url: str) -> None:
+    limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
+    refusals = []
+    with turn("big"):
+        for _ in range(GROUP_AHEAD + 2):
+            try:
+                limiter.acquire("RemoveProduct")
+            except RateLimited as refused:
+                refusals.append(refused)
+    assert [type(r) for r in refusals] == [RateLimited] * GROUP_AHEAD + [TurnsTaken]
+    assert refusals[-1].slot is None
+
+
+def test_an_e901_answer_slows_the_account_down(database_url: str) -> None:
+    store = DatabaseSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=100)
+    limiter.observe(
+        CallRecord("RemoveProduct", "api_error", 0.01, 200, "E901", "E901", throttled=True)
+    )
+    assert store.reserve(account, "job", 0.01, 2).wait == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["embedded+sqlite", "redis+postgresql"], indirect=True)
+def test_two_workers_with_sixteen_slots_each_hold_the_accounts_rate(stack: Stack) -> None:
+    limit = 8
+    stack.env["LAZADA_RATE_LIMIT"] = str(limit)
+    stack.sandbox.config.rate_limit = limit  # the sandbox answers E901 above the limit
+    stack.sandbox.config.latency = 0.05
+    stack.start_worker(concurrency=16)
+    stack.start_worker(concurrency=16)
+    skus = [f"R-{n:05d}" for n in range(60 * 50)]  # 60 calls
+    stack.send("lazada.remove_products", skus, key="rate")
+
+    def done() -> dict | None:
+        with stack.sessions() as session:
+            job = documents.removal_job(session, stack.settings.account, "rate")
+        return job if job and job["state"] == "done" else None
+
+    job = wait_for(done, 120, "the rate-limited job")
+    calls = sorted(c.at for c in stack.sandbox.calls() if c.action == "RemoveProduct")
+    throttled = [c for c in stack.sandbox.calls() if c.error_code == 901]
+    assert job["removed"] == len(skus)
+    assert throttled == []
+    achieved = (len(calls) - 1) / (calls[-1] - calls[0])
+    assert achieved <= limit * 1.02
+
+
+# -- the calendar itself (worker.ratelimit.place), on made-up clocks --------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.floats(0, 0.5, allow_nan=False)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(1, 4),
+    st.integers(1, 3),
+)
+def test_slots_keep_their_distance_and_no_group_holds_more_than_its_share(
+    asks: list[tuple[str, float]], ahead: int, calls: int
+) -> None:
+    interval, now, turns = 0.2, 1000.0, {}
+    placed: list[float] = []
+    for group, step in asks:
+        now += step
+        before = [t for t in turns.get(group, []) if t > now]
+        grant, turns = place(turns, group, now, interval, ahead, calls=calls)
+        if grant.reserved:
+            assert len(before) < ahead and grant.wait >= 0
+            placed.extend(now + grant.wait + i * interval for i in range(calls))
+        else:
+            assert len(before) >= ahead and grant.wait > 0
+    placed.sort()
+    assert all(b - a >= interval - EPSILON - 1e-9 for a, b in pairwise(placed))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abc"),
+            st.floats(0, 0.4, allow_nan=False),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    st.integers(1, 8),
+)
+def test_no_window_ever_holds_more_calls_than_the_limit_with_late_calls_moved(
+    asks: list[tuple[str, float, bool]], per_second: int
+) -> None:
+    """Groups reserve slots and some of their calls come late and move (or may not): the
+    times the calls are made never put more than the limit within WINDOW s."""
+    interval, now, turns = SPACING / per_second, 1000.0, {}
+    made: list[float] = []  # when calls were made
+    pending: dict[str, list[float]] = {}  # reserved slots not yet used
+    for group, step, comes_back in asks:
+        now += step
+        due = [t for t in pending.get(group, []) if t <= now]
+        if due and comes_back:  # its first due call comes back now, however late that is
+            slot = due[0]
+            pending[group].remove(slot)
+            if now - slot <= LATE:
+                made.append(slot)  # sent in its slot (we take it as made on time)
+            else:
+                moved, turns = move_slot(turns, group, now, now - slot, interval, per_second)
+                if moved:
+                    made.append(now)
+            continue
+        grant, turns = place(turns, group, now, interval, 3, per_second=per_second)
+        if grant.reserved:
+            pending.setdefault(group, []).append(now + grant.wait)
+    made += [t for slots in pending.values() for t in slots]  # the rest, all on time
+    made.sort()
+    for first, last in zip(made, made[per_second:], strict=False):
+        assert last - first >= WINDOW - EPSILON - 1e-9
+
+
+def test_busy_groups_take_every_slot_in_turn() -> None:
+    """Four jobs, each with runners that ask for their next slot once their last call is over
+    (0.15 s after its slot): over 200 slots each gets a quarter, give or take one, and no slot
+    of the calendar goes unused."""
+    interval, turns = 0.2, {}
+    asks = [(0.0, group) for group in "abcd" for _ in range(GROUP_AHEAD + 1)]
+    got: Counter[str] = Counter()
+    slots: list[float] = []
+    while len(slots) < 200:
+        asks.sort()
+        now, group = asks.pop(0)
+        grant, turns = place(turns, group, now, interval, GROUP_AHEAD)
+        if grant.reserved:
+            slot = now + grant.wait
+            got[group] += 1
+            slots.append(slot)
+            asks.append((slot + 0.15, group))  # its call ends; the runner asks again
+    assert all(abs(n - 200 / 4) <= 1 for n in got.values()), got
+    slots.sort()
+    assert all(b - a == pytest.approx(interval) for a, b in pairwise(slots[8:]))
+
+
+def test_an_order_now_and_then_beside_a_job_leaves_no_slot_unused() -> None:
+    """A removal job's runners ask again once their call is over; an order (a group of one
+    call) comes every second. The orders get a slot within a few, and every slot of the
+    calendar is used: room kept after an order for its group's next turn stayed empty."""
+    interval, turns = 0.2, {}
+    asks = [(0.0, "job") for _ in range(GROUP_AHEAD + 1)] + [(0.5 + n, "orders") for n in range(8)]
+    slots: list[float] = []
+    order_waits: list[float] = []
+    while len(slots) < 40:
+        asks.sort()
+        now, group = asks.pop(0)
+        grant, turns = place(turns, group, now, interval, GROUP_AHEAD)
+        if group == "orders":
+            assert grant.reserved
+            order_waits.append(grant.wait)
+        elif grant.reserved:
+            asks.append((now + grant.wait + 0.15, group))  # its call ends; it asks again
+        else:
+            asks.append((now + grant.wait, group))  # its turns are taken: back when one passes
+        if grant.reserved:
+            slots.append(now + grant.wait)
+    slots.sort()
+    assert max(order_waits) <= (GROUP_AHEAD + 1) * interval + EPSILON
+    assert all(b - a == pytest.approx(interval) for a, b in pairwise(slots)), slots
+
+
+def test_a_group_of_one_call_takes_a_free_slot_and_no_room_is_kept_after_it(
+    slots: SlotStore,
+) -> None:
+    """An order and a 50-SKU job (a call each) take the next free slots between a removal
+    job's; the job's next slot comes right after its last, in both stores: no room is kept
+    for groups that took their one turn already (kept, it went unused)."""
+    account, interval = _account(), 1.0
+    grants = [
+        slots.reserve(account, group, interval, GROUP_AHEAD)
+        for group in ("job", "orders", "small-job", "job", "job")
+    ]
+    assert all(grant.reserved for grant in grants)
+    assert [grant.wait for grant in grants] == pytest.approx([0, 1, 2, 3, 4], abs=0.1)
+
+
+def test_a_new_group_waits_for_a_few_slots_not_for_the_busy_ones_work() -> None:
+    interval, turns = 0.2, {}
+    for _ in range(GROUP_AHEAD + 1):
+        _, turns = place(turns, "big", 0.0, interval, GROUP_AHEAD)
+    grant, _ = place(turns, "order", 0.01, interval, GROUP_AHEAD)
+    assert grant.reserved and grant.wait <= (GROUP_AHEAD + 1) * interval

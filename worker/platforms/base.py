@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome
+from worker.platforms.errors import UnsendableRequest
+from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
 
 
 class Platform(Protocol):
@@ -36,3 +37,24 @@ class Platform(Protocol):
 
     def poll_images(self, request_id: str) -> ImageJobStatus:
         """An image job's state; `finished=False` (or a `TransientApiError`) means later."""
+
+
+def remove_or_refuse(
+    skus: Sequence[str], remove: Callable[[Sequence[str]], RemovalOutcome]
+) -> RemovalOutcome:
+    """`remove(skus)`; when the request cannot be built because of some SKUs (a SellerSku no
+    request can carry), those fail for good before any call and the others are left for the
+    next one, so one bad SKU never holds back its batch. Every platform's `remove_skus` goes
+    through here."""
+    try:
+        return remove(skus)
+    except UnsendableRequest as exc:
+        refused = {sku: why for sku, why in exc.refused.items() if sku in skus}
+        if not refused:
+            raise
+        return RemovalOutcome(
+            removed=(),
+            failed={sku: SkuFailure(None, f"never sent: {why}") for sku, why in refused.items()},
+            not_applied=tuple(sku for sku in dict.fromkeys(skus) if sku not in refused),
+            called=False,
+        )

@@ -43,3 +43,30 @@ class AuthorizationLostError(PermanentApiError):
 class AccountParked(AuthorizationLostError):
     """The account is already known to need authorization: its work waits, and nothing new
     is reported (the loss was, once, when it happened)."""
+
+
+class TransportError(TransientApiError):
+    """No usable answer: a timeout, a connection error, an HTTP status other than 200, a body
+    that is not the platform's envelope (a proxy's page, empty, truncated), too large or
+    hostile. Each platform's client raises its own subclass, with the platform's details."""
+
+
+class NotFoundError(PermanentApiError):
+    """The object asked for (an order, an image job) does not exist."""
+
+
+class UnsendableRequest(PermanentApiError, ValueError):
+    """The request cannot be built from what was given; nothing was sent, and the same values
+    never can be. ``refused`` maps each value at fault (a SellerSku, a URL) to the reason, so
+    a caller fails those and sends the rest; empty when the call as a whole is wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        action: str,
+        code: str | None = None,
+        refused: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, action=action, code=code)
+        self.refused = dict(refused or {})

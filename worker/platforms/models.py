@@ -6,7 +6,7 @@ serialise.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -19,6 +19,7 @@ __all__ = [
     "Order",
     "RemovalOutcome",
     "SkuFailure",
+    "TokenGrant",
 ]
 
 
@@ -112,3 +113,20 @@ class ImageJobStatus:
     finished: bool
     images: tuple[ImageResult, ...]
     errors: tuple[ImageError, ...]
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A seller's authorization as a platform's token endpoints answer it (an authorization
+    code exchanged, or a refresh); the repr hides the tokens."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    """Seconds the access token lives from now."""
+    refresh_expires_in: int
+    """Seconds the refresh token lives from now (absolute: refreshing does not extend it)."""
+    country: str
+    account: str
+    seller_id: str
+    country_user_info: tuple[Mapping[str, str], ...]

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from worker.platforms import errors
 from worker.platforms.errors import (
     ApiError,
     AuthorizationLostError,
@@ -105,7 +106,7 @@ class LazopTransientError(LazopError, TransientApiError):
     """Worth retrying later: the same call may succeed once the service or network recovers."""
 
 
-class TransportError(LazopTransientError):
+class TransportError(LazopTransientError, errors.TransportError):
     """No usable API answer: timeout, connection error, HTTP status other than 200, a body that
     is not a LAZOP envelope (proxy page, empty, truncated, not an object), too large or hostile."""
 
@@ -126,16 +127,16 @@ class AuthorizationLost(LazopPermanentError, AuthorizationLostError):
     """The refresh token or code no longer works: the seller must authorize the app again."""
 
 
-class NotFoundError(LazopPermanentError):
+class NotFoundError(LazopPermanentError, errors.NotFoundError):
     """The object asked for does not exist (16: Invalid Order ID)."""
 
 
-class UnsendableRequest(LazopPermanentError, ValueError):
-    """The request cannot be built from what was given; nothing was sent. ``refused`` maps each
-    value at fault (a SellerSku, a URL) to the reason; empty when the call as a whole is wrong."""
+class UnsendableRequest(LazopPermanentError, errors.UnsendableRequest):
+    """The request cannot be built from what was given; nothing was sent (see the neutral
+    ``UnsendableRequest``: ``refused`` names each value at fault)."""
 
     def __init__(self, message: str, *, action: str, refused: dict[str, str] | None = None) -> None:
-        super().__init__(message, action=action)
+        LazopPermanentError.__init__(self, message, action=action)
         self.refused = dict(refused or {})
 
 

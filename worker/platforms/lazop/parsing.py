@@ -6,33 +6,16 @@ dates as well as LAZOP's ``2014-10-15 18:36:05 +0800``); anything else is Malfor
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from worker.platforms.lazop.envelope import Envelope, MalformedResponse
-from worker.platforms.models import ImageError, ImageJobStatus, ImageResult, Order
+from worker.platforms.models import ImageError, ImageJobStatus, ImageResult, Order, TokenGrant
 
 __all__ = ["TokenGrant", "parse_image_status", "parse_order", "parse_token_grant"]
 
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S")
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    """What ``/auth/token/create`` and ``/auth/token/refresh`` answer; the repr hides tokens."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_in: int
-    """Seconds the access token lives from now."""
-    refresh_expires_in: int
-    """Seconds the refresh token lives from now (absolute: refreshing does not extend it)."""
-    country: str
-    account: str
-    seller_id: str
-    country_user_info: tuple[Mapping[str, str], ...]
 
 
 def _text(value: Any) -> str:

@@ -10,9 +10,10 @@ signed afresh and sent again, once (L3); a second ``IllegalAccessToken`` is rais
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from worker.platforms.base import remove_or_refuse
 from worker.platforms.lazop.client import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION, LazopClient
-from worker.platforms.lazop.errors import IllegalAccessToken, UnsendableRequest
-from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
+from worker.platforms.lazop.errors import IllegalAccessToken
+from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome
 
 __all__ = ["LazopPlatform"]
 
@@ -48,21 +49,11 @@ class LazopPlatform:
         return call(fresh)
 
     def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
-        """L6; SKUs no request can carry fail before any call, the others go in the next one."""
-        try:
-            return self._with_token(lambda token: self.client.remove_products(token, skus))
-        except UnsendableRequest as exc:
-            refused = {sku: why for sku, why in exc.refused.items() if sku in skus}
-            if not refused:
-                raise
-            return RemovalOutcome(
-                removed=(),
-                failed={
-                    sku: SkuFailure(None, f"never sent: {why}") for sku, why in refused.items()
-                },
-                not_applied=tuple(sku for sku in dict.fromkeys(skus) if sku not in refused),
-                called=False,
-            )
+        """L6: the outcome per SKU as the API reports it."""
+        return remove_or_refuse(
+            skus,
+            lambda some: self._with_token(lambda token: self.client.remove_products(token, some)),
+        )
 
     def get_order(self, order_id: int) -> Order:
         return self._with_token(lambda token: self.client.get_order(token, order_id))

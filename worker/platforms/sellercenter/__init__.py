@@ -26,7 +26,7 @@ from worker.platforms.sellercenter.models import (
     ImageJobStatus,
     ImageResult,
     Order,
-    RemovalOutcome,
+    RemoveProductResult,
 )
 from worker.platforms.sellercenter.platform import SellerCenterPlatform
 from worker.platforms.sellercenter.signing import canonical_query, sign
@@ -43,7 +43,7 @@ __all__ = [
     "NotFoundError",
     "Order",
     "PermanentError",
-    "RemovalOutcome",
+    "RemoveProductResult",
     "SellerCenterClient",
     "SellerCenterError",
     "SellerCenterPlatform",

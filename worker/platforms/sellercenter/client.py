@@ -29,7 +29,12 @@ from worker.platforms.sellercenter.errors import (
     UnsendableRequest,
     redact,
 )
-from worker.platforms.sellercenter.models import CallRecord, ImageJobStatus, Order, RemovalOutcome
+from worker.platforms.sellercenter.models import (
+    CallRecord,
+    ImageJobStatus,
+    Order,
+    RemoveProductResult,
+)
 from worker.platforms.sellercenter.parsing import (
     error_from_envelope,
     parse_image_job_status,
@@ -129,8 +134,9 @@ class SellerCenterClient:
 
     # --- operations ---------------------------------------------------------------------------
 
-    def remove_products(self, skus: Sequence[str]) -> RemovalOutcome:
-        """Remove up to 50 SellerSkus in one call; see ``RemovalOutcome`` for partial failure."""
+    def remove_products(self, skus: Sequence[str]) -> RemoveProductResult:
+        """Remove up to 50 SellerSkus in one call; see ``RemoveProductResult`` for partial
+        failure."""
         body = removal_body(skus)
         sku_list = list(skus)
         return self._call(

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
+from worker.platforms import errors
 from worker.platforms.errors import (
     ApiError,
     PermanentApiError,
@@ -107,7 +108,7 @@ class TransientError(SellerCenterError, TransientApiError):
     """Worth retrying later: the same call may succeed once the service or network recovers."""
 
 
-class TransportError(TransientError):
+class TransportError(TransientError, errors.TransportError):
     """No usable API answer: timeout, connection error, HTTP status other than 200, a body that
     is not a Seller Center envelope (proxy page, empty, truncated), too large or hostile."""
 
@@ -136,17 +137,16 @@ class InvalidRequestError(PermanentError):
     """The API rejected what we sent (bad parameters, field-level errors, any unknown code)."""
 
 
-class NotFoundError(PermanentError):
+class NotFoundError(PermanentError, errors.NotFoundError):
     """The object asked for does not exist (E016 Invalid Order ID)."""
 
 
-class UnsendableRequest(PermanentError, ValueError):
-    """The request cannot be built from what was given; nothing was sent, and the same values
-    never can be. ``refused`` maps each value at fault (a SellerSku, a URL) to the reason, so
-    a caller fails those and sends the rest; empty when the call as a whole is wrong."""
+class UnsendableRequest(PermanentError, errors.UnsendableRequest):
+    """The request cannot be built from what was given; nothing was sent (see the neutral
+    ``UnsendableRequest``: ``refused`` names each value at fault)."""
 
     def __init__(self, message: str, *, action: str, refused: dict[str, str] | None = None) -> None:
-        super().__init__(message, action=action)
+        PermanentError.__init__(self, message, action=action)
         self.refused = dict(refused or {})
 
 

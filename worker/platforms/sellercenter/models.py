@@ -15,7 +15,7 @@ __all__ = [
     "ImageJobStatus",
     "ImageResult",
     "Order",
-    "RemovalOutcome",
+    "RemoveProductResult",
 ]
 
 
@@ -30,8 +30,9 @@ class ErrorDetail:
 
 
 @dataclass(frozen=True)
-class RemovalOutcome:
-    """What one RemoveProduct call did to its SKUs (decision D4).
+class RemoveProductResult:
+    """What one RemoveProduct call answered for its SKUs (decision D4), in the legacy terms
+    (field-level error details, warnings); the platform turns it into a `RemovalOutcome`.
 
     Either every SKU was removed, or nothing was applied: ``failed`` holds the SKUs the API named
     with their reason, ``not_applied`` the others, which the caller sends again in a new call.

@@ -22,7 +22,7 @@ from worker.platforms.sellercenter.models import (
     ImageJobStatus,
     ImageResult,
     Order,
-    RemovalOutcome,
+    RemoveProductResult,
 )
 
 __all__ = [
@@ -84,13 +84,13 @@ def error_from_envelope(envelope: Envelope) -> SellerCenterError:
 # --- RemoveProduct ----------------------------------------------------------------------------
 
 
-def parse_removal_outcome(envelope: Envelope, skus: Sequence[str]) -> RemovalOutcome:
+def parse_removal_outcome(envelope: Envelope, skus: Sequence[str]) -> RemoveProductResult:
     """Apply decision D4 to the answer of a RemoveProduct call for ``skus``.
 
     Raises the classified error when the ErrorResponse does not name SKUs of this call.
     """
     if envelope.success:
-        return RemovalOutcome(
+        return RemoveProductResult(
             removed=tuple(skus), failed={}, not_applied=(), warnings=_warnings(envelope.body)
         )
     in_call = set(skus)
@@ -101,7 +101,7 @@ def parse_removal_outcome(envelope: Envelope, skus: Sequence[str]) -> RemovalOut
             failed[sku] = detail
     if not failed:
         raise error_from_envelope(envelope)
-    return RemovalOutcome(
+    return RemoveProductResult(
         removed=(),
         failed=failed,
         not_applied=tuple(sku for sku in skus if sku not in failed),

@@ -2,10 +2,10 @@
 
 from collections.abc import Sequence
 
+from worker.platforms.base import remove_or_refuse
 from worker.platforms.models import ImageJobStatus, Order, RemovalOutcome, SkuFailure
 from worker.platforms.sellercenter.bodies import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION
 from worker.platforms.sellercenter.client import SellerCenterClient
-from worker.platforms.sellercenter.errors import UnsendableRequest
 
 __all__ = ["SellerCenterPlatform"]
 
@@ -25,29 +25,18 @@ class SellerCenterPlatform:
 
     def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
         """D4: a SuccessResponse removed every SKU sent; an ErrorResponse naming SKUs removed
-        none, failed those named, and left the others to be sent again. SKUs no request can
-        carry fail before any call, and the others go in the next one."""
-        try:
-            outcome = self.client.remove_products(skus)
-        except UnsendableRequest as exc:
-            refused = {sku: why for sku, why in exc.refused.items() if sku in skus}
-            if not refused:
-                raise
-            return RemovalOutcome(
-                removed=(),
-                failed={
-                    sku: SkuFailure(None, f"never sent: {why}") for sku, why in refused.items()
-                },
-                not_applied=tuple(sku for sku in skus if sku not in refused),
-                called=False,
-            )
+        none, failed those named, and left the others to be sent again."""
+        return remove_or_refuse(skus, self._remove)
+
+    def _remove(self, skus: Sequence[str]) -> RemovalOutcome:
+        result = self.client.remove_products(skus)
         return RemovalOutcome(
-            removed=outcome.removed,
+            removed=result.removed,
             failed={
-                sku: SkuFailure(outcome.error_code, detail.message)
-                for sku, detail in outcome.failed.items()
+                sku: SkuFailure(result.error_code, detail.message)
+                for sku, detail in result.failed.items()
             },
-            not_applied=outcome.not_applied,
+            not_applied=result.not_applied,
         )
 
     def get_order(self, order_id: int) -> Order:

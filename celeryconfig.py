@@ -58,9 +58,11 @@ task_routes = (
 worker_send_task_events = False
 
 # A worker's timer (the thread that starts countdown tasks when they are due, on the embedded
-# broker's thread pool) sleeps up to this long between looks, 1 s by default: deferrals to
-# rate-limit slots 0.2 s apart then started in bunches once a second, and 19% of the limit
-# went unused (bench/RESULTS.md, "fair shares"). Its looks cost nothing when nothing is due.
+# broker's thread pool) sleeps up to this long between looks; Celery's default is a second.
+# Work deferred to a rate-limit slot comes back as a countdown, and slots are usually well
+# under a second apart: a coarse timer starts those tasks in bunches, late for their slots,
+# and part of the limit goes unused (bench/RESULTS.md, "fair shares"). Its looks cost nothing
+# when nothing is due.
 worker_timer_precision = 0.01
 
 include = [
@@ -83,7 +85,7 @@ beat_schedule = {
         "task": "lazada.refresh_open_orders",
         "schedule": timedelta(minutes=5),
     },
-    # Ahead of expiry (a quarter of an access token's life is days on Lazada, seconds in the
-    # tests' sandbox): cheap when nothing is due, one query.
+    # Open Platform tokens, ahead of expiry (decision L3; a quarter of an access token's life
+    # is days on Lazada, seconds in the tests' sandbox): cheap when nothing is due, one query.
     "refresh-tokens": {"task": "lazada.refresh_tokens", "schedule": 5.0},
 }

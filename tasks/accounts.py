@@ -1,4 +1,4 @@
-"""Account tasks: the Open Platform's tokens, refreshed ahead of expiry (lazop-api.md L3)."""
+"""Account tasks: the Open Platform's tokens, refreshed ahead of expiry (decision L3)."""
 
 from __future__ import annotations
 

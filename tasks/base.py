@@ -1,4 +1,5 @@
-"""The base class of every task: settings, sessions, the client, and publishing after commit."""
+"""The base class of every task: settings, sessions, each account's platform, the check of a
+message before Celery unpacks it, and publishing after commit."""
 
 from __future__ import annotations
 
@@ -85,9 +86,8 @@ class ServiceTask(Task):  # type: ignore[misc]
 
         One producer for all of them, in kombu's publish batches: on Redis a batch is one
         pipelined round trip and one client object instead of one of each per message
-        (bench/RESULTS.md). Batches of
-        PUBLISH_BATCH let the first ones start while the rest are sent. Other brokers publish
-        each message at once.
+        (bench/RESULTS.md). Batches of PUBLISH_BATCH let the first ones start while the rest
+        are sent. Other brokers publish each message at once.
         """
         messages = [*messages, *take_recorded()]  # events this task's service committed
         if not messages:

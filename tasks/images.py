@@ -42,7 +42,8 @@ def track_image_job(
     callback: Any = None,
     callback_queue: Any = None,
 ) -> None:
-    """Poll GetResponse for a job submitted elsewhere until it finishes or its deadline passes."""
+    """Poll a job submitted elsewhere (e.g. UploadImages, decision D5) until it finishes or its
+    deadline passes."""
     request = clean_request_id(request_id)
     named = clean_callback(callback, callback_queue)
     owner = self.account(account).name

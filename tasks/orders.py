@@ -20,7 +20,7 @@ def fetch_order(
     callback_queue: Any = None,
     slot: Any = None,
 ) -> None:
-    """GetOrder, then insert or update the stored order; its event goes to `callback` too.
+    """Fetch the order, then insert or update the stored one; its event goes to `callback` too.
     `slot` is internal: the call slot a deferral reserved for this message."""
     order = clean_order_id(order_id)
     named = clean_callback(callback, callback_queue)

@@ -1,7 +1,7 @@
 """lazada-worker: keeps a shop's Lazada storefront in step, in the background.
 
 `celery -A worker worker` finds the Celery app as ``worker.app``. It is loaded lazily so
-that importing the Seller Center client (``worker.platforms.sellercenter``) does not import Celery.
+that importing a platform's client (``worker.platforms``) does not import Celery.
 """
 
 from typing import Any

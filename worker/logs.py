@@ -23,7 +23,7 @@ LOG_FORMATS = ("text", "json")
 FORMAT_VARIABLE = "LAZADA_LOG_FORMAT"
 
 # Celery's own INFO lines for every task it receives and finishes, and beat's for every task it
-# sends: for the periodic sweeps, idle most of the time, these were most of the log.
+# sends: for the periodic sweeps, idle most of the time, these would be most of the log.
 _TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
 _BEAT_LOGGER = "celery.beat"
 

@@ -33,7 +33,10 @@ class SettingsError(ValueError):
 class Settings:
     """Everything the worker reads from the environment, validated.
 
-    The API key is kept out of ``repr`` so that a logged or printed Settings never leaks it.
+    `api_url`, `user_id` and `api_key` define the environment's legacy account
+    (worker.accounts.store.environment_account); other accounts are stored as data. The
+    secrets (the API key, the secret key, the webhook secret) are kept out of ``repr`` so that
+    a logged or printed Settings never leaks them.
     """
 
     database_url: str
@@ -109,7 +112,7 @@ class Settings:
     @property
     def poll_queue(self) -> str:
         """The queue of image jobs' steps (submit, then polls), apart from the bulk work: a
-        20,000-SKU removal does not delay polls, and workers of their own can serve them."""
+        large removal does not delay polls, and workers of their own can serve them."""
         return f"{self.queue}.polls"
 
     @property
@@ -119,7 +122,8 @@ class Settings:
 
     @property
     def account(self) -> str:
-        """The account every row belongs to: the signing UserID (one account for now)."""
+        """The environment's legacy account's name (its UserID, "default" without one): a task
+        that names no account records its failure under it."""
         return self.user_id or "default"
 
     def require_api(self) -> tuple[str, str, str]:

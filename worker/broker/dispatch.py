@@ -1,4 +1,5 @@
-"""Messages a service asks to send once its transaction has committed."""
+"""Messages a service asks to send once its transaction has committed, the retry ladder's
+delays, and when a message sent counts as lost (the deadlines the sweepers go by)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""Persistence: models, engines and sessions, and the Alembic schema upgrade."""
+"""Persistence: models, engines and sessions, row leases, bulk loading, the audit of API calls
+and final failures, and the Alembic schema upgrade."""

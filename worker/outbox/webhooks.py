@@ -3,8 +3,9 @@ the Standard Webhooks scheme (the `standardwebhooks` package) to every configure
 
 Each target is a delivery row with its own attempts. A failed one is due again after a delay
 that doubles from RETRY_FIRST up to RETRY_CAP, jittered; once the delays add up to the
-settings' `webhook_give_up_after` (3 days) it is `dead`. No database transaction is open while
-a receiver is called, and the calls run on the events queue, apart from API work.
+settings' `webhook_give_up_after` (three days by default) it is `dead`. No database
+transaction is open while a receiver is called, and the calls run on the events queue, apart
+from API work.
 """
 
 from __future__ import annotations

@@ -45,12 +45,12 @@ def failure_reasons(failed: Iterable[Mapping[str, Any]]) -> list[tuple[str, int]
 
 
 def order_status_text(order: Mapping[str, Any]) -> str:
-    """An order's status as GetOrder defines it, in words.
+    """An order's status as the API defines it, in words.
 
-    The API has no single order status: `Statuses` lists the status of each group of the
-    order's items (order 190, the docs' sample, lists all eleven there are). One status is the
-    order's; several say its items differ. Open or final is the worker's reading of them: an
-    order is fetched again until every item is in a final status."""
+    The API has no single order status: `statuses` lists the status of each group of the
+    order's items (the documentation's own sample order lists every status there is). One
+    status is the order's; several say its items differ. Open or final is the worker's
+    reading of them: an order is fetched again until every item is in a final status."""
     statuses = list(order.get("statuses") or [])
     if not statuses:
         return "no status"
@@ -189,7 +189,7 @@ def order_document(row: Order) -> dict[str, Any]:
         "open": row.is_open,  # some item not yet in a final status: refreshed by beat
     }
     items = (row.raw or {}).get("items")
-    if isinstance(items, list):  # an Open Platform order: /order/items/get's list (L7)
+    if isinstance(items, list):  # an Open Platform order: /order/items/get's list (decision L7)
         document["items"] = items
     return document
 

@@ -1,4 +1,6 @@
-"""Image jobs: submit MigrateImages in chunks of 8, then poll GetResponse until final (D5, D6).
+"""Image jobs: submit a migration in chunks of the platform's most a call, then poll each job
+until it is final (decisions D5 and D6 on the legacy platform, where the calls are
+MigrateImages and GetResponse; L8 on the Open Platform).
 
 Waiting holds no worker slot: between polls the job is a row with `next_poll_at` and a
 message with a countdown; the intervals grow with the job's age.
@@ -35,7 +37,7 @@ POLL_GROUP = "image-polls"
 
 
 def poll_interval(settings: Settings, age: float) -> float:
-    """Seconds until the next GetResponse for a job `age` seconds old.
+    """Seconds until the next poll of a job `age` seconds old.
 
     Growing with age keeps the detection delay a fixed share of the job's duration while the
     number of polls grows only with the logarithm of it. A job that finished just after a poll
@@ -215,8 +217,10 @@ def advance(
         failed=lambda c, error, message, attempts, now: _fail(
             c, job, "rejected", error.code, message, attempts, now
         ),
-        # D6: a transient answer to a poll (E006, 1000, E901) means "not yet": polled again on
-        # the schedule, until the deadline, not on the retry ladder.
+        # A transient error in answer to a poll (E006, 1000 or E901 on the legacy platform)
+        # means "not yet" (decision D6; the Open Platform's client reads its own "still
+        # running" code, decision L8): polled again on the schedule, until the deadline, not
+        # on the retry ladder.
         transient=lambda c, error, now: _not_yet(
             c, settings, job, error, started_at, deadline_at, now
         ),

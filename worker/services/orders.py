@@ -1,4 +1,6 @@
-"""Orders: GetOrder, then insert or update the stored order; open orders are refreshed."""
+"""Orders: fetch one from its account's platform (GetOrder on the legacy platform; the order
+and its items on the Open Platform, decision L7), then insert or update the stored order;
+open orders are refreshed."""
 
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ def request_fetch(
             .values(
                 next_attempt_at=now,
                 dispatched_until=dispatch_deadline(now, settings.redispatch_after),
-                attempts=0,  # a new fetch: its GetOrder calls are counted from here
+                attempts=0,  # a new fetch: its attempts are counted from here
             )
         )
     return [fetch_message(account, order_id) for order_id in order_ids]
@@ -142,7 +144,7 @@ _BACKLOG = (
     .select_from(_orders)
     .where(_orders.c.account == bindparam("account"), _orders.c.next_attempt_at <= bindparam("now"))
 )
-# `attempts` counts the GetOrder calls of the current fetch: a claim of a row with nothing due
+# `attempts` counts the attempts of the current fetch: a claim of a row with nothing due
 # starts a new fetch (a message sent straight to the task), a stored result counts its call.
 _CLAIM = claim_statement(Order).values(
     attempts=case((_orders.c.next_attempt_at.is_(None), 0), else_=_orders.c.attempts)

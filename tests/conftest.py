@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.sandbox import Sandbox, SandboxConfig
+from worker.sandbox.sellercenter import Sandbox, SandboxConfig
 
 pytest_plugins = ["tests.support.worker_stack"]
 

@@ -38,7 +38,7 @@ from worker.db.models import (
     RemovalSku,
 )
 from worker.db.schema import ensure_schema
-from worker.sandbox import Sandbox
+from worker.sandbox.sellercenter import Sandbox
 from worker.services import removal
 from worker.settings import Settings
 

@@ -24,7 +24,7 @@ from tests.support.processes import REPO, wait_for
 from tests.support.worker_stack import BATCH
 from worker.db.engine import get_engine
 from worker.db.schema import ensure_schema
-from worker.sandbox import Sandbox
+from worker.sandbox.sellercenter import Sandbox
 from worker.services import documents, removal
 from worker.settings import Settings
 

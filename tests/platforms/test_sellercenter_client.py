@@ -35,7 +35,7 @@ from worker.platforms.sellercenter import (
     sign,
 )
 from worker.platforms.sellercenter.signing import format_timestamp
-from worker.sandbox import Sandbox
+from worker.sandbox.sellercenter import Sandbox
 
 Format = Literal["XML", "JSON"]
 

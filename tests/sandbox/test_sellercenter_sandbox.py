@@ -19,8 +19,9 @@ import pytest
 import requests
 from lxml import etree
 
-from worker.sandbox import Sandbox, SandboxConfig, add_arguments, catalogue, config_from_args
-from worker.sandbox.signature import signature
+from worker.sandbox import catalogue
+from worker.sandbox.sellercenter import Sandbox, SandboxConfig, add_arguments, config_from_args
+from worker.sandbox.sellercenter.signature import signature
 
 # -- an independent signer and small request helpers ------------------------------------------
 

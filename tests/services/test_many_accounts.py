@@ -16,7 +16,7 @@ from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
 from worker.accounts.store import add_sellercenter
 from worker.db.models import Failure
-from worker.sandbox import Sandbox, SandboxConfig
+from worker.sandbox.sellercenter import Sandbox, SandboxConfig
 from worker.services import documents
 
 pytestmark = pytest.mark.slow

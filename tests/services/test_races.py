@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.worker_stack import BATCH, URLS_PER_CALL
 from worker.accounts.platforms import PlatformFor
 from worker.db.models import RemovalJob
-from worker.sandbox import Sandbox
+from worker.sandbox.sellercenter import Sandbox
 from worker.services import images, orders, removal
 from worker.settings import Settings
 

@@ -23,7 +23,7 @@ from worker.inputs import InvalidInput, clean_skus
 from worker.platforms import Platform
 from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter
-from worker.sandbox import Sandbox
+from worker.sandbox.sellercenter import Sandbox
 from worker.services import documents, images, job_control, orders, removal, sweepers
 from worker.settings import Settings
 

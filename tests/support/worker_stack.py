@@ -23,7 +23,7 @@ from worker.db.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.schema import ensure_schema
 from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
-from worker.sandbox import Sandbox
+from worker.sandbox.sellercenter import Sandbox
 from worker.settings import Settings
 
 

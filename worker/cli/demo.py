@@ -49,9 +49,9 @@ ACCOUNT_VARIABLES = (
 
 
 def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
-    from worker.sandbox import Sandbox, SandboxConfig
     from worker.sandbox.lazop import LazopSandbox
     from worker.sandbox.lazop.config import LazopSandboxConfig
+    from worker.sandbox.sellercenter import Sandbox, SandboxConfig
 
     folder = Path(tempfile.mkdtemp(prefix="lazada-worker-demo-"))
     knobs: dict[str, Any] = {

@@ -640,9 +640,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from worker.sandbox import Sandbox, config_from_args
     from worker.sandbox.lazop import LazopSandbox
     from worker.sandbox.lazop import config as lazop_config
+    from worker.sandbox.sellercenter import Sandbox, config_from_args
 
     lazop = args.platform == "lazop"
     foreign = (
@@ -756,8 +756,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many s")
 
     p = command("sandbox", cmd_sandbox, "a local sandbox of either platform's API")
-    from worker.sandbox import add_arguments
     from worker.sandbox.lazop import config as lazop_config
+    from worker.sandbox.sellercenter import add_arguments
 
     p.add_argument(
         "--platform",

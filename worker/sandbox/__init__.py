@@ -1,13 +1,24 @@
-"""The project's own local Seller Center: a real HTTP server behaving like the legacy API.
+"""The project's own local stand-ins for the platforms' APIs: real HTTP servers, no network.
 
-The worker is developed, tested and benchmarked against it with no network. It implements the
-decisions D1-D8 of the research notes (docs: /work/shared/sellercenter-api.md, section 8).
-The Open Platform's sandbox is ``worker.sandbox.lazop``; both are built on the shared server,
-faults, call record and rate limit of ``http_server``, ``faults``, ``ledger`` and ``throttle``.
+This package is what every sandbox is built on:
+
+- ``http_server``: :class:`SandboxServer`, the server a platform subclasses (lifecycle,
+  connections, bodies, latency, faults, the ledger, stats and the ``/_sandbox/`` control
+  endpoints), and :class:`Call`, one API call as a platform reads it;
+- ``knobs``: :class:`KnobSet`, what a config dataclass inherits (environment, options, JSON,
+  run-time changes), with the parsers and checks of the shared knobs;
+- ``faults``, ``ledger``, ``throttle``, ``replies``, ``routes``: fault draws, the record of
+  served calls, the rate limit, the HTTP reply, and a route table for a method-and-path API;
+- ``catalogue``, ``images``, ``removals``, ``request_bodies``: the simulated seller both Lazada
+  sandboxes serve (orders, image jobs, removal rules, the XML payloads).
+
+The platforms are ``worker.sandbox.sellercenter`` (the legacy Seller Center API) and
+``worker.sandbox.lazop`` (the Lazada Open Platform); ``python -m worker.sandbox`` serves either.
 """
 
-from worker.sandbox.config import SandboxConfig, add_arguments, config_from_args
+from worker.sandbox.http_server import Body, Call, SandboxServer, State
+from worker.sandbox.knobs import KnobSet
 from worker.sandbox.ledger import ServedCall
-from worker.sandbox.server import Sandbox
+from worker.sandbox.replies import Reply
 
-__all__ = ["Sandbox", "SandboxConfig", "ServedCall", "add_arguments", "config_from_args"]
+__all__ = ["Body", "Call", "KnobSet", "Reply", "SandboxServer", "ServedCall", "State"]

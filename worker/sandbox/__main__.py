@@ -13,11 +13,10 @@ import sys
 from types import FrameType
 from typing import Any
 
-from worker.sandbox.config import add_arguments, config_from_args
 from worker.sandbox.http_server import SandboxServer
 from worker.sandbox.lazop import LazopSandbox
 from worker.sandbox.lazop import config as lazop_config
-from worker.sandbox.server import Sandbox
+from worker.sandbox.sellercenter import Sandbox, add_arguments, config_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     lazop_config.add_arguments(parser)
     args = parser.parse_args(argv)
-    sandbox: SandboxServer[Any]
+    sandbox: SandboxServer[Any, Any]
     try:
         if args.platform == "lazop":
             config = lazop_config.config_from_args(args)

@@ -1,6 +1,7 @@
-"""Deterministic sample orders for GetOrder.
+"""Deterministic sample orders, as both Lazada sandboxes serve them.
 
-Order 190 is the GetOrder doc page's sample, field for field (its ``?`` runs and the
+Orders are written in the legacy API's field names (GetOrder's); the LAZOP sandbox rewrites them
+in its own. Order 190 is the GetOrder doc page's sample, field for field (its ``?`` runs and the
 ``[email protected]`` text are in the page as published). Every other positive id gets an order
 drawn from ``random.Random`` seeded with the sandbox seed and the id, so the same id always
 answers the same order. About half the orders are in a final status; the others move one step
@@ -13,10 +14,11 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from worker.sandbox.responses import Node
+from worker.sandbox.replies import Node
 
 OPEN_STATUSES = frozenset({"pending", "ready_to_ship", "shipped"})
 FINAL_STATUSES = frozenset({"delivered", "canceled", "returned", "failed"})
@@ -78,6 +80,7 @@ _COUNTRIES: dict[
 }
 _PAYMENT_METHODS = ("CashOnDelivery", "CreditCard", "MixedPayment", "Paypal")
 _GIFT_MESSAGES = ("สุขสันต์วันเกิด", "Chúc mừng sinh nhật!", "Selamat Hari Raya", "Happy birthday ❤")
+_ORDER_ID = re.compile(r"[0-9]{1,18}")
 _EPOCH = datetime(2015, 1, 1)
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -163,6 +166,13 @@ SAMPLE_ORDER: Node = {
     "TaxCode": "1234",
     "BranchNumber": "2222",
 }
+
+
+def parse_order_id(raw: str) -> int | None:
+    """The order id a request names, or None if it is not a positive number of 1-18 digits."""
+    if not _ORDER_ID.fullmatch(raw) or int(raw) <= 0:
+        return None
+    return int(raw)
 
 
 def order(order_id: int, seed: int, elapsed: float, advance_seconds: float) -> Node:

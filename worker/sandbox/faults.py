@@ -1,4 +1,8 @@
-"""Transient faults: which calls get one, and what each kind of fault looks like on the wire."""
+"""Transient faults: which calls get one, and what the faults every sandbox knows look like.
+
+A platform adds its own kinds (an error answer of its API) to :data:`SERVER_FAULTS` and answers
+them in ``SandboxServer._fault_reply``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,11 @@ import random
 import threading
 from collections.abc import Sequence
 
-from worker.sandbox.responses import Reply
+from worker.sandbox.replies import TEXT_CONTENT_TYPE, Reply
+
+SERVER_FAULTS: tuple[str, ...] = ("http500", "http502_html", "truncated", "slow")
+"""The kinds the shared server injects itself: two transport failures, an answer cut in half, and
+a wait longer than a client's read timeout (``slow_seconds``)."""
 
 HTTP500_BODY = b"Internal Server Error\n"
 BAD_GATEWAY_HTML = (
@@ -33,7 +41,7 @@ class FaultInjector:
 
 
 def http500() -> Reply:
-    return Reply(500, "text/plain; charset=utf-8", HTTP500_BODY)
+    return Reply(500, TEXT_CONTENT_TYPE, HTTP500_BODY)
 
 
 def http502_html() -> Reply:

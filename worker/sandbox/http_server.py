@@ -1,10 +1,15 @@
-"""What every sandbox shares: the HTTP server, its lifecycle, control endpoints and faults.
+"""The server every sandbox is: HTTP, its lifecycle, control endpoints, faults, the call ledger.
 
 One thread per connection (``ThreadingHTTPServer``, daemon threads), HTTP/1.1 keep-alive, and
-each answer written in a single ``send`` with Nagle off, so tens of thousands of calls over a few
-dozen connections cost little. The path ``/_sandbox/...`` holds control endpoints for observers
-in other processes; every other path is the platform's API, answered by a subclass's
-:meth:`SandboxServer._answer`.
+each answer written in a single ``send`` with Nagle off, so a long run of calls over a few
+kept-alive connections costs little. The path ``/_sandbox/...`` holds control endpoints for
+observers in other processes; every other path is the platform's API.
+
+A platform subclasses :class:`SandboxServer` and implements :meth:`~SandboxServer._new_service`
+(its state), :meth:`~SandboxServer._receive` (a request read into a :class:`Call`) and
+:meth:`~SandboxServer._handle` (the answer); it may add fault kinds in
+:meth:`~SandboxServer._fault_reply` and control endpoints in :meth:`~SandboxServer._control`.
+Latency, fault draws, slow and truncated answers, the ledger and stats() are done here.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -27,8 +32,8 @@ from urllib.parse import parse_qsl
 from worker.sandbox import faults
 from worker.sandbox.faults import FaultInjector
 from worker.sandbox.ledger import CallLedger, ServedCall
-from worker.sandbox.responses import Reply
-from worker.sandbox.throttle import TokenBucket
+from worker.sandbox.replies import TEXT_CONTENT_TYPE, Reply
+from worker.sandbox.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class Knobs(Protocol):
     fault_rate: float
     fault_kinds: tuple[str, ...]
     slow_seconds: float
+    rate_limit: float | None
     max_body_bytes: int
     max_recorded_calls: int
     seed: int
@@ -67,7 +73,31 @@ class Body:
     problem: Literal["too_big", "bad_gzip"] | None = None
 
 
+@dataclass(kw_only=True)
+class Call:
+    """One API call as the platform read it: what the ledger keeps of it, and what its handler
+    needs. A platform subclasses it with the fields of its parsed request."""
+
+    method: str
+    path: str
+    action: str
+    """The name the ledger counts the call under (an Action, an API path)."""
+    params: dict[str, str] = field(default_factory=dict)
+    body: Body = field(default_factory=lambda: Body(b""))
+    account: str | None = None
+    """The account the call was made for, set by the handler once it knows."""
+
+    def recorded_params(self) -> dict[str, str]:
+        """The parameters as the ledger keeps them: a platform leaves its secrets out here."""
+        return dict(self.params)
+
+    def recorded_body(self) -> bytes:
+        """The body as the ledger keeps it."""
+        return self.body.data
+
+
 ConfigT = TypeVar("ConfigT", bound=Knobs)
+CallT = TypeVar("CallT", bound=Call)
 
 
 @dataclass(frozen=True)
@@ -76,11 +106,14 @@ class State:
 
     ledger: CallLedger
     service: Any
+    """The platform's state behind its endpoints (see ``SandboxServer._new_service``)."""
     faults: FaultInjector
-    throttle: TokenBucket
+    throttle: Throttle
+    started: float = field(default_factory=time.monotonic)
+    """time.monotonic() when the platform's state was made: stats()'s uptime counts from it."""
 
 
-class SandboxServer(Generic[ConfigT]):
+class SandboxServer(Generic[ConfigT, CallT]):
     """A local API answering over real HTTP.
 
     The socket is bound in the constructor (so ``url`` is known before serving, also with
@@ -110,14 +143,33 @@ class SandboxServer(Generic[ConfigT]):
     # -- what a platform provides --------------------------------------------------------------
 
     def _new_service(self) -> Any:
-        """The platform's state behind its endpoints (removals, image jobs, tokens)."""
+        """The platform's state behind its endpoints (removals, image jobs, tokens); made
+        afresh by reset()."""
         raise NotImplementedError("a sandbox must implement _new_service")
 
-    def _answer(
-        self, method: str, path: str, raw_query: str, body: Body, arrived: float
-    ) -> Reply | None:
-        """The reply to one API call, recorded in the ledger; None if stop() came first."""
-        raise NotImplementedError("a sandbox must implement _answer")
+    def _receive(self, method: str, path: str, raw_query: str, body: Body) -> CallT:
+        """The request read into the platform's :class:`Call`. A request that cannot be read
+        is still a call: keep the problem in the Call and answer it in :meth:`_handle`."""
+        raise NotImplementedError("a sandbox must implement _receive")
+
+    def _handle(self, call: CallT, state: State, *, apply: bool) -> Reply:
+        """The platform's answer to one call, in the order of checks the real API has.
+
+        With ``apply=False`` the answer is to be cut short in transit (a "truncated" fault), so
+        the call must answer as if it had been done but change nothing. Rate limits are checked
+        here with :meth:`_admitted`, where the real API checks them.
+        """
+        raise NotImplementedError("a sandbox must implement _handle")
+
+    def _fault_reply(self, fault: str, call: CallT) -> Reply | None:
+        """The reply of an injected fault that answers instead of the API; None for faults that
+        only delay or cut the API's answer ("slow", "truncated"). A platform answers its own
+        kinds and leaves the rest to this one."""
+        if fault == "http500":
+            return faults.http500()
+        if fault == "http502_html":
+            return faults.http502_html()
+        return None
 
     def _control(
         self, method: str, endpoint: str, query: Mapping[str, str]
@@ -198,14 +250,14 @@ class SandboxServer(Generic[ConfigT]):
             **self._state.ledger.counters(),
             "calls_in_flight": self._in_flight,
             "peak_calls_in_flight": self._peak_in_flight,
-            "uptime_seconds": round(time.monotonic() - self._state.service.started, 3),
+            "uptime_seconds": round(time.monotonic() - self._state.started, 3),
         }
 
     def configure(self, values: Mapping[str, Any]) -> ConfigT:
         """Change knobs at run time from JSON-ish values, validated first (ValueError)."""
         new = self.config.updated(values)
-        for field in fields(new):
-            setattr(self.config, field.name, getattr(new, field.name))
+        for knob in fields(new):
+            setattr(self.config, knob.name, getattr(new, knob.name))
         return self.config
 
     def reset(self) -> None:
@@ -219,12 +271,54 @@ class SandboxServer(Generic[ConfigT]):
         benchmark counts its own calls while jobs started before it keep running)."""
         state = self._state
         self._state = State(
-            CallLedger(self.config.max_recorded_calls), state.service, state.faults, state.throttle
+            CallLedger(self.config.max_recorded_calls),
+            state.service,
+            state.faults,
+            state.throttle,
+            state.started,
         )
         with self._connections_lock:
             self._peak_in_flight = self._in_flight
 
-    # -- shared by the platforms' _answer ------------------------------------------------------
+    # -- for the platforms' _handle -------------------------------------------------------------
+
+    def _admitted(self, state: State, key: str = "") -> bool:
+        """Whether the call fits in ``config.rate_limit`` calls per second counted against
+        `key` (one key for the whole account by default); always True with no limit set."""
+        rate = self.config.rate_limit
+        return rate is None or state.throttle.admit(key, rate)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _answer(
+        self, method: str, path: str, raw_query: str, body: Body, arrived: float
+    ) -> Reply | None:
+        """The reply to one API call, recorded in the ledger; None if stop() came first."""
+        state = self._state
+        call = self._receive(method, path, raw_query, body)
+        fault, answered = self._draw_fault(state)
+        if not answered:
+            return None
+        reply = self._fault_reply(fault, call) if fault is not None else None
+        if reply is None and fault == "truncated":
+            # The client never sees the whole answer, so the call must have had no effect.
+            reply = faults.truncated(self._handle(call, state, apply=False))
+        elif reply is None:
+            reply = self._handle(call, state, apply=True)
+        state.ledger.record(
+            ServedCall(
+                at=arrived,
+                action=call.action,
+                method=method,
+                params=call.recorded_params(),
+                body=call.recorded_body(),
+                http_status=reply.status,
+                error_code=reply.error_code,
+                fault=fault,
+                account=call.account,
+            )
+        )
+        return reply
 
     def _draw_fault(self, state: State) -> tuple[str | None, bool]:
         """(the fault this call gets, or None; False if stop() came during a "slow" wait)."""
@@ -234,30 +328,12 @@ class SandboxServer(Generic[ConfigT]):
             return fault, False  # stopped while waiting: no answer, no effect
         return fault, True
 
-    @staticmethod
-    def _transport_fault(fault: str | None) -> Reply | None:
-        """The reply of a fault that is not an API answer at all (HTTP 500, a proxy's page)."""
-        if fault == "http500":
-            return faults.http500()
-        if fault == "http502_html":
-            return faults.http502_html()
-        return None
-
-    @staticmethod
-    def _processed(fault: str | None, process: Callable[[bool], Reply]) -> Reply:
-        """Run ``process(apply)``; a truncated answer must have had no effect, so it pretends."""
-        if fault == "truncated":
-            return faults.truncated(process(False))
-        return process(True)
-
-    # -- internals ---------------------------------------------------------------------------
-
     def _new_state(self) -> State:
         return State(
             ledger=CallLedger(self.config.max_recorded_calls),
             service=self._new_service(),
             faults=FaultInjector(self.config.seed),
-            throttle=TokenBucket(),
+            throttle=Throttle(),
         )
 
     def _begin_serving(self) -> None:
@@ -281,8 +357,8 @@ class SandboxServer(Generic[ConfigT]):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128  # 32+ clients connecting at once must not overflow the backlog
-    sandbox: SandboxServer[Any]
+    request_queue_size = 128  # a benchmark's clients connecting at once must not overflow it
+    sandbox: SandboxServer[Any, Any]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-answer is normal here; don't print tracebacks.
@@ -326,7 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("sandbox failed on %s %s", self.command, path)  # path: no secrets
             self.close_connection = True
-            self._send(Reply(500, "text/plain; charset=utf-8", b"sandbox bug\n"))
+            self._send(Reply(500, TEXT_CONTENT_TYPE, b"sandbox bug\n"))
 
     def _serve_api(self, path: str, raw_query: str) -> None:
         sandbox = self.server.sandbox
@@ -458,7 +534,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         """Status line, headers and body in one write: two small writes would meet Nagle and
-        delayed ACKs on the client and cost tens of milliseconds a call."""
+        the client's delayed ACK, and every call would wait for it."""
         lines = [
             f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}",
             f"Server: {self.server_version}",

@@ -1,4 +1,9 @@
-"""Image migration jobs: MigrateImages starts one, GetResponse reports on it (D5, D6)."""
+"""Image migration jobs, as both Lazada sandboxes simulate them (D5, D6; L8).
+
+A migration call starts a job and answers its id; polls report nothing until the job's time is
+up, then its images and per-image errors, fixed when the job started. Each sandbox answers them
+in its own form.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
-from worker.sandbox.responses import Node
+from worker.sandbox.replies import Node
+
+MAX_IMAGES_PER_CALL = 8
 
 CDN_HOST = "img.sandbox-cdn.lazada-worker.test"
 DURATION_PARAMETER = "sandbox_duration"
@@ -22,7 +29,7 @@ DOWNLOAD_ERROR = "Error download image"
 
 @dataclass(frozen=True)
 class ImageJob:
-    """One MigrateImages call's job; its outcome is fixed when it starts, shown when it ends."""
+    """One migration call's job; its outcome is fixed when it starts, shown when it ends."""
 
     request_id: str
     urls: tuple[str, ...]
@@ -30,22 +37,12 @@ class ImageJob:
     """time.monotonic() at submission."""
     duration: float
     images: tuple[Node, ...]
+    """``{"Url", "Code", "OriginalUrl"}`` per migrated image."""
     errors: tuple[Node, ...]
+    """``{"OriginalUrl", "Message"}`` per image that failed."""
 
     def finished(self, now: float) -> bool:
         return now - self.started >= self.duration
-
-    def body(self, now: float) -> Node:
-        """GetResponse's Body: empty while running; then Images and/or Errors (empty ones left
-        out, so "neither" always means "still running")."""
-        if not self.finished(now):
-            return {}
-        body: Node = {}
-        if self.images:
-            body["Images"] = {"Image": list(self.images)}
-        if self.errors:
-            body["Errors"] = {"Error": list(self.errors)}
-        return body
 
 
 class ImageJobs:

@@ -27,7 +27,7 @@ class ServedCall:
     """The legacy API's number (16) or the Open Platform's string ("IllegalAccessToken")."""
     fault: str | None
     account: str | None = None
-    """The seller the call was made for (Open Platform sandbox), when known."""
+    """The account the call was made for, when the platform knows it (a LAZOP seller)."""
 
     @property
     def outcome(self) -> str:

@@ -1,5 +1,8 @@
-"""Parsing of the XML request bodies of the POST actions, refusing anything risky.
+"""Parsing of the XML request payloads both Lazada APIs take, refusing anything risky.
 
+The legacy API's POST actions send them as the body; LAZOP's ``/images/migrate`` sends the same
+document in its ``payload`` parameter. A payload that cannot be used raises :class:`PayloadError`
+with the Lazada error number (30: empty, 5: malformed), each sandbox answering it in its own form.
 The parser loads no DTD, resolves no entity, touches no network, and any document with a
 DOCTYPE is refused outright (E005), so an external-entity or billion-laughs body is never
 expanded. One parser per thread: lxml parsers must not be shared between threads.
@@ -8,12 +11,24 @@ expanded. One parser per thread: lxml parsers must not be shared between threads
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from lxml import etree
 
-from worker.sandbox.errors import ApiError, ErrorDetail
-
 _local = threading.local()
+
+EMPTY = 30
+MALFORMED = 5
+
+
+@dataclass(eq=False)  # exceptions must stay hashable
+class PayloadError(Exception):
+    """A payload that cannot be used: the error number, and which element was wrong and why
+    (empty for an empty payload)."""
+
+    code: int
+    field: str = ""
+    message: str = ""
 
 
 def _parser() -> etree.XMLParser:
@@ -35,15 +50,15 @@ def _parser() -> etree.XMLParser:
 def parse_request(body: bytes) -> etree._Element:
     """The ``<Request>`` root of a body; E030 if the body is empty, E005 if it is not one."""
     if not body.strip():
-        raise ApiError(30)
+        raise PayloadError(EMPTY)
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-        raise ApiError(5, details=[ErrorDetail("Request", "DTDs and entities are not allowed")])
+        raise PayloadError(MALFORMED, "Request", "DTDs and entities are not allowed")
     try:
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as error:
-        raise ApiError(5, details=[ErrorDetail("Request", f"Malformed XML: {error}")]) from None
+        raise PayloadError(MALFORMED, "Request", f"Malformed XML: {error}") from None
     if root.getroottree().docinfo.internalDTD is not None or root.tag != "Request":
-        raise ApiError(5, details=[ErrorDetail("Request", "The root element must be Request")])
+        raise PayloadError(MALFORMED, "Request", "The root element must be Request")
     return root
 
 
@@ -53,7 +68,7 @@ def _texts(root: etree._Element, path: str, field: str) -> list[str]:
     for element in root.iterfind(path):
         text = (element.text or "").strip()
         if not text or len(element):
-            raise ApiError(5, details=[ErrorDetail(field, f"{field} must be a non-empty text")])
+            raise PayloadError(MALFORMED, field, f"{field} must be a non-empty text")
         texts.append(text)
     return texts
 
@@ -62,7 +77,7 @@ def seller_skus(body: bytes) -> list[str]:
     """RemoveProduct: ``Request/Product/Skus/Sku/SellerSku`` texts in order (E030 if none)."""
     skus = _texts(parse_request(body), "Product/Skus/Sku/SellerSku", "SellerSku")
     if not skus:
-        raise ApiError(30)
+        raise PayloadError(EMPTY)
     return skus
 
 
@@ -70,7 +85,7 @@ def image_urls(body: bytes) -> list[str]:
     """MigrateImages: ``Request/Images/Url`` texts in order (E030 if none)."""
     urls = _texts(parse_request(body), "Images/Url", "Url")
     if not urls:
-        raise ApiError(30)
+        raise PayloadError(EMPTY)
     return urls
 
 
@@ -78,7 +93,5 @@ def request_id(body: bytes) -> str:
     """GetResponse: the ``Request/RequestId`` text (E030 if absent or empty)."""
     ids = _texts(parse_request(body), "RequestId", "RequestId")
     if len(ids) != 1:
-        raise (
-            ApiError(30) if not ids else ApiError(5, details=[ErrorDetail("RequestId", "One only")])
-        )
+        raise (PayloadError(EMPTY) if not ids else PayloadError(MALFORMED, "RequestId", "One only"))
     return ids[0]

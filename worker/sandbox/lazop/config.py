@@ -1,8 +1,11 @@
-"""The LAZOP sandbox's knobs; shared ones keep the legacy sandbox's names and parsers.
+"""The LAZOP sandbox's knobs and its own command-line options.
 
 Set in code (``LazopSandboxConfig(...)`` or ``sandbox.configure``), from
 ``LAZADA_LAZOP_SANDBOX_*`` environment variables, or from ``lazada-worker sandbox --platform
-lazop`` options. The app secret is the sandbox's own test value, never a real one.
+lazop`` options; see :class:`~worker.sandbox.knobs.KnobSet`. The knobs both Lazada sandboxes
+have keep the same names and parsers, and their options are the legacy sandbox's
+(``worker.sandbox.sellercenter.config.add_arguments``). The app secret is the sandbox's own test
+value, never a real one.
 """
 
 from __future__ import annotations
@@ -11,7 +14,19 @@ import argparse
 from dataclasses import dataclass
 from typing import ClassVar
 
-from worker.sandbox.config import SHARED_PARSERS, KnobSet, _check, _finite, _number, _words
+from worker.sandbox.knobs import (
+    SHARED_PARSERS,
+    KnobSet,
+    Option,
+    add_knob_arguments,
+    check,
+    finite,
+    given_options,
+    number,
+    pair,
+    words,
+)
+from worker.sandbox.sellercenter.config import OWN_OPTIONS as LEGACY_OWN_OPTIONS
 
 FAULT_KINDS: tuple[str, ...] = (
     "http500",
@@ -64,41 +79,41 @@ class LazopSandboxConfig(KnobSet):
         self.sellers = tuple(self.sellers)
         self.fault_kinds = tuple(self.fault_kinds)
         self.failing_skus = tuple(self.failing_skus)
-        self.image_job_seconds = SHARED_PARSERS["image_job_seconds"](self.image_job_seconds)
+        self.image_job_seconds = pair(tuple(self.image_job_seconds))
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message naming the first bad knob."""
-        _check(bool(self.app_key), "app_key must not be empty")
-        _check(bool(self.app_secret), "app_secret must not be empty")
-        _check(bool(self.sellers), "sellers must name at least one seller")
-        _check(
+        check(bool(self.app_key), "app_key must not be empty")
+        check(bool(self.app_secret), "app_secret must not be empty")
+        check(bool(self.sellers), "sellers must name at least one seller")
+        check(
             all(seller.strip() == seller and seller for seller in self.sellers),
             "sellers must be non-empty names without surrounding spaces",
         )
         for name in ("access_token_seconds", "refresh_token_seconds"):
             value = getattr(self, name)
-            _check(_finite(value) and value > 0, f"{name} must be a positive number of seconds")
+            check(finite(value) and value > 0, f"{name} must be a positive number of seconds")
         self.validate_shared(FAULT_KINDS)
         low, high = self.image_job_seconds
-        _check(
-            _finite(low) and _finite(high) and 0 <= low <= high,
+        check(
+            finite(low) and finite(high) and 0 <= low <= high,
             "image_job_seconds must be two numbers 0 <= low <= high",
         )
-        _check(
+        check(
             self.running_answer in RUNNING_ANSWERS,
             f"running_answer must be one of {', '.join(RUNNING_ANSWERS)}",
         )
-        _check(self.missing_order_from > 0, "missing_order_from must be a positive order id")
+        check(self.missing_order_from > 0, "missing_order_from must be a positive order id")
 
 
 LazopSandboxConfig.PARSERS = {
     **SHARED_PARSERS,
-    "sellers": _words,
-    "access_token_seconds": _number,
-    "refresh_token_seconds": _number,
+    "sellers": words,
+    "access_token_seconds": number,
+    "refresh_token_seconds": number,
 }
 
-_OWN_OPTIONS: tuple[tuple[str, str, str], ...] = (
+_OWN_OPTIONS: tuple[Option, ...] = (
     ("app_key", "KEY", "the app key calls must carry (LAZOP sandbox)"),
     ("app_secret", "SECRET", "the app secret calls are signed with (LAZOP sandbox)"),
     ("sellers", "NAME,NAME", "the sellers who may authorize the app (LAZOP sandbox)"),
@@ -123,14 +138,7 @@ _SHARED_OPTIONS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the LAZOP-only options; the shared ones come from the legacy ``add_arguments``."""
-    for name, metavar, text in _OWN_OPTIONS:
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest="sandbox_" + name,
-            metavar=metavar,
-            default=None,
-            help=f"{text} (env {ENV_PREFIX}{name.upper()})",
-        )
+    add_knob_arguments(parser, _OWN_OPTIONS, ENV_PREFIX)
 
 
 def config_from_args(args: argparse.Namespace) -> LazopSandboxConfig:
@@ -141,17 +149,9 @@ def config_from_args(args: argparse.Namespace) -> LazopSandboxConfig:
 
 def legacy_only_options(args: argparse.Namespace) -> list[str]:
     """Options given that only the legacy sandbox knows (an error with --platform lazop)."""
-    return [
-        "--" + name.replace("_", "-")
-        for name in ("user_id", "api_key", "order_advance_seconds")
-        if getattr(args, "sandbox_" + name, None) is not None
-    ]
+    return given_options(args, LEGACY_OWN_OPTIONS)
 
 
 def lazop_only_options(args: argparse.Namespace) -> list[str]:
     """Options given that only the LAZOP sandbox knows (an error with the legacy platform)."""
-    return [
-        "--" + name.replace("_", "-")
-        for name, _metavar, _text in _OWN_OPTIONS
-        if getattr(args, "sandbox_" + name, None) is not None
-    ]
+    return given_options(args, (name for name, _metavar, _text in _OWN_OPTIONS))

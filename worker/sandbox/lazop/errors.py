@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.sandbox.responses import JSON_CONTENT_TYPE, Reply
+from worker.sandbox.replies import Reply, json_reply
 
 # code -> (message, type). Messages follow the research notes' section 4.2.
 CATALOGUE: dict[str, tuple[str, str]] = {
@@ -35,8 +34,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 
 
 @dataclass(eq=False)  # exceptions must stay hashable
-class LazopError(Exception):
-    """An answer with ``code != "0"`` (HTTP 200, as the real gateway does)."""
+class LazopErrorAnswer(Exception):
+    """Raised to answer the call with ``code != "0"`` (HTTP 200, as the real gateway does).
+
+    The sandbox's side of the wire: the worker's own errors are ``worker.platforms.lazop.errors``.
+    """
 
     code: str
     argument: str = ""
@@ -50,11 +52,6 @@ class LazopError(Exception):
         return f"{self.code}: {self.message}"
 
 
-def _reply(document: dict[str, Any], error_code: str | None) -> Reply:
-    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    return Reply(200, JSON_CONTENT_TYPE, text.encode("utf-8"), error_code)
-
-
 def render_success(request_id: str, data: Any = None, **top_level: Any) -> Reply:
     """``{"code":"0","data":...,"request_id":...}``; token and migrate answers are top-level."""
     document: dict[str, Any] = {"code": "0"}
@@ -62,10 +59,10 @@ def render_success(request_id: str, data: Any = None, **top_level: Any) -> Reply
         document["data"] = data
     document.update(top_level)
     document["request_id"] = request_id
-    return _reply(document, None)
+    return json_reply(200, document)
 
 
-def render_error(request_id: str, error: LazopError) -> Reply:
+def render_error(request_id: str, error: LazopErrorAnswer) -> Reply:
     document: dict[str, Any] = {
         "code": error.code,
         "type": CATALOGUE[error.code][1],
@@ -74,4 +71,4 @@ def render_error(request_id: str, error: LazopError) -> Reply:
     }
     if error.detail:
         document["detail"] = error.detail
-    return _reply(document, error.code)
+    return json_reply(200, document, error.code)

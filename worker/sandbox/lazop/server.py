@@ -14,16 +14,16 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from worker.sandbox.http_server import Body, SandboxServer, State
+from worker.sandbox.http_server import Body, Call, SandboxServer, State
 from worker.sandbox.lazop.config import LazopSandboxConfig
-from worker.sandbox.lazop.errors import LazopError, render_error, render_success
+from worker.sandbox.lazop.errors import LazopErrorAnswer, render_error, render_success
 from worker.sandbox.lazop.service import API_ENDPOINTS, AUTH_ENDPOINTS, OpenPlatform
 from worker.sandbox.lazop.signature import authenticate
-from worker.sandbox.ledger import ServedCall
-from worker.sandbox.responses import Reply
+from worker.sandbox.replies import TEXT_CONTENT_TYPE, Reply
 
 __all__ = ["LazopSandbox"]
 
@@ -38,7 +38,27 @@ _ERROR_FAULTS = {
 }
 
 
-class LazopSandbox(SandboxServer[LazopSandboxConfig]):
+@dataclass(kw_only=True)
+class LazopCall(Call):
+    """A LAZOP call: query and form body merged in ``params``, whether they could be read, and
+    the request id its answer carries."""
+
+    syntax_error: LazopErrorAnswer | None = None
+    request_id: str = field(default_factory=lambda: secrets.token_hex(7))
+
+    def recorded_params(self) -> dict[str, str]:
+        recorded = {
+            name: REDACTED if name in _SECRET_PARAMS else value
+            for name, value in self.params.items()
+        }
+        recorded.pop("sign", None)
+        return recorded
+
+    def recorded_body(self) -> bytes:
+        return b""  # the form body holds the sign and tokens; its fields are in params
+
+
+class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
     """A local Lazada Open Platform for several sellers of one app; see the module docstring."""
 
     server_version = "LazopSandbox/1.0"
@@ -93,13 +113,12 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig]):
         return self._service.removal_counts(seller)
 
     def stats(self) -> dict[str, Any]:
-        removals = self._service.removal_counts()
+        """JSON-able counters; exact for the whole run (since start or reset)."""
+        service = self._service
         return {
             **super().stats(),
-            "skus_removed": len(removals),
-            "removals": sum(removals.values()),
-            "skus_removed_more_than_once": sum(1 for count in removals.values() if count > 1),
-            "image_jobs": len(self._service.images),
+            **service.removals.stats(),
+            "image_jobs": len(service.images),
         }
 
     @property
@@ -134,65 +153,32 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig]):
 
     # -- the API -------------------------------------------------------------------------------
 
-    def _answer(
-        self, method: str, path: str, raw_query: str, body: Body, arrived: float
-    ) -> Reply | None:
-        state = self._state
-        request_id = secrets.token_hex(7)
+    def _receive(self, method: str, path: str, raw_query: str, body: Body) -> LazopCall:
         params, syntax_error = _params(method, raw_query, body)
-        seller: list[str] = []
-
-        fault, answered = self._draw_fault(state)
-        if not answered:
-            return None
-        reply = self._transport_fault(fault)
-        if reply is not None:
-            pass
-        elif fault == "http429":
-            reply = Reply(429, "text/plain; charset=utf-8", b"Too Many Requests\n")
-        elif fault in _ERROR_FAULTS or (fault == "slow" and not self.config.slow_applies):
-            code = _ERROR_FAULTS.get(fault or "", "ServiceTimeout")
-            reply = render_error(request_id, LazopError(code))
-        else:
-            reply = self._processed(
-                fault,
-                lambda apply: self._process(
-                    method, path, params, syntax_error, state, request_id, seller, apply=apply
-                ),
-            )
-        recorded = {
-            name: REDACTED if name in _SECRET_PARAMS else value for name, value in params.items()
-        }
-        recorded.pop("sign", None)
-        state.ledger.record(
-            ServedCall(
-                at=arrived,
-                action=_api_path(path) or path,
-                method=method,
-                params=recorded,
-                body=b"",  # the form body holds the sign and tokens; its fields are in params
-                http_status=reply.status,
-                error_code=reply.error_code,
-                fault=fault,
-                account=seller[0] if seller else None,
-            )
+        return LazopCall(
+            method=method,
+            path=path,
+            action=_api_path(path) or path,
+            params=params,
+            body=body,
+            syntax_error=syntax_error,
         )
-        return reply
 
-    def _process(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str],
-        syntax_error: LazopError | None,
-        state: State,
-        request_id: str,
-        seller_out: list[str],
-        *,
-        apply: bool,
-    ) -> Reply:
+    def _fault_reply(self, fault: str, call: LazopCall) -> Reply | None:
+        reply = super()._fault_reply(fault, call)
+        if reply is not None:
+            return reply
+        if fault == "http429":
+            return Reply(429, TEXT_CONTENT_TYPE, b"Too Many Requests\n")
+        if fault in _ERROR_FAULTS or (fault == "slow" and not self.config.slow_applies):
+            code = _ERROR_FAULTS.get(fault, "ServiceTimeout")
+            return render_error(call.request_id, LazopErrorAnswer(code))
+        return None
+
+    def _handle(self, call: LazopCall, state: State, *, apply: bool) -> Reply:
         config = self.config
         service: OpenPlatform = state.service
+        path, params = call.path, call.params
         try:
             api_path = _api_path(path)
             if path.startswith(AUTH_PREFIX + "/"):
@@ -200,9 +186,9 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig]):
             else:
                 endpoint = API_ENDPOINTS.get(api_path)
             if endpoint is None:
-                raise LazopError("InvalidApiPath", api_path or path)
-            if syntax_error is not None:
-                raise syntax_error
+                raise LazopErrorAnswer("InvalidApiPath", api_path or path)
+            if call.syntax_error is not None:
+                raise call.syntax_error
             authenticate(
                 api_path,
                 params,
@@ -211,23 +197,22 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig]):
                 max_clock_skew=config.max_clock_skew,
                 now_ms=int(time.time() * 1000),
             )
-            if endpoint.method is not None and method != endpoint.method:
-                raise LazopError("InvalidParameter", f"HTTP method {method}")
+            if endpoint.method is not None and call.method != endpoint.method:
+                raise LazopErrorAnswer("InvalidParameter", f"HTTP method {call.method}")
             seller: str | None = None
             if endpoint.seller_api:
                 token = params.get("access_token", "")
                 if not token:
-                    raise LazopError("MissingParameter", "access_token")
+                    raise LazopErrorAnswer("MissingParameter", "access_token")
                 seller = service.authority.seller_for(token)
-                seller_out.append(seller)
-            if config.rate_limit is not None and not service.admit(
-                seller or "app", config.rate_limit
-            ):
-                raise LazopError("ApiCallLimit")
+                call.account = seller
+            # Per seller; token calls count against the app.
+            if not self._admitted(state, seller or "app"):
+                raise LazopErrorAnswer("ApiCallLimit")
             answer = service.call(api_path, seller, params, config, apply=apply)
-            return render_success(request_id, answer.data, **(answer.top_level or {}))
-        except LazopError as error:
-            return render_error(request_id, error)
+            return render_success(call.request_id, answer.data, **(answer.top_level or {}))
+        except LazopErrorAnswer as error:
+            return render_error(call.request_id, error)
 
 
 def _api_path(path: str) -> str:
@@ -238,10 +223,12 @@ def _api_path(path: str) -> str:
     return ""
 
 
-def _params(method: str, raw_query: str, body: Body) -> tuple[dict[str, str], LazopError | None]:
+def _params(
+    method: str, raw_query: str, body: Body
+) -> tuple[dict[str, str], LazopErrorAnswer | None]:
     """Query and form body merged (the first of a repeated name wins); an error if malformed."""
     if body.problem is not None:
-        return {}, LazopError("5", detail=[{"field": "body", "message": body.problem}])
+        return {}, LazopErrorAnswer("5", detail=[{"field": "body", "message": body.problem}])
     pairs: list[tuple[str, str]] = []
     try:
         pairs += parse_qsl(raw_query, keep_blank_values=True, strict_parsing=bool(raw_query))
@@ -249,7 +236,9 @@ def _params(method: str, raw_query: str, body: Body) -> tuple[dict[str, str], La
             text = body.data.decode("utf-8")
             pairs += parse_qsl(text, keep_blank_values=True, strict_parsing=True)
     except (ValueError, UnicodeDecodeError):
-        return {}, LazopError("5", detail=[{"field": "body", "message": "Malformed parameters"}])
+        return {}, LazopErrorAnswer(
+            "5", detail=[{"field": "body", "message": "Malformed parameters"}]
+        )
     params: dict[str, str] = {}
     for name, value in pairs:
         params.setdefault(name, value)

@@ -1,8 +1,8 @@
 """The simulated app and its sellers: what each LAZOP endpoint does once a call is signed.
 
-Orders come from the legacy sandbox's catalogue (the same deterministic orders and lifecycles),
-drawn per seller and rewritten in LAZOP's snake_case JSON (L7). Image jobs are the legacy
-sandbox's jobs, answered in LAZOP's shape (L8). Removals are per seller (L6).
+Orders come from the shared catalogue (the legacy sandbox's deterministic orders and lifecycles),
+drawn per seller and rewritten in LAZOP's snake_case JSON (L7). Image jobs are the shared jobs,
+answered in LAZOP's shape (L8). Removals follow the shared rules, counted per seller (L6).
 """
 
 from __future__ import annotations
@@ -15,23 +15,18 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 from worker.sandbox import catalogue, request_bodies
-from worker.sandbox.errors import ApiError
-from worker.sandbox.images import ImageJobs
+from worker.sandbox.images import MAX_IMAGES_PER_CALL, ImageJobs
 from worker.sandbox.lazop.config import LazopSandboxConfig
-from worker.sandbox.lazop.errors import LazopError
+from worker.sandbox.lazop.errors import LazopErrorAnswer
 from worker.sandbox.lazop.tokens import Authority, Grant
-from worker.sandbox.responses import Node
-from worker.sandbox.throttle import TokenBucket
+from worker.sandbox.removals import MAX_SKUS_PER_CALL, Removals, failing_skus
+from worker.sandbox.replies import Node
 
-MAX_SKUS_PER_CALL = 50
-MAX_IMAGES_PER_CALL = 8
 ORDER_OFFSET = " +0800"
 """LAZOP writes order times as ``2014-10-15 18:36:05 +0800``."""
-_ORDER_ID = re.compile(r"[0-9]{1,18}")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -69,23 +64,16 @@ def seller_id(seller: str) -> str:
 
 
 class OpenPlatform:
-    """State behind the endpoints (tokens, removals, image jobs, rate buckets); thread-safe."""
+    """State behind the endpoints (tokens, removals, image jobs); thread-safe."""
 
     def __init__(self, seed: int) -> None:
         self.started = time.monotonic()
         self.authority = Authority()
         self.images = ImageJobs(seed)
+        self.removals = Removals()
         self._image_owner: dict[str, str] = {}
         self._polls: Counter[str] = Counter()
-        self._removals: Counter[tuple[str, str]] = Counter()
-        self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
-
-    def admit(self, key: str, rate: float) -> bool:
-        """The per-seller (or per-app, for token calls) rate limit."""
-        with self._lock:
-            bucket = self._buckets.setdefault(key, TokenBucket())
-        return bucket.admit(rate)
 
     def call(
         self,
@@ -100,7 +88,7 @@ class OpenPlatform:
         if path == "/auth/token/create":
             code = _required(params, "code")
             if not apply:  # a truncated answer: the code stays usable
-                raise LazopError("ServiceTimeout")
+                raise LazopErrorAnswer("ServiceTimeout")
             grant = self.authority.create(
                 code, config.access_token_seconds, config.refresh_token_seconds
             )
@@ -108,7 +96,7 @@ class OpenPlatform:
         if path == "/auth/token/refresh":
             refresh = _required(params, "refresh_token")
             if not apply:
-                raise LazopError("ServiceTimeout")
+                raise LazopErrorAnswer("ServiceTimeout")
             grant = self.authority.refresh(refresh, config.access_token_seconds)
             # Numbers as strings here, as some of the docs' examples show them (section 2.2).
             return Answer(top_level=_token_answer(grant, config, "country_user_info_list", str))
@@ -123,7 +111,7 @@ class OpenPlatform:
             return self.migrate(seller, params, config, apply=apply)
         if path == "/image/response/get":
             return self.image_response(seller, _required(params, "batch_id"), config)
-        raise LazopError("InvalidApiPath", path)
+        raise LazopErrorAnswer("InvalidApiPath", path)
 
     # -- products ------------------------------------------------------------------------------
 
@@ -133,7 +121,7 @@ class OpenPlatform:
         """L6: one SKU matching ``failing_skus`` fails the call with 503 naming it in
         ``detail``; nothing is applied then. Removing a removed SKU again succeeds."""
         if len(skus) > MAX_SKUS_PER_CALL:
-            raise LazopError(
+            raise LazopErrorAnswer(
                 "204",
                 detail=[
                     {
@@ -143,13 +131,9 @@ class OpenPlatform:
                     }
                 ],
             )
-        failing = [
-            sku
-            for sku in dict.fromkeys(skus)
-            if any(fnmatchcase(sku, pattern) for pattern in config.failing_skus)
-        ]
+        failing = failing_skus(skus, config.failing_skus)
         if failing:
-            raise LazopError(
+            raise LazopErrorAnswer(
                 "503",
                 detail=[
                     {
@@ -161,17 +145,11 @@ class OpenPlatform:
                 ],
             )
         if apply:
-            with self._lock:
-                self._removals.update((seller, sku) for sku in skus)
+            self.removals.record(skus, seller)
         return Answer({})
 
     def removal_counts(self, seller: str | None = None) -> Counter[str]:
-        with self._lock:
-            counts: Counter[str] = Counter()
-            for (owner, sku), count in self._removals.items():
-                if seller is None or owner == seller:
-                    counts[sku] += count
-            return counts
+        return self.removals.counts(seller)
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -223,7 +201,7 @@ class OpenPlatform:
 
     def _legacy_order(self, seller: str, order_id: int, config: LazopSandboxConfig) -> Node:
         if order_id >= config.missing_order_from:
-            raise LazopError("16")
+            raise LazopErrorAnswer("16")
         seed = config.seed + zlib.crc32(seller.encode("utf-8"))
         elapsed = time.monotonic() - self.started
         return catalogue.order(order_id, seed, elapsed, 60.0)
@@ -236,10 +214,12 @@ class OpenPlatform:
         payload = _required(params, "payload").encode("utf-8")
         try:
             urls = request_bodies.image_urls(payload)
-        except ApiError as error:  # the legacy parser's E030/E005: the same codes here
-            raise LazopError(str(error.code)) from None
+        except request_bodies.PayloadError as error:  # E030/E005: the same codes here
+            raise LazopErrorAnswer(str(error.code)) from None
         if len(urls) > MAX_IMAGES_PER_CALL:
-            raise LazopError("5", detail=[{"field": "payload", "message": "At most 8 images"}])
+            raise LazopErrorAnswer(
+                "5", detail=[{"field": "payload", "message": "At most 8 images"}]
+            )
         if not apply:
             return Answer(top_level={"batch_id": self.images.new_request_id()})
         job = self.images.submit(urls, config.image_job_seconds)
@@ -255,11 +235,13 @@ class OpenPlatform:
             self._polls[batch_id] += 1
             polls = self._polls[batch_id]
         if job is None or owner != seller:
-            raise LazopError("5", detail=[{"field": "batch_id", "message": "Unknown batch_id"}])
+            raise LazopErrorAnswer(
+                "5", detail=[{"field": "batch_id", "message": "Unknown batch_id"}]
+            )
         if not job.finished(time.monotonic()):
             running = config.running_answer
             if running == "1000" or (running == "both" and polls % 2 == 0):
-                raise LazopError("1000")
+                raise LazopErrorAnswer("1000")
             return Answer({})
         data: dict[str, Any] = {}
         if job.images:
@@ -299,7 +281,7 @@ def _token_answer(
 def _required(params: Mapping[str, str], name: str) -> str:
     value = params.get(name, "")
     if not value:
-        raise LazopError("MissingParameter", name)
+        raise LazopErrorAnswer("MissingParameter", name)
     return value
 
 
@@ -308,23 +290,23 @@ def _sku_list(params: Mapping[str, str]) -> list[str]:
     try:
         skus = json.loads(raw)
     except ValueError:
-        raise LazopError(
+        raise LazopErrorAnswer(
             "5", detail=[{"field": "seller_sku_list", "message": "Not JSON"}]
         ) from None
     if not isinstance(skus, list) or not all(isinstance(sku, str) and sku for sku in skus):
-        raise LazopError(
+        raise LazopErrorAnswer(
             "5", detail=[{"field": "seller_sku_list", "message": "A JSON array of strings"}]
         )
     if not skus:
-        raise LazopError("30")
+        raise LazopErrorAnswer("30")
     return skus
 
 
 def _order_id(params: Mapping[str, str], config: LazopSandboxConfig) -> int:
-    raw = _required(params, "order_id")
-    if not _ORDER_ID.fullmatch(raw) or int(raw) <= 0:
-        raise LazopError("16")
-    return int(raw)
+    order_id = catalogue.parse_order_id(_required(params, "order_id"))
+    if order_id is None:
+        raise LazopErrorAnswer("16")
+    return order_id
 
 
 def _snake(name: str) -> str:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from worker.sandbox.lazop.errors import LazopError
+from worker.sandbox.lazop.errors import LazopErrorAnswer
 
 MANDATORY = ("app_key", "timestamp", "sign_method", "sign")
 
@@ -31,20 +31,20 @@ def authenticate(
     max_clock_skew: float,
     now_ms: int,
 ) -> None:
-    """Raise the LazopError the gateway would give for this request's system parameters."""
+    """Raise the LazopErrorAnswer the gateway would give for this request's system parameters."""
     for name in MANDATORY:
         if not params.get(name):
-            raise LazopError("MissingParameter", name)
+            raise LazopErrorAnswer("MissingParameter", name)
     if not hmac.compare_digest(params["app_key"].encode("utf-8"), app_key.encode("utf-8")):
-        raise LazopError("APP_KEY_INVALID")
+        raise LazopErrorAnswer("APP_KEY_INVALID")
     if params["sign_method"] != "sha256":
-        raise LazopError("InvalidParameter", "sign_method")
+        raise LazopErrorAnswer("InvalidParameter", "sign_method")
     stamp = params["timestamp"]
     if (
         not (stamp.isascii() and stamp.isdigit())
         or abs(now_ms - int(stamp)) > max_clock_skew * 1000
     ):
-        raise LazopError("OPEN_API_TIMESTAMP_INVALID")
+        raise LazopErrorAnswer("OPEN_API_TIMESTAMP_INVALID")
     expected = expected_sign(api_path, params, app_secret).encode("ascii")
     if not hmac.compare_digest(expected, params["sign"].encode("utf-8")):
-        raise LazopError("IncompleteSignature")
+        raise LazopErrorAnswer("IncompleteSignature")

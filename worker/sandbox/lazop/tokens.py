@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from worker.sandbox.lazop.errors import LazopError
+from worker.sandbox.lazop.errors import LazopErrorAnswer
 
 CODE_SECONDS = 1800.0
 
@@ -50,7 +50,7 @@ class Authority:
         with self._lock:
             seller, expires = self._codes.pop(code, ("", 0.0))
             if not seller or expires < now:
-                raise LazopError("InvalidCode")
+                raise LazopErrorAnswer("InvalidCode")
             return self._issue(seller, now + access_seconds, now + refresh_seconds)
 
     def refresh(self, refresh_token: str, access_seconds: float) -> Grant:
@@ -58,7 +58,7 @@ class Authority:
         with self._lock:
             grant = self._by_refresh.pop(refresh_token, None)
             if grant is None or grant.refresh_expires <= now:
-                raise LazopError("IllegalRefreshToken")
+                raise LazopErrorAnswer("IllegalRefreshToken")
             return self._issue(grant.seller, now + access_seconds, grant.refresh_expires)
 
     def seller_for(self, access_token: str) -> str:
@@ -66,7 +66,7 @@ class Authority:
         with self._lock:
             grant = self._by_access.get(access_token)
         if grant is None or grant.access_expires <= time.monotonic():
-            raise LazopError("IllegalAccessToken")
+            raise LazopErrorAnswer("IllegalAccessToken")
         return grant.seller
 
     def revoke(self, seller: str) -> None:

@@ -1,8 +1,7 @@
 """Rendering of SuccessResponse / ErrorResponse envelopes as XML or as the API's quirky JSON.
 
-Documents are built as nested dicts (:data:`Node`): a ``str`` is an element's text, a ``dict``
-its children in order, a ``list`` repeats the element once per item. XML is written by string
-joining rather than through lxml because it is several times faster, and every answer passes here.
+Documents are built as :data:`~worker.sandbox.replies.Node` trees. XML is written by string
+joining rather than through lxml because it is much cheaper, and every answer passes here.
 
 JSON follows the legacy API's habits (research notes, section 2): a one-element list becomes an
 object, several an array, an empty list disappears; every scalar is a string (ErrorCode too);
@@ -11,30 +10,15 @@ an empty element (an empty Body) is ``""``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeAlias
 from xml.sax.saxutils import escape
 
-from worker.sandbox.errors import ApiError
-
-Node: TypeAlias = "dict[str, Value]"
-Value: TypeAlias = "str | Node | list[Node] | list[str]"
+from worker.sandbox.replies import Node, Reply, Value, json_reply
+from worker.sandbox.sellercenter.errors import SellerCenterErrorAnswer
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
-JSON_CONTENT_TYPE = "application/json"
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A complete HTTP answer, and what the ledger needs to know about it."""
-
-    status: int
-    content_type: str
-    body: bytes
-    error_code: int | str | None = None
 
 
 @dataclass
@@ -61,7 +45,7 @@ def render_success(action: str, success: Success, as_json: bool) -> Reply:
     return _render("SuccessResponse", {"Head": head, "Body": success.body}, as_json, None)
 
 
-def render_error(action: str, error: ApiError, as_json: bool) -> Reply:
+def render_error(action: str, error: SellerCenterErrorAnswer, as_json: bool) -> Reply:
     head: Node = {
         "RequestAction": action,
         "ErrorType": error.error_type,
@@ -83,8 +67,7 @@ def render_error(action: str, error: ApiError, as_json: bool) -> Reply:
 
 def _render(root: str, document: Node, as_json: bool, error_code: int | None) -> Reply:
     if as_json:
-        text = json.dumps({root: _to_json(document)}, ensure_ascii=False, separators=(",", ":"))
-        return Reply(200, JSON_CONTENT_TYPE, text.encode("utf-8"), error_code)
+        return json_reply(200, {root: _to_json(document)}, error_code)
     parts = [_XML_DECLARATION]
     _to_xml(parts, root, document)
     return Reply(200, XML_CONTENT_TYPE, "".join(parts).encode("utf-8"), error_code)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from typing import TypeVar
 
 from worker.sandbox import catalogue, request_bodies
-from worker.sandbox.config import SandboxConfig
-from worker.sandbox.errors import ApiError, ErrorDetail
-from worker.sandbox.images import ImageJobs
-from worker.sandbox.responses import Success
+from worker.sandbox.images import MAX_IMAGES_PER_CALL, ImageJob, ImageJobs
+from worker.sandbox.removals import MAX_SKUS_PER_CALL, Removals, failing_skus
+from worker.sandbox.replies import Node
+from worker.sandbox.sellercenter.config import SandboxConfig
+from worker.sandbox.sellercenter.errors import ErrorDetail, SellerCenterErrorAnswer
+from worker.sandbox.sellercenter.responses import Success
 
-MAX_SKUS_PER_CALL = 50
-MAX_IMAGES_PER_CALL = 8
-_ORDER_ID = re.compile(r"[0-9]{1,18}")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,7 @@ class SellerCenter:
     def __init__(self, seed: int) -> None:
         self.started = time.monotonic()
         self.images = ImageJobs(seed)
-        self._removals: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self.removals = Removals()
 
     def call(
         self,
@@ -59,31 +56,28 @@ class SellerCenter:
         if action == "GetOrder":
             return self.get_order(params.get("OrderId", ""), config)
         if action == "RemoveProduct":
-            return self.remove_product(request_bodies.seller_skus(body), config, apply=apply)
+            skus = _payload(request_bodies.seller_skus, body)
+            return self.remove_product(skus, config, apply=apply)
         if action == "MigrateImages":
-            return self.migrate_images(request_bodies.image_urls(body), config, apply=apply)
+            urls = _payload(request_bodies.image_urls, body)
+            return self.migrate_images(urls, config, apply=apply)
         if action == "GetResponse":
-            return self.get_response(request_bodies.request_id(body))
-        raise ApiError(8)
+            return self.get_response(_payload(request_bodies.request_id, body))
+        raise SellerCenterErrorAnswer(8)
 
     def get_order(self, raw_order_id: str, config: SandboxConfig) -> Success:
-        if not _ORDER_ID.fullmatch(raw_order_id) or int(raw_order_id) <= 0:
-            raise ApiError(16, raw_order_id)
-        order_id = int(raw_order_id)
-        if order_id >= config.missing_order_from:
-            raise ApiError(16, raw_order_id)
+        order_id = catalogue.parse_order_id(raw_order_id)
+        if order_id is None or order_id >= config.missing_order_from:
+            raise SellerCenterErrorAnswer(16, raw_order_id)
         elapsed = time.monotonic() - self.started
         document = catalogue.order(order_id, config.seed, elapsed, config.order_advance_seconds)
         return Success("Order", {"Orders": {"Order": [document]}})
 
     def remove_product(self, skus: list[str], config: SandboxConfig, *, apply: bool) -> Success:
-        """All or nothing (D4): one SKU matching ``failing_skus`` fails the whole call with E503.
-
-        Each SellerSku occurrence counts as one removal, so a SKU sent twice (in one call or in
-        two) shows up in :meth:`removal_counts`. Removing a removed SKU again succeeds.
-        """
+        """All or nothing (D4): one SKU matching ``failing_skus`` fails the whole call with E503
+        (see :mod:`worker.sandbox.removals`)."""
         if len(skus) > MAX_SKUS_PER_CALL:
-            raise ApiError(
+            raise SellerCenterErrorAnswer(
                 204,
                 details=[
                     ErrorDetail(
@@ -93,13 +87,9 @@ class SellerCenter:
                     )
                 ],
             )
-        failing = [
-            sku
-            for sku in dict.fromkeys(skus)
-            if any(fnmatchcase(sku, pattern) for pattern in config.failing_skus)
-        ]
+        failing = failing_skus(skus, config.failing_skus)
         if failing:
-            raise ApiError(
+            raise SellerCenterErrorAnswer(
                 503,
                 details=[
                     ErrorDetail("SellerSku", f"SellerSku '{sku}' could not be removed", sku, sku)
@@ -107,14 +97,13 @@ class SellerCenter:
                 ],
             )
         if apply:
-            with self._lock:
-                self._removals.update(skus)
+            self.removals.record(skus)
         return Success("Product")
 
     def migrate_images(self, urls: list[str], config: SandboxConfig, *, apply: bool) -> Success:
         """Starts a job and answers its RequestId in the Head (D5); more than 8 URLs is E011."""
         if len(urls) > MAX_IMAGES_PER_CALL:
-            raise ApiError(
+            raise SellerCenterErrorAnswer(
                 11,
                 details=[
                     ErrorDetail(
@@ -133,15 +122,32 @@ class SellerCenter:
         """D6: empty Body while running, Images/Errors when done, E005 for an unknown id."""
         job = self.images.get(request_id)
         if job is None:
-            raise ApiError(5, details=[ErrorDetail("RequestId", "Unknown RequestId", request_id)])
-        return Success("Images", job.body(time.monotonic()))
+            raise SellerCenterErrorAnswer(
+                5, details=[ErrorDetail("RequestId", "Unknown RequestId", request_id)]
+            )
+        return Success("Images", _response_body(job, time.monotonic()))
 
     def removal_counts(self) -> Counter[str]:
-        with self._lock:
-            return Counter(self._removals)
+        return self.removals.counts()
 
-    def removal_summary(self) -> tuple[int, int, int]:
-        """(distinct SKUs removed, removals in all, SKUs removed more than once)."""
-        with self._lock:
-            twice = sum(1 for count in self._removals.values() if count > 1)
-            return len(self._removals), sum(self._removals.values()), twice
+
+def _response_body(job: ImageJob, now: float) -> Node:
+    """GetResponse's Body: empty while running; then Images and/or Errors (empty ones left
+    out, so "neither" always means "still running")."""
+    if not job.finished(now):
+        return {}
+    body: Node = {}
+    if job.images:
+        body["Images"] = {"Image": list(job.images)}
+    if job.errors:
+        body["Errors"] = {"Error": list(job.errors)}
+    return body
+
+
+def _payload(parse: Callable[[bytes], T], body: bytes) -> T:
+    """``parse(body)``, a payload it refuses answered as the legacy API does (E030, E005)."""
+    try:
+        return parse(body)
+    except request_bodies.PayloadError as error:
+        details = [ErrorDetail(error.field, error.message)] if error.field else []
+        raise SellerCenterErrorAnswer(error.code, details=details) from None

@@ -1,4 +1,4 @@
-"""The Seller Center error catalogue the sandbox answers with (research notes, section 4.3)."""
+"""The Seller Center errors the sandbox answers with, and their catalogue (research notes, 4.3)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ class ErrorDetail:
 
 
 @dataclass(eq=False)  # exceptions must stay hashable
-class ApiError(Exception):
-    """An answer in the form of an ErrorResponse (always HTTP 200, as the real API does)."""
+class SellerCenterErrorAnswer(Exception):
+    """Raised to answer the call with an ErrorResponse (always HTTP 200, as the real API does).
+
+    The sandbox's side of the wire: the worker's own errors are ``worker.platforms.errors``.
+    """
 
     code: int
     argument: str | None = None

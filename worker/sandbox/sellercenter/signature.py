@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl, quote
 
-from worker.sandbox.errors import ApiError, ErrorDetail
+from worker.sandbox.sellercenter.errors import ErrorDetail, SellerCenterErrorAnswer
 
 MANDATORY = ("Action", "Timestamp", "UserID", "Version", "Signature")
 API_VERSION = "1.0"
@@ -30,7 +30,9 @@ def parse_query(raw_query: str) -> list[tuple[str, str]]:
     try:
         return parse_qsl(raw_query, keep_blank_values=True, strict_parsing=True)
     except ValueError:
-        raise ApiError(5, details=[ErrorDetail("QueryString", "Malformed query string")]) from None
+        raise SellerCenterErrorAnswer(
+            5, details=[ErrorDetail("QueryString", "Malformed query string")]
+        ) from None
 
 
 def string_to_sign(pairs: Iterable[tuple[str, str]]) -> str:
@@ -77,7 +79,7 @@ def authenticate(
     max_clock_skew: float,
     now: datetime,
 ) -> None:
-    """Raise the ApiError the real API would give for this request's common parameters.
+    """Raise the error answer the real API would give for this request's common parameters.
 
     Checked in this order: E001 (mandatory, in the order of :data:`MANDATORY`), E002, E004,
     E003, E007 (unknown UserID, then signature). The signature must be lowercase hex, as every
@@ -85,17 +87,17 @@ def authenticate(
     """
     for name in MANDATORY:
         if not params.get(name):
-            raise ApiError(1, name)
+            raise SellerCenterErrorAnswer(1, name)
     if params["Version"] != API_VERSION:
-        raise ApiError(2)
+        raise SellerCenterErrorAnswer(2)
     try:
         sent_at = parse_timestamp(params["Timestamp"])
     except ValueError:
-        raise ApiError(4) from None
+        raise SellerCenterErrorAnswer(4) from None
     if abs((now - sent_at).total_seconds()) > max_clock_skew:
-        raise ApiError(3)
+        raise SellerCenterErrorAnswer(3)
     if not hmac.compare_digest(params["UserID"].encode("utf-8"), user_id.encode("utf-8")):
-        raise ApiError(7)
+        raise SellerCenterErrorAnswer(7)
     expected = signature(pairs, api_key).encode("ascii")
     if not hmac.compare_digest(expected, params["Signature"].encode("utf-8")):
-        raise ApiError(7)
+        raise SellerCenterErrorAnswer(7)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tasks.base import ServiceTask
 from worker.accounts import tokens
-from worker.accounts.platforms import lazop_client
+from worker.accounts.platforms import token_issuer
 from worker.celery_app import app
 
 
@@ -15,7 +15,7 @@ def refresh_tokens(self: ServiceTask) -> None:
     platforms = self.platforms
 
     def client_for(name: str):  # type: ignore[no-untyped-def]
-        return lazop_client(self.settings, platforms.account(name))
+        return token_issuer(self.settings, platforms.account(name))
 
     for name in tokens.refresh_due(self.sessions, self.settings, client_for):
         platforms.forget_account(name)

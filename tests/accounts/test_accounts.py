@@ -71,10 +71,21 @@ def stored(database_url: str) -> tuple[Settings, sessionmaker[Session]]:
 
 def add_both(settings: Settings, sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
-        accounts.add_sellercenter(
-            session, settings, "shop-a", "http://127.0.0.1:9/sc", "a@shop.example", API_KEY
+        accounts.add_account(
+            session,
+            settings,
+            "shop-a",
+            "sellercenter",
+            {"user_id": "a@shop.example", "api_key": API_KEY},
+            api_url="http://127.0.0.1:9/sc",
         )
-        accounts.add_lazop(session, settings, "shop-b", "100200", APP_SECRET, country="th")
+        accounts.add_account(
+            session,
+            settings,
+            "shop-b",
+            "lazop",
+            {"app_key": "100200", "app_secret": APP_SECRET, "country": "th"},
+        )
 
 
 # -- the service --------------------------------------------------------------------------
@@ -85,17 +96,24 @@ def test_a_stored_sellercenter_account_is_read_back_with_its_key_kept_out_of_rep
 ) -> None:
     settings, sessions = stored
     with sessions.begin() as session:
-        accounts.add_sellercenter(
-            session, settings, "shop-a", " http://127.0.0.1:9/sc ", "a@shop.example", API_KEY, 2
+        accounts.add_account(
+            session,
+            settings,
+            "shop-a",
+            "sellercenter",
+            {"user_id": "a@shop.example", "api_key": API_KEY},
+            api_url=" http://127.0.0.1:9/sc ",
+            rate_limit=2,
         )
     with sessions() as session:
         account = accounts.get_account(session, settings, "shop-a")
-    assert (account.platform, account.api_url, account.user_id) == (
+    assert (account.platform, account.api_url, account.credentials["user_id"]) == (
         "sellercenter",
         "http://127.0.0.1:9/sc",
         "a@shop.example",
     )
-    assert (account.api_key, account.secret, account.rate_limit) == (API_KEY, API_KEY, 2.0)
+    assert (account.secret, account.rate_limit) == (API_KEY, 2.0)
+    assert "api_key" not in account.credentials  # the secret is kept apart, encrypted
     assert account.state == "ready" and account.source == "stored"
     assert account.created_at is not None and account.created_at.tzinfo is not None
     assert API_KEY not in repr(account)
@@ -109,8 +127,9 @@ def test_a_lazop_account_by_country_gets_its_venture_gateway_and_needs_authoriza
     with sessions() as session:
         account = accounts.get_account(session, settings, "shop-b")
     assert account.api_url == "https://api.lazada.co.th/rest"
-    assert account.auth_url == "https://auth.lazada.com/rest"
-    assert (account.country, account.app_key, account.app_secret) == ("th", "100200", APP_SECRET)
+    assert account.credentials["auth_url"] == "https://auth.lazada.com/rest"
+    assert (account.credentials["country"], account.credentials["app_key"]) == ("th", "100200")
+    assert account.secret == APP_SECRET
     assert account.state == "needs_authorization"
     assert account.rate_limit == settings.rate_limit  # none set: LAZADA_RATE_LIMIT
     assert APP_SECRET not in repr(account)
@@ -121,18 +140,21 @@ def test_a_lazop_account_by_url_has_no_country_and_may_name_its_auth_url(
 ) -> None:
     settings, sessions = stored
     with sessions.begin() as session:
-        accounts.add_lazop(
+        accounts.add_account(
             session,
             settings,
             "daraz-pk",
-            "100200",
-            APP_SECRET,
+            "lazop",
+            {"app_key": "100200", "app_secret": APP_SECRET, "auth_url": "http://127.0.0.1:9/auth"},
             api_url="https://api.daraz.pk/rest",
-            auth_url="http://127.0.0.1:9/auth",
         )
     with sessions() as session:
         account = accounts.get_account(session, settings, "daraz-pk")
-    assert (account.api_url, account.auth_url, account.country) == (
+    assert (
+        account.api_url,
+        account.credentials["auth_url"],
+        account.credentials.get("country"),
+    ) == (
         "https://api.daraz.pk/rest",
         "http://127.0.0.1:9/auth",
         None,
@@ -149,7 +171,18 @@ def test_a_lazop_account_needs_one_known_country_or_a_url(
 ) -> None:
     settings, sessions = stored
     with sessions() as session, pytest.raises(InvalidInput, match="--api-url"):
-        accounts.add_lazop(session, settings, "shop-b", "100200", APP_SECRET, **gateway)
+        accounts.add_account(
+            session,
+            settings,
+            "shop-b",
+            "lazop",
+            {
+                "app_key": "100200",
+                "app_secret": APP_SECRET,
+                **{k: v for k, v in gateway.items() if k != "api_url"},
+            },
+            api_url=gateway.get("api_url"),
+        )
 
 
 def test_tokens_are_stored_and_the_account_becomes_ready_then_expiring_near_the_end(
@@ -250,7 +283,7 @@ def test_the_environment_account_is_the_default_and_named_by_its_user_id(
         by_name = accounts.get_account(session, settings, "env@shop.example")
         listed = accounts.list_accounts(session, settings)
     assert default == by_name
-    assert (default.name, default.user_id, default.api_key) == (
+    assert (default.name, default.credentials["user_id"], default.secret) == (
         "env@shop.example",
         "env@shop.example",
         API_KEY,
@@ -267,8 +300,13 @@ def test_the_environment_account_is_the_default_and_named_by_its_user_id(
         ("shop-b", "stored"),
     ]
     with sessions() as session, pytest.raises(InvalidInput, match="exists already"):
-        accounts.add_sellercenter(
-            session, settings, "env@shop.example", "http://127.0.0.1:9/", "u", API_KEY
+        accounts.add_account(
+            session,
+            settings,
+            "env@shop.example",
+            "sellercenter",
+            {"user_id": "u", "api_key": API_KEY},
+            api_url="http://127.0.0.1:9/",
         )
 
 
@@ -288,12 +326,23 @@ def test_without_the_environment_account_the_default_is_named_or_the_single_stor
     with sessions() as session, pytest.raises(InvalidInput, match="accounts add"):
         accounts.get_account(session, settings, None)
     with sessions.begin() as session:
-        accounts.add_lazop(session, settings, "shop-b", "100200", APP_SECRET, country="th")
+        accounts.add_account(
+            session,
+            settings,
+            "shop-b",
+            "lazop",
+            {"app_key": "100200", "app_secret": APP_SECRET, "country": "th"},
+        )
     with sessions() as session:
         assert accounts.get_account(session, settings, None).name == "shop-b"
     with sessions.begin() as session:
-        accounts.add_sellercenter(
-            session, settings, "shop-a", "http://127.0.0.1:9/", "a@shop.example", API_KEY
+        accounts.add_account(
+            session,
+            settings,
+            "shop-a",
+            "sellercenter",
+            {"user_id": "a@shop.example", "api_key": API_KEY},
+            api_url="http://127.0.0.1:9/",
         )
     with sessions() as session, pytest.raises(InvalidInput, match="LAZADA_DEFAULT_ACCOUNT"):
         accounts.get_account(session, settings, None)
@@ -414,16 +463,27 @@ def test_an_old_key_still_decrypts_after_a_new_key_is_put_first(tmp_path: Path) 
     sessions = sessionmaker(get_engine(url))
     old, new = KEY, Fernet.generate_key().decode()
     with sessions.begin() as session:
-        accounts.add_sellercenter(
-            session, settings_for(url), "shop-a", "http://127.0.0.1:9/", "a@x", API_KEY
+        accounts.add_account(
+            session,
+            settings_for(url),
+            "shop-a",
+            "sellercenter",
+            {"user_id": "a@x", "api_key": API_KEY},
+            api_url="http://127.0.0.1:9/",
         )
     rotated = settings_for(url, LAZADA_SECRET_KEY=f"{new},{old}")
     with sessions.begin() as session:
-        accounts.add_lazop(session, rotated, "shop-b", "1", APP_SECRET, country="sg")
-        assert accounts.get_account(session, rotated, "shop-a").api_key == API_KEY
+        accounts.add_account(
+            session,
+            rotated,
+            "shop-b",
+            "lazop",
+            {"app_key": "1", "app_secret": APP_SECRET, "country": "sg"},
+        )
+        assert accounts.get_account(session, rotated, "shop-a").secret == API_KEY
     only_new = settings_for(url, LAZADA_SECRET_KEY=new)
     with sessions() as session:
-        assert accounts.get_account(session, only_new, "shop-b").app_secret == APP_SECRET
+        assert accounts.get_account(session, only_new, "shop-b").secret == APP_SECRET
         with pytest.raises(SecretKeyError, match="stored with another key") as wrong:
             accounts.get_account(session, only_new, "shop-a")
     assert old not in str(wrong.value) and new not in str(wrong.value)

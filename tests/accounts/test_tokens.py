@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts import tokens
-from worker.accounts.store import add_lazop, get_account
+from worker.accounts.store import add_account, get_account
 from worker.db.models import Account as AccountRow
 from worker.platforms import AuthorizationLostError
 from worker.platforms.lazop.client import LazopClient
@@ -56,14 +56,13 @@ def authorized(
     sessions: sessionmaker[Session], settings: Settings, lazop: LazopSandbox, client: LazopClient
 ) -> str:
     with sessions.begin() as session:
-        add_lazop(
+        add_account(
             session,
             settings,
             "shop-th",
-            app_key=lazop.app_key,
-            app_secret=lazop.app_secret,
+            "lazop",
+            {"app_key": lazop.app_key, "app_secret": lazop.app_secret, "auth_url": lazop.auth_url},
             api_url=lazop.api_url,
-            auth_url=lazop.auth_url,
         )
     grant = client.create_token(lazop.authorization_code(SELLER))
     tokens.store_grant(sessions, settings, "shop-th", grant)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.worker_stack import BATCH
 from worker.accounts.platforms import PlatformFor
+from worker.accounts.secrets import secret_box
+from worker.accounts.store import get_account
 from worker.db.engine import get_engine
 from worker.db.models import Base
 from worker.db.schema import alembic_config
@@ -46,4 +52,52 @@ def test_going_back_a_revision_writes_the_rows_of_skus_held_by_batches(
     command.upgrade(alembic_config(database_url), "head")
     assert [tuple(row) for row in rows] == [
         (n, sku, "removed", 1) if n < 50 else (n, sku, "pending", 0) for n, sku in enumerate(skus)
+    ]
+
+
+def test_accounts_stored_before_accounts_were_platform_neutral_keep_working(
+    database_url: str, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    # Revision 0011 had a column per credential; 0012 moves them into `credentials`, and going
+    # back puts them in their columns again.
+    settings = replace(settings, secret_key=Fernet.generate_key().decode())
+    command.downgrade(alembic_config(database_url), "0011")
+    secret = secret_box(settings).encrypt("old-api-key")
+    with get_engine(database_url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO accounts (name, platform, api_url, user_id, app_key, country, "
+                "auth_url, state, secret, created_at, updated_at) VALUES "
+                "('old-sc', 'sellercenter', 'http://127.0.0.1:9/', 'old@shop.example', NULL, "
+                "NULL, NULL, 'ready', :secret, :now, :now), "
+                "('old-op', 'lazop', 'https://api.lazada.co.th/rest', NULL, '100200', 'th', "
+                "'https://auth.lazada.com/rest', 'needs_authorization', :secret, :now, :now)"
+            ),
+            {"secret": secret, "now": datetime.now(UTC)},
+        )
+    command.upgrade(alembic_config(database_url), "head")
+    with sessions() as session:
+        legacy = get_account(session, settings, "old-sc")
+        lazop = get_account(session, settings, "old-op")
+    assert (legacy.platform, dict(legacy.credentials), legacy.secret) == (
+        "sellercenter",
+        {"user_id": "old@shop.example"},
+        "old-api-key",
+    )
+    assert dict(lazop.credentials) == {
+        "app_key": "100200",
+        "country": "th",
+        "auth_url": "https://auth.lazada.com/rest",
+    }
+    assert lazop.state == "needs_authorization"
+
+    command.downgrade(alembic_config(database_url), "0011")
+    with get_engine(database_url).connect() as connection:
+        rows = connection.execute(
+            text("SELECT name, user_id, app_key, country, auth_url FROM accounts ORDER BY name")
+        ).all()
+    command.upgrade(alembic_config(database_url), "head")
+    assert [tuple(row) for row in rows] == [
+        ("old-op", None, "100200", "th", "https://auth.lazada.com/rest"),
+        ("old-sc", "old@shop.example", None, None, None),
     ]

@@ -1,6 +1,6 @@
 """Each account's platform, made once per process and shared by a worker's threads.
 
-Work rows name their account; a service asks `Platforms.for_account(name)` after it has
+Work rows name their account; a service asks `Platforms(name)` for its platform after it has
 claimed a row, so the credentials used are that row's account's, never the environment's.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.accounts.store import LAZOP_AUTH_URL, Account, get_account
+from worker.accounts import tokens
+from worker.accounts.store import Account, get_account
 from worker.db.audit import record_call
 from worker.inputs import InvalidInput
 from worker.platforms import (
@@ -24,10 +25,9 @@ from worker.platforms import (
     Order,
     Platform,
     RemovalOutcome,
+    registry,
 )
-from worker.platforms.lazop.client import LazopClient
-from worker.platforms.lazop.platform import LazopPlatform
-from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
+from worker.platforms.base import Connection, TokenIssuer, Tokens
 from worker.ratelimit import RateLimiter, limiter_for
 from worker.settings import Settings
 
@@ -47,32 +47,20 @@ def _audited(limiter: RateLimiter) -> Callable[[CallRecord], None]:
     return after_call
 
 
-def _sellercenter(settings: Settings, account: Account, platforms: Platforms) -> Platform:
-    if not (account.user_id and account.api_key):
-        raise InvalidInput(f"account {account.name!r} has no UserID or API key")
+def connection(settings: Settings, account: Account) -> Connection:
+    """What the account's platform client needs: its endpoint and credentials, its calls under
+    the account's rate limit and recorded in the audit."""
+    if not account.secret:
+        raise InvalidInput(
+            f"account {account.name!r} has no {account.entry.secret.label}: remove it and add "
+            "it again with `lazada-worker accounts add`"
+        )
     limiter = limiter_for(settings, account.name, account.rate_limit)
-    client = SellerCenterClient(
-        account.api_url,
-        account.user_id,
-        account.api_key,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-        before_call=limiter.acquire,
-        after_call=_audited(limiter),
-    )
-    return SellerCenterPlatform(client)
-
-
-def lazop_client(settings: Settings, account: Account) -> LazopClient:
-    """A LAZOP client for the account's app, its calls under the account's rate limit."""
-    if not (account.app_key and account.app_secret):
-        raise InvalidInput(f"account {account.name!r} has no app key or app secret")
-    limiter = limiter_for(settings, account.name, account.rate_limit)
-    return LazopClient(
-        account.api_url,
-        account.app_key,
-        account.app_secret,
-        auth_url=account.auth_url or LAZOP_AUTH_URL,
+    return Connection(
+        account=account.name,
+        api_url=account.api_url,
+        credentials=account.credentials,
+        secret=account.secret,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         before_call=limiter.acquire,
@@ -80,11 +68,25 @@ def lazop_client(settings: Settings, account: Account) -> LazopClient:
     )
 
 
-def _lazop(settings: Settings, account: Account, platforms: Platforms) -> Platform:
-    from worker.accounts import tokens
+def lazop_client(settings: Settings, account: Account) -> TokenIssuer:
+    """TRANSITIONAL: the name the CLI uses until it reads the registry."""
+    return token_issuer(settings, account)
 
-    client = lazop_client(settings, account)
+
+def token_issuer(settings: Settings, account: Account) -> TokenIssuer:
+    """The token endpoints of an account whose sellers authorize the app."""
+    issuer = account.entry.issuer
+    if issuer is None:
+        raise InvalidInput(
+            f"account {account.name!r} is a {account.platform} account: its sellers do not "
+            "authorize the app"
+        )
+    return issuer(connection(settings, account))
+
+
+def _tokens(settings: Settings, account: Account, platforms: Platforms) -> Tokens:
     name = account.name
+    issuer = token_issuer(settings, account)
 
     def access_token() -> str:
         token = platforms.account(name).access_token
@@ -94,16 +96,9 @@ def _lazop(settings: Settings, account: Account, platforms: Platforms) -> Platfo
 
     def on_illegal_token(failed: str) -> str:
         platforms.forget_account(name)
-        return tokens.refresh(platforms.sessions, settings, name, client, failed)
+        return tokens.refresh(platforms.sessions, settings, name, issuer, failed)
 
-    return LazopPlatform(client, access_token, on_illegal_token)
-
-
-# An account's `platform` -> how to make its Platform: a new platform adds one entry.
-FACTORIES: dict[str, Callable[[Settings, Account, Platforms], Platform]] = {
-    "sellercenter": _sellercenter,
-    "lazop": _lazop,
-}
+    return Tokens(access_token, on_illegal_token)
 
 
 class _Parked:
@@ -137,13 +132,16 @@ class _Parked:
 
 
 def make_platform(settings: Settings, account: Account, platforms: Platforms) -> Platform:
-    factory = FACTORIES.get(account.platform)
-    if factory is None:
+    """The account's platform, its calls under the account's rate limit, audited; an account
+    whose sellers authorize the app gets its tokens kept alive (worker.accounts.tokens)."""
+    if account.platform not in registry.names():
         raise InvalidInput(
             f"account {account.name!r}: platform {account.platform!r} is not supported "
-            f"(supported: {', '.join(sorted(FACTORIES))})"
+            f"(supported: {', '.join(registry.names())})"
         )
-    return factory(settings, account, platforms)
+    entry = account.entry
+    tokens = _tokens(settings, account, platforms) if entry.authorized_by_seller else None
+    return entry.connect(connection(settings, account), tokens)
 
 
 def _fingerprint(account: Account) -> str:
@@ -151,11 +149,8 @@ def _fingerprint(account: Account) -> str:
     parts = (
         account.platform,
         account.api_url,
-        account.auth_url,
-        account.user_id,
-        account.api_key,
-        account.app_key,
-        account.app_secret,
+        *(f"{key}={value}" for key, value in sorted(account.credentials.items())),
+        account.secret,
         account.state,
         str(account.rate_limit),
     )

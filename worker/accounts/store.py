@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -28,21 +29,13 @@ from worker.db.models import Account as AccountRow
 from worker.db.models import ImageJob, Order, RateLimit, RemovalBatch, table_of
 from worker.inputs import InvalidInput
 from worker.outbox.events import record_event
+from worker.platforms import registry
+from worker.platforms.base import PlatformEntry
+from worker.platforms.sellercenter.entry import SELLERCENTER
 from worker.settings import Settings
 
-PLATFORMS = ("sellercenter", "lazop")
 STATES = ("ready", "needs_authorization")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
-# lazop-api.md section 2.1 (decision L9): a venture's gateway; Daraz and sandboxes by URL.
-LAZOP_GATEWAYS = {
-    "sg": "https://api.lazada.sg/rest",
-    "my": "https://api.lazada.com.my/rest",
-    "th": "https://api.lazada.co.th/rest",
-    "vn": "https://api.lazada.vn/rest",
-    "ph": "https://api.lazada.com.ph/rest",
-    "id": "https://api.lazada.co.id/rest",
-}
-LAZOP_AUTH_URL = "https://auth.lazada.com/rest"
 EXPIRING_WITHIN = timedelta(days=7)  # L4: warn while the refresh token has less left
 _HOW_TO_LIST = "see `lazada-worker accounts list`, or add it with `lazada-worker accounts add`"
 
@@ -57,18 +50,19 @@ class UnknownAccount(InvalidInput):
 
 @dataclass(frozen=True)
 class Account:
-    """One seller account, secrets in clear (never in repr): what a platform client needs."""
+    """One seller account, secrets in clear (never in repr): what a platform client needs.
+
+    `credentials` holds the platform's credentials other than its secret (a legacy account's
+    UserID, an Open Platform account's app key, country and auth URL: the platform's entry in
+    worker.platforms.registry names them); `secret` is the one that signs requests.
+    """
 
     name: str
     platform: str
     api_url: str
     rate_limit: float  # calls per second, LAZADA_RATE_LIMIT unless the account sets one
-    user_id: str | None = None
-    api_key: str | None = field(default=None, repr=False)  # sellercenter
-    country: str | None = None
-    auth_url: str | None = None
-    app_key: str | None = None
-    app_secret: str | None = field(default=None, repr=False)
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
     access_token: str | None = field(default=None, repr=False)
     refresh_token: str | None = field(default=None, repr=False)
     access_expires_at: datetime | None = None
@@ -79,9 +73,9 @@ class Account:
     source: Literal["stored", "environment"] = "stored"
 
     @property
-    def secret(self) -> str | None:
-        """The platform's signing secret: the legacy API key or the lazop app secret."""
-        return self.api_key if self.platform == "sellercenter" else self.app_secret
+    def entry(self) -> PlatformEntry:
+        """The account's platform, as the registry describes it."""
+        return registry.entry(self.platform)
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -148,17 +142,19 @@ def environment_account(settings: Settings) -> Account | None:
     api_url, user_id, api_key = settings.require_api()
     return Account(
         name=user_id,
-        platform="sellercenter",
+        platform=SELLERCENTER.name,
         api_url=api_url,
         rate_limit=settings.rate_limit,
-        user_id=user_id,
-        api_key=api_key,
+        credentials={"user_id": user_id},
+        secret=api_key,
         source="environment",
     )
 
 
 def account_document(account: Account, now: datetime | None = None) -> dict[str, Any]:
-    """The contract's Account document; secrets only as "set" or "missing"."""
+    """The contract's Account document; secrets only as "set" or "missing". `credentials`
+    holds every credential of the platform but its secret; `user_id`, `country` and
+    `auth_url` repeat the shipped platforms' ones at the top level, as the contract has them."""
     now = now or datetime.now(UTC)
     state = account.state
     if (
@@ -171,9 +167,10 @@ def account_document(account: Account, now: datetime | None = None) -> dict[str,
         "name": account.name,
         "platform": account.platform,
         "api_url": account.api_url,
-        "auth_url": account.auth_url,
-        "country": account.country,
-        "user_id": account.user_id,
+        "auth_url": account.credentials.get("auth_url"),
+        "country": account.credentials.get("country"),
+        "user_id": account.credentials.get("user_id"),
+        "credentials": dict(account.credentials),
         "seller_id": account.seller_id,
         "rate_limit": account.rate_limit,
         "state": state,
@@ -188,6 +185,65 @@ def account_document(account: Account, now: datetime | None = None) -> dict[str,
 # --- writing ------------------------------------------------------------------------------
 
 
+def add_account(
+    session: Session,
+    settings: Settings,
+    name: str,
+    platform: str,
+    credentials: Mapping[str, Any],
+    api_url: str | None = None,
+    rate_limit: float | None = None,
+) -> Account:
+    """Store an account of a registered platform (flushed; the caller commits).
+
+    `credentials` holds the values of the platform's credentials by name, its secret among
+    them (encrypted before it is stored); an account of a platform whose sellers authorize the
+    app starts as needing authorization."""
+    if not isinstance(platform, str) or platform not in registry.names():
+        raise InvalidInput(
+            f"platform {str(platform)[:40]!r} is not supported: use one of "
+            f"{', '.join(registry.names())}"
+        )
+    entry = registry.entry(platform)
+    unknown = sorted(set(credentials) - {c.name for c in entry.credentials})
+    if unknown:
+        raise InvalidInput(f"{', '.join(unknown)}: not a credential of {platform} accounts")
+    given: dict[str, str] = {}
+    for credential in entry.credentials:
+        value = credentials.get(credential.name)
+        if value is None:
+            if credential.required:
+                raise InvalidInput(f"the {credential.label} is required for {platform} accounts")
+            continue
+        if credential.secret:
+            given[credential.name] = _clean_secret(value, credential.label)
+        elif credential.url:
+            given[credential.name] = clean_url(value, credential.label)
+        else:
+            given[credential.name] = _clean_text(value, credential.label)
+    secret = given.pop(entry.secret.name)
+    try:
+        settled_url, settled = entry.settle(
+            None if api_url is None else clean_url(api_url, "API URL"), given
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    row = AccountRow(
+        name=_new_name(session, settings, name),
+        platform=platform,
+        api_url=settled_url,
+        credentials=settled,
+        rate_limit=clean_rate_limit(rate_limit),
+        state="needs_authorization" if entry.authorized_by_seller else "ready",
+    )
+    row.secret = secret_box(settings).encrypt(secret)  # last: bad input makes no key file
+    return _insert(session, settings, row)
+
+
+# TRANSITIONAL: the per-platform adders, until every caller uses add_account.
+LAZOP_AUTH_URL = "https://auth.lazada.com/rest"
+
+
 def add_sellercenter(
     session: Session,
     settings: Settings,
@@ -197,18 +253,8 @@ def add_sellercenter(
     api_key: str,
     rate_limit: float | None = None,
 ) -> Account:
-    """Store a legacy Seller Center account (flushed; the caller commits)."""
-    key = _clean_secret(api_key, "API key")
-    row = AccountRow(
-        name=_new_name(session, settings, name),
-        platform="sellercenter",
-        api_url=clean_url(api_url, "API URL"),
-        user_id=_clean_text(user_id, "UserID"),
-        rate_limit=clean_rate_limit(rate_limit),
-        state="ready",
-    )
-    row.secret = secret_box(settings).encrypt(key)  # last: bad input makes no key file
-    return _insert(session, settings, row)
+    credentials = {"user_id": user_id, "api_key": api_key}
+    return add_account(session, settings, name, "sellercenter", credentials, api_url, rate_limit)
 
 
 def add_lazop(
@@ -222,36 +268,9 @@ def add_lazop(
     auth_url: str | None = None,
     rate_limit: float | None = None,
 ) -> Account:
-    """Store an Open Platform account, not yet authorized (flushed; the caller commits)."""
-    secret = _clean_secret(app_secret, "app secret")
-    if (country is None) == (api_url is None):
-        raise InvalidInput(
-            "give the account's gateway as a country (--country sg|my|th|vn|ph|id) or as a URL "
-            "(--api-url, for Daraz and sandboxes), one of the two"
-        )
-    if country is not None:
-        cleaned_country = country.strip().lower()
-        if cleaned_country not in LAZOP_GATEWAYS:
-            raise InvalidInput(
-                f"country {country[:20]!r} has no Lazada gateway: use one of "
-                f"{', '.join(LAZOP_GATEWAYS)}, or give --api-url for Daraz or a sandbox"
-            )
-        gateway = LAZOP_GATEWAYS[cleaned_country]
-    else:
-        assert api_url is not None
-        cleaned_country, gateway = None, clean_url(api_url, "API URL")
-    row = AccountRow(
-        name=_new_name(session, settings, name),
-        platform="lazop",
-        api_url=gateway,
-        auth_url=clean_url(auth_url, "auth URL") if auth_url is not None else LAZOP_AUTH_URL,
-        country=cleaned_country,
-        app_key=_clean_text(app_key, "app key"),
-        rate_limit=clean_rate_limit(rate_limit),
-        state="needs_authorization",
-    )
-    row.secret = secret_box(settings).encrypt(secret)
-    return _insert(session, settings, row)
+    given = {"app_key": app_key, "app_secret": app_secret, "country": country, "auth_url": auth_url}
+    credentials = {key: value for key, value in given.items() if value is not None}
+    return add_account(session, settings, name, "lazop", credentials, api_url, rate_limit)
 
 
 def store_tokens(
@@ -264,8 +283,9 @@ def store_tokens(
     refresh_expires_at: datetime,
     seller_id: str | None = None,
 ) -> Account:
-    """Store a lazop account's new tokens (encrypted) and mark it ready (the caller commits)."""
-    row = _stored_row(session, settings, name, "lazop")
+    """Store an authorized account's new tokens (encrypted) and mark it ready (the caller
+    commits)."""
+    row = _stored_row(session, settings, name, authorized_by_seller=True)
     box = secret_box(settings)
     row.access_token = box.encrypt(_clean_secret(access_token, "access token"))
     row.refresh_token = box.encrypt(_clean_secret(refresh_token, "refresh token"))
@@ -304,10 +324,7 @@ def mark_needs_authorization(
             platform=row.platform,
             api_url=row.api_url,
             rate_limit=row.rate_limit,
-            user_id=row.user_id,
-            country=row.country,
-            auth_url=row.auth_url,
-            app_key=row.app_key,
+            credentials=row.credentials or {},
             access_expires_at=row.access_expires_at,
             refresh_expires_at=row.refresh_expires_at,
             seller_id=row.seller_id,
@@ -428,7 +445,7 @@ def _row(session: Session, name: str) -> AccountRow | None:
 
 
 def _stored_row(
-    session: Session, settings: Settings, name: str, platform: str | None = None
+    session: Session, settings: Settings, name: str, *, authorized_by_seller: bool = False
 ) -> AccountRow:
     row = _row(session, name)
     if row is None:
@@ -439,8 +456,11 @@ def _stored_row(
                 "LAZADA_API_KEY): change or unset those variables instead"
             )
         raise UnknownAccount(f"no account named {name[:80]!r}: {_HOW_TO_LIST}")
-    if platform is not None and row.platform != platform:
-        raise InvalidInput(f"account {name!r} is a {row.platform} account, not {platform}")
+    if authorized_by_seller and not registry.entry(row.platform).authorized_by_seller:
+        raise InvalidInput(
+            f"account {name!r} is a {row.platform} account: its sellers do not authorize the "
+            "app, it has no tokens"
+        )
     return row
 
 
@@ -465,18 +485,13 @@ def _account(row: AccountRow, settings: Settings) -> Account:
         assert box is not None
         return box.decrypt(token, f"the {what} of account {row.name!r}")
 
-    secret = clear(row.secret, "secret")
     return Account(
         name=row.name,
         platform=row.platform,
         api_url=row.api_url,
         rate_limit=row.rate_limit if row.rate_limit is not None else settings.rate_limit,
-        user_id=row.user_id,
-        api_key=secret if row.platform == "sellercenter" else None,
-        country=row.country,
-        auth_url=row.auth_url,
-        app_key=row.app_key,
-        app_secret=secret if row.platform == "lazop" else None,
+        credentials=dict(row.credentials or {}),
+        secret=clear(row.secret, "secret"),
         access_token=clear(row.access_token, "access token"),
         refresh_token=clear(row.refresh_token, "refresh token"),
         access_expires_at=row.access_expires_at,

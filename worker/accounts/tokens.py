@@ -1,4 +1,5 @@
-"""A lazop account's tokens, kept alive by the worker (lazop-api.md L3, L4).
+"""Tokens of the accounts whose sellers authorize the app (the Open Platform), kept alive by
+the worker (L3, L4).
 
 Refresh tokens rotate: a refresh may make the old one invalid at once, so one worker at a time
 refreshes an account. It takes the account row's `refreshing_until` lease with a conditional
@@ -21,9 +22,9 @@ from worker.accounts.store import Account, get_account, mark_needs_authorization
 from worker.db.engine import core_transaction
 from worker.db.models import Account as AccountRow
 from worker.db.models import table_of
-from worker.platforms import AccountParked, AuthorizationLostError
-from worker.platforms.lazop.client import LazopClient
-from worker.platforms.lazop.parsing import TokenGrant
+from worker.platforms import AccountParked, AuthorizationLostError, registry
+from worker.platforms.base import TokenIssuer
+from worker.platforms.models import TokenGrant
 from worker.ratelimit import RateLimited
 from worker.settings import Settings
 
@@ -41,7 +42,7 @@ def refresh(
     sessions: sessionmaker[Session],
     settings: Settings,
     name: str,
-    client: LazopClient,
+    client: TokenIssuer,
     failed_token: str | None = None,
 ) -> str:
     """A fresh access token for the account: its stored one when another worker has refreshed
@@ -135,13 +136,14 @@ def store_grant(
 
 
 def due_for_refresh(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
-    """The ready lazop accounts whose access token has less than REFRESH_AHEAD of its life
-    left (its life: from when it was stored to when it expires)."""
+    """The ready accounts (of platforms whose sellers authorize the app) whose access token
+    has less than REFRESH_AHEAD of its life left (its life: from when it was stored to when it
+    expires)."""
     now = datetime.now(UTC)
     with sessions() as session:
         rows = session.execute(
             select(_accounts.c.name, _accounts.c.updated_at, _accounts.c.access_expires_at).where(
-                _accounts.c.platform == "lazop",
+                _accounts.c.platform.in_(_authorized_by_seller()),
                 _accounts.c.state == "ready",
                 _accounts.c.access_expires_at.is_not(None),
             )
@@ -155,7 +157,7 @@ def due_for_refresh(sessions: sessionmaker[Session], settings: Settings) -> list
 
 
 def refresh_due(
-    sessions: sessionmaker[Session], settings: Settings, client_for: Callable[[str], LazopClient]
+    sessions: sessionmaker[Session], settings: Settings, client_for: Callable[[str], TokenIssuer]
 ) -> list[str]:
     """Beat's refresh: every due account once; returns those refreshed. One that another
     worker is refreshing, or whose refresh fails for now, is tried again on the next beat."""
@@ -205,3 +207,7 @@ def _release(connection: Connection, name: str, lease: datetime) -> None:
         .where(_accounts.c.name == name, _accounts.c.refreshing_until == lease)
         .values(refreshing_until=None)
     )
+
+
+def _authorized_by_seller() -> list[str]:
+    return [entry.name for entry in registry.registered() if entry.authorized_by_seller]

@@ -285,28 +285,28 @@ class RateLimit(Base):
 
 class Account(Base):
     """A seller account stored as data (worker.accounts.store); the environment's legacy account is
-    not a row. Secrets are Fernet ciphertext (worker.accounts.secrets), never clear text."""
+    not a row. Secrets are Fernet ciphertext (worker.accounts.secrets), never clear text.
+
+    Platform-neutral: `platform` names an entry of worker.platforms.registry, `credentials` holds
+    that platform's credentials but its secret, `secret` the one that signs requests."""
 
     __tablename__ = "accounts"
     __table_args__ = (
         UniqueConstraint("name"),
-        CheckConstraint("platform IN ('sellercenter', 'lazop')", name="ck_accounts_platform"),
         CheckConstraint("state IN ('ready', 'needs_authorization')", name="ck_accounts_state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
-    platform: Mapped[str] = mapped_column(String(16))  # sellercenter|lazop
-    api_url: Mapped[str] = mapped_column(Text)  # the endpoint, or the lazop gateway
-    auth_url: Mapped[str | None] = mapped_column(Text)  # lazop: where tokens are made
-    country: Mapped[str | None] = mapped_column(String(8))  # lazop, when a venture's gateway
-    user_id: Mapped[str | None] = mapped_column(String(255))  # sellercenter: signs requests
-    app_key: Mapped[str | None] = mapped_column(String(255))  # lazop
-    seller_id: Mapped[str | None] = mapped_column(String(255))  # lazop, once authorized
+    platform: Mapped[str] = mapped_column(String(16))  # a registered platform's name
+    api_url: Mapped[str] = mapped_column(Text)  # the endpoint, or the venture's gateway
+    # The platform's credentials but its secret, by the names its registry entry gives them.
+    credentials: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seller_id: Mapped[str | None] = mapped_column(String(255))  # once a seller authorized
     rate_limit: Mapped[float | None]  # None: LAZADA_RATE_LIMIT
     # ready|needs_authorization ("expiring" is derived for display from refresh_expires_at)
     state: Mapped[str] = mapped_column(String(32), default="ready")
-    secret: Mapped[str | None] = mapped_column(Text)  # the API key, or the lazop app secret
+    secret: Mapped[str | None] = mapped_column(Text)  # the credential that signs requests
     access_token: Mapped[str | None] = mapped_column(Text)
     refresh_token: Mapped[str | None] = mapped_column(Text)
     access_expires_at: Mapped[datetime | None]

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from tests.support.processes import service_url, wait_for
 from tests.support.worker_stack import Stack
-from worker import ratelimit
 from worker.platforms import CallRecord
 from worker.ratelimit import (
     EARLY,
@@ -250,7 +249,9 @@ def test_a_call_a_little_late_keeps_its_slot(
     database_url: str, rate: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = time.time()  # a still clock: LATE is a few ms, less than a busy machine's step
-    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: now, sleep=time.sleep))
+    monkeypatch.setattr(
+        "worker.ratelimit.limiter.time", SimpleNamespace(time=lambda: now, sleep=time.sleep)
+    )
     store = CountingSlots(database_url)
     limiter = RateLimiter(store, _account(), rate=rate)
     with turn("orders", slot=now - LATE / 2):
@@ -274,7 +275,9 @@ def test_a_call_woken_late_from_its_sleep_is_late_like_a_deferred_one(
     def oversleep(seconds: float) -> None:  # a busy machine wakes the thread 80 ms late
         time.sleep(seconds + 0.08)
 
-    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=time.time, sleep=oversleep))
+    monkeypatch.setattr(
+        "worker.ratelimit.limiter.time", SimpleNamespace(time=time.time, sleep=oversleep)
+    )
     store = CountingSlots(database_url)
     limiter = RateLimiter(store, _account(), rate=5)
     with turn("orders", slot=time.time() + EARLY):

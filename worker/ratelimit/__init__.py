@@ -1,0 +1,53 @@
+"""One rate limit for all workers of an account, on every machine, shared fairly
+(worker.ratelimit.limiter: the limiter, its calendar and its stores): the names the rest of
+the code imports."""
+
+from worker.ratelimit.limiter import (
+    EARLY,
+    EPSILON,
+    GROUP_AHEAD,
+    LATE,
+    MAX_SLOT_WAIT,
+    SPACING,
+    WINDOW,
+    WINDOW_UP_TO,
+    DatabaseSlots,
+    Grant,
+    LateForSlot,
+    RateLimited,
+    RateLimiter,
+    RedisSlots,
+    SlotStore,
+    Turn,
+    TurnsTaken,
+    limiter_for,
+    move_slot,
+    place,
+    slots_ahead,
+    turn,
+)
+
+__all__ = [
+    "EARLY",
+    "EPSILON",
+    "GROUP_AHEAD",
+    "LATE",
+    "MAX_SLOT_WAIT",
+    "SPACING",
+    "WINDOW",
+    "WINDOW_UP_TO",
+    "DatabaseSlots",
+    "Grant",
+    "LateForSlot",
+    "RateLimited",
+    "RateLimiter",
+    "RedisSlots",
+    "SlotStore",
+    "Turn",
+    "TurnsTaken",
+    "limiter_for",
+    "move_slot",
+    "place",
+    "slots_ahead",
+    "turn",
+]

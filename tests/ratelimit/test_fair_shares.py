@@ -13,8 +13,8 @@ import pytest
 from tests.support.lazop import ACCOUNT, lazop_stack
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
+from worker.ratelimit.runners import runners_for
 from worker.services import documents
-from worker.services.removal import runners_for
 
 RATE = 4  # calls a second, at the worker and at the sandbox (E901 above it)
 FAIR_STACKS = ["embedded+sqlite", "redis+postgresql"]
@@ -85,8 +85,8 @@ def test_a_slow_api_gets_more_of_a_jobs_calls_in_flight_than_it_started_runners(
     """At 2 s a call, a job's first runners (a call in flight and its slots ahead) would leave
     most of the limit's slots unused: a call whose fresh slot came at once sends, from the
     worker's task, runners for the slots it let pass. Without them (and with the sweeper out
-    of the way) no more of the job's calls are ever in flight at once than it started
-    runners (3 here; with them, 8 in the runs that checked this)."""
+    of the way) no more of the job's calls would ever be in flight at once than it started
+    runners (3 here)."""
     _at_the_limit(stack)
     stack.sandbox.config.latency = 2.0
     stack.env["LAZADA_REDISPATCH_AFTER"] = "300"  # no batch sent by the sweeper meanwhile
@@ -133,8 +133,8 @@ def test_two_jobs_take_turns_and_each_sku_is_sent_once(stack: Stack) -> None:
 @pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
 def test_work_of_two_calls_makes_each_once_while_other_work_takes_turns(stack: Stack) -> None:
     """An Open Platform order is two calls (the order, its items), reserved together: while a
-    removal takes its turns, each order is fetched with one of each. When the second call was
-    deferred, the fetch started over: under load, its first call was sent again and again."""
+    removal takes its turns, each order is fetched with one of each. Were the second call
+    deferred, the fetch would start over: under load, its first call sent again and again."""
     _at_the_limit(stack)
     with lazop_stack(stack) as lazop:
         lazop.sandbox.config.rate_limit = RATE

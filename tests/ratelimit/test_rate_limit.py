@@ -368,7 +368,7 @@ def test_two_workers_with_sixteen_slots_each_hold_the_accounts_rate(stack: Stack
     assert achieved <= limit * 1.02
 
 
-# -- the calendar itself (worker.ratelimit.place), on made-up clocks --------------------------
+# -- the calendar itself (worker.ratelimit.calendar), on made-up clocks -----------------------
 
 
 @settings(max_examples=300, deadline=None)
@@ -467,7 +467,7 @@ def test_busy_groups_take_every_slot_in_turn() -> None:
 def test_an_order_now_and_then_beside_a_job_leaves_no_slot_unused() -> None:
     """A removal job's runners ask again once their call is over; an order (a group of one
     call) comes every second. The orders get a slot within a few, and every slot of the
-    calendar is used: room kept after an order for its group's next turn stayed empty."""
+    calendar is used: room kept after an order for its group's next turn would stay empty."""
     interval, turns = 0.2, {}
     asks = [(0.0, "job") for _ in range(GROUP_AHEAD + 1)] + [(0.5 + n, "orders") for n in range(8)]
     slots: list[float] = []
@@ -495,7 +495,7 @@ def test_a_group_of_one_call_takes_a_free_slot_and_no_room_is_kept_after_it(
 ) -> None:
     """An order and a 50-SKU job (a call each) take the next free slots between a removal
     job's; the job's next slot comes right after its last, in both stores: no room is kept
-    for groups that took their one turn already (kept, it went unused)."""
+    for groups that took their one turn already (kept, it would go unused)."""
     account, interval = _account(), 1.0
     grants = [
         slots.reserve(account, group, interval, GROUP_AHEAD)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,12 @@ from worker.db.leases import claim_params, claim_statement
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.outbox.events import record_removal_event
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
-from worker.ratelimit import slots_ahead
+
+# RUNNERS_PER_JOB and runners_for are re-exported: the tasks, the CLI and job_control size a
+# job's runners with removal's names.
+from worker.ratelimit.runners import RUNNERS_PER_JOB as RUNNERS_PER_JOB
+from worker.ratelimit.runners import more_runner_countdowns
+from worker.ratelimit.runners import runners_for as runners_for
 from worker.services import job_keys
 from worker.services.attempts import SLOT_HOLD, Attempted, Row, attempt
 from worker.settings import Settings
@@ -31,24 +35,7 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 REMOVE_BATCH_TASK = "lazada.remove_batch"
-# A job starts this many tasks, each of which goes on to the job's next free batch: Celery's
-# cost per task (about that of a batch's own work, bench/RESULTS.md) is then paid once per
-# several batches. More than the threads of all workers is harmless: a task that finds no free
-# batch ends at once.
-RUNNERS_PER_JOB = 32
 RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work takes turns
-# At a real rate limit a job needs runners only for its calls in flight and those waiting for
-# their slots: a call's worth at a fast API, and its group's slots ahead. More only found
-# their turns taken and ended, and twenty accounts' jobs sent together started far apart
-# behind them (bench/RESULTS.md, scenario 5); a slower API gets more as the job goes
-# (process_batch: a call whose slot came at once starts more).
-RUNNER_CALL_SECONDS = 0.2
-
-
-def runners_for(rate: float) -> int:
-    """How many tasks a job of an account limited to `rate` calls a second starts."""
-    return min(RUNNERS_PER_JOB, math.ceil(rate * RUNNER_CALL_SECONDS) + slots_ahead(rate))
-
 
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
@@ -122,7 +109,7 @@ def create_job(
             ).scalar_one()
             # One bulk load (COPY on PostgreSQL) of the batch rows, each holding its SKUs: SKU
             # rows are written only for outcomes other than "all removed by one call", so a job
-            # of 20,000 SKUs is 400 rows to record before its first call can start, not 20,400.
+            # records a row per batch, not one per SKU, before its first call can start.
             rows = [
                 (
                     *(account, job_id, "pending", 0, now, deadline),
@@ -192,8 +179,8 @@ _CLAIM_NEXT = (
 )
 _JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
 # The job's batches before it held by running tasks: a batch late for its slot is left to
-# them. Before it, not any other: two late batches each left to the other left the job to the
-# sweeper; the first batch held always has its task go on.
+# them. Before it, not any other: two late batches each left to the other would leave the job
+# to the sweeper; the first batch held always has its task go on.
 _OTHERS_OF = _batches.alias("others")
 _UNDER_WAY = (
     select(func.count())
@@ -343,13 +330,11 @@ def process_batch(
 
 
 def more_runners(batch_id: int, took: float, interval: float) -> list[Message]:
-    """Runners for the slots a call that took `took` s let pass with no runner of its job
-    there to take them (one at least, at most RUNNERS_PER_JOB), an interval apart: arriving
-    together, all but the slots the job may hold ahead would find its turns taken."""
-    count = min(RUNNERS_PER_JOB, max(1, math.ceil(took / interval) - 1))
+    """The messages of the runners a call that took `took` s starts for the slots it let pass
+    (worker.ratelimit.runners.more_runner_countdowns: how many, and when)."""
     return [
-        Message(REMOVE_BATCH_TASK, (batch_id,), countdown=n * interval if n else None)
-        for n in range(count)
+        Message(REMOVE_BATCH_TASK, (batch_id,), countdown=countdown)
+        for countdown in more_runner_countdowns(took, interval)
     ]
 
 
@@ -539,8 +524,9 @@ def _record_removed(connection: Connection, work: _Claim, now: datetime) -> bool
     finished the batch (its job's count is then due), False if it was done already.
 
     A batch removed by its first call keeps its SKUs in its row, done: they read as removed,
-    by one call (worker.services.documents), and no SKU rows are written: on PostgreSQL those rows
-    (three index entries each) were about a fifth of a batch's CPU at zero latency.
+    by one call (worker.services.documents), and no SKU rows are written: on PostgreSQL those
+    rows (three index entries each) are a large share of a batch's CPU when the API answers at
+    once (bench/RESULTS.md).
     """
     params = {"batch": work.batch_id}
     held = work.first_position is not None

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
-from worker.accounts.store import add_sellercenter
+from worker.accounts.store import add_account
 from worker.db.models import Failure
 from worker.sandbox.sellercenter import Sandbox, SandboxConfig
 from worker.services import documents
@@ -37,8 +37,13 @@ def second_sandbox() -> Iterator[Sandbox]:
 
 def _store(stack: Stack, name: str, sandbox: Sandbox) -> None:
     with stack.sessions.begin() as session:
-        add_sellercenter(
-            session, stack.settings, name, sandbox.url, sandbox.user_id, sandbox.api_key
+        add_account(
+            session,
+            stack.settings,
+            name,
+            "sellercenter",
+            {"user_id": sandbox.user_id, "api_key": sandbox.api_key},
+            api_url=sandbox.url,
         )
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
+from tests.end_to_end.platforms import PlatformStack, environment_account
 from tests.support import services as services_control
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
@@ -37,9 +38,9 @@ def _skus(n: int) -> tuple[list[str], set[str]]:
     return skus, {s for s in skus if s.endswith("-FAIL")}
 
 
-def _final_count(stack: Stack, key: str) -> int:
-    with stack.sessions() as session:
-        progress = documents.removal_progress(session, stack.settings.account, key)
+def _final_count(at: PlatformStack, key: str) -> int:
+    with at.stack.sessions() as session:
+        progress = documents.removal_progress(session, at.account, key)
     return progress[0] if progress is not None else 0
 
 
@@ -61,20 +62,21 @@ def _in_flight_skus(stack: Stack) -> int:
         return (rows or 0) + sum(len(json.loads(skus)) for skus in held if skus)
 
 
-def _wait_done(stack: Stack, key: str, timeout: float = 240) -> dict:
+def _wait_done(at: PlatformStack, key: str, timeout: float = 240) -> dict:
     def done() -> dict | None:
-        with stack.sessions() as session:
-            job = documents.removal_job(session, stack.settings.account, key)
+        job = at.job(key)
         return job if job and job["state"] == "done" else None
 
     try:
         return wait_for(done, timeout, f"job {key}")
     except AssertionError:
-        print(stack.logs()[-5000:])
+        print(at.stack.logs()[-5000:])
         raise
 
 
-def _check_every_sku_final_once(stack: Stack, job: dict, skus: list[str], failing: set[str]) -> int:
+def _check_every_sku_final_once(
+    at: PlatformStack, job: dict, skus: list[str], failing: set[str]
+) -> int:
     """Assert the job's outcome is exact; return how many SKUs the API saw more than once."""
     states = {s["sku"]: s["state"] for s in job["skus"]}
     assert len(states) == len(skus)
@@ -82,39 +84,41 @@ def _check_every_sku_final_once(stack: Stack, job: dict, skus: list[str], failin
     assert not unexpected, [s["message"] for s in unexpected[:3]]
     assert {sku for sku, state in states.items() if state == "failed"} == failing
     assert all(state == "removed" for sku, state in states.items() if sku not in failing)
-    with stack.sessions() as session:
+    assert job["removed"] == len(skus) - len(failing)
+    with at.stack.sessions() as session:
         recorded = Counter(
             session.scalars(select(Failure.subject).where(Failure.kind == "removal_sku"))
         )
     assert all(n == 1 for n in recorded.values()), "a SKU's failure was recorded twice"
     assert len(recorded) == len(failing)
-    counts = stack.sandbox.removal_counts()
+    counts = at.removal_counts()
     assert set(counts) == set(skus) - failing
     return sum(n - 1 for n in counts.values())
 
 
-def _configure(stack: Stack, **env: str) -> None:
-    stack.env.update({**CRASH_ENV, **env})
-    stack.sandbox.config.latency = 0.05
+def _configure(at: PlatformStack, **env: str) -> None:
+    at.env.update({**CRASH_ENV, **env})
+    at.sandbox.config.latency = 0.05
 
 
-def test_a_worker_killed_mid_removal_loses_no_sku(stack: Stack) -> None:
-    _configure(stack)
+def test_a_worker_killed_mid_removal_loses_no_sku(platform_stack: PlatformStack) -> None:
+    at = platform_stack
+    _configure(at)
     skus, failing = _skus(5000)
-    worker = stack.start_worker(concurrency=8)
-    stack.send("lazada.remove_products", skus, key="crash")
-    wait_for(lambda: _final_count(stack, "crash") >= 1500, 120, "a third of the SKUs")
-    in_flight = _in_flight_skus(stack)
+    worker = at.start_worker(concurrency=8)
+    at.send("lazada.remove_products", skus, key="crash")
+    wait_for(lambda: _final_count(at, "crash") >= 1500, 120, "a third of the SKUs")
+    in_flight = _in_flight_skus(at.stack)
     worker.kill()
-    at_kill = _final_count(stack, "crash")
-    stack.start_worker(concurrency=8)
+    at_kill = _final_count(at, "crash")
+    at.start_worker(concurrency=8)
 
-    job = _wait_done(stack, "crash")
-    twice = _check_every_sku_final_once(stack, job, skus, failing)
+    job = _wait_done(at, "crash")
+    twice = _check_every_sku_final_once(at, job, skus, failing)
     print(
-        f"\n[{stack.name}] kill -9 at {at_kill}/{len(skus)} SKUs final, {in_flight} SKUs in "
-        f"flight; after restart: {job['removed']} removed, {job['failed']} failed, "
-        f"{twice} SKUs sent to the API twice"
+        f"\n[{at.stack.name}, {at.platform.name}] kill -9 at {at_kill}/{len(skus)} SKUs final, "
+        f"{in_flight} SKUs in flight; after restart: {job['removed']} removed, "
+        f"{job['failed']} failed, {twice} SKUs sent to the API twice"
     )
     # Only calls in flight at the kill (at most 8 batches of 50) can have been sent twice.
     assert twice <= 8 * 50
@@ -123,18 +127,19 @@ def test_a_worker_killed_mid_removal_loses_no_sku(stack: Stack) -> None:
 def test_a_worker_killed_while_calls_wait_for_their_slots_loses_none(stack: Stack) -> None:
     """At the real rate limit most of a job's work is deferred to slots (countdowns the killed
     worker held, and batches left to the job's runners): all of it is found again."""
-    _configure(stack, LAZADA_RATE_LIMIT="5")
+    at = environment_account(stack)
+    _configure(at, LAZADA_RATE_LIMIT="5")
     stack.sandbox.config.rate_limit = 5
     skus, failing = _skus(3000)
     worker = stack.start_worker(concurrency=8)
     stack.send("lazada.remove_products", skus, key="slots")
-    wait_for(lambda: _final_count(stack, "slots") >= 750, 120, "a quarter of the SKUs")
+    wait_for(lambda: _final_count(at, "slots") >= 750, 120, "a quarter of the SKUs")
     worker.kill()
-    at_kill = _final_count(stack, "slots")
+    at_kill = _final_count(at, "slots")
     stack.start_worker(concurrency=8)
 
-    job = _wait_done(stack, "slots")
-    twice = _check_every_sku_final_once(stack, job, skus, failing)
+    job = _wait_done(at, "slots")
+    twice = _check_every_sku_final_once(at, job, skus, failing)
     throttled = [c for c in stack.sandbox.calls() if c.error_code == 901]
     print(
         f"\n[{stack.name}] kill -9 at the rate limit at {at_kill}/{len(skus)} SKUs final; "
@@ -145,35 +150,8 @@ def test_a_worker_killed_while_calls_wait_for_their_slots_loses_none(stack: Stac
     assert twice <= 2 * 50
 
 
-def test_a_worker_killed_mid_lazop_removal_loses_no_sku(stack: Stack) -> None:
-    # The same crash on an Open Platform account (tests/support/lazop.py's stack).
-    from tests.support.lazop import ACCOUNT, SELLER, lazop_stack
-
-    _configure(stack)
-    skus, failing = _skus(3000)
-    with lazop_stack(stack) as lazop:
-        lazop.sandbox.config.latency = 0.05
-        worker = stack.start_worker(concurrency=8)
-        stack.send("lazada.remove_products", skus, key="crash", account=ACCOUNT)
-        wait_for(lambda: (lazop.job("crash") or {}).get("removed", 0) >= 900, 120, "a third")
-        worker.kill()
-        stack.start_worker(concurrency=8)
-        job = lazop.finished("crash", timeout=240)
-
-        assert {s["sku"] for s in job["skus"] if s["state"] == "failed"} == failing
-        assert job["removed"] == len(skus) - len(failing)
-        counts = lazop.sandbox.removal_counts(SELLER)
-        assert set(counts) == set(skus) - failing
-        with stack.sessions() as session:
-            recorded = Counter(
-                session.scalars(select(Failure.subject).where(Failure.kind == "removal_sku"))
-            )
-        assert all(n == 1 for n in recorded.values()) and len(recorded) == len(failing)
-        assert sum(n - 1 for n in counts.values()) <= 8 * 50  # only calls in flight at the kill
-
-
 def test_a_worker_killed_while_image_jobs_poll_loses_no_job(stack: Stack) -> None:
-    _configure(stack, LAZADA_POLL_FIRST="0.5", LAZADA_POLL_SLACK="0.5")
+    _configure(environment_account(stack), LAZADA_POLL_FIRST="0.5", LAZADA_POLL_SLACK="0.5")
     stack.sandbox.config.image_job_seconds = (3.0, 8.0)
     worker = stack.start_worker(concurrency=8)
     urls = [f"https://img.example.com/{n}.jpg" for n in range(160)]  # 20 jobs of 8
@@ -235,19 +213,20 @@ OUTAGES = {
 )
 def test_a_service_outage_mid_run_delays_the_work_and_loses_none(stack: Stack, outage: str) -> None:
     _, stop, start, seconds = OUTAGES[outage]
-    _configure(stack)
+    at = environment_account(stack)
+    _configure(at)
     skus, failing = _skus(3000)
     stack.start_worker(concurrency=8)
     stack.send("lazada.remove_products", skus, key="outage")
-    wait_for(lambda: _final_count(stack, "outage") >= 600, 120, "a fifth of the SKUs")
+    wait_for(lambda: _final_count(at, "outage") >= 600, 120, "a fifth of the SKUs")
     try:
         stop()
         time.sleep(seconds)
     finally:
         start()
 
-    job = _wait_done(stack, "outage", timeout=300)
-    twice = _check_every_sku_final_once(stack, job, skus, failing)
+    job = _wait_done(at, "outage", timeout=300)
+    twice = _check_every_sku_final_once(at, job, skus, failing)
     print(f"\n[{stack.name}] {outage} ({seconds} s): {twice} SKUs sent twice")
     # Calls whose outcome could not be written are sent again: at most the batches in flight.
     assert twice <= 8 * 50
@@ -257,9 +236,8 @@ def test_a_service_outage_mid_run_delays_the_work_and_loses_none(stack: Stack, o
 def test_with_a_quarter_of_answers_faulty_every_sku_still_ends_right(stack: Stack) -> None:
     # 11 attempts: at 1 fault in 4 answers, 7 would fail one of the 100 batches in ~160 runs.
     ladder = "0.2,0.5,1,1,1,1,1,1,1,1"
-    _configure(
-        stack, LAZADA_READ_TIMEOUT="1.5", LAZADA_LEASE_SECONDS="12", LAZADA_RETRY_LADDER=ladder
-    )
+    at = environment_account(stack)
+    _configure(at, LAZADA_READ_TIMEOUT="1.5", LAZADA_LEASE_SECONDS="12", LAZADA_RETRY_LADDER=ladder)
     kinds = ("http500", "http502_html", "e006", "e901", "truncated", "slow")
     stack.sandbox.config.fault_rate = 0.25
     stack.sandbox.config.fault_kinds = kinds
@@ -268,8 +246,8 @@ def test_with_a_quarter_of_answers_faulty_every_sku_still_ends_right(stack: Stac
     stack.start_worker(concurrency=8)
     stack.send("lazada.remove_products", skus, key="faults")
 
-    job = _wait_done(stack, "faults")
-    twice = _check_every_sku_final_once(stack, job, skus, failing)
+    job = _wait_done(at, "faults")
+    twice = _check_every_sku_final_once(at, job, skus, failing)
 
     def audit_matches() -> Counter[str] | None:
         with stack.sessions() as session:

@@ -97,6 +97,35 @@ ACCOUNT = "shop-th"
 SELLER = "seller-a"
 
 
+def start_sandbox() -> LazopSandbox:
+    """A started LAZOP sandbox whose image jobs end within a test's patience."""
+    return LazopSandbox(LazopSandboxConfig(image_job_seconds=(0.5, 1.5)), port=0).start()
+
+
+def add_account(stack: Stack, sandbox: LazopSandbox, name: str) -> None:
+    """A lazop account of the sandbox's app on the stack's database, authorized by SELLER."""
+    with stack.sessions.begin() as session:
+        add_lazop(
+            session,
+            stack.settings,
+            name,
+            app_key=sandbox.app_key,
+            app_secret=sandbox.app_secret,
+            api_url=sandbox.api_url,
+            auth_url=sandbox.auth_url,
+        )
+    authorize_account(stack, sandbox, name)
+
+
+def authorize_account(stack: Stack, sandbox: LazopSandbox, name: str) -> None:
+    """What `accounts authorize --code` does, with a fresh code from the sandbox."""
+    with LazopClient(
+        sandbox.api_url, sandbox.app_key, sandbox.app_secret, auth_url=sandbox.auth_url
+    ) as client:
+        grant = client.create_token(sandbox.authorization_code(SELLER))
+    tokens.store_grant(stack.sessions, stack.settings, name, grant)
+
+
 @dataclass
 class Lazop:
     stack: Stack
@@ -104,14 +133,7 @@ class Lazop:
 
     def authorize(self) -> None:
         """What `accounts authorize --code` does, with a fresh code from the sandbox."""
-        with LazopClient(
-            self.sandbox.api_url,
-            self.sandbox.app_key,
-            self.sandbox.app_secret,
-            auth_url=self.sandbox.auth_url,
-        ) as client:
-            grant = client.create_token(self.sandbox.authorization_code(SELLER))
-        tokens.store_grant(self.stack.sessions, self.stack.settings, ACCOUNT, grant)
+        authorize_account(self.stack, self.sandbox, ACCOUNT)
 
     def job(self, key: str) -> dict | None:
         with self.stack.sessions() as session:
@@ -132,21 +154,9 @@ class Lazop:
 @contextmanager
 def lazop_stack(stack: Stack) -> Iterator[Lazop]:
     """A LAZOP sandbox and an authorized lazop account on the stack's database."""
-    config = LazopSandboxConfig(image_job_seconds=(0.5, 1.5))
-    sandbox = LazopSandbox(config, port=0).start()
+    sandbox = start_sandbox()
     try:
-        with stack.sessions.begin() as session:
-            add_lazop(
-                session,
-                stack.settings,
-                ACCOUNT,
-                app_key=sandbox.app_key,
-                app_secret=sandbox.app_secret,
-                api_url=sandbox.api_url,
-                auth_url=sandbox.auth_url,
-            )
-        found = Lazop(stack, sandbox)
-        found.authorize()
-        yield found
+        add_account(stack, sandbox, ACCOUNT)
+        yield Lazop(stack, sandbox)
     finally:
         sandbox.stop()

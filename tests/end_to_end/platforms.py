@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from tests.support import lazop
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
-from worker.accounts.store import add_sellercenter, get_account
+from worker.accounts.store import add_account, get_account
 from worker.platforms.lazop.platform import LazopPlatform
 from worker.platforms.sellercenter import SellerCenterPlatform
 from worker.sandbox.sellercenter import Sandbox, SandboxConfig, ServedCall
@@ -74,13 +74,13 @@ def _start_sellercenter() -> Sandbox:
 
 def _add_sellercenter(stack: Stack, sandbox: Sandbox, name: str) -> None:
     with stack.sessions.begin() as session:
-        add_sellercenter(
+        add_account(
             session,
             stack.settings,
             name,
+            "sellercenter",
+            {"user_id": sandbox.user_id, "api_key": sandbox.api_key},
             api_url=sandbox.url,
-            user_id=sandbox.user_id,
-            api_key=sandbox.api_key,
         )
 
 

@@ -13,9 +13,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.end_to_end.platforms import PlatformStack
+from tests.end_to_end.platforms import PLATFORMS, PlatformStack
 from tests.support.processes import wait_for
 from worker.db.models import ApiCall, Base, ImageJob, Order, RemovalBatch, RemovalJob
+from worker.platforms import registry
 from worker.services import documents, removal
 
 pytestmark = pytest.mark.slow
@@ -259,3 +260,8 @@ def test_the_accounts_secrets_appear_in_no_log_row_or_failure(
 def _order_failures(at: PlatformStack) -> list[dict]:
     with at.stack.sessions() as session:
         return [f for f in documents.failures(session, at.account) if f["kind"] == "order"]
+
+
+def test_every_platform_the_worker_ships_is_under_this_specification() -> None:
+    # A platform added to the registry runs here as soon as it has an entry in PLATFORMS.
+    assert set(registry.names()) <= set(PLATFORMS)

@@ -13,7 +13,7 @@ import requests
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
 from worker.accounts import tokens
-from worker.accounts.store import add_lazop
+from worker.accounts.store import add_account as store_account
 from worker.platforms.lazop import LazopClient, TokenGrant
 from worker.platforms.models import CallRecord
 from worker.sandbox.lazop import LazopSandbox
@@ -105,14 +105,17 @@ def start_sandbox() -> LazopSandbox:
 def add_account(stack: Stack, sandbox: LazopSandbox, name: str) -> None:
     """A lazop account of the sandbox's app on the stack's database, authorized by SELLER."""
     with stack.sessions.begin() as session:
-        add_lazop(
+        store_account(
             session,
             stack.settings,
             name,
-            app_key=sandbox.app_key,
-            app_secret=sandbox.app_secret,
+            "lazop",
+            {
+                "app_key": sandbox.app_key,
+                "app_secret": sandbox.app_secret,
+                "auth_url": sandbox.auth_url,
+            },
             api_url=sandbox.api_url,
-            auth_url=sandbox.auth_url,
         )
     authorize_account(stack, sandbox, name)
 

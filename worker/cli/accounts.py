@@ -1,8 +1,7 @@
 """The `lazada-worker accounts` commands: add, list, show, remove (worker.accounts.store).
 
 Secrets are read from a file or standard input, never from an argument: arguments show in
-`ps` and in shell histories. The CLI's own helpers (settings, sessions) are passed in by
-worker.cli.main, so this module does not import it back.
+`ps` and in shell histories.
 """
 
 from __future__ import annotations
@@ -10,17 +9,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from worker.accounts import store as accounts
+from worker.accounts import tokens
+from worker.accounts.platforms import lazop_client
+from worker.cli.connections import load_settings, open_sessions
+from worker.cli.exits import EXIT_OK
+from worker.cli.output import print_json
 from worker.inputs import InvalidInput
-from worker.settings import Settings
+from worker.platforms import ApiError
 
-SettingsFactory = Callable[[], Settings]
-SessionsFactory = Callable[[Settings], Any]  # a sessionmaker on an up-to-date database
-PrintJson = Callable[[Any], None]  # one JSON document on standard output
-EXIT_OK = 0
 # Options that belong to one platform only; given for the other, they are bad input.
 _ONLY_FOR = {
     "sellercenter": ("user_id", "api_key_file"),
@@ -28,11 +29,9 @@ _ONLY_FOR = {
 }
 
 
-def add_accounts_commands(
-    sub: Any, settings: SettingsFactory, sessions: SessionsFactory, print_json: PrintJson
-) -> None:
+def add_accounts_commands(sub: Any) -> None:
     """Add `accounts` and its subcommands to the CLI's subparsers."""
-    commands = _Commands(settings, sessions, print_json)
+    commands = _Commands()
     parser = sub.add_parser("accounts", help="seller accounts", description="seller accounts")
     accounts = parser.add_subparsers(
         dest="accounts_command", required=True, metavar="ACTION", help="what to do"
@@ -98,23 +97,14 @@ def add_accounts_commands(
 
 
 class _Commands:
-    def __init__(
-        self, settings: SettingsFactory, sessions: SessionsFactory, print_json: PrintJson
-    ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._print_json = print_json
-
     def add(self, args: argparse.Namespace) -> int:
-        from worker.accounts import store as accounts
-
         _refuse_other_platforms_options(args)
         if args.platform == "sellercenter":
             for option in ("api_url", "user_id", "api_key_file"):
                 _require(args, option)
             api_key = _read_secret(args.api_key_file, "--api-key-file", "API key")
-            settings = self._settings()
-            with self._sessions(settings).begin() as session:
+            settings = load_settings()
+            with open_sessions(settings).begin() as session:
                 account = accounts.add_sellercenter(
                     session,
                     settings,
@@ -129,8 +119,8 @@ class _Commands:
         for option in ("app_key", "app_secret_file"):
             _require(args, option)
         app_secret = _read_secret(args.app_secret_file, "--app-secret-file", "app secret")
-        settings = self._settings()
-        with self._sessions(settings).begin() as session:
+        settings = load_settings()
+        with open_sessions(settings).begin() as session:
             account = accounts.add_lazop(
                 session,
                 settings,
@@ -149,54 +139,44 @@ class _Commands:
         return EXIT_OK
 
     def list(self, args: argparse.Namespace) -> int:
-        from worker.accounts import store as accounts
-
-        settings = self._settings()
-        with self._sessions(settings)() as session:
+        settings = load_settings()
+        with open_sessions(settings)() as session:
             documents = [
                 accounts.account_document(a) for a in accounts.list_accounts(session, settings)
             ]
         if args.json:
-            self._print_json(documents)
+            print_json(documents)
         else:
             print("\n".join(_line(document) for document in documents) or "no accounts")
         return EXIT_OK
 
     def show(self, args: argparse.Namespace) -> int:
-        from worker.accounts import store as accounts
-
-        settings = self._settings()
-        with self._sessions(settings)() as session:
+        settings = load_settings()
+        with open_sessions(settings)() as session:
             document = accounts.account_document(accounts.get_account(session, settings, args.name))
         if args.json:
-            self._print_json(document)
+            print_json(document)
         else:
             print("\n".join(f"{key}: {_text(value)}" for key, value in document.items()))
         return EXIT_OK
 
     def authorize_url(self, args: argparse.Namespace) -> int:
-        from urllib.parse import urlencode
-
-        from worker.accounts import store as accounts
-
         redirect = accounts.clean_url(args.redirect_uri, "--redirect-uri")
         account = self._lazop_account(args.name)
-        consent = (account.auth_url or accounts.LAZOP_AUTH_URL).removesuffix("/rest")
+        consent = (account.credentials.get("auth_url") or accounts.LAZOP_AUTH_URL).removesuffix(
+            "/rest"
+        )
         query = {
             "response_type": "code",
             "force_auth": "true",
             "redirect_uri": redirect,
-            "client_id": account.app_key,
+            "client_id": account.credentials["app_key"],
         }
         print(f"{consent}/oauth/authorize?{urlencode(query)}")
         return EXIT_OK
 
     def authorize(self, args: argparse.Namespace) -> int:
-        from worker.accounts import tokens
-        from worker.accounts.platforms import lazop_client
-        from worker.platforms import ApiError
-
-        settings = self._settings()
+        settings = load_settings()
         account = self._lazop_account(args.name)
         client = lazop_client(settings, account)
         try:
@@ -209,7 +189,7 @@ class _Commands:
             raise InvalidInput(f"the Open Platform refused: {exc}") from None
         finally:
             client.close()
-        stored = tokens.store_grant(self._sessions(settings), settings, account.name, grant)
+        stored = tokens.store_grant(open_sessions(settings), settings, account.name, grant)
         print(
             f"account {stored.name} authorized (seller {stored.seller_id or '?'}); access until "
             f"{_text(stored.access_expires_at)}, refresh until {_text(stored.refresh_expires_at)}"
@@ -217,20 +197,16 @@ class _Commands:
         return EXIT_OK
 
     def _lazop_account(self, name: str) -> Any:
-        from worker.accounts import store as accounts
-
-        settings = self._settings()
-        with self._sessions(settings)() as session:
+        settings = load_settings()
+        with open_sessions(settings)() as session:
             account = accounts.get_account(session, settings, name)
         if account.platform != "lazop":
             raise InvalidInput(f"account {name!r} is a {account.platform} account, not lazop")
         return account
 
     def remove(self, args: argparse.Namespace) -> int:
-        from worker.accounts import store as accounts
-
-        settings = self._settings()
-        with self._sessions(settings).begin() as session:
+        settings = load_settings()
+        with open_sessions(settings).begin() as session:
             accounts.remove_account(session, settings, args.name)
         print(f"removed account {args.name}")
         return EXIT_OK

@@ -21,7 +21,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+from worker.accounts import tokens
+from worker.accounts.store import add_lazop, add_sellercenter
+from worker.db.engine import get_engine
+from worker.db.models import ApiCall, ImageJob, Order, RemovalJob
+from worker.db.schema import ensure_schema
+from worker.platforms.lazop.client import LazopClient
+from worker.sandbox.lazop import LazopSandbox
+from worker.sandbox.lazop.config import LazopSandboxConfig
+from worker.sandbox.sellercenter import Sandbox, SandboxConfig
+from worker.services import documents
+from worker.services.documents import removal_progress
+from worker.settings import Settings
 
 DEMO_SKUS = [f"DEMO-SKU-{n:04d}" + ("-FAIL" if n % 40 == 0 else "") for n in range(1, 301)]
 DEMO_ORDERS = [190, 1001, 1002, 1003, 900_000_001]  # the last one does not exist (E016)
@@ -49,10 +65,6 @@ ACCOUNT_VARIABLES = (
 
 
 def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
-    from worker.sandbox.lazop import LazopSandbox
-    from worker.sandbox.lazop.config import LazopSandboxConfig
-    from worker.sandbox.sellercenter import Sandbox, SandboxConfig
-
     folder = Path(tempfile.mkdtemp(prefix="lazada-worker-demo-"))
     knobs: dict[str, Any] = {
         "latency": 0.05,
@@ -97,15 +109,6 @@ def _store_accounts(sandbox: Any, lazop: Any) -> None:
     """The sandboxes' sellers as stored accounts (secrets encrypted with the key file the
     embedded defaults make beside the database); the lazop one authorized with a code from
     its sandbox, as `lazada-worker accounts authorize NAME --code CODE` does."""
-    from sqlalchemy.orm import sessionmaker
-
-    from worker.accounts import tokens
-    from worker.accounts.store import add_lazop, add_sellercenter
-    from worker.db.engine import get_engine
-    from worker.db.schema import ensure_schema
-    from worker.platforms.lazop.client import LazopClient
-    from worker.settings import Settings
-
     settings = Settings.from_env()
     ensure_schema(settings.database_url)
     sessions = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
@@ -156,11 +159,9 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
 def _drive(
     sandboxes: dict[str, Any], worker: subprocess.Popen[bytes], timeout: float, folder: Path
 ) -> int:
-    from sqlalchemy.orm import sessionmaker
-
+    # Imported here: the Celery app reads the environment as it loads, and it must read the
+    # demo's own (set by run_demo), not the shell's.
     from worker.celery_app import app
-    from worker.db.engine import get_engine
-    from worker.settings import Settings
 
     settings = Settings.from_env()
     sessions = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
@@ -203,9 +204,6 @@ class _DemoProgress:
     """Three bars (SKUs, orders, image jobs) on a terminal; a line every 2 s elsewhere."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
         self.tty = sys.stderr.isatty()
         self.last_line: float | None = None
         self.progress = Progress(
@@ -246,9 +244,6 @@ class _DemoProgress:
 
 
 def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
-    from worker.db.models import ApiCall, ImageJob, Order, RemovalJob
-    from worker.services.documents import removal_progress
-
     with sessions() as session:
         jobs = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).all()
         progress = [removal_progress(session, a, "demo-removal") for a in DEMO_ACCOUNTS]
@@ -273,9 +268,6 @@ def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
 
 
 def _summary(sessions: Any, settings: Any, account: str, sandbox: Any) -> None:
-    from worker.db.models import ApiCall
-    from worker.services import documents
-
     with sessions() as session:
         job = documents.removal_job(session, account, "demo-removal")
         orders = [documents.order(session, account, o) for o in DEMO_ORDERS]

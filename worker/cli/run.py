@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import socket
 import tempfile
 from pathlib import Path
 
-from worker.settings import Settings
+from worker.accounts.store import list_accounts
+from worker.cli.connections import load_settings, open_sessions
+from worker.inputs import InvalidInput
+from worker.logs import log_format
+from worker.settings import Settings, SettingsError
 
 QUEUE_CHOICES = ("all", "work", "polls")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`run`: check the settings and that there is an account to work for, then run a worker."""
+    if args.concurrency < 1:
+        raise InvalidInput("--concurrency must be at least 1")
+    settings = load_settings()
+    log_format()  # a bad LAZADA_LOG_FORMAT is one line here, not a traceback in Celery's import
+    sessions = open_sessions(settings)
+    with sessions() as session:
+        if not list_accounts(session, settings):  # also checks the secret key decrypts them
+            raise SettingsError(
+                "no account to work for: set LAZADA_API_URL, LAZADA_USER_ID and LAZADA_API_KEY, "
+                "or add one with `lazada-worker accounts add` (or run `lazada-worker demo`)"
+            )
+    return run_worker(settings, args.concurrency, args.loglevel, args.only)
 
 
 def run_worker(
@@ -22,6 +43,8 @@ def run_worker(
     `only`: "work" serves the main queue, "polls" the image jobs' queue, "all" both. Beat runs
     in the worker that serves the main queue, so a machine with one of each has one beat.
     """
+    # Imported here: Celery's command line is for `run` alone; the other commands start
+    # without loading Celery.
     from celery.bin.celery import celery as celery_command
 
     queues = {

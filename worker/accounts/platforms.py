@@ -68,11 +68,6 @@ def connection(settings: Settings, account: Account) -> Connection:
     )
 
 
-def lazop_client(settings: Settings, account: Account) -> TokenIssuer:
-    """TRANSITIONAL: the name the CLI uses until it reads the registry."""
-    return token_issuer(settings, account)
-
-
 def token_issuer(settings: Settings, account: Account) -> TokenIssuer:
     """The token endpoints of an account whose sellers authorize the app."""
     issuer = account.entry.issuer

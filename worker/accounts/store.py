@@ -3,9 +3,9 @@
 Work is done for an account: its platform, endpoint, credentials and rate limit come from here,
 never from the environment deep in the call stack. The environment's `LAZADA_API_URL`,
 `LAZADA_USER_ID` and `LAZADA_API_KEY[_FILE]` define one `sellercenter` account named by its
-UserID, as before accounts were data; it is not a row, because its key lives in the
-environment. Stored secrets are encrypted (worker.accounts.secrets) and decrypted only into
-`Account`, whose secret fields are kept out of its repr.
+UserID, the way a single-account deployment configures it; it is not a row, because its key
+lives in the environment. Stored secrets are encrypted (worker.accounts.secrets) and decrypted
+only into `Account`, whose secret fields are kept out of its repr.
 """
 
 from __future__ import annotations
@@ -238,39 +238,6 @@ def add_account(
     )
     row.secret = secret_box(settings).encrypt(secret)  # last: bad input makes no key file
     return _insert(session, settings, row)
-
-
-# TRANSITIONAL: the per-platform adders, until every caller uses add_account.
-LAZOP_AUTH_URL = "https://auth.lazada.com/rest"
-
-
-def add_sellercenter(
-    session: Session,
-    settings: Settings,
-    name: str,
-    api_url: str,
-    user_id: str,
-    api_key: str,
-    rate_limit: float | None = None,
-) -> Account:
-    credentials = {"user_id": user_id, "api_key": api_key}
-    return add_account(session, settings, name, "sellercenter", credentials, api_url, rate_limit)
-
-
-def add_lazop(
-    session: Session,
-    settings: Settings,
-    name: str,
-    app_key: str,
-    app_secret: str,
-    country: str | None = None,
-    api_url: str | None = None,
-    auth_url: str | None = None,
-    rate_limit: float | None = None,
-) -> Account:
-    given = {"app_key": app_key, "app_secret": app_secret, "country": country, "auth_url": auth_url}
-    credentials = {key: value for key, value in given.items() if value is not None}
-    return add_account(session, settings, name, "lazop", credentials, api_url, rate_limit)
 
 
 def store_tokens(

@@ -11,22 +11,16 @@ import getpass
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from worker.accounts import store as accounts
 from worker.accounts import tokens
-from worker.accounts.platforms import lazop_client
+from worker.accounts.platforms import connection, token_issuer
 from worker.cli.connections import load_settings, open_sessions
 from worker.cli.exits import EXIT_OK
 from worker.cli.output import print_json
 from worker.inputs import InvalidInput
-from worker.platforms import ApiError
-
-# Options that belong to one platform only; given for the other, they are bad input.
-_ONLY_FOR = {
-    "sellercenter": ("user_id", "api_key_file"),
-    "lazop": ("country", "app_key", "app_secret_file", "auth_url"),
-}
+from worker.platforms import ApiError, registry
+from worker.platforms.base import Credential, PlatformEntry
 
 
 def add_accounts_commands(sub: Any) -> None:
@@ -46,16 +40,13 @@ def add_accounts_commands(sub: Any) -> None:
     p.add_argument(
         "--platform",
         required=True,
-        choices=("sellercenter", "lazop"),
-        help="sellercenter: the legacy Seller Center API; lazop: the Lazada Open Platform",
+        choices=[entry.name for entry in registry.registered()],
+        help="; ".join(f"{entry.name}: {entry.description}" for entry in registry.registered()),
     )
     p.add_argument("--api-url", metavar="URL", help="the endpoint (lazop: instead of --country)")
-    p.add_argument("--user-id", metavar="ID", help="sellercenter: the UserID that signs")
-    p.add_argument("--api-key-file", metavar="PATH|-", help="sellercenter: the API key's file")
-    p.add_argument("--country", metavar="CC", help="lazop: sg, my, th, vn, ph or id")
-    p.add_argument("--app-key", metavar="KEY", help="lazop: the app key")
-    p.add_argument("--app-secret-file", metavar="PATH|-", help="lazop: the app secret's file")
-    p.add_argument("--auth-url", metavar="URL", help="lazop: where tokens are made")
+    # Each platform's credentials, as its registry entry names them.
+    for option, (metavar, helps) in _credential_options().items():
+        p.add_argument(option, metavar=metavar, help="; ".join(helps))
     p.add_argument("--rate-limit", metavar="R", help="calls per second (LAZADA_RATE_LIMIT)")
 
     json_help = "print the contract's Account document(s) as JSON on standard output"
@@ -98,44 +89,37 @@ def add_accounts_commands(sub: Any) -> None:
 
 class _Commands:
     def add(self, args: argparse.Namespace) -> int:
-        _refuse_other_platforms_options(args)
-        if args.platform == "sellercenter":
-            for option in ("api_url", "user_id", "api_key_file"):
-                _require(args, option)
-            api_key = _read_secret(args.api_key_file, "--api-key-file", "API key")
-            settings = load_settings()
-            with open_sessions(settings).begin() as session:
-                account = accounts.add_sellercenter(
-                    session,
-                    settings,
-                    args.name,
-                    api_url=args.api_url,
-                    user_id=args.user_id,
-                    api_key=api_key,
-                    rate_limit=args.rate_limit,
-                )
-            print(f"stored account {account.name} (sellercenter, {account.api_url})")
-            return EXIT_OK
-        for option in ("app_key", "app_secret_file"):
-            _require(args, option)
-        app_secret = _read_secret(args.app_secret_file, "--app-secret-file", "app secret")
+        entry = registry.entry(args.platform)
+        _refuse_other_platforms_options(args, entry)
+        given: dict[str, str] = {}
+        for credential in entry.credentials:
+            value = getattr(args, _dest(credential))
+            if value is None:
+                if credential.required:
+                    raise InvalidInput(
+                        f"{credential.option} is required for --platform {entry.name}"
+                    )
+                continue
+            if credential.secret:
+                value = _read_secret(value, credential.option, credential.label)
+            given[credential.name] = value
         settings = load_settings()
         with open_sessions(settings).begin() as session:
-            account = accounts.add_lazop(
+            account = accounts.add_account(
                 session,
                 settings,
                 args.name,
-                app_key=args.app_key,
-                app_secret=app_secret,
-                country=args.country,
+                entry.name,
+                given,
                 api_url=args.api_url,
-                auth_url=args.auth_url,
                 rate_limit=args.rate_limit,
             )
-        print(
-            f"stored account {account.name} (lazop, {account.api_url}): it needs the seller's "
-            "authorization before work is sent for it"
+        waits = (
+            ": it needs the seller's authorization before work is sent for it"
+            if entry.authorized_by_seller
+            else ""
         )
+        print(f"stored account {account.name} ({entry.name}, {account.api_url}){waits}")
         return EXIT_OK
 
     def list(self, args: argparse.Namespace) -> int:
@@ -162,47 +146,33 @@ class _Commands:
 
     def authorize_url(self, args: argparse.Namespace) -> int:
         redirect = accounts.clean_url(args.redirect_uri, "--redirect-uri")
-        account = self._lazop_account(args.name)
-        consent = (account.credentials.get("auth_url") or accounts.LAZOP_AUTH_URL).removesuffix(
-            "/rest"
-        )
-        query = {
-            "response_type": "code",
-            "force_auth": "true",
-            "redirect_uri": redirect,
-            "client_id": account.credentials["app_key"],
-        }
-        print(f"{consent}/oauth/authorize?{urlencode(query)}")
+        settings = load_settings()
+        account = _authorized_by_seller(settings, args.name)
+        consent_url = account.entry.consent_url
+        assert consent_url is not None  # an entry with an issuer has a consent page
+        print(consent_url(connection(settings, account), redirect))
         return EXIT_OK
 
     def authorize(self, args: argparse.Namespace) -> int:
         settings = load_settings()
-        account = self._lazop_account(args.name)
-        client = lazop_client(settings, account)
+        account = _authorized_by_seller(settings, args.name)
+        issuer = token_issuer(settings, account)
         try:
             if args.code is not None:
-                grant = client.create_token(args.code.strip())
+                grant = issuer.create_token(args.code.strip())
             else:
                 secret = _read_secret(args.refresh_token_file, "--refresh-token-file", "token")
-                grant = client.refresh_token(secret)
+                grant = issuer.refresh_token(secret)
         except ApiError as exc:  # the API's words (an unknown or used code, a bad secret)
             raise InvalidInput(f"the Open Platform refused: {exc}") from None
         finally:
-            client.close()
+            issuer.close()
         stored = tokens.store_grant(open_sessions(settings), settings, account.name, grant)
         print(
             f"account {stored.name} authorized (seller {stored.seller_id or '?'}); access until "
             f"{_text(stored.access_expires_at)}, refresh until {_text(stored.refresh_expires_at)}"
         )
         return EXIT_OK
-
-    def _lazop_account(self, name: str) -> Any:
-        settings = load_settings()
-        with open_sessions(settings)() as session:
-            account = accounts.get_account(session, settings, name)
-        if account.platform != "lazop":
-            raise InvalidInput(f"account {name!r} is a {account.platform} account, not lazop")
-        return account
 
     def remove(self, args: argparse.Namespace) -> int:
         settings = load_settings()
@@ -212,23 +182,40 @@ class _Commands:
         return EXIT_OK
 
 
-def _refuse_other_platforms_options(args: argparse.Namespace) -> None:
-    for platform, options in _ONLY_FOR.items():
-        if platform == args.platform:
-            continue
-        for option in options:
-            if getattr(args, option) is not None:
+def _dest(credential: Credential) -> str:
+    return credential.option.removeprefix("--").replace("-", "_")
+
+
+def _credential_options() -> dict[str, tuple[str, list[str]]]:
+    """Every platform's credential options: option -> (metavar, the help of each platform)."""
+    options: dict[str, tuple[str, list[str]]] = {}
+    for entry in registry.registered():
+        for credential in entry.credentials:
+            metavar = "PATH|-" if credential.secret else credential.metavar
+            _, helps = options.setdefault(credential.option, (metavar, []))
+            helps.append(f"{entry.name}: {credential.help}")
+    return options
+
+
+def _refuse_other_platforms_options(args: argparse.Namespace, entry: PlatformEntry) -> None:
+    own = {credential.option for credential in entry.credentials}
+    for other in registry.registered():
+        for credential in other.credentials:
+            if credential.option not in own and getattr(args, _dest(credential)) is not None:
                 raise InvalidInput(
-                    f"--{option.replace('_', '-')} is for {platform} accounts, "
-                    f"not --platform {args.platform}"
+                    f"{credential.option} is for {other.name} accounts, not --platform {entry.name}"
                 )
 
 
-def _require(args: argparse.Namespace, option: str) -> None:
-    if getattr(args, option) is None:
+def _authorized_by_seller(settings: Any, name: str) -> accounts.Account:
+    with open_sessions(settings)() as session:
+        account = accounts.get_account(session, settings, name)
+    if not account.entry.authorized_by_seller:
         raise InvalidInput(
-            f"--{option.replace('_', '-')} is required for --platform {args.platform}"
+            f"account {name!r} is a {account.platform} account: its sellers do not authorize "
+            "the app (only Open Platform accounts are authorized)"
         )
+    return account
 
 
 def _read_secret(path: str, option: str, what: str) -> str:

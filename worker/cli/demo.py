@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from worker.accounts import tokens
-from worker.accounts.store import add_lazop, add_sellercenter
+from worker.accounts.store import add_account
 from worker.db.engine import get_engine
 from worker.db.models import ApiCall, ImageJob, Order, RemovalJob
 from worker.db.schema import ensure_schema
@@ -113,17 +113,21 @@ def _store_accounts(sandbox: Any, lazop: Any) -> None:
     ensure_schema(settings.database_url)
     sessions = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
     with sessions.begin() as session:
-        add_sellercenter(
-            session, settings, DEMO_ACCOUNT, sandbox.url, sandbox.user_id, sandbox.api_key
+        add_account(
+            session,
+            settings,
+            DEMO_ACCOUNT,
+            "sellercenter",
+            {"user_id": sandbox.user_id, "api_key": sandbox.api_key},
+            api_url=sandbox.url,
         )
-        add_lazop(
+        add_account(
             session,
             settings,
             DEMO_LAZOP_ACCOUNT,
-            app_key=lazop.app_key,
-            app_secret=lazop.app_secret,
+            "lazop",
+            {"app_key": lazop.app_key, "app_secret": lazop.app_secret, "auth_url": lazop.auth_url},
             api_url=lazop.api_url,
-            auth_url=lazop.auth_url,
         )
     seller = lazop.sellers[0]
     with LazopClient(
@@ -150,8 +154,8 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
         try:
             worker.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            # Tasks still under way (a call's 30 s read timeout). Killing the worker alone left
-            # its embedded beat running after the demo had ended.
+            # Tasks still under way (a call waits up to its read timeout). The whole group is
+            # killed: killing the worker alone would leave its embedded beat running.
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
 

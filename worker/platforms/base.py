@@ -81,6 +81,7 @@ class Credential:
     secret: bool = False  # the signing secret: encrypted at rest, never shown
     required: bool = True
     url: bool = False  # an http(s) URL, checked as one
+    metavar: str = "VALUE"  # how `--help` shows its value
 
     @property
     def option(self) -> str:
@@ -129,7 +130,7 @@ class TokenIssuer(Protocol):
 
 def _given_url(api_url: str | None, credentials: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     if api_url is None:
-        raise ValueError("the account needs its API URL (--api-url)")
+        raise ValueError("the account's API URL is required (--api-url)")
     return api_url, dict(credentials)
 
 

@@ -37,7 +37,7 @@ class PermanentApiError(ApiError):
 
 class AuthorizationLostError(PermanentApiError):
     """The seller's authorization is gone (revoked, or its refresh token expired): a person
-    must authorize the account again. Its work is parked, not failed (lazop-api.md L4)."""
+    must authorize the account again. Its work is parked, not failed (decision L4)."""
 
 
 class AccountParked(AuthorizationLostError):

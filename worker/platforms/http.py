@@ -42,7 +42,7 @@ def session_for(base_url: str) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     # requests reads the environment again on every request (proxies, CA bundle, ~/.netrc),
-    # a large share of a call's CPU (bench/cost.py, bench/RESULTS.md). Read it once, here;
+    # a large share of a call's CPU (bench/RESULTS.md). Read it once, here;
     # calls are signed, so no netrc credentials are wanted.
     session.trust_env = False
     session.proxies = get_environ_proxies(base_url)

@@ -44,8 +44,8 @@ def names() -> tuple[str, ...]:
 
 
 def registered() -> tuple[PlatformEntry, ...]:
-    """Every registered platform, by name."""
-    return tuple(_entries[name] for name in names())
+    """Every registered platform, in the order they were registered."""
+    return tuple(_entries.values())
 
 
 register(SELLERCENTER)

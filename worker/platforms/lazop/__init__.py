@@ -1,7 +1,7 @@
 """Client for the Lazada Open Platform (LAZOP; also Daraz): signing, HTTP, parsing, errors.
 
 Knows nothing of Celery or the database; the worker above owns retries, tokens' storage and
-persistence. Decisions L1-L10 of the research notes (lazop-api.md, section 9).
+persistence. It follows decisions L1-L10 (docs/decisions.md).
 """
 
 from worker.platforms.lazop.client import AUTH_URL, GATEWAYS, LazopClient

@@ -45,7 +45,7 @@ __all__ = ["AUTH_URL", "GATEWAYS", "LazopClient"]
 logger = logging.getLogger("worker.platforms.lazop")
 
 AUTH_URL = "https://auth.lazada.com/rest"
-GATEWAYS: Mapping[str, str] = {  # decision L9, research notes section 2.1
+GATEWAYS: Mapping[str, str] = {  # decision L9: each venture's gateway
     "sg": "https://api.lazada.sg/rest",
     "my": "https://api.lazada.com.my/rest",
     "th": "https://api.lazada.co.th/rest",

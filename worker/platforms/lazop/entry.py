@@ -73,10 +73,12 @@ LAZOP = PlatformEntry(
     name="lazop",
     description="the Lazada Open Platform (Daraz too)",
     credentials=(
-        Credential("country", "country", "sg, my, th, vn, ph or id", required=False),
-        Credential("app_key", "app key", "the app key"),
+        Credential("country", "country", "sg, my, th, vn, ph or id", required=False, metavar="CC"),
+        Credential("app_key", "app key", "the app key", metavar="KEY"),
         Credential("app_secret", "app secret", "the app secret's file", secret=True),
-        Credential("auth_url", "auth URL", "where tokens are made", required=False, url=True),
+        Credential(
+            "auth_url", "auth URL", "where tokens are made", required=False, url=True, metavar="URL"
+        ),
     ),
     connect=_connect,
     settle=_settle,

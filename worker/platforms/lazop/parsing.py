@@ -1,7 +1,8 @@
 """LAZOP answers in the services' neutral terms: orders (L7), image jobs (L8), tokens (L3).
 
-Tolerant of the alternatives the research notes name (numbers as strings or numbers, ISO
-dates as well as LAZOP's ``2014-10-15 18:36:05 +0800``); anything else is MalformedResponse.
+Tolerant of the alternatives seen in the documentation and SDKs (numbers as strings or
+numbers, ISO dates as well as LAZOP's ``2014-10-15 18:36:05 +0800``); anything else is
+MalformedResponse.
 """
 
 import json

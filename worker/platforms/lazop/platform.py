@@ -1,10 +1,10 @@
 """The Lazada Open Platform as a `worker.platforms.Platform`: limits, outcomes and tokens.
 
-The account's tokens come from outside (the lead's account service owns storage and the
-per-account lock): ``access_token()`` gives the current one; ``on_illegal_token(failed)``
-is called once when a call answers ``IllegalAccessToken``, given the token that failed, and
-returns a fresh one after a refresh (or the one another worker just stored). The call is then
-signed afresh and sent again, once (L3); a second ``IllegalAccessToken`` is raised.
+The account's tokens come from outside (worker.accounts owns storage and the per-account
+lock): ``access_token()`` gives the current one; ``on_illegal_token(failed)`` is called once
+when a call answers ``IllegalAccessToken``, given the token that failed, and returns a fresh
+one after a refresh (or the one another worker just stored). The call is then signed afresh
+and sent again, once (L3); a second ``IllegalAccessToken`` is raised.
 """
 
 from collections.abc import Callable, Sequence

@@ -1,4 +1,4 @@
-"""LAZOP request signing, decision L1 (research notes, section 1.1).
+"""LAZOP request signing (decision L1).
 
 ``HEX_UPPER(HMAC_SHA256(app_secret, api_path + name1 + value1 + name2 + value2 ...))`` over
 every parameter but ``sign``, sorted by name in code-point order, with no encoding in the

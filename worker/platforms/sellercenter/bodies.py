@@ -1,4 +1,5 @@
-"""Request bodies (section 3): the XML of each POST, built only from values it can carry.
+"""Request bodies (decision D5 for MigrateImages): the XML of each POST, built only from
+values it can carry.
 
 A value that cannot be sent raises ``UnsendableRequest`` naming it, before any call: the worker
 fails that value for good and sends the rest, instead of retrying a call that can never be made.

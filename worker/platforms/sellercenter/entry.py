@@ -26,7 +26,7 @@ SELLERCENTER = PlatformEntry(
     name="sellercenter",
     description="the legacy Seller Center API",
     credentials=(
-        Credential("user_id", "UserID", "the UserID that signs"),
+        Credential("user_id", "UserID", "the UserID that signs", metavar="ID"),
         Credential("api_key", "API key", "the API key's file", secret=True),
     ),
     connect=_connect,

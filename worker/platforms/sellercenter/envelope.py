@@ -1,4 +1,4 @@
-"""Response envelopes (section 2): XML or JSON bytes -> one normalised ``Envelope``.
+"""Response envelopes (decision D3): XML or JSON bytes -> one normalised ``Envelope``.
 
 JSON answers are converted into the same element tree an XML answer gives, so one parser
 (``parsing.py``) serves both formats and the JSON quirks (one-element lists as objects, numbers

@@ -1,7 +1,7 @@
 """Exceptions of the Seller Center client and the one table that maps API codes to them.
 
 Callers catch at the level they care about: ``TransientError`` is worth retrying later,
-``PermanentError`` is recorded once and not retried (section 4.3 and decision D7).
+``PermanentError`` is recorded once and not retried (decision D7).
 """
 
 import re
@@ -150,7 +150,7 @@ class UnsendableRequest(PermanentError, errors.UnsendableRequest):
         self.refused = dict(refused or {})
 
 
-# The one table (section 4.3, decision D7). 503 and 1000 depend on ErrorDetail, see classify().
+# The one table (decision D7). 503 and 1000 depend on ErrorDetail, see classify().
 _CLASS_BY_CODE: dict[int, type[SellerCenterError]] = {
     1: InvalidRequestError,  # Parameter %s is mandatory
     2: InvalidRequestError,  # Invalid Version

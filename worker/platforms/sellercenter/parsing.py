@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # Elements that are always lists in ``raw``, even when a response holds only one of them
-# (the one-element-list ambiguity of section 2).
+# (the one-element-list ambiguity JSON answers have, decision D3).
 _LIST_ELEMENTS = frozenset(
     {"Order", "Status", "Image", "Error", "ErrorDetail", "WarningDetail", "Warning", "Url"}
 )

@@ -1,5 +1,5 @@
 """An Open Platform account's tokens: refreshed by one worker at a time, the new pair stored
-before use, lost authorization marked once (lazop-api.md L3, L4). Real LAZOP sandbox over
+before use, lost authorization marked once (decisions L3, L4). Real LAZOP sandbox over
 HTTP, real databases."""
 
 from __future__ import annotations

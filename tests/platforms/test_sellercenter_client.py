@@ -679,7 +679,8 @@ def test_no_proxy_is_honoured_and_the_environment_is_read_when_the_client_is_mad
     with SellerCenterClient(sandbox.url, sandbox.user_id, sandbox.api_key) as client:
         assert client.get_order(190).order_id == 190
         # The environment is read once, when the client is made (requests would read it on
-        # every call, ~0.5 ms of CPU each): a later change does not redirect a running worker.
+        # every call, a noticeable CPU cost per call, see bench/RESULTS.md): a later change
+        # does not redirect a running worker.
         monkeypatch.delenv("NO_PROXY")
         assert client.get_order(190).order_id == 190
     assert _RecordingProxy.seen == []

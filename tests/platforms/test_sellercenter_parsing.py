@@ -1,4 +1,4 @@
-"""Parsing responses (sections 2-4, decisions D3, D4, D6) fed straight to the parser, no HTTP."""
+"""Parsing responses (decisions D3, D4, D6) fed straight to the parser, no HTTP."""
 
 import json
 from datetime import UTC, datetime
@@ -692,7 +692,7 @@ def test_failed_image_job_has_only_errors() -> None:
 
 
 def test_error_codes_are_labelled_as_the_documentation_writes_them() -> None:
-    # ErrorMessage prefixes "E" and three digits; 1000 is written bare (section 4.3).
+    # ErrorMessage prefixes "E" and three digits; 1000 is written bare (decision D7).
     assert [code_label(c) for c in (7, 16, 503, 901, 1000)] == [
         "E007",
         "E016",

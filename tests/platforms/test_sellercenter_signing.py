@@ -1,4 +1,4 @@
-"""Signing (decision D1): the four vectors of section 1.4 and the URL sent byte for byte."""
+"""Signing: the four published test vectors (decision D1) and the URL sent byte for byte."""
 
 import threading
 from collections.abc import Iterator

@@ -1,4 +1,4 @@
-"""The sandbox behaves like the legacy Seller Center API (research notes D1-D8), over real HTTP.
+"""The sandbox behaves like the legacy Seller Center API (decisions D1-D8), over real HTTP.
 
 Requests are signed by the small signer below, written independently of the client package.
 """
@@ -27,7 +27,7 @@ from worker.sandbox.sellercenter.signature import signature
 
 
 def sign(pairs: list[tuple[str, str]], key: str) -> str:
-    """Research notes 1.1: sorted names, RFC 3986 encoding, HMAC-SHA256, lowercase hex."""
+    """Decision D1: sorted names, RFC 3986 encoding, HMAC-SHA256, lowercase hex."""
     message = "&".join(f"{quote(n, safe='')}={quote(v, safe='')}" for n, v in sorted(pairs))
     return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
 

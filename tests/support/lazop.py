@@ -24,7 +24,7 @@ from worker.services import documents
 
 @dataclass
 class Seller:
-    """A sandbox seller's current tokens, refreshed the way the lead's account service will."""
+    """A sandbox seller's current tokens, refreshed the way worker.accounts.tokens does."""
 
     client: LazopClient
     name: str

@@ -79,7 +79,7 @@ def core_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
     """A transaction on a bare Connection of the sessions' engine, committed when the block ends.
 
     The services' one kind of transaction: they run prebuilt Core statements, and a Session
-    around them cost more CPU than the statements (bench/cost.py).
+    around them cost more CPU than the statements (bench/RESULTS.md).
     """
     engine: Engine = sessions.kw["bind"]
     with engine.begin() as connection:

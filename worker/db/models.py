@@ -1,6 +1,6 @@
 """The tables: the database, not the broker, says what is left to do.
 
-Every row carries the account (the signing UserID) it belongs to. Work rows carry a
+Every row carries the account (its name) it belongs to. Work rows carry a
 `next_attempt_at` (when the work is due) and a `lease_until` (who holds it): a task claims a
 row with a conditional UPDATE, and a sweeper re-enqueues due rows whose lease has lapsed.
 """
@@ -114,8 +114,8 @@ class RemovalBatch(Base):
     # The batch's SKUs (a JSON list, the first at `first_position` in the caller's list) for
     # as long as it has no SKU rows: pending while the batch is, removed by one call once it
     # is done. A call that leaves them otherwise (failures, not applied, transient errors)
-    # writes their rows and sets this to NULL. A job of 20,000 SKUs is then 400 rows to
-    # record before its first call, and no more if every call succeeds (migration 0006).
+    # writes their rows and sets this to NULL. A large job then records one row per batch, not
+    # per SKU, before its first call, and no more if every call succeeds (migration 0006).
     first_position: Mapped[int | None]
     skus: Mapped[str | None] = mapped_column(Text)
 
@@ -256,7 +256,7 @@ class Failure(Base):
 
 
 class ApiCall(Base):
-    """One HTTP attempt against the Seller Center: never the key, never the Signature."""
+    """One HTTP attempt against the account's platform: never the key, never the Signature."""
 
     __tablename__ = "api_calls"
     __table_args__ = (Index("ix_api_calls_at", "at"),)
@@ -278,7 +278,8 @@ class RateLimit(Base):
 
     account: Mapped[str] = mapped_column(String(255), primary_key=True)
     next_slot_at: Mapped[datetime]  # no slot before this (a throttle's pause)
-    slow_until: Mapped[datetime | None]  # E901/E429 halved the rate until then
+    # A throttling answer (E901, E429, ApiCallLimit) halved the rate until then.
+    slow_until: Mapped[datetime | None]
     # Each group's reserved slots still to come, JSON {group: [epoch seconds]} (fair shares).
     turns: Mapped[str | None] = mapped_column(Text)
 
@@ -311,7 +312,8 @@ class Account(Base):
     refresh_token: Mapped[str | None] = mapped_column(Text)
     access_expires_at: Mapped[datetime | None]
     refresh_expires_at: Mapped[datetime | None]
-    # lazop: a worker refreshing the tokens holds this lease (one at a time: L3's rotation)
+    # lazop: a worker refreshing the tokens holds this lease (one at a time: rotating refresh
+    # tokens, decision L3)
     refreshing_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

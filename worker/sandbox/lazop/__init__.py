@@ -1,8 +1,8 @@
 """The project's own local Lazada Open Platform (LAZOP): a real HTTP server for several sellers.
 
-It implements decisions L1-L10 of the research notes on the Open Platform (section 9), on the
-shared server of :mod:`worker.sandbox` and the orders, image jobs and removal rules it shares with
-the legacy sandbox.
+It implements decisions L1-L10 (docs/decisions.md), on the shared server of
+:mod:`worker.sandbox` and the orders, image jobs and removal rules it shares with the legacy
+sandbox.
 """
 
 from worker.sandbox.lazop.config import LazopSandboxConfig

@@ -57,7 +57,8 @@ class LazopSandboxConfig(KnobSet):
     """Sellers who may authorize the app; each has its own catalogue, orders and tokens."""
     access_token_seconds: float = 7 * 86400.0
     refresh_token_seconds: float = 30 * 86400.0
-    """Absolute: refreshing does not extend it (research notes, section 2.3)."""
+    """Absolute: refreshing does not extend it (decision L3: refresh tokens have an absolute
+    lifetime)."""
     latency: float = 0.0
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS

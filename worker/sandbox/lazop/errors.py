@@ -7,7 +7,7 @@ from typing import Any
 
 from worker.sandbox.replies import Reply, json_reply
 
-# code -> (message, type). Messages follow the research notes' section 4.2.
+# code -> (message, type). Messages follow Lazada's documented error messages (decisions L2, L5).
 CATALOGUE: dict[str, tuple[str, str]] = {
     "MissingParameter": ("The input parameter '%s' that is mandatory for processing", "ISV"),
     "InvalidParameter": ("The specified parameter '%s' is not valid", "ISV"),

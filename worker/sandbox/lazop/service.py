@@ -98,7 +98,7 @@ class OpenPlatform:
             if not apply:
                 raise LazopErrorAnswer("ServiceTimeout")
             grant = self.authority.refresh(refresh, config.access_token_seconds)
-            # Numbers as strings here, as some of the docs' examples show them (section 2.2).
+            # Numbers as strings here, as some of the docs' examples show them.
             return Answer(top_level=_token_answer(grant, config, "country_user_info_list", str))
         assert seller is not None
         if path == "/product/remove":
@@ -176,7 +176,7 @@ class OpenPlatform:
         return document
 
     def items(self, seller: str, order_id: int, config: LazopSandboxConfig) -> list[Any]:
-        """Each unit its own item (research notes, section 3.2)."""
+        """Each unit its own item (as Lazada's order items answer lists them)."""
         order = self.order(seller, order_id, config)
         count = order["items_count"]
         statuses = order["statuses"] or ["pending"]

@@ -1,4 +1,4 @@
-"""Request authentication as LAZOP does it (research notes, section 1.1; decision L1).
+"""Request authentication as LAZOP does it (decision L1).
 
 Written independently of ``worker.platforms.lazop`` on purpose: the sandbox is the check of the
 client's signing, so the two must not share code.

@@ -1,8 +1,7 @@
 """The project's own local Seller Center: a real HTTP server behaving like the legacy API.
 
-The worker is developed, tested and benchmarked against it with no network. It implements the
-decisions D1-D8 of the research notes on the Seller Center API (section 8), on the shared server
-of :mod:`worker.sandbox`.
+The worker is developed, tested and benchmarked against it with no network. It implements
+decisions D1-D8 (docs/decisions.md), on the shared server of :mod:`worker.sandbox`.
 """
 
 from worker.sandbox.ledger import ServedCall

@@ -1,4 +1,4 @@
-"""The Seller Center errors the sandbox answers with, and their catalogue (research notes, 4.3)."""
+"""The Seller Center errors the sandbox answers with, and their catalogue (decision D7)."""
 
 from __future__ import annotations
 

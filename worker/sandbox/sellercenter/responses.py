@@ -3,9 +3,9 @@
 Documents are built as :data:`~worker.sandbox.replies.Node` trees. XML is written by string
 joining rather than through lxml because it is much cheaper, and every answer passes here.
 
-JSON follows the legacy API's habits (research notes, section 2): a one-element list becomes an
-object, several an array, an empty list disappears; every scalar is a string (ErrorCode too);
-an empty element (an empty Body) is ``""``.
+JSON follows the legacy API's habits (decision D3): a one-element list becomes an object,
+several an array, an empty list disappears; every scalar is a string (ErrorCode too); an empty
+element (an empty Body) is ``""``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Request authentication as the legacy API does it (research notes, section 1; D1, D2).
+"""Request authentication as the legacy API does it (decisions D1, D2).
 
 Written independently of ``worker.platforms.sellercenter`` on purpose: the sandbox is the check of
 the client's signing, so the two must not share code.

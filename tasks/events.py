@@ -8,7 +8,8 @@ from tasks.base import ServiceTask
 from worker.celery_app import app
 from worker.inputs import InvalidInput, clean_key
 from worker.outbox import webhooks
-from worker.services import job_control, removal, sweepers
+from worker.ratelimit.runners import runners_for
+from worker.services import job_control, sweepers
 
 
 @app.task(name="lazada.deliver_event", base=ServiceTask, bind=True)
@@ -33,7 +34,7 @@ def retry_job(self: ServiceTask, key: Any, account: Any = None) -> None:
     """A done removal job's failed SKUs are sent again (as `lazada-worker retry`)."""
     job_key = _key(key)
     owner = self.account(account)
-    runners = removal.runners_for(owner.rate_limit)
+    runners = runners_for(owner.rate_limit)
     retried = job_control.retry(self.sessions, self.settings, owner.name, job_key, runners)
     self.publish(retried.messages)
 

@@ -8,6 +8,7 @@ from tasks.base import ServiceTask
 from worker.celery_app import app
 from worker.inputs import clean_key, clean_skus, clean_slot
 from worker.outbox.events import clean_callback
+from worker.ratelimit.runners import runners_for
 from worker.services import removal
 
 
@@ -35,7 +36,7 @@ def remove_products(
         cleaned,
         batch_size,
         *named,
-        runners=removal.runners_for(owner.rate_limit),
+        runners=runners_for(owner.rate_limit),
     )
     self.publish(messages)
 

@@ -23,6 +23,7 @@ from worker.inputs import InvalidInput, clean_skus
 from worker.platforms import Platform
 from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
 from worker.ratelimit import DatabaseSlots, RateLimited, RateLimiter
+from worker.ratelimit.runners import RUNNERS_PER_JOB
 from worker.sandbox.sellercenter import Sandbox
 from worker.services import documents, images, job_control, orders, removal, sweepers
 from worker.settings import Settings
@@ -106,13 +107,6 @@ def test_a_retried_job_starts_as_many_runners_as_it_is_given(
     assert _run_batches(sessions, wrong_key, settings, messages) == 3
     retried = job_control.retry(sessions, settings, settings.account, "retried", runners=2)
     assert retried.changed == len(skus) and len(retried.messages) == 2
-
-
-def test_a_job_starts_runners_for_a_call_in_flight_and_its_slots_ahead_at_most_32() -> None:
-    assert removal.runners_for(5) == 3  # one call at 5/s, and its two slots ahead
-    assert removal.runners_for(0.5) == 3
-    assert removal.runners_for(40) == 8 + 20  # 0.2 s of calls, 0.5 s of slots ahead
-    assert removal.runners_for(100_000) == removal.RUNNERS_PER_JOB == 32
 
 
 def test_a_runner_out_of_time_hands_over_to_a_new_message(
@@ -602,7 +596,7 @@ def test_a_batch_late_for_its_slot_and_first_of_those_held_comes_back_for_a_new_
         (0.15, [None]),  # a fast call: one more runner
         (0.5, [None, 0.2]),  # the slots it let pass, an interval apart
         (2.0, [None, *(0.2 * n for n in range(1, 9))]),
-        (60.0, [None, *(0.2 * n for n in range(1, removal.RUNNERS_PER_JOB))]),
+        (60.0, [None, *(0.2 * n for n in range(1, RUNNERS_PER_JOB))]),
     ],
 )
 def test_a_slow_call_starts_a_runner_for_each_slot_it_let_pass(

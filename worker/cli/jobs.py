@@ -26,7 +26,8 @@ from worker.cli.output import error_text, show, wait
 from worker.cli.terminal import print_table
 from worker.db.engine import core_transaction
 from worker.inputs import clean_key, clean_skus, read_sku_file
-from worker.services import documents, job_control, removal
+from worker.ratelimit.runners import runners_for
+from worker.services import documents, job_control
 from worker.services.job_keys import check_key
 
 
@@ -104,7 +105,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     sessions, settings, account = open_account(args)
     with sessions() as session:
         rate = get_account(session, settings, account).rate_limit
-    outcome = job_control.retry(sessions, settings, account, key, removal.runners_for(rate))
+    outcome = job_control.retry(sessions, settings, account, key, runners_for(rate))
     publish(outcome.messages)
     if outcome.changed:
         print(f"job {key}: {outcome.changed} failed SKUs are sent again")

@@ -17,7 +17,8 @@ from worker.db.engine import core_transaction
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.inputs import InvalidInput
 from worker.outbox.events import record_removal_event
-from worker.services.removal import _SKU_COLUMNS, REMOVE_BATCH_TASK, RUNNERS_PER_JOB, _storable
+from worker.ratelimit.runners import RUNNERS_PER_JOB
+from worker.services.removal import _SKU_COLUMNS, REMOVE_BATCH_TASK, _storable
 from worker.settings import Settings
 
 _jobs = table_of(RemovalJob)

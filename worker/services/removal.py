@@ -22,12 +22,7 @@ from worker.db.leases import claim_params, claim_statement
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.outbox.events import record_removal_event
 from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
-
-# RUNNERS_PER_JOB and runners_for are re-exported: the tasks, the CLI and job_control size a
-# job's runners with removal's names.
-from worker.ratelimit.runners import RUNNERS_PER_JOB as RUNNERS_PER_JOB
-from worker.ratelimit.runners import more_runner_countdowns
-from worker.ratelimit.runners import runners_for as runners_for
+from worker.ratelimit.runners import RUNNERS_PER_JOB, more_runner_countdowns
 from worker.services import job_keys
 from worker.services.attempts import SLOT_HOLD, Attempted, Row, attempt
 from worker.settings import Settings

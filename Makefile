@@ -32,5 +32,9 @@ lint: $(STAMP)
 install-check:
 	bash .ci/install-check
 
+# Every benchmark scenario briefly, figures printed (bench/RESULTS.md has the full runs).
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench quick
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

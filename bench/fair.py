@@ -1,24 +1,23 @@
-"""Fairness at the real rate limit (issue 15): how the calls an account may make are shared.
+"""Fairness at the real rate limit: how the calls an account may make are shared.
 
-    python -m bench.fair single   [--stack embedded|redis] [--json] [--quick]
-    python -m bench.fair mixed    [--every 5]              # small jobs and orders meanwhile
-    python -m bench.fair images   [--jobs 200]             # image jobs polling meanwhile
-    python -m bench.fair four     [--jobs 4 --skus 1000]   # removal jobs started together
-    python -m bench.fair accounts [--accounts 20 --processes 2] [--throttled-account] [--profile]
+    python -m bench fair-single   [--stack embedded|redis] [--skus 3000]
+    python -m bench fair-mixed    [--skus 3000 --every 5]  # small jobs and orders meanwhile
+    python -m bench fair-images   [--jobs 200]             # image jobs polling meanwhile
+    python -m bench fair-four     [--jobs 4 --skus 1000]   # removal jobs started together
+    python -m bench fair-accounts [--accounts 20 --processes 2] [--throttled-account] [--profile]
 
-The worker's LAZADA_RATE_LIMIT and the sandbox's rate_limit are the same (`--rate-limit`,
-5 calls/s): above it the sandbox answers E901. Shares and rates come from the sandbox's record
-of the calls (arrival times); the SKUs in a RemoveProduct body (a prefix per job) tell which
-job a call was for. A share of the limit is calls / (last call - first call) / limit. Work is
-sent by task name over the broker, as the shop backend sends it; every wait is bounded.
+Each takes `--json`, and `--quick` for a smaller variant. The worker's LAZADA_RATE_LIMIT and
+the sandbox's rate_limit are the same (`--rate-limit`, 5 calls/s): above it the sandbox
+answers E901. Shares and rates come from the sandbox's record of the calls (arrival times);
+the SKUs in a RemoveProduct body (a prefix per job) tell which job a call was for. A share of
+the limit is calls / (last call - first call) / limit. Work is sent by task name over the
+broker, as the shop backend sends it; every wait is bounded.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -28,31 +27,32 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import pairwise
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sqlalchemy import func, select
 
-from harness import STACKS, BenchError, BenchStack, Profiler, SandboxProcess, wait_for
-from run import (
-    BATCH_SIZE,
-    PROFILES,
+from bench.measure import (
     Run,
-    _bound,
-    _start_polling,
-    detection_delay,
-    detection_target,
+    Workload,
+    as_json,
+    bound,
     peak_in_window,
     percentile,
     print_figures,
     run_workload,
-    top_of_profile,
 )
-from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
-
-from worker.accounts.store import add_sellercenter
+from bench.polling import detection_delay, detection_target, start_polling
+from bench.profiling import PROFILES, Profiler
+from bench.stack import (
+    BATCH_SIZE,
+    FAILED,
+    STACKS,
+    BenchError,
+    BenchStack,
+    SandboxProcess,
+)
+from tests.support.processes import wait_for
 from worker.db.models import ImageJob, Order, RemovalJob
 
 POLL = 0.02  # seconds between looks at the database while work is arriving
@@ -135,7 +135,7 @@ def finished_at(stack: BenchStack, key: str) -> datetime | None:
 
 def wait_finished(stack: BenchStack, key: str, bound: float, what: str) -> datetime:
     """The job's finished_at, once it has one (BenchError after `bound` s)."""
-    done = wait_for(lambda: finished_at(stack, key), bound, what)
+    done = wait_for(lambda: finished_at(stack, key), bound, what, interval=0.1)
     assert done is not None
     return done
 
@@ -161,7 +161,7 @@ def single(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, A
     run = Run("fair single", stack, sandbox, args)
     stack.send("lazada.remove_products", skus(f"FAIR-{run_id}-B-", args.skus), key=key)
     run.enqueued()
-    done = wait_finished(stack, key, _bound(ideal, args.timeout), "the job")
+    done = wait_finished(stack, key, bound(ideal, args.timeout), "the job")
     figures = run.finish(done, ideal, jobs=1)
     times = sorted(call.at for call in removal_calls(sandbox.calls()))
     figures.update(rate_limit=args.rate_limit, skus=args.skus, calls_needed=needed)
@@ -186,7 +186,7 @@ def mixed(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, An
     stack.send("lazada.remove_products", skus(f"FAIR-{run_id}-B-", args.skus), key=big_key)
     run.enqueued()
     started = time.monotonic()
-    deadline = started + _bound(ideal, args.timeout) + 60.0
+    deadline = started + bound(ideal, args.timeout) + 60.0
     next_send = started + args.every
     big_done: datetime | None = None
     while True:
@@ -258,16 +258,16 @@ def images(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, A
     durations = (args.min_duration, args.max_duration)
     # A submission and a first poll per job, at the limit: the least that takes.
     polling_bound = max(args.timeout, 3 * 2 * args.jobs / args.rate_limit)
-    _start_polling(stack, run_id, args.jobs, args.seed, durations, polling_bound)
+    start_polling(stack, run_id, args.jobs, args.seed, durations, polling_bound)
     run = Run("fair images", stack, sandbox, args)
     stack.send("lazada.remove_products", skus(f"FAIR-{run_id}-B-", args.skus), key=big_key)
     run.enqueued()
-    bound = _bound(ideal, args.timeout) + polling_bound
-    big_done = wait_finished(stack, big_key, bound, "the big job")
+    waiting = bound(ideal, args.timeout) + polling_bound
+    big_done = wait_finished(stack, big_key, waiting, "the big job")
     done = select(func.count()).select_from(ImageJob).where(ImageJob.state != "pending")
     wait_for(
         lambda: stack.scalar(done) >= args.jobs,
-        args.max_duration + bound,
+        args.max_duration + waiting,
         "the image jobs",
         interval=0.5,
     )
@@ -318,7 +318,7 @@ def four(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any
     ended = select(RemovalJob.key, RemovalJob.finished_at).where(
         RemovalJob.key.in_(keys), RemovalJob.finished_at.is_not(None)
     )
-    rows = wait_rows(stack, ended, len(keys), _bound(ideal, args.timeout), "the jobs")
+    rows = wait_rows(stack, ended, len(keys), bound(ideal, args.timeout), "the jobs")
     figures = run.finish(max(row.finished_at for row in rows), ideal, jobs=args.jobs)
     calls = sandbox.calls()
     per_job = [calls_of(calls, prefix) for prefix in prefixes]
@@ -364,8 +364,9 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
     with ThreadPoolExecutor(8) as pool:
         sandboxes = list(pool.map(start, names))
     try:
-        sessions = sessionmaker(stack.engine, expire_on_commit=False)
-        with sessions.begin() as session:
+        from worker.accounts.store import add_sellercenter
+
+        with stack.sessions.begin() as session:
             for name, own in zip(names, sandboxes, strict=True):
                 add_sellercenter(session, stack.settings, name, own.url, own.user_id, own.api_key)
         needed = math.ceil(args.skus / BATCH_SIZE)
@@ -461,7 +462,7 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
         ),
         "share_busy_min_med_max": _min_median_max([rates[n] / args.rate_limit for n in others]),
         # Each account's calls from its own first call to its last (intervals / time): its
-        # rate while it runs; the worker's spacing makes 1/SPACING (0.971) the most.
+        # rate while it runs; the worker's spacing (SPACING) caps it.
         "share_own_min_med_max": _min_median_max(
             [_own_rate(per_account[n]) / args.rate_limit for n in others]
         ),
@@ -522,6 +523,14 @@ SCENARIOS = {
     "accounts": accounts,
 }
 
+HELP = {
+    "single": "one account, one removal job at the rate limit",
+    "mixed": "a big job, with a small job and an order every --every s",
+    "images": "a big job while image jobs poll",
+    "four": "removal jobs of one account started together",
+    "accounts": "many accounts at once, each with a sandbox of its own",
+}
+
 # Per scenario: its defaults, then what --quick changes (small, for checking the harness).
 DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "single": ({"skus": 3000}, {"skus": 500}),
@@ -535,46 +544,44 @@ DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.fair", description=__doc__)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("scenario", choices=SCENARIOS)
-    parser.add_argument("--stack", choices=STACKS, default="embedded")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--quick", action="store_true", help="a smaller variant")
-    parser.add_argument(
+def _options(p: argparse.ArgumentParser, scenario: str) -> None:
+    p.add_argument("--stack", choices=STACKS, default="embedded")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--quick", action="store_true", help="a smaller variant")
+    p.add_argument(
         "--rate-limit",
         type=float,
         default=5.0,
         help="calls/s: the worker's LAZADA_RATE_LIMIT and the sandbox's limit (E901 above)",
     )
-    parser.add_argument("--latency", type=float, default=0.1, help="sandbox latency, s")
-    parser.add_argument("--concurrency", type=int, default=16, help="threads per worker")
-    parser.add_argument("--processes", type=int, help="worker processes (accounts: 2, else 1)")
-    parser.add_argument("--skus", type=int, help="SKUs of the big job (four, accounts: each)")
-    parser.add_argument("--jobs", type=int, help="images: image jobs (200); four: jobs (4)")
-    parser.add_argument("--every", type=float, help="mixed: seconds between small sends (5)")
-    parser.add_argument("--min-duration", type=float, help="images: shortest job, s (30)")
-    parser.add_argument("--max-duration", type=float, help="images: longest job, s (90)")
-    parser.add_argument("--accounts", type=int, help="accounts: how many (20)")
-    parser.add_argument(
-        "--throttled-account",
-        action="store_true",
-        help="accounts: the last account's sandbox limits at --throttle-rate",
-    )
-    parser.add_argument("--throttle-rate", type=float, default=2.0, help="calls/s (2)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
-    parser.add_argument("--cold", action="store_true", help="measure without a warm-up job")
-    parser.add_argument(
-        "--profile", action="store_true", help="accounts: sample the workers with py-spy"
-    )
-    return parser
+    p.add_argument("--latency", type=float, default=0.1, help="sandbox latency, s")
+    p.add_argument("--concurrency", type=int, default=16, help="threads per worker")
+    p.add_argument("--processes", type=int, help="worker processes (accounts: 2, else 1)")
+    p.add_argument("--skus", type=int, help="SKUs of the big job (four, accounts: each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
+    p.add_argument("--cold", action="store_true", help="measure without a warm-up job")
+    if scenario in ("images", "four"):
+        p.add_argument("--jobs", type=int, help="images: image jobs (200); four: jobs (4)")
+    if scenario == "mixed":
+        p.add_argument("--every", type=float, help="seconds between small sends (5)")
+    if scenario == "images":
+        p.add_argument("--min-duration", type=float, help="shortest job, s (30)")
+        p.add_argument("--max-duration", type=float, help="longest job, s (90)")
+    if scenario == "accounts":
+        p.add_argument("--accounts", type=int, help="how many (20)")
+        p.add_argument(
+            "--throttled-account",
+            action="store_true",
+            help="the last account's sandbox limits at --throttle-rate",
+        )
+        p.add_argument("--throttle-rate", type=float, default=2.0, help="calls/s (2)")
+        p.add_argument("--profile", action="store_true", help="sample the workers with py-spy")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    defaults, quick = DEFAULTS[args.scenario]
+def fair_figures(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one scenario with its defaults (or its --quick variant) for what args leaves unset."""
+    defaults, quick = DEFAULTS[scenario]
     for name, value in {**defaults, **(quick if args.quick else {})}.items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
@@ -582,24 +589,36 @@ def main(argv: list[str] | None = None) -> int:
         args.processes = 1
     args.sandbox_rate_limit = args.rate_limit  # the same limit at both ends
     args.poll_workers = 0
-    print(
-        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
-        f"python {sys.version.split()[0]}",
-        file=sys.stderr,
-    )
+    workload: Workload = SCENARIOS[scenario]
+    figures = run_workload(workload, args)
+    figures["quick"] = args.quick
+    return figures
+
+
+def main(scenario: str, args: argparse.Namespace) -> int:
     try:
-        figures = run_workload(args.scenario, args, SCENARIOS)
-    except BenchError as exc:
+        figures = fair_figures(scenario, args)
+    except FAILED as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    figures["quick"] = args.quick
     if args.json:
-        top_of_profile(figures)
-        print(json.dumps(figures, indent=2, default=str))
+        print(as_json(figures))
     else:
         print_figures(dict(figures))
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def register(scenarios: Any) -> None:
+    for scenario in SCENARIOS:
+        p = scenarios.add_parser(
+            f"fair-{scenario}",
+            help=HELP[scenario],
+            description=__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _options(p, scenario)
+        p.set_defaults(
+            main=lambda args, scenario=scenario: main(scenario, args),
+            figures=lambda args, scenario=scenario: fair_figures(scenario, args),
+            show=lambda figures: print_figures(dict(figures)),
+        )

@@ -1,9 +1,9 @@
-"""PNG plots from benchmark figures (the JSON that `python bench/run.py --json ...` prints).
+"""PNG plots from benchmark figures (the JSON that `python -m bench removal|polling --json`
+prints).
 
-    python bench/plots.py \\
+    python -m bench plots \\
         --throughput bench/data/sweep-embedded-c{1,2,4,8,16}.json \\
-        --polling bench/data/polling-redis-2000.json bench/data/polling-redis-2000-p2.json \\
-                  bench/data/polling-redis-200.json \\
+        --polling bench/data/polling-redis-2000.json bench/data/polling-redis-200.json \\
         --out bench
 
 writes bench/throughput.png (API calls per second against calls in flight, with the ideal
@@ -17,14 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt
+def _pyplot() -> Any:
+    """matplotlib, imported only when a plot is drawn: no other scenario needs it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def load(paths: list[Path]) -> list[dict[str, Any]]:
@@ -38,6 +42,9 @@ def load(paths: list[Path]) -> list[dict[str, Any]]:
 
 def throughput(figures: list[dict[str, Any]], out: Path) -> Path:
     """Calls per second (API calls / measured s) against calls in flight, per stack/latency."""
+    plt = _pyplot()
+    from matplotlib.ticker import ScalarFormatter
+
     series: dict[tuple[str, str, float], list[tuple[int, float, float | None]]] = {}
     for fig in figures:
         in_flight = fig["processes"] * fig["concurrency"]
@@ -61,7 +68,7 @@ def throughput(figures: list[dict[str, Any]], out: Path) -> Path:
         top = max(top, max(ys))
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({p[0] for pts in series.values() for p in pts}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.get_xaxis().set_major_formatter(ScalarFormatter())
     ax.set_ylim(0, top * 1.1)
     ax.set_xlabel("calls in flight (worker threads x processes)")
     ax.set_ylabel("API calls per second")
@@ -87,11 +94,14 @@ def schedule_polls(duration: float, first: float, growth: float, slack: float, c
 
 def polling(figures: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> Path:
     """Per job: polls against duration, and detection delay against duration, with targets."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig_, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120)
     longest = 0.0
     for fig in figures:
         if "per_job" not in fig:
-            raise SystemExit("polling figures without per_job: re-run with a current run.py")
+            raise SystemExit("polling figures without per_job: run `bench polling --json` again")
         durations = [job[0] for job in fig["per_job"]]
         polls = [job[1] for job in fig["per_job"]]
         delays = [job[2] for job in fig["per_job"]]
@@ -121,7 +131,7 @@ def polling(figures: list[dict[str, Any]], out: Path, args: argparse.Namespace) 
     left.set_title("Calls per job against job duration")
     left.grid(True, alpha=0.3)
     left.set_ylim(0, max(plan) + 7)  # room for the legend above the points
-    left.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
     left.legend(loc="upper left", fontsize=8)
     right.plot(
         [0, longest],
@@ -143,9 +153,21 @@ def polling(figures: list[dict[str, Any]], out: Path, args: argparse.Namespace) 
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python bench/plots.py",
+def main(args: argparse.Namespace) -> int:
+    if not args.throughput and not args.polling:
+        raise SystemExit("nothing to plot: give --throughput and/or --polling files")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.throughput:
+        print(throughput(load(args.throughput), args.out))
+    if args.polling:
+        print(polling(load(args.polling), args.out, args))
+    return 0
+
+
+def register(scenarios: Any) -> None:
+    parser = scenarios.add_parser(
+        "plots",
+        help="PNG plots from --json figures (needs matplotlib)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -163,16 +185,4 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-growth", type=float, default=0.2)
     parser.add_argument("--poll-slack", type=float, default=4.5)
     parser.add_argument("--cap", type=float, default=60.0)
-    args = parser.parse_args(argv)
-    if not args.throughput and not args.polling:
-        parser.error("nothing to plot: give --throughput and/or --polling files")
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.throughput:
-        print(throughput(load(args.throughput), args.out))
-    if args.polling:
-        print(polling(load(args.polling), args.out, args))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    parser.set_defaults(main=main)

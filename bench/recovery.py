@@ -1,13 +1,14 @@
 """Recovery after kill -9: a worker killed a third of the way into a removal job, another
 started at once; how long until the job is final, what was sent twice, and what was lost.
 
-    .venv/bin/python -m bench.recovery --stack embedded|redis|rabbitmq [--json]
-        [--skus 140000] [--lease S] [--redispatch-after S] [--timeout 420]
+    python -m bench recovery --stack embedded|redis|rabbitmq [--json]
+        [--skus 140000] [--lease S] [--redispatch-after S] [--read-timeout S]
+        [--rate-limit 5] [--timeout 420]
 
-One worker of 16 threads with beat (as `lazada-worker run` starts it, bench/harness.py), the
-sandbox at 0.1 s a call, the rate limit out of the way. After a warm-up, one removal job of
-`--skus` SKUs (about 20 s of work on a 2-core machine); once a third of its batches are done,
-the worker's process group (main process and beat) gets SIGKILL and a new worker starts.
+One worker of 16 threads with beat (as `lazada-worker run` starts it), the sandbox at 0.1 s
+a call, the rate limit out of the way unless `--rate-limit` sets one. After a warm-up, one
+removal job of `--skus` SKUs; once a third of its batches are done, the worker's process
+group (main process and beat) gets SIGKILL and a new worker starts.
 
 Figures: `recovery_s` (from the restart to the job's finished_at), `batches_sent_twice` (the
 sandbox saw the same RemoveProduct body more than once), `skus_lost` (SKUs of the job not
@@ -35,19 +36,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bench.harness import (
+from bench.stack import (
     BATCH_SIZE,
+    FAILED,
     STACKS,
-    BenchError,
     BenchStack,
     SandboxProcess,
+    machine_load,
     open_stack,
-    start_sandbox,
-    wait_for,
+    say,
     warm_up,
 )
+from tests.support.processes import wait_for
 from worker.db.models import RemovalBatch, RemovalJob
-from worker.services import documents
 
 _SWEPT = re.compile(r"sweeper: (\d+) removal batch\(es\) sent again")
 
@@ -59,15 +60,18 @@ def recovery(args: argparse.Namespace) -> dict[str, Any]:
         extra_env["LAZADA_LEASE_SECONDS"] = f"{args.lease:g}"
     if args.redispatch_after is not None:
         extra_env["LAZADA_REDISPATCH_AFTER"] = f"{args.redispatch_after:g}"
+    if args.read_timeout is not None:
+        # A lease must outlast a whole API call: a short lease needs a short read timeout.
+        extra_env["LAZADA_READ_TIMEOUT"] = f"{args.read_timeout:g}"
     with ExitStack() as cleanup:
-        sandbox = start_sandbox(args.latency)
+        sandbox = SandboxProcess(args.latency)
         cleanup.callback(sandbox.stop)
         stack = cleanup.enter_context(open_stack(args.stack, sandbox, extra_env))
         stack.start_workers(1, args.concurrency)
-        warm_up(stack, sandbox, args.concurrency, 60.0)
         try:
+            warm_up(stack, sandbox, args.concurrency, 60.0)
             return crash_and_recover(stack, sandbox, args)
-        except BenchError:
+        except FAILED:
             print(stack.logs()[-4000:], file=sys.stderr)
             raise
 
@@ -89,6 +93,7 @@ def crash_and_recover(
         "rate_limit": settings.rate_limit,
         "lease_seconds": settings.lease_seconds,
         "redispatch_after_s": settings.redispatch_after,
+        "load_before": machine_load(),
     }
     if stack.kind == "redis":  # when Redis gives an unacknowledged message back
         figures["visibility_timeout_s"] = settings.broker_transport_options()["visibility_timeout"]
@@ -97,7 +102,7 @@ def crash_and_recover(
     sent = time.time()
     stack.send("lazada.remove_products", skus, key=key)
     job_query = select(RemovalJob.id, RemovalJob.created_at).where(RemovalJob.key == key)
-    job = wait_for(lambda: stack.rows(job_query), 120.0, "the job to be recorded")[0]
+    job = wait_for(lambda: stack.rows(job_query), 120.0, "the job to be recorded", 0.1)[0]
     pending_query = select(RemovalJob.pending_batches).where(RemovalJob.id == job.id)
 
     def done_batches() -> int:
@@ -118,7 +123,7 @@ def crash_and_recover(
     figures["batches_leased_at_kill"] = stack.scalar(leased)
     first_call = min(call.at for call in sandbox.calls())
     figures["batches_per_s_before_kill"] = round(done_at_kill / (killed - first_call), 1)
-    _say(f"killed the worker at {done_at_kill}/{batches} batches; starting another")
+    say(f"killed the worker at {done_at_kill}/{batches} batches; starting another")
 
     restarted = time.time()
     stack.start_workers(1, args.concurrency)
@@ -141,6 +146,7 @@ def crash_and_recover(
         int(count) for worker in stack.workers for count in _SWEPT.findall(worker.log())
     )
     figures.update(_losses(stack, sandbox, key, skus, finished is not None))
+    figures["load_after"] = machine_load()
     return figures
 
 
@@ -155,7 +161,7 @@ def _wait_final(
         if finished is not None:
             return finished  # type: ignore[no-any-return]
         if time.monotonic() - said >= 30:
-            _say(f"{time.time() - restarted:.0f} s after the restart: {done()} batches done")
+            say(f"{time.time() - restarted:.0f} s after the restart: {done()} batches done")
             said = time.monotonic()
         time.sleep(0.1)
     return None
@@ -183,6 +189,8 @@ def _losses(
     stack: BenchStack, sandbox: SandboxProcess, key: str, skus: list[str], final: bool
 ) -> dict[str, Any]:
     """SKUs of the job not removed: by the results database and by the sandbox's count."""
+    from worker.services import documents
+
     stats = sandbox.stats()
     with Session(stack.engine) as session:
         job = documents.removal_job(session, stack.settings.account, key)
@@ -201,53 +209,48 @@ def _losses(
     return figures
 
 
-def _say(text: str) -> None:
-    print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.recovery",
+def register(scenarios: Any) -> None:
+    p = scenarios.add_parser(
+        "recovery",
+        help="kill -9 a worker a third into a removal job, start another",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stack", choices=STACKS, default="embedded")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument(
-        "--skus", type=int, default=140_000, help="SKUs in the job (about 20 s of work)"
-    )
-    parser.add_argument("--kill-at", type=float, default=1 / 3, help="share of batches done")
-    parser.add_argument("--lease", type=float, help="LAZADA_LEASE_SECONDS (default 90)")
-    parser.add_argument(
-        "--redispatch-after", type=float, help="LAZADA_REDISPATCH_AFTER (default 300)"
-    )
-    parser.add_argument(
+    p.add_argument("--stack", choices=STACKS, default="embedded")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--skus", type=int, default=140_000, help="SKUs in the job (about 20 s of work)")
+    p.add_argument("--kill-at", type=float, default=1 / 3, help="share of batches done")
+    p.add_argument("--lease", type=float, help="LAZADA_LEASE_SECONDS (default 90)")
+    p.add_argument("--redispatch-after", type=float, help="LAZADA_REDISPATCH_AFTER (default 300)")
+    p.add_argument("--read-timeout", type=float, help="LAZADA_READ_TIMEOUT (default 30)")
+    p.add_argument(
         "--timeout", type=float, default=420.0, help="s after the restart; then 'not finished'"
     )
-    parser.add_argument("--latency", type=float, default=0.1, help="sandbox latency, s")
-    parser.add_argument("--concurrency", type=int, default=16, help="threads of the worker")
-    parser.add_argument(
+    p.add_argument("--latency", type=float, default=0.1, help="sandbox latency, s")
+    p.add_argument("--concurrency", type=int, default=16, help="threads of the worker")
+    p.add_argument(
         "--rate-limit", type=float, default=100_000, help="LAZADA_RATE_LIMIT (100000: off)"
     )
-    return parser
+    p.set_defaults(main=main, figures=recovery, show=print_recovery)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _say(f"recovery on {args.stack}: {args.skus} SKUs, timeout {args.timeout:g} s")
+def print_recovery(figures: dict[str, Any]) -> None:
+    figures = dict(figures)
+    print(f"== recovery after kill -9 on {figures.pop('stack')} ==")
+    for name, value in figures.items():
+        print(f"  {name:34s} {value}")
+    sys.stdout.flush()
+
+
+def main(args: argparse.Namespace) -> int:
+    say(f"recovery on {args.stack}: {args.skus} SKUs, timeout {args.timeout:g} s")
     try:
         figures = recovery(args)
-    except BenchError as exc:
+    except FAILED as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(figures, indent=2, default=str))
     else:
-        print(f"== recovery after kill -9 on {figures.pop('stack')} ==")
-        for name, value in figures.items():
-            print(f"  {name:34s} {value}")
+        print_recovery(figures)
     return 0 if figures.get("finished") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -45,11 +45,14 @@ def _own_redis_database(url: str) -> str:
 
 
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+def fresh_postgres_database(server_url: str | None = None) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test (or one benchmark run), dropped afterwards.
+
+    `server_url` names the server and the credentials; by default the tests' own.
+    """
     import psycopg
 
-    base = make_url(service_url("postgres"))
+    base = make_url(server_url or service_url("postgres"))
     name = f"lw_test_{uuid.uuid4().hex[:12]}"
     admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
@@ -67,8 +70,14 @@ def fresh_postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
-    """Poll until `condition()` is truthy; a liveness deadline, not a timing assertion."""
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 60.0,
+    what: str = "condition",
+    interval: float = 0.2,
+) -> T:
+    """Poll every `interval` s until `condition()` is truthy; a liveness deadline, not a timing
+    assertion (a benchmark that times the moment something happens looks more often)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -76,7 +85,7 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "con
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 class WorkerProcess:
@@ -120,6 +129,13 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def ready(self) -> bool:
+        """Celery logs "<nodename> ready." once the consumer is attached to its queues."""
+        return " ready." in self.log()
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
 
 def plain_celery(broker_url: str, transport_options: dict[str, Any]) -> Any:

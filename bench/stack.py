@@ -1,16 +1,21 @@
-"""Benchmark harness: the sandbox, worker processes on a chosen stack, enqueueing by name.
+"""What a benchmark runs on: the sandbox in a process of its own, and a broker, a results
+database and worker processes (the tests' own: tests/support/processes.py).
 
-A small library for bench/run.py. The sandbox is a child process (`python -m worker.sandbox`: a
-real HTTP server on a free port, with a set latency); workers are `python -m worker.cli run`
-child processes, as an operator runs them; work is sent by task name through a plain Celery app, as
-the shop backend sends it; completion is read from the results database, the source of truth.
+The sandbox is a child process (`python -m worker.sandbox`: a real HTTP server on a free port,
+with a set latency); workers are `python -m worker.cli run` child processes, as an operator
+runs them; work is sent by task name through a plain Celery app, as the shop backend sends
+it; completion is read from the results database, the source of truth.
 
 Stacks:
 - ``embedded``: SQLite and the default embedded broker, in a temporary folder.
-- ``redis``: Redis (db 14) and a fresh PostgreSQL database created and dropped here, with a
-  queue name of its own so that nothing else on the broker is touched.
-- ``rabbitmq``: RabbitMQ (guest on the default vhost; LAZADA_BENCH_AMQP_URL names another) and
-  a fresh PostgreSQL database, with queue names of their own, deleted at the end.
+- ``redis``: Redis and a fresh PostgreSQL database created and dropped here, with queue names
+  of its own so that nothing else on the broker is touched.
+- ``rabbitmq``: RabbitMQ (guest on the default vhost) and a fresh PostgreSQL database, with
+  queue names of their own, deleted at the end.
+
+LAZADA_BENCH_REDIS_URL, LAZADA_BENCH_AMQP_URL and LAZADA_BENCH_POSTGRES_URL name other
+servers. The default Redis database is not one the tests use (they count down from 15, one
+per test process), so a benchmark and a test run at once share no account's rate-limit slots.
 """
 
 from __future__ import annotations
@@ -18,32 +23,32 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urljoin
 
 from sqlalchemy import Engine, create_engine, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
-from worker.db.models import RemovalJob
-from worker.db.schema import ensure_schema
-from worker.sandbox import SandboxConfig
-from worker.settings import Settings
+from tests.support.processes import (
+    REPO,
+    WorkerProcess,
+    fresh_postgres_database,
+    plain_celery,
+    wait_for,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("LAZADA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = os.environ.get("LAZADA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 POSTGRES_URL = os.environ.get(
     "LAZADA_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -51,19 +56,25 @@ AMQP_URL = os.environ.get("LAZADA_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1
 BROKERS = {"redis": REDIS_URL, "rabbitmq": AMQP_URL}  # the embedded stack's is a folder
 STACKS = ("embedded", "redis", "rabbitmq")
 BATCH_SIZE = 50  # SKUs per RemoveProduct call (SellerCenterPlatform.max_skus_per_call)
-T = TypeVar("T")
+# Far above any benchmark's rate, so that the limiter never binds unless a scenario sets one.
+LIMIT_OFF = "100000"
 
 
 class BenchError(RuntimeError):
     """A benchmark could not run or did not finish in its time bound; the message says why."""
 
 
+# A wait that gave up (tests.support.processes.wait_for raises AssertionError) or a benchmark
+# that could not run: either ends the run with its message and the workers' logs.
+FAILED = (BenchError, AssertionError)
+
+
 class SandboxProcess:
     """The sandbox in a process of its own, every answer delayed by `latency` s.
 
-    Like the real API, it does not share the harness's interpreter: in-process, its threads
-    competed with the harness's sending for one GIL and stretched the latency it was set to.
-    Figures and the call record come from its /_sandbox/ control endpoints.
+    Like the real API, it does not share the benchmark's interpreter: in-process, its threads
+    would compete with the sending for one GIL and stretch the latency it was set to. Figures
+    and the call record come from its /_sandbox/ control endpoints.
     """
 
     def __init__(
@@ -75,6 +86,8 @@ class SandboxProcess:
     ) -> None:
         """`rate_limit`: calls/s before the sandbox answers E901 (None: no limit); `user_id`:
         the only UserID it accepts (legacy sandbox; one per account, so accounts differ)."""
+        from worker.sandbox.sellercenter import SandboxConfig
+
         config = SandboxConfig()
         self.platform = platform
         self.user_id, self.api_key = user_id or config.user_id, config.api_key
@@ -133,12 +146,6 @@ class SandboxProcess:
                 self.process.wait()
 
 
-def start_sandbox(
-    latency: float, platform: str = "sellercenter", rate_limit: float | None = None
-) -> SandboxProcess:
-    return SandboxProcess(latency, platform, rate_limit)
-
-
 LAZOP_ACCOUNT = "bench-lazop"
 
 
@@ -146,23 +153,19 @@ def add_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
     """Store and authorize an Open Platform account on the LAZOP sandbox, as an operator
     does with `accounts add` and `accounts authorize --code`, and make it the stack's default
     account (LAZADA_DEFAULT_ACCOUNT, for the workers started after this)."""
-    from sqlalchemy.orm import sessionmaker
-
     from worker.accounts.store import add_lazop
     from worker.sandbox.lazop.config import LazopSandboxConfig
 
     config = LazopSandboxConfig()
-    api_url, auth_url = f"{sandbox.url}rest", f"{sandbox.url}auth/rest"
-    sessions = sessionmaker(stack.engine, expire_on_commit=False)
-    with sessions.begin() as session:
+    with stack.sessions.begin() as session:
         add_lazop(
             session,
             stack.settings,
             LAZOP_ACCOUNT,
             app_key=config.app_key,
             app_secret=config.app_secret,
-            api_url=api_url,
-            auth_url=auth_url,
+            api_url=f"{sandbox.url}rest",
+            auth_url=f"{sandbox.url}auth/rest",
         )
     authorize_lazop_account(stack, sandbox)
     stack.env["LAZADA_DEFAULT_ACCOUNT"] = LAZOP_ACCOUNT
@@ -170,50 +173,15 @@ def add_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
 
 def authorize_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
     """New tokens from a fresh code (also after `sandbox.reset()`, which forgets them)."""
-    from sqlalchemy.orm import sessionmaker
-
     from worker.accounts import tokens
     from worker.platforms.lazop.client import LazopClient
     from worker.sandbox.lazop.config import LazopSandboxConfig
 
     config = LazopSandboxConfig()
     api_url, auth_url = f"{sandbox.url}rest", f"{sandbox.url}auth/rest"
-    sessions = sessionmaker(stack.engine, expire_on_commit=False)
     with LazopClient(api_url, config.app_key, config.app_secret, auth_url=auth_url) as client:
         grant = client.create_token(sandbox.authorization_code(config.sellers[0]))
-    tokens.store_grant(sessions, stack.settings, LAZOP_ACCOUNT, grant)
-
-
-@dataclass
-class WorkerProcess:
-    """One `lazada-worker run` child process (its own process group) and its log."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def ready(self) -> bool:
-        # Celery logs "<nodename> ready." once the consumer is attached to the queue.
-        return " ready." in self.log()
-
-    def kill(self) -> None:
-        """kill -9 of the whole group (the main process and beat's), as a crash would: no
-        shutdown, no message given back."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+    tokens.store_grant(stack.sessions, stack.settings, LAZOP_ACCOUNT, grant)
 
 
 @dataclass
@@ -222,12 +190,18 @@ class BenchStack:
 
     kind: str
     env: dict[str, str]
-    settings: Settings
+    settings: Any  # worker.settings.Settings
     folder: Path
-    engine: Engine
+    engine: Engine  # for the benchmark's reads: never holds SQLite's write lock
     workers: list[WorkerProcess] = field(default_factory=list)
     killed: list[WorkerProcess] = field(default_factory=list)  # by kill_worker; logs kept
     _sender: Any = None
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Sessions on the reading engine, for what a benchmark stores before it starts
+        (accounts): the worker's own engine would be opened in the benchmark's process."""
+        return sessionmaker(self.engine, expire_on_commit=False)
 
     def start_workers(
         self, processes: int, concurrency: int, only: str = "all", timeout: float = 90.0
@@ -236,37 +210,21 @@ class BenchStack:
         `lazada-worker run --only`); return once all are ready."""
         for _ in range(processes):
             log_path = self.folder / f"worker-{len(self.workers) + len(self.killed)}.log"
-            with log_path.open("ab") as log:
-                process = subprocess.Popen(
-                    [
-                        *(sys.executable, "-m", "worker.cli", "run"),
-                        *(f"--concurrency={concurrency}", f"--only={only}"),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self.env,
-                    cwd=REPO,
-                    start_new_session=True,  # stop() takes the whole group (beat's child too)
-                )
-            self.workers.append(WorkerProcess(process, log_path))
+            self.workers.append(WorkerProcess(self.env, log_path, concurrency, only).start())
 
         def all_ready() -> bool:
             for worker in self.workers:
-                if worker.process.poll() is not None:
+                if worker.exited():
                     raise BenchError(f"a worker exited at start:\n{worker.log()[-3000:]}")
             return all(worker.ready() for worker in self.workers)
 
         wait_for(all_ready, timeout, "the workers to be ready", interval=0.1)
 
     def sender(self) -> Any:
-        """A plain Celery app that knows nothing of the project: the shop backend's view."""
+        """A plain Celery app that knows nothing of the project: the shop backend's view,
+        connected before any clock starts (a shop backend's producer is already connected)."""
         if self._sender is None:
-            from celery import Celery
-
-            app = Celery("bench-sender", broker=self.settings.broker_url)
-            app.conf.broker_transport_options = self.settings.broker_transport_options()
-            app.conf.task_serializer = "json"
-            # Connect before any clock starts: a shop backend's producer is already connected.
+            app = plain_celery(self.settings.broker_url, self.settings.broker_transport_options())
             with app.producer_or_acquire() as producer:
                 producer.connection.ensure_connection(max_retries=3)
             self._sender = app
@@ -286,7 +244,7 @@ class BenchStack:
             return list(conn.execute(statement))
 
     def worker_pids(self) -> list[int]:
-        return [worker.process.pid for worker in self.workers]
+        return [worker.process.pid for worker in self.workers if worker.process is not None]
 
     def worker_rss_mib(self) -> float:
         """Resident memory of the worker process trees (main processes and beat), in MiB."""
@@ -315,6 +273,10 @@ def open_stack(
     kind: str, sandbox: SandboxProcess, extra_env: dict[str, str] | None = None
 ) -> Iterator[BenchStack]:
     """A fresh stack of `kind` talking to `sandbox`; everything it made is removed on exit."""
+    from tests.support.worker_stack import sandbox_env
+    from worker.db.schema import ensure_schema
+    from worker.settings import Settings
+
     if kind not in STACKS:
         raise BenchError(f"unknown stack {kind!r} (choose from {', '.join(STACKS)})")
     folder = Path(tempfile.mkdtemp(prefix=f"lw-bench-{kind}-"))
@@ -323,77 +285,50 @@ def open_stack(
         for key, value in os.environ.items()
         if not key.startswith(("LAZADA_", "CELERY_", "DATABASE_URL"))
     }
-    env.update(
-        {
-            "LAZADA_API_URL": sandbox.url,
-            "LAZADA_USER_ID": sandbox.user_id,
-            "LAZADA_API_KEY": sandbox.api_key,
-            "LAZADA_QUEUE": f"lw-bench-{uuid.uuid4().hex[:10]}",
-            # Far above any benchmark's rate: the limiter (worker/ratelimit.py) never binds.
-            # `ratelimit` overrides it.
-            "LAZADA_RATE_LIMIT": "100000",
-        }
-    )
+    env.update(sandbox_env(sandbox))  # type: ignore[arg-type]
+    env["LAZADA_QUEUE"] = f"lw-bench-{uuid.uuid4().hex[:10]}"
+    env["LAZADA_RATE_LIMIT"] = LIMIT_OFF
     env.update(extra_env or {})
-    database_name: str | None = None
-    if kind == "embedded":
-        database_url = f"sqlite:///{folder / 'results.sqlite3'}"
-    else:
-        database_name = f"lw_bench_{uuid.uuid4().hex[:12]}"
-        database_url = _create_postgres_database(database_name)
-        env["CELERY_BROKER_URL"] = BROKERS[kind]
-    env["DATABASE_URL"] = database_url
     stack: BenchStack | None = None
-    try:
+    with ExitStack() as cleanup:
+        cleanup.callback(_remove_folder, folder)
+        if kind == "embedded":
+            database_url = f"sqlite:///{folder / 'results.sqlite3'}"
+        else:
+            try:
+                database_url = cleanup.enter_context(fresh_postgres_database(POSTGRES_URL))
+            except Exception as exc:
+                raise BenchError(f"PostgreSQL at {POSTGRES_URL} is not usable: {exc}") from None
+            env["CELERY_BROKER_URL"] = BROKERS[kind]
+        env["DATABASE_URL"] = database_url
+        cleanup.callback(_dispose_project_engines, database_url)
         ensure_schema(database_url)
         settings = Settings.from_env(env)
         if kind in BROKERS:
             _check_broker(settings.broker_url)
         stack = BenchStack(kind, env, settings, folder, _reading_engine(database_url))
-        yield stack
-    finally:
-        if stack is not None:
+        try:
+            yield stack
+        finally:
             stack.stop_workers()
             stack.engine.dispose()
             if kind in BROKERS:
-                _delete_queue(stack)
-        _dispose_project_engines(database_url)
-        if database_name is not None:
-            _drop_postgres_database(database_name)
-        if os.environ.get("LAZADA_BENCH_KEEP") and stack is not None:
-            print(f"kept {folder}", file=sys.stderr)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+                _delete_queues(stack)
+
+
+def _remove_folder(folder: Path) -> None:
+    if os.environ.get("LAZADA_BENCH_KEEP"):
+        print(f"kept {folder}", file=sys.stderr)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _reading_engine(url: str) -> Engine:
     # Not worker.db.engine.get_engine: that one begins SQLite transactions IMMEDIATE, which
-    # would take the write lock from the workers every time the harness looks.
+    # would take the write lock from the workers every time the benchmark looks.
     if url.startswith("sqlite"):
         return create_engine(url, connect_args={"timeout": 60})
     return create_engine(url, pool_size=2)
-
-
-def _admin_url() -> str:
-    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
-
-
-def _create_postgres_database(name: str) -> str:
-    import psycopg
-
-    try:
-        with psycopg.connect(_admin_url(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        raise BenchError(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}") from None
-    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_postgres_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(_admin_url(), autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _dispose_project_engines(database_url: str) -> None:
@@ -414,7 +349,7 @@ def _check_broker(url: str) -> None:
         raise BenchError(f"broker at {url} is not reachable: {exc}") from None
 
 
-def _delete_queue(stack: BenchStack) -> None:
+def _delete_queues(stack: BenchStack) -> None:
     from kombu import Exchange, Queue
 
     settings = stack.settings
@@ -465,24 +400,14 @@ def warm_up(stack: BenchStack, sandbox: SandboxProcess, threads: int, timeout: f
     """A removal job of one batch per thread (`threads` in all workers) before a measured run,
     so that the workers have their database and HTTP connections open, as a worker that has
     been running does; then the sandbox forgets it."""
+    from worker.db.models import RemovalJob
+
     key = f"warm-up-{uuid.uuid4().hex[:8]}"
     skus = [f"{key}-{i:05d}" for i in range(threads * BATCH_SIZE)]
     stack.send("lazada.remove_products", skus, key=key)
     query = select(RemovalJob.finished_at).where(RemovalJob.key == key)
-    wait_for(lambda: stack.scalar(query), timeout, "the warm-up job")
+    wait_for(lambda: stack.scalar(query), timeout, "the warm-up job", interval=0.1)
     sandbox.reset()
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll until `condition()` is truthy; BenchError after `timeout` s (every run is bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"gave up waiting for {what} after {timeout:.0f}s")
-        time.sleep(interval)
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -540,75 +465,16 @@ def process_tree_cpu_seconds(pid: int) -> float:
 
 
 def own_cpu_seconds() -> float:
-    """CPU time of this process: the sandbox's threads, the sender and the polling."""
+    """CPU time of this process: the sender and the polling of the database."""
     times = os.times()
     return times.user + times.system
 
 
-# -- profiling ------------------------------------------------------------------------------
+def machine_load() -> str:
+    """The load averages (1, 5, 15 min), printed with every run: figures on a shared machine
+    are read against what else was running."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-class Profiler:
-    """py-spy sampling the worker processes' GIL holder while a workload runs (if installed)."""
-
-    def __init__(self, pids: list[int], out: Path, rate: int = 250) -> None:
-        self.out = out
-        self.processes: list[tuple[Path, subprocess.Popen[bytes]]] = []
-        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        if not Path(py_spy).exists():
-            raise BenchError("py-spy is not installed (pip install py-spy)")
-        out.mkdir(parents=True, exist_ok=True)
-        for pid in pids:
-            path = out / f"worker-{pid}.folded"
-            command = [py_spy, "record", "--pid", str(pid), "--rate", str(rate)]
-            # --gil: only the thread holding the GIL is sampled. A worker of threads is bound by
-            # its GIL, so that is where its time goes; threads waiting on sockets are left out.
-            command += ["--format", "raw", "--output", str(path), "--nonblocking", "--gil"]
-            process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            self.processes.append((path, process))
-        time.sleep(0.5)  # let py-spy attach before the work starts
-
-    def stop(self) -> dict[str, Any]:
-        """Stop sampling; return the top frames by own samples and by inclusive samples."""
-        for _, process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for _, process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        own: Counter[str] = Counter()
-        inclusive: Counter[str] = Counter()
-        total = 0
-        for path, _ in self.processes:
-            if not path.exists():
-                continue
-            for line in path.read_text(errors="replace").splitlines():
-                stack, _, count_text = line.rpartition(" ")
-                if not count_text.isdigit():
-                    continue
-                count = int(count_text)
-                frames = [_short(frame) for frame in stack.split(";")[1:]]  # [0]: the thread
-                total += count
-                if frames:
-                    own[frames[-1]] += count
-                for frame in set(frames):
-                    inclusive[frame] += count
-        return {"samples": total, "own": own, "inclusive": inclusive}
-
-
-def _short(frame: str) -> str:
-    # "function (path/to/module.py:123)" -> "function (module.py:123)"; keeps site-packages apart.
-    name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
-    marker = "site-packages/"
-    if marker in where:
-        where = where.split(marker, 1)[1]
-    elif str(REPO) in where:
-        where = where.split(str(REPO) + "/", 1)[1]
-    else:
-        where = where.rsplit("/", 1)[-1]
-    return f"{name} ({where})"
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}] {text}", file=sys.stderr, flush=True)

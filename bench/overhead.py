@@ -1,12 +1,17 @@
-"""CPU per API call of the worker's own work, one thread, no Celery: where a batch's time goes.
+"""What the worker costs beside the API call itself.
 
-    python bench/cost.py --stack redis|embedded [--batches 400] [--rounds 10]
+    python -m bench overhead --stack redis|embedded --skus 20000 --concurrency 16 [--processes 2]
+    python -m bench cost     --stack redis|embedded [--batches 400] [--rounds 10]
 
-End-to-end runs (bench/run.py) vary by +-0.05 between runs on a shared machine, and a 2-core
-machine of another kind can be twice as slow; a change that saves 0.5 ms a batch is invisible
-there. This measures the CPU time of the thread doing the work (time.thread_time), the sandbox
-in another process at zero latency, so it is repeatable, and the ratios to the bare client call
-carry over between machines:
+`overhead`: batches per second through the worker at zero latency, against a bare loop of the
+same RemoveProduct calls at the same concurrency (the client alone: no Celery, no database,
+no rate limiter) in a process of its own; the ratio is the worker's share of the bare rate.
+
+`cost`: the CPU time of the thread doing the work (time.thread_time), one thread, no Celery,
+the sandbox in another process at zero latency. End-to-end runs vary from run to run on a
+shared machine, and a machine of another kind can be twice as slow; this is repeatable, and
+its ratios to the bare client call carry over between machines. It runs each kind in turn, in
+rounds, so that a slow spell of the machine slows every kind alike, and prints JSON:
 
 - bare call: SellerCenterClient.remove_products alone (sign, send, parse; no limiter, no audit);
 - worker call: the same through the worker's client (the rate limiter's reservation, the audit);
@@ -23,30 +28,81 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness import STACKS, BenchError, SandboxProcess, open_stack
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from worker.accounts.platforms import forget_platforms, platforms
-from worker.db.engine import core_transaction, get_engine
-from worker.db.models import RemovalBatch, RemovalJob
-from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
-from worker.services import orders, removal
+from bench import throughput
+from bench.measure import bound, stack_options, workload_defaults
+from bench.stack import (
+    BATCH_SIZE,
+    FAILED,
+    REPO,
+    STACKS,
+    BenchError,
+    BenchStack,
+    SandboxProcess,
+    open_stack,
+)
 
-BATCH_SIZE = SellerCenterPlatform.max_skus_per_call
+
+def overhead(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
+    """A removal at zero latency, then the bare loop of as many calls on as many threads."""
+    figures = throughput.removal(stack, sandbox, args)
+    figures["workload"] = "overhead"
+    calls = figures["calls_needed"]
+    sandbox.reset()
+    command = [sys.executable, "-m", "bench", "bare-loop", sandbox.url, sandbox.user_id]
+    command += [str(calls), str(args.concurrency * args.processes)]
+    started = time.monotonic()
+    result = subprocess.run(
+        command,
+        input=sandbox.api_key,
+        capture_output=True,
+        text=True,
+        timeout=bound(0, args.timeout),
+        check=False,
+        cwd=REPO,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"the bare loop failed:\n{result.stderr[-2000:]}")
+    bare = json.loads(result.stdout)
+    figures["bare_loop_s"] = bare["seconds"]
+    figures["bare_loop_process_s"] = round(time.monotonic() - started, 3)
+    figures["bare_batches_per_s"] = round(calls / bare["seconds"], 1)
+    figures["overhead_ratio"] = round(figures["batches_per_s"] / figures["bare_batches_per_s"], 3)
+    return figures
+
+
+def bare_loop(url: str, user_id: str, calls: int, concurrency: int) -> int:
+    """The reference for `overhead`: the client alone, `concurrency` threads, one call each
+    of 50 SKUs; prints {"seconds": ...}. The API key comes on standard input."""
+    from worker.platforms.sellercenter import SellerCenterClient
+
+    api_key = sys.stdin.read().strip()
+    prefix = uuid.uuid4().hex[:8]
+    batches = [[f"BARE-{prefix}-{n:05d}-{i:02d}" for i in range(BATCH_SIZE)] for n in range(calls)]
+    with SellerCenterClient(url, user_id, api_key) as client:
+        client.remove_products(batches[0][:1])  # connect once, as a running worker would have
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(client.remove_products, batches))
+        seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": round(seconds, 3)}))
+    return 0
 
 
 def _batches_of(sessions: Any, job_id: int) -> list[int]:
+    from worker.db.models import RemovalBatch
+
     with sessions() as session:
         return list(
             session.scalars(
@@ -68,6 +124,13 @@ def cpu_ms(work: Callable[[], object], repeat: int) -> list[float]:
 
 
 def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
+    """Median CPU ms of each kind of work over `rounds` rounds of `batches // rounds` each."""
+    from worker.accounts.platforms import forget_platforms, platforms
+    from worker.db.engine import core_transaction, get_engine
+    from worker.db.models import RemovalBatch, RemovalJob
+    from worker.platforms.sellercenter import SellerCenterClient
+    from worker.services import orders, removal
+
     # One batch a call: a runner would otherwise go on to the job's next batches (all of them,
     # at zero latency), and the rest of the measured calls would find nothing to do.
     removal.RUNNER_SECONDS = 0.0
@@ -166,20 +229,48 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
         sandbox.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/cost.py", description=__doc__)
-    parser.add_argument("--stack", choices=STACKS, default="redis")
-    parser.add_argument("--batches", type=int, default=400, help="removal batches (50 SKUs)")
-    parser.add_argument("--rounds", type=int, default=10, help="rounds of each kind in turn")
-    args = parser.parse_args(argv)
+def cost(args: argparse.Namespace) -> int:
     try:
         figures = measure(args.stack, args.batches, args.rounds)
-    except BenchError as exc:
+    except FAILED as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(figures, indent=2))
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def register(scenarios: Any) -> None:
+    p = scenarios.add_parser(
+        "overhead",
+        help="the worker against a bare client loop at zero latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stack_options(p, 0.0)
+    p.add_argument("--skus", type=int, default=20_000)
+    p.set_defaults(**workload_defaults(overhead))
+
+    p = scenarios.add_parser(
+        "cost",
+        help="CPU per call of the worker's own work, one thread, no Celery (JSON)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--stack", choices=STACKS, default="redis")
+    p.add_argument("--batches", type=int, default=400, help="removal batches (50 SKUs)")
+    p.add_argument("--rounds", type=int, default=10, help="rounds of each kind in turn")
+    p.set_defaults(
+        main=cost,
+        figures=lambda args: measure(args.stack, args.batches, args.rounds),
+        show=lambda figures: print(json.dumps(figures, indent=2)),
+    )
+
+    # The bare loop runs in a process of its own, started by `overhead`.
+    p = scenarios.add_parser("bare-loop")
+    p.add_argument("url")
+    p.add_argument("user_id")
+    p.add_argument("calls", type=int)
+    p.add_argument("concurrency", type=int)
+    p.set_defaults(
+        main=lambda args: bare_loop(args.url, args.user_id, args.calls, args.concurrency)
+    )

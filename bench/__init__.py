@@ -1,0 +1,17 @@
+"""Benchmarks of the worker against the sandbox, one command line over scenarios:
+
+    python -m bench SCENARIO [options]      # python -m bench SCENARIO --help for its options
+
+Scenarios, by family (a module each):
+- throughput (the rate limit off): removal, orders, memory, ratelimit
+- overhead: overhead (the worker against a bare client loop), cost (CPU per call)
+- fair (at the rate limit): fair-single, fair-mixed, fair-images, fair-four, fair-accounts
+- recovery: recovery (kill -9 mid-job)
+- polling: polling (image jobs)
+- embedded_broker: embedded-broker (kombu's server-less transports)
+- limiter (the rate limiter alone): slot-calendar, limiter-compare
+- quick: every family briefly (CI)
+- tools: plots (PNGs from --json figures), profile-shares (a --profile run's samples)
+
+Figures are printed, not asserted; bench/RESULTS.md holds them with their commands.
+"""

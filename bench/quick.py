@@ -1,0 +1,84 @@
+"""Every scenario family, briefly: what CI runs so that the benchmarks keep working.
+
+    python -m bench quick [--json]
+
+Small versions on the embedded stack (SQLite and the file broker: no service needed): a
+removal, orders, image-job polling, the overhead against the bare loop, the CPU cost per
+call, three fairness scenarios at the rate limit, a recovery after kill -9, the embedded
+broker's transports and the slot calendar. Figures are printed, never asserted: on a shared
+CI machine they say only that each scenario ran. Exit status 1 if any scenario failed to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import traceback
+from typing import Any
+
+from bench.stack import FAILED, say
+
+SMALL = ["--latency", "0.05", "--concurrency", "8"]
+# A short lease and dispatch deadline, so that the recovery takes seconds, not minutes (a
+# lease must outlast a whole API call, hence the short read timeout).
+SHORT_WAITS = ["--lease", "12", "--read-timeout", "2", "--redispatch-after", "3"]
+# Each a command line of `python -m bench`, sized to take seconds.
+PLAN: list[list[str]] = [
+    ["removal", "--skus", "500", *SMALL],
+    ["orders", "--orders", "100", *SMALL],
+    ["polling", "--jobs", "30", "--min-duration", "1", "--max-duration", "5", *SMALL],
+    ["overhead", "--skus", "500", "--concurrency", "8"],
+    ["cost", "--stack", "embedded", "--batches", "40", "--rounds", "2"],
+    ["fair-single", "--quick"],
+    ["fair-mixed", "--quick"],
+    ["fair-accounts", "--quick"],
+    ["recovery", "--skus", "10000", *SMALL, *SHORT_WAITS],
+    ["embedded-broker", "--messages", "200"],
+    ["slot-calendar", "--seconds", "10"],
+]
+
+
+def quick(args: argparse.Namespace) -> int:
+    from bench.__main__ import parser
+
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for argv in PLAN:
+        command = "python -m bench " + shlex.join(argv)
+        say(command)
+        step = parser().parse_args(argv)
+        try:
+            figures = step.figures(step)
+        except FAILED as exc:
+            print(f"bench: {command}: {exc}", file=sys.stderr)
+            failed.append(command)
+            continue
+        except Exception:  # a scenario that broke: the others still run, and CI fails
+            traceback.print_exc()
+            failed.append(command)
+            continue
+        if figures.get("finished") is False:  # a recovery that did not end
+            failed.append(command)
+        if args.json:
+            results.append({"command": command, **figures})
+        else:
+            step.show(figures)
+    if args.json:
+        from bench.measure import as_json
+
+        print(as_json(results))
+    for command in failed:
+        print(f"bench: failed: {command}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def register(scenarios: Any) -> None:
+    p = scenarios.add_parser(
+        "quick",
+        help="every scenario family briefly, on the embedded stack (CI)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(main=quick)

@@ -531,7 +531,7 @@ HELP = {
     "accounts": "many accounts at once, each with a sandbox of its own",
 }
 
-# Per scenario: its defaults, then what --quick changes (small, for checking the harness).
+# Per scenario: its defaults, then what --quick changes (small: checks that the scenario runs).
 DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "single": ({"skus": 3000}, {"skus": 500}),
     "mixed": ({"skus": 3000, "every": 5.0}, {"skus": 1000, "every": 2.0}),

@@ -32,7 +32,7 @@ def _pyplot() -> Any:
 
 
 def load(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every figures object in the files (each file holds the list run.py --json prints)."""
+    """Every figures object in the files (a list, as workloads print with --json, or one)."""
     figures: list[dict[str, Any]] = []
     for path in paths:
         data = json.loads(path.read_text())

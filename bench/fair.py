@@ -364,11 +364,12 @@ def accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
     with ThreadPoolExecutor(8) as pool:
         sandboxes = list(pool.map(start, names))
     try:
-        from worker.accounts.store import add_sellercenter
+        from worker.accounts.store import add_account
 
         with stack.sessions.begin() as session:
             for name, own in zip(names, sandboxes, strict=True):
-                add_sellercenter(session, stack.settings, name, own.url, own.user_id, own.api_key)
+                credentials = {"user_id": own.user_id, "api_key": own.api_key}
+                add_account(session, stack.settings, name, "sellercenter", credentials, own.url)
         needed = math.ceil(args.skus / BATCH_SIZE)
         # The worst case: all accounts' calls at one account's rate (every wait is bounded).
         bound = max(args.timeout, 3 * args.accounts * needed / args.rate_limit)

@@ -26,6 +26,7 @@ SHORT_WAITS = ["--lease", "12", "--read-timeout", "2", "--redispatch-after", "3"
 # Each a command line of `python -m bench`, sized to take seconds.
 PLAN: list[list[str]] = [
     ["removal", "--skus", "500", *SMALL],
+    ["removal", "--platform", "lazop", "--skus", "500", *SMALL],  # a stored, authorized account
     ["orders", "--orders", "100", *SMALL],
     ["polling", "--jobs", "30", "--min-duration", "1", "--max-duration", "5", *SMALL],
     ["overhead", "--skus", "500", "--concurrency", "8"],

@@ -153,19 +153,23 @@ def add_lazop_account(stack: BenchStack, sandbox: SandboxProcess) -> None:
     """Store and authorize an Open Platform account on the LAZOP sandbox, as an operator
     does with `accounts add` and `accounts authorize --code`, and make it the stack's default
     account (LAZADA_DEFAULT_ACCOUNT, for the workers started after this)."""
-    from worker.accounts.store import add_lazop
+    from worker.accounts.store import add_account
     from worker.sandbox.lazop.config import LazopSandboxConfig
 
     config = LazopSandboxConfig()
+    credentials = {
+        "app_key": config.app_key,
+        "app_secret": config.app_secret,
+        "auth_url": f"{sandbox.url}auth/rest",
+    }
     with stack.sessions.begin() as session:
-        add_lazop(
+        add_account(
             session,
             stack.settings,
             LAZOP_ACCOUNT,
-            app_key=config.app_key,
-            app_secret=config.app_secret,
+            "lazop",
+            credentials,
             api_url=f"{sandbox.url}rest",
-            auth_url=f"{sandbox.url}auth/rest",
         )
     authorize_lazop_account(stack, sandbox)
     stack.env["LAZADA_DEFAULT_ACCOUNT"] = LAZOP_ACCOUNT

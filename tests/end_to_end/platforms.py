@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from tests.support import lazop
 from tests.support.processes import wait_for
-from tests.support.worker_stack import Stack
-from worker.accounts.store import add_account, get_account
+from tests.support.worker_stack import Stack, add_sellercenter_account
+from worker.accounts.store import get_account
 from worker.platforms.lazop.platform import LazopPlatform
 from worker.platforms.sellercenter import SellerCenterPlatform
 from worker.sandbox.sellercenter import Sandbox, SandboxConfig, ServedCall
@@ -72,18 +72,6 @@ def _start_sellercenter() -> Sandbox:
     return Sandbox(config, port=0).start()
 
 
-def _add_sellercenter(stack: Stack, sandbox: Sandbox, name: str) -> None:
-    with stack.sessions.begin() as session:
-        add_account(
-            session,
-            stack.settings,
-            name,
-            "sellercenter",
-            {"user_id": sandbox.user_id, "api_key": sandbox.api_key},
-            api_url=sandbox.url,
-        )
-
-
 def _sellercenter_secrets(session: Session, stack: Stack, sandbox: Sandbox, name: str) -> list[str]:
     return [sandbox.api_key]
 
@@ -97,7 +85,7 @@ def _lazop_secrets(session: Session, stack: Stack, sandbox: Any, name: str) -> l
 SELLERCENTER = PlatformUnderTest(
     name="sellercenter",
     start_sandbox=_start_sellercenter,
-    add_account=_add_sellercenter,
+    add_account=add_sellercenter_account,
     secrets=_sellercenter_secrets,
     max_skus_per_call=SellerCenterPlatform.max_skus_per_call,
     removal_action="RemoveProduct",

@@ -17,32 +17,20 @@ from typing import Any, ClassVar, TypeAlias
 import pytest
 import requests
 
-from worker.sandbox import Body, Call, KnobSet, SandboxServer, State
-from worker.sandbox.faults import SERVER_FAULTS
-from worker.sandbox.knobs import SERVER_PARSERS
+from worker.sandbox import Body, Call, SandboxServer, State
+from worker.sandbox.knobs import ServerKnobs
 from worker.sandbox.replies import Reply, json_reply
 from worker.sandbox.routes import Found, Routes
 
 
 @dataclass
-class NotesConfig(KnobSet):
+class NotesConfig(ServerKnobs):
     ENV_PREFIX: ClassVar[str] = "NOTES_SANDBOX_"
-    PARSERS = SERVER_PARSERS
     SECRETS: ClassVar[tuple[str, ...]] = ("token",)
 
     token: str = "notes-token"
-    latency: float = 0.0
-    fault_rate: float = 0.0
-    fault_kinds: tuple[str, ...] = SERVER_FAULTS
-    slow_seconds: float = 35.0
-    slow_applies: bool = True
-    rate_limit: float | None = None
     max_body_bytes: int = 10_000
-    seed: int = 0
     max_recorded_calls: int = 1000
-
-    def validate(self) -> None:
-        self.validate_shared(SERVER_FAULTS)
 
 
 @dataclass(kw_only=True)

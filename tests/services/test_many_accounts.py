@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.support.processes import wait_for
-from tests.support.worker_stack import Stack
-from worker.accounts.store import add_account
+from tests.support.worker_stack import Stack, add_sellercenter_account
 from worker.db.models import Failure
 from worker.sandbox.sellercenter import Sandbox, SandboxConfig
 from worker.services import documents
@@ -35,18 +34,6 @@ def second_sandbox() -> Iterator[Sandbox]:
         server.stop()
 
 
-def _store(stack: Stack, name: str, sandbox: Sandbox) -> None:
-    with stack.sessions.begin() as session:
-        add_account(
-            session,
-            stack.settings,
-            name,
-            "sellercenter",
-            {"user_id": sandbox.user_id, "api_key": sandbox.api_key},
-            api_url=sandbox.url,
-        )
-
-
 def _done(stack: Stack, account: str, key: str) -> dict:
     def done() -> dict | None:
         with stack.sessions() as session:
@@ -63,8 +50,8 @@ def _done(stack: Stack, account: str, key: str) -> dict:
 def test_two_accounts_remove_under_the_same_key_each_at_its_own_api(
     stack: Stack, second_sandbox: Sandbox
 ) -> None:
-    _store(stack, "shop-sg", stack.sandbox)
-    _store(stack, "shop-my", second_sandbox)
+    add_sellercenter_account(stack, stack.sandbox, "shop-sg")
+    add_sellercenter_account(stack, second_sandbox, "shop-my")
     first = [f"SG-{n:04d}" for n in range(120)] + ["SG-BAD-FAIL"]
     second = [f"MY-{n:04d}" for n in range(130)]
     stack.start_worker()
@@ -106,7 +93,7 @@ def test_work_for_an_unknown_account_fails_as_bad_input_and_records_nothing_else
 def test_a_stored_accounts_key_is_in_no_table_and_no_log_in_clear(
     stack: Stack, second_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    _store(stack, "shop-my", second_sandbox)
+    add_sellercenter_account(stack, second_sandbox, "shop-my")
     stack.start_worker()
     stack.send("lazada.remove_products", ["K-1", "K-2-FAIL"], key="secret", account="shop-my")
     stack.send("lazada.fetch_order", 190, account="shop-my")

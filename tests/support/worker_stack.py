@@ -19,6 +19,7 @@ from tests.support.processes import (
     service_url,
 )
 from worker.accounts.platforms import PlatformFor
+from worker.accounts.store import add_account
 from worker.db.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.schema import ensure_schema
@@ -186,3 +187,16 @@ def _stack(
             with stack.sender().connection_for_write() as conn:
                 for queue in (settings.queue, settings.poll_queue):
                     conn.default_channel.queue_delete(queue)
+
+
+def add_sellercenter_account(stack: Stack, sandbox: Sandbox, name: str) -> None:
+    """A legacy account of the sandbox's seller, stored on the stack's database."""
+    with stack.sessions.begin() as session:
+        add_account(
+            session,
+            stack.settings,
+            name,
+            "sellercenter",
+            {"user_id": sandbox.user_id, "api_key": sandbox.api_key},
+            api_url=sandbox.url,
+        )

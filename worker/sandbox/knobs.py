@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from typing import Any, ClassVar, Self
 
+from worker.sandbox.faults import SERVER_FAULTS
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 SERVER_ENV_PREFIX = "LAZADA_SANDBOX_"
@@ -280,3 +282,27 @@ SHARED_PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_clock_skew": number,
 }
 """The server's parsers and those of the knobs both Lazada sandboxes have under the same names."""
+
+
+@dataclasses.dataclass
+class ServerKnobs(KnobSet):
+    """A new sandbox's config starts here: the knobs the shared server reads, with their
+    defaults (no latency, no faults, no rate limit), and their checks. A subclass names its
+    ENV_PREFIX and SECRETS and adds its platform's knobs. (The two Lazada sandboxes declare
+    these knobs themselves, in the order their config documents have always shown.)"""
+
+    ENV_PREFIX: ClassVar[str] = "SANDBOX_"
+    PARSERS: ClassVar[Mapping[str, Callable[[Any], Any]]] = SERVER_PARSERS
+
+    latency: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = SERVER_FAULTS
+    slow_seconds: float = 35.0
+    slow_applies: bool = True
+    rate_limit: float | None = None
+    max_body_bytes: int = 1024 * 1024
+    seed: int = 0
+    max_recorded_calls: int = 100_000
+
+    def validate(self) -> None:
+        self.validate_shared(SERVER_FAULTS)

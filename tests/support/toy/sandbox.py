@@ -20,19 +20,17 @@ from typing import Any, ClassVar, TypeAlias
 from urllib.parse import parse_qsl
 
 from tests.support.toy.platform import MAX_SKUS, MAX_URLS, signature
-from worker.sandbox import Body, Call, KnobSet, SandboxServer, State
-from worker.sandbox.faults import SERVER_FAULTS
+from worker.sandbox import Body, Call, SandboxServer, State
 from worker.sandbox.images import ImageJobs
-from worker.sandbox.knobs import SERVER_PARSERS
+from worker.sandbox.knobs import ServerKnobs
 from worker.sandbox.removals import Removals, failing_skus
 from worker.sandbox.replies import Reply, json_reply
 from worker.sandbox.routes import Found, Routes
 
 
 @dataclass
-class ToyConfig(KnobSet):
+class ToyConfig(ServerKnobs):
     ENV_PREFIX: ClassVar[str] = "TOY_SANDBOX_"
-    PARSERS = SERVER_PARSERS
     SECRETS: ClassVar[tuple[str, ...]] = ("shop_secret",)
 
     shop_id: str = "toy-shop"
@@ -40,18 +38,6 @@ class ToyConfig(KnobSet):
     failing_skus: tuple[str, ...] = ("*FAIL*",)
     missing_order_from: int = 900_000_000
     image_job_seconds: tuple[float, float] = (0.0, 0.0)
-    latency: float = 0.0
-    fault_rate: float = 0.0
-    fault_kinds: tuple[str, ...] = SERVER_FAULTS
-    slow_seconds: float = 35.0
-    slow_applies: bool = True
-    rate_limit: float | None = None
-    max_body_bytes: int = 1024 * 1024
-    seed: int = 0
-    max_recorded_calls: int = 100_000
-
-    def validate(self) -> None:
-        self.validate_shared(SERVER_FAULTS)
 
 
 @dataclass(kw_only=True)

@@ -4,6 +4,8 @@ HTTP, real databases."""
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.accounts import tokens
 from worker.accounts.store import add_account, get_account
 from worker.db.models import Account as AccountRow
+from worker.db.models import Base
 from worker.platforms import AuthorizationLostError
 from worker.platforms.lazop.client import LazopClient
 from worker.ratelimit import RateLimited
@@ -245,3 +248,51 @@ def test_tokens_near_their_end_are_due_for_refresh_and_fresh_ones_are_not(
     threading.Event().wait(0.9)  # under a quarter of its life left
     assert tokens.due_for_refresh(sessions, settings) == [authorized]
     assert tokens.refresh_due(sessions, settings, lambda _name: client) == [authorized]
+
+
+_SANDBOX_TOKEN = re.compile(r"5000[01][0-9a-f]{40}")
+"""The sandbox's access (50000...) and refresh (50001...) tokens, whichever pair."""
+
+
+@pytest.mark.parametrize(
+    "expires_in", ["null", '"604800.0"', "missing", "1" + "0" * 30, '"soon"', "-5"]
+)
+def test_a_refresh_whose_lifetime_cannot_be_read_keeps_the_new_pair_and_quotes_no_token(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+    caplog: pytest.LogCaptureFixture,
+    expires_in: str,
+) -> None:
+    lazop.configure({"token_expires_in": expires_in})
+    before = _account(sessions, settings, authorized)
+    caplog.set_level(logging.DEBUG)
+    problem = ""
+    try:
+        new_access = tokens.refresh(sessions, settings, authorized, client, before.access_token)
+    except Exception as exc:  # the text is checked below, then the test fails
+        problem = f"{exc!r} {exc}"
+        new_access = ""
+
+    with sessions() as session:
+        dump = "\n".join(
+            repr(row)
+            for table in Base.metadata.sorted_tables
+            for row in session.execute(table.select())
+        )
+    for text in (problem, dump, caplog.text):
+        assert _SANDBOX_TOKEN.search(text) is None
+    assert not problem
+    stored = _account(sessions, settings, authorized)
+    assert stored.state == "ready"
+    assert stored.access_token == new_access != before.access_token
+    assert stored.refresh_token != before.refresh_token
+    assert stored.access_expires_at is not None
+    # A lifetime read as 604800 is kept; an unreadable one gets a short life (refreshed early).
+    life = (stored.access_expires_at - datetime.now(UTC)).total_seconds()
+    assert 0 < life <= (604_800 if expires_in == '"604800.0"' else 3600)
+    # The stored refresh token is the live one: the next refresh is granted.
+    lazop.configure({"token_expires_in": ""})
+    assert tokens.refresh(sessions, settings, authorized, client, new_access) != new_access

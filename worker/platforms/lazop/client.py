@@ -286,13 +286,13 @@ class LazopClient:
             status, content_type, data = self._send(api_path, method, base, params, started)
             if status == 429:
                 raise LazopThrottledError(
-                    f"HTTP 429, {http.describe(content_type, data)}",
+                    f"HTTP 429, {_describe(api_path, content_type, data)}",
                     action=api_path,
                     http_status=429,
                 )
             if status != 200:
                 raise TransportError(
-                    f"HTTP {status}, {http.describe(content_type, data)}",
+                    f"HTTP {status}, {_describe(api_path, content_type, data)}",
                     action=api_path,
                     http_status=status,
                 )
@@ -301,7 +301,7 @@ class LazopClient:
                 result = interpret(envelope)
             except MalformedResponse as exc:
                 raise TransportError(
-                    f"{exc}; HTTP {status}, {http.describe(content_type, data)}",
+                    f"{exc}; HTTP {status}, {_describe(api_path, content_type, data)}",
                     action=api_path,
                     http_status=status,
                 ) from None
@@ -375,6 +375,15 @@ class LazopClient:
                     throttled=throttled,
                 )
             )
+
+
+def _describe(api_path: str, content_type: str, data: bytes) -> str:
+    """What came back, for an error's text; a token endpoint's body is never quoted (L10): it
+    may hold a new pair the call's own secrets do not include, so redaction cannot catch it."""
+    if not api_path.startswith("/auth/"):
+        return http.describe(content_type, data)
+    media_type = content_type.split(";", 1)[0].strip() or "no content type"
+    return f"{media_type} body of {len(data)} bytes (a token answer: not quoted)"
 
 
 def _error(envelope: Envelope, action: str) -> LazopError:

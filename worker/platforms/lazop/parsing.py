@@ -29,18 +29,34 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _seconds(document: Mapping[str, Any], name: str) -> int:
+# L3: a lifetime that cannot be read (missing, null, text, negative, beyond any real token's)
+# must not lose a pair the server has already rotated to. The access token is then taken to
+# live an hour, so it is refreshed early (a quarter before) rather than used past its end;
+# the refresh token a day, so the account shows as expiring and a person looks, rather than
+# trusting a lifetime nobody could read.
+UNREADABLE_ACCESS_SECONDS = 3600
+UNREADABLE_REFRESH_SECONDS = 86400
+_LONGEST_LIFETIME = 10 * 366 * 86400  # seconds; more is no token's lifetime
+
+
+def _lifetime(document: Mapping[str, Any], name: str, unreadable: int) -> int:
+    """Seconds as a number or its text (``604800``, ``"604800"``, ``"604800.0"``); `unreadable`
+    for anything else. Never raises: a token answer's pair is kept whatever its lifetimes say."""
     value = document.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        return unreadable
     try:
-        seconds = int(str(value))
-    except ValueError:
-        raise MalformedResponse(f"{name} is not a number of seconds: {value!r}") from None
-    if seconds < 0:
-        raise MalformedResponse(f"{name} is negative")
-    return seconds
+        seconds = Decimal(str(value).strip())
+    except InvalidOperation:
+        return unreadable
+    if not seconds.is_finite() or not 0 <= seconds <= _LONGEST_LIFETIME:
+        return unreadable
+    return int(seconds)
 
 
 def parse_token_grant(envelope: Envelope) -> TokenGrant:
+    """L3: the pair, its lifetimes (a safe default for one that cannot be read) and the
+    seller; MalformedResponse only when a token itself is missing."""
     document = envelope.document
     access = _text(document.get("access_token"))
     refresh = _text(document.get("refresh_token"))
@@ -55,8 +71,8 @@ def parse_token_grant(envelope: Envelope) -> TokenGrant:
     return TokenGrant(
         access_token=access,
         refresh_token=refresh,
-        expires_in=_seconds(document, "expires_in"),
-        refresh_expires_in=_seconds(document, "refresh_expires_in"),
+        expires_in=_lifetime(document, "expires_in", UNREADABLE_ACCESS_SECONDS),
+        refresh_expires_in=_lifetime(document, "refresh_expires_in", UNREADABLE_REFRESH_SECONDS),
         country=_text(document.get("country")),
         account=_text(document.get("account")),
         seller_id=users[0].get("seller_id", "") if users else "",

@@ -11,6 +11,7 @@ value, never a real one.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -59,6 +60,9 @@ class LazopSandboxConfig(KnobSet):
     refresh_token_seconds: float = 30 * 86400.0
     """Absolute: refreshing does not extend it (decision L3: refresh tokens have an absolute
     lifetime)."""
+    token_expires_in: str = ""
+    """How token answers write ``expires_in``: "" the access token's seconds, "missing" leave
+    it out, anything else that JSON text as it stands (``null``, ``"604800.0"``, ``1e30``)."""
     latency: float = 0.0
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS
@@ -94,6 +98,11 @@ class LazopSandboxConfig(KnobSet):
         for name in ("access_token_seconds", "refresh_token_seconds"):
             value = getattr(self, name)
             check(finite(value) and value > 0, f"{name} must be a positive number of seconds")
+        if self.token_expires_in not in ("", "missing"):
+            try:
+                json.loads(self.token_expires_in)
+            except ValueError:
+                raise ValueError("token_expires_in must be JSON text, 'missing' or empty") from None
         self.validate_shared(FAULT_KINDS)
         low, high = self.image_job_seconds
         check(
@@ -120,6 +129,7 @@ _OWN_OPTIONS: tuple[Option, ...] = (
     ("sellers", "NAME,NAME", "the sellers who may authorize the app (LAZOP sandbox)"),
     ("access_token_seconds", "SECONDS", "access token lifetime (LAZOP sandbox)"),
     ("refresh_token_seconds", "SECONDS", "refresh token lifetime, absolute (LAZOP sandbox)"),
+    ("token_expires_in", "JSON|missing", "expires_in of token answers, as given (LAZOP sandbox)"),
     ("running_answer", "empty|1000|both", "a running image job's answer (LAZOP sandbox)"),
 )
 _SHARED_OPTIONS = (

@@ -266,7 +266,7 @@ def _token_answer(
         "user_id": seller_id(grant.seller),
         "short_code": "SG" + seller_id(grant.seller)[:6],
     }
-    return {
+    answer: dict[str, Any] = {
         "access_token": grant.access_token,
         "refresh_token": grant.refresh_token,
         "expires_in": number(max(0, int(grant.access_expires - now))),
@@ -276,6 +276,11 @@ def _token_answer(
         "account_platform": "seller_center",
         users_field: [user],
     }
+    if config.token_expires_in == "missing":  # noqa: S105 (a knob value, not a secret)
+        del answer["expires_in"]
+    elif config.token_expires_in:
+        answer["expires_in"] = json.loads(config.token_expires_in)
+    return answer
 
 
 def _required(params: Mapping[str, str], name: str) -> str:

@@ -23,6 +23,8 @@ _DAY = 86400.0
 # A name kombu can use as a queue and as part of a file name (the embedded broker).
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _SECRET_PARAMETERS = frozenset({"password", "passwd", "secret", "token", "api_key"})
+# `access_token`, `refresh_token`, `app_secret`, `db_password`: a secret by its last word too.
+_SECRET_SUFFIXES = ("_password", "_passwd", "_secret", "_token")
 
 
 class SettingsError(ValueError):
@@ -324,7 +326,7 @@ def mask_url(url: str) -> str:
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:***@{host}"
     query = "&".join(
-        f"{name}=***" if name.lower() in _SECRET_PARAMETERS else part
+        f"{name}=***" if _is_secret_parameter(name) else part
         for part in parts.query.split("&")
         if part
         for name in (part.partition("=")[0],)
@@ -332,6 +334,11 @@ def mask_url(url: str) -> str:
     if (netloc, query) == (parts.netloc, parts.query):
         return url  # unchanged: urlunsplit would drop the // of an empty host (sqlite:///x)
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _is_secret_parameter(name: str) -> bool:
+    name = name.lower()
+    return name in _SECRET_PARAMETERS or name.endswith(_SECRET_SUFFIXES)
 
 
 def _read_api_key(env: Mapping[str, str]) -> str | None:

@@ -787,3 +787,77 @@ def test_postgresql_without_a_key_exits_2_and_says_how_to_make_one(folder: Path)
         assert run(with_key, folder, *add_sellercenter_args()).returncode == 0
         line = one_line_error(run(env, folder, "accounts", "show", "shop-a"))
         assert "Fernet.generate_key()" in line
+
+
+# -- passwords in an account's URLs ---------------------------------------------------------
+
+URL_PASSWORD = "URL-PASSWORD-9e1d"
+URL_TOKEN = "URL-TOKEN-3b7a"
+AUTH_PASSWORD = "AUTH-PASSWORD-0c4f"
+URL_SECRETS = (URL_PASSWORD, URL_TOKEN, AUTH_PASSWORD)
+
+
+def test_accounts_add_list_and_show_mask_a_password_in_an_accounts_urls(folder: Path) -> None:
+    env = cli_env(f"sqlite:///{folder / 'lazada-worker.sqlite3'}")
+    api_url = f"http://shop:{URL_PASSWORD}@127.0.0.1:9/sc?token={URL_TOKEN}"
+    auth_url = f"https://app:{AUTH_PASSWORD}@auth.example/rest"
+    legacy = add_sellercenter_args()
+    legacy[legacy.index("--api-url") + 1] = api_url
+    lazop = ["accounts", "add", "shop-b", "--platform", "lazop", "--api-url", api_url]
+    lazop += ["--auth-url", auth_url, "--app-key", "100200", "--app-secret-file", "-"]
+    outputs = []
+    for args, stdin in [(legacy, ""), (lazop, APP_SECRET + "\n")]:
+        result = run(env, folder, *args, stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    assert "http://shop:***@127.0.0.1:9/sc?token=***" in outputs[0]
+    for args in [("list",), ("list", "--json"), ("show", "shop-b"), ("show", "shop-b", "--json")]:
+        result = run(env, folder, "accounts", *args)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    shown = json.loads(outputs[-1])
+    assert shown["api_url"] == "http://shop:***@127.0.0.1:9/sc?token=***"
+    assert (
+        shown["auth_url"] == shown["credentials"]["auth_url"] == "https://app:***@auth.example/rest"
+    )
+    for output in outputs:
+        assert not any(secret in output for secret in URL_SECRETS), output
+    # The stored URL keeps its password: the worker needs it to call.
+    settings = Settings.from_env({"DATABASE_URL": env["DATABASE_URL"]})
+    with sessionmaker(get_engine(env["DATABASE_URL"]))() as session:
+        account = accounts.get_account(session, settings, "shop-b")
+    assert (account.api_url, account.credentials["auth_url"]) == (api_url, auth_url)
+
+
+def test_the_needs_authorization_event_and_failure_mask_a_password_in_the_accounts_urls(
+    stored: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    settings, sessions = stored
+    with sessions.begin() as session:
+        accounts.add_account(
+            session,
+            settings,
+            "shop-b",
+            "lazop",
+            {
+                "app_key": "100200",
+                "app_secret": APP_SECRET,
+                "auth_url": f"https://app:{AUTH_PASSWORD}@auth.example/rest",
+            },
+            api_url=f"https://gw.example/rest?access_token={URL_TOKEN}",
+        )
+        accounts.set_state(session, settings, "shop-b", "ready")
+    engine = sessions.kw["bind"]
+    with engine.begin() as connection:
+        assert accounts.mark_needs_authorization(
+            connection, "shop-b", "the refresh token was refused", datetime.now(UTC)
+        )
+    with engine.connect() as connection:
+        (data,) = connection.execute(text("SELECT data FROM events")).scalars()
+        messages = connection.execute(text("SELECT message FROM failures")).scalars().all()
+    document = data if isinstance(data, dict) else json.loads(data)
+    assert document["api_url"] == "https://gw.example/rest?access_token=***"
+    assert document["auth_url"] == "https://app:***@auth.example/rest"
+    assert document["credentials"]["auth_url"] == "https://app:***@auth.example/rest"
+    for text_seen in (json.dumps(document), *messages):
+        assert not any(secret in text_seen for secret in URL_SECRETS), text_seen

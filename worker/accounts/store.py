@@ -32,7 +32,7 @@ from worker.outbox.events import record_event
 from worker.platforms import registry
 from worker.platforms.base import PlatformEntry
 from worker.platforms.sellercenter.entry import SELLERCENTER
-from worker.settings import Settings
+from worker.settings import Settings, mask_url
 
 STATES = ("ready", "needs_authorization")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -154,7 +154,8 @@ def environment_account(settings: Settings) -> Account | None:
 def account_document(account: Account, now: datetime | None = None) -> dict[str, Any]:
     """The contract's Account document; secrets only as "set" or "missing". `credentials`
     holds every credential of the platform but its secret; `user_id`, `country` and
-    `auth_url` repeat the shipped platforms' ones at the top level, as the contract has them."""
+    `auth_url` repeat the shipped platforms' ones at the top level, as the contract has them.
+    Every URL in it is masked (`mask_url`): the document is printed and sent in events."""
     now = now or datetime.now(UTC)
     state = account.state
     if (
@@ -163,14 +164,18 @@ def account_document(account: Account, now: datetime | None = None) -> dict[str,
         and account.refresh_expires_at - now < EXPIRING_WITHIN
     ):
         state = "expiring"
+    credentials = {
+        name: mask_url(value) if name.endswith("_url") and isinstance(value, str) else value
+        for name, value in account.credentials.items()
+    }
     return {
         "name": account.name,
         "platform": account.platform,
-        "api_url": account.api_url,
-        "auth_url": account.credentials.get("auth_url"),
-        "country": account.credentials.get("country"),
-        "user_id": account.credentials.get("user_id"),
-        "credentials": dict(account.credentials),
+        "api_url": mask_url(account.api_url),
+        "auth_url": credentials.get("auth_url"),
+        "country": credentials.get("country"),
+        "user_id": credentials.get("user_id"),
+        "credentials": credentials,
         "seller_id": account.seller_id,
         "rate_limit": account.rate_limit,
         "state": state,

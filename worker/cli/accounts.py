@@ -21,6 +21,7 @@ from worker.cli.output import print_json
 from worker.inputs import InvalidInput
 from worker.platforms import ApiError, registry
 from worker.platforms.base import Credential, PlatformEntry
+from worker.settings import mask_url
 
 
 def add_accounts_commands(sub: Any) -> None:
@@ -119,7 +120,7 @@ class _Commands:
             if entry.authorized_by_seller
             else ""
         )
-        print(f"stored account {account.name} ({entry.name}, {account.api_url}){waits}")
+        print(f"stored account {account.name} ({entry.name}, {mask_url(account.api_url)}){waits}")
         return EXIT_OK
 
     def list(self, args: argparse.Namespace) -> int:

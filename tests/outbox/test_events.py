@@ -333,3 +333,53 @@ def _make_due(sessions: sessionmaker[Session], event_id: str) -> None:
             .where(EventDelivery.event_id == event_id)
             .values(next_attempt_at=past)
         )
+
+
+def test_a_removal_event_names_at_most_the_cap_of_failed_skus_and_says_it_was_truncated(
+    sessions: sessionmaker[Session], settings: Settings, platforms: Any
+) -> None:
+    from tests.support.worker_stack import BATCH
+    from worker.outbox.events import MAX_FAILED_SKUS
+
+    skus = [f"T-{n:05}-FAIL" for n in range(MAX_FAILED_SKUS + 2 * BATCH)]
+    _run_job(sessions, settings, platforms, "big", skus)
+    with sessions() as session:
+        (event,) = session.scalars(select(Event).where(Event.type == "removal.finished"))
+    data = event.data
+    assert (data["failed"], data["total"], data["state"]) == (len(skus), len(skus), "done")
+    assert data["failed_skus_truncated"] is True
+    assert [s["sku"] for s in data["failed_skus"]] == skus[:MAX_FAILED_SKUS]
+
+
+def test_a_removal_event_with_few_failed_skus_names_them_all_and_is_not_truncated(
+    sessions: sessionmaker[Session], settings: Settings, platforms: Any
+) -> None:
+    from worker.services import documents
+
+    skus = [f"F-{n}" + ("-FAIL" if n % 7 == 0 else "") for n in range(120)]
+    _run_job(sessions, settings, platforms, "few", skus)
+    with sessions() as session:
+        (event,) = session.scalars(select(Event).where(Event.type == "removal.finished"))
+        status = documents.removal_job(session, settings.account, "few")
+    assert status is not None
+    failed = [s for s in status.pop("skus") if s["state"] == "failed"]
+    # The event's counts are the status document's, read without loading every SKU.
+    assert {k: v for k, v in event.data.items() if not k.startswith("failed_skus")} == status
+    assert event.data["failed_skus"] == [
+        {"sku": s["sku"], "error_code": s["error_code"], "message": s["message"]} for s in failed
+    ]
+    assert event.data["failed_skus_truncated"] is False
+
+
+def _run_job(
+    sessions: sessionmaker[Session], settings: Settings, platforms: Any, key: str, skus: list[str]
+) -> None:
+    """A removal job against the sandbox, its batches delivered in turn as a worker would."""
+    from tests.support.worker_stack import BATCH
+    from worker.services import removal
+
+    _, queue = removal.create_job(sessions, settings, settings.account, key, skus, BATCH)
+    while queue:
+        message = queue.pop(0)
+        args, kwargs = message.args, message.kwargs
+        queue += removal.process_batch(sessions, platforms, settings, *args, **kwargs)

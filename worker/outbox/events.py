@@ -34,6 +34,9 @@ EVENT_STATES = ("pending", "delivered", "dead")
 # The delivery task is sent right after the commit; if it is not served by then (the worker
 # died between commit and send), the sweeper sends another.
 REDISPATCH_AFTER = 10.0
+# Failed SKUs named in a removal event: a job of any size makes an event a broker takes
+# (RabbitMQ refuses messages over 16 MiB by default); `status KEY --json` has them all.
+MAX_FAILED_SKUS = 1000
 
 _events = table_of(Event)
 _deliveries = table_of(EventDelivery)
@@ -181,20 +184,14 @@ def redeliver(connection: Connection, event_id: str, account: str | None) -> boo
 
 
 def record_removal_event(connection: Connection, job_id: int) -> str:
-    """`removal.finished` (or `.cancelled`): the job document with its failed SKUs only."""
+    """`removal.finished` (or `.cancelled`): the job document with at most MAX_FAILED_SKUS of
+    its failed SKUs, read with a LIMIT (contract, Event)."""
     from worker.services import documents
 
     with Session(bind=connection) as session:
         job = session.get(RemovalJob, job_id)
         assert job is not None
-        document = documents.removal_job(session, job.account, job.key)
-        assert document is not None
-        skus = document.pop("skus")
-        document["failed_skus"] = [
-            {"sku": s["sku"], "error_code": s["error_code"], "message": s["message"]}
-            for s in skus
-            if s["state"] == "failed"
-        ]
+        document = documents.removal_event_document(session, job, MAX_FAILED_SKUS)
         kind = "removal.cancelled" if job.cancelled_at is not None else "removal.finished"
         return record_event(
             connection, kind, job.account, document, job.callback, job.callback_queue

@@ -123,6 +123,66 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
     }
 
 
+def removal_event_document(session: Session, job: RemovalJob, most_failed: int) -> dict[str, Any]:
+    """The job document without `skus`, plus its first `most_failed` failed SKUs (in the
+    caller's order) and `failed_skus_truncated`: the counts are summed by the database and the
+    SKUs held by batches are not read, so a job of any size makes a bounded event."""
+    counts = {"pending": 0, "removed": 0, "failed": 0, "cancelled": 0}
+    attempted = False
+    for state, count, tried in session.execute(
+        select(RemovalSku.state, func.count(), func.max(RemovalSku.attempts))
+        .where(RemovalSku.job_id == job.id)
+        .group_by(RemovalSku.state)
+    ):
+        counts[state] += count
+        attempted = attempted or (tried or 0) > 0
+    # SKUs a batch holds: removed once it is done, else pending; a batch's size is the
+    # distance to the next batch's first position (as removal_progress counts them).
+    batches = session.execute(
+        select(
+            RemovalBatch.first_position,
+            RemovalBatch.state,
+            RemovalBatch.skus.is_not(None).label("held"),
+        )
+        .where(RemovalBatch.job_id == job.id, RemovalBatch.first_position.is_not(None))
+        .order_by(RemovalBatch.first_position)
+    ).all()
+    firsts = [batch.first_position or 0 for batch in batches]
+    for batch, first, end in zip(batches, firsts, [*firsts[1:], job.total], strict=True):
+        if batch.held:
+            done = batch.state == "done"
+            counts["removed" if done else "pending"] += end - first
+            attempted = attempted or done
+    if job.finished_at is not None:
+        state = "done"
+    elif attempted or counts["removed"] or counts["failed"]:
+        state = "running"
+    else:
+        state = "pending"
+    failed = session.execute(
+        select(RemovalSku.sku, RemovalSku.error_code, RemovalSku.message)
+        .where(RemovalSku.job_id == job.id, RemovalSku.state == "failed")
+        .order_by(RemovalSku.position)
+        .limit(most_failed)
+    ).all()
+    return {
+        "account": job.account,
+        "key": job.key,
+        "state": state,
+        "total": job.total,
+        "removed": counts["removed"],
+        "failed": counts["failed"],
+        "cancelled": counts["cancelled"],
+        "pending": counts["pending"],
+        "created_at": _iso(job.created_at),
+        "finished_at": _iso(job.finished_at),
+        "failed_skus": [
+            {"sku": sku, "error_code": code, "message": message} for sku, code, message in failed
+        ],
+        "failed_skus_truncated": counts["failed"] > most_failed,
+    }
+
+
 def removal_progress(session: Session, account: str, key: str) -> tuple[int, int, bool] | None:
     """(final SKUs, total, done) without loading every SKU: for progress bars."""
     job = session.scalars(

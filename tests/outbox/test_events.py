@@ -26,7 +26,7 @@ from worker.db.engine import core_transaction
 from worker.db.models import Event, EventDelivery
 from worker.outbox import webhooks
 from worker.outbox.events import record_event
-from worker.settings import Settings, SettingsError
+from worker.settings import Settings, SettingsError, mask_url
 
 SECRET = "whsec_" + base64.b64encode(b"lazada-worker-test-signing-key!!").decode()
 
@@ -383,3 +383,26 @@ def _run_job(
         message = queue.pop(0)
         args, kwargs = message.args, message.kwargs
         queue += removal.process_batch(sessions, platforms, settings, *args, **kwargs)
+
+
+def test_two_webhook_urls_differing_only_in_a_token_each_get_the_event(
+    database_url: str, receiver: Receiver
+) -> None:
+    receiver.fail_first = False
+    urls = [f"{receiver.url}?token=first-TOKEN-a1", f"{receiver.url}?token=second-TOKEN-b2"]
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "LAZADA_WEBHOOK_URLS": ",".join(urls),
+            "LAZADA_WEBHOOK_SECRET": SECRET,
+        }
+    )
+    sessions = sessionmaker(core_engine(database_url), expire_on_commit=False)
+    with core_transaction(sessions) as connection:
+        event_id = record_event(connection, "order.fetched", "acct", {"order_id": 1})
+    webhooks.deliver(sessions, settings, lambda *_: None, event_id)
+    assert len(receiver.events()[event_id]) == 2  # one delivery to each URL
+    with sessions() as session:
+        targets = list(session.scalars(select(EventDelivery.target)))
+    assert len(targets) == 2 and all(t.startswith(mask_url(urls[0])) for t in targets)
+    assert not any("TOKEN" in t for t in targets)  # the tokens are not stored in clear

@@ -10,6 +10,8 @@ from API work.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import random
@@ -102,7 +104,7 @@ def deliver(
             )
         ).all()
     body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    urls = {mask_url(url): url for url in settings.webhook_urls}
+    urls = _targets_by_row(settings)
     for delivery_id, target, attempts in due:
         if target.startswith(TASK_PREFIX):
             queue = row.callback_queue or settings.callback_queue or "celery"
@@ -124,14 +126,17 @@ def _ensure_targets(
 ) -> None:
     """A delivery row for the callback and each configured URL (stored masked)."""
     targets = [f"{TASK_PREFIX}{callback}"] if callback else []
-    targets += [mask_url(url) for url in settings.webhook_urls]
+    targets += [delivery_target(settings, url) for url in settings.webhook_urls]
     with core_transaction(sessions) as connection:
         known = set(
             connection.execute(
                 select(_deliveries.c.target).where(_deliveries.c.event_id == event_id)
             ).scalars()
         )
-    missing = [t for t in dict.fromkeys(targets) if t not in known]
+    legacy = _legacy_targets(settings)  # rows written before targets had a fingerprint
+    covered = {legacy[t] for t in known if t in legacy}
+    urls = _fingerprinted(settings)
+    missing = [t for t in dict.fromkeys(targets) if t not in known and urls.get(t) not in covered]
     if not missing:
         return
     try:
@@ -151,6 +156,38 @@ def _ensure_targets(
             )
     except IntegrityError:  # written by a duplicate delivery task at the same moment
         pass
+
+
+def delivery_target(settings: Settings, url: str) -> str:
+    """A URL's delivery target: the URL as shown (masked), and when masking hid something,
+    a fingerprint of the whole URL, so that two URLs differing only in a password or a
+    `token=` get a delivery each. The fingerprint is an HMAC keyed with the webhook signing
+    secret, which the database does not hold: a plain hash of the URL would let anyone who
+    reads the table try passwords against it offline."""
+    masked = mask_url(url)
+    if masked == url:
+        return url  # nothing hidden: the URL is its own identity (rows stored so far too)
+    assert settings.webhook_secret is not None  # Settings refuses URLs without one
+    key = hashlib.sha256(b"lazada-worker delivery target\0" + settings.webhook_secret.encode())
+    mark = hmac.new(key.digest(), url.encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{masked} #{mark}"
+
+
+def _fingerprinted(settings: Settings) -> dict[str, str]:
+    return {delivery_target(settings, url): url for url in settings.webhook_urls}
+
+
+def _legacy_targets(settings: Settings) -> dict[str, str]:
+    """Masked targets stored before fingerprints, for the one URL each can only mean."""
+    masked: dict[str, list[str]] = {}
+    for url in settings.webhook_urls:
+        if mask_url(url) != url:
+            masked.setdefault(mask_url(url), []).append(url)
+    return {target: urls[0] for target, urls in masked.items() if len(urls) == 1}
+
+
+def _targets_by_row(settings: Settings) -> dict[str, str]:
+    return {**_legacy_targets(settings), **_fingerprinted(settings)}
 
 
 def _send_task(send: SendCallback, name: str, event: dict[str, Any], queue: str) -> _Outcome:

@@ -305,13 +305,16 @@ _DELETE = object()
 
 def _drop(queue_folder: Path, queue_name: str, kind: str, content: str | None) -> Path:
     path = queue_folder / f"1_{kind}.{queue_name}.msg"
+    # Made aside and renamed into the queue already old: a worker must never see it young.
+    staged = queue_folder.parent / f"{path.name}.staged"
     if content is None:
-        path.mkdir()
+        staged.mkdir()
     else:
-        path.write_text(content)
+        staged.write_text(content)
     # An hour old: no writer pauses that long, so what cannot be read now never will be.
     old = time.time() - 3600
-    os.utime(path, (old, old))
+    os.utime(staged, (old, old))
+    staged.rename(path)
     return path
 
 

@@ -4,6 +4,7 @@ message before Celery unpacks it, and publishing after commit."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -16,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import Platforms, platforms
 from worker.accounts.store import Account
-from worker.broker.dispatch import Message
+from worker.broker.dispatch import SLOT_HEADER, Message
 from worker.broker.messages import Unservable, check_celery_message
 from worker.db.engine import get_engine, session_scope
 from worker.db.models import Failure
-from worker.inputs import InvalidInput
+from worker.inputs import InvalidInput, clean_slot
 from worker.outbox.events import take_recorded
 from worker.settings import Settings
 
@@ -81,6 +82,11 @@ class ServiceTask(Task):  # type: ignore[misc]
             raise InvalidInput(f"account must be an account's name, got {type(name).__name__}")
         return self.platforms.account(name)
 
+    def reserved_slot(self) -> float | None:
+        """The call slot a deferral of this work reserved (worker.ratelimit), from the header
+        the worker set on its own message; a slot is not a task argument any sender can pass."""
+        return clean_slot(getattr(self.request, SLOT_HEADER, None), time.time())
+
     def publish(self, messages: list[Message]) -> None:
         """Send follow-up tasks; called only after the service's transactions committed.
 
@@ -102,6 +108,7 @@ class ServiceTask(Task):  # type: ignore[misc]
                     args=message.args,
                     kwargs=message.kwargs,
                     countdown=message.countdown,
+                    headers=None if message.slot is None else {SLOT_HEADER: message.slot},
                     producer=producer,
                 )
 

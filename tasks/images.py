@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks.base import ServiceTask
 from worker.celery_app import app
-from worker.inputs import clean_action, clean_key, clean_request_id, clean_slot, clean_urls
+from worker.inputs import clean_action, clean_key, clean_request_id, clean_urls
 from worker.outbox.events import clean_callback
 from worker.services import images
 
@@ -52,8 +52,8 @@ def track_image_job(
 
 
 @app.task(name="lazada.advance_image_job", base=ServiceTask, bind=True)
-def advance_image_job(self: ServiceTask, job_id: int, slot: Any = None) -> None:
-    """Submit or poll one image job once (internal: its countdown is the wait; `slot` the call
-    slot a deferral reserved for it)."""
-    reserved = clean_slot(slot)
+def advance_image_job(self: ServiceTask, job_id: int) -> None:
+    """Submit or poll one image job once (internal: its countdown is the wait; a deferral's
+    reserved call slot comes in its message header, ServiceTask.reserved_slot)."""
+    reserved = self.reserved_slot()
     self.publish(images.advance(self.sessions, self.platforms, self.settings, job_id, reserved))

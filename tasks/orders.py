@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks.base import ServiceTask
 from worker.celery_app import app
-from worker.inputs import clean_order_id, clean_slot
+from worker.inputs import clean_order_id
 from worker.outbox.events import clean_callback
 from worker.services import orders
 
@@ -18,14 +18,12 @@ def fetch_order(
     account: Any = None,
     callback: Any = None,
     callback_queue: Any = None,
-    slot: Any = None,
 ) -> None:
-    """Fetch the order, then insert or update the stored one; its event goes to `callback` too.
-    `slot` is internal: the call slot a deferral reserved for this message."""
+    """Fetch the order, then insert or update the stored one; its event goes to `callback` too."""
     order = clean_order_id(order_id)
     named = clean_callback(callback, callback_queue)
     owner = self.account(account).name
-    reserved = clean_slot(slot)
+    reserved = self.reserved_slot()
     self.publish(
         orders.fetch_order(
             self.sessions,

@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks.base import ServiceTask
 from worker.celery_app import app
-from worker.inputs import clean_key, clean_skus, clean_slot
+from worker.inputs import clean_key, clean_skus
 from worker.outbox.events import clean_callback
 from worker.ratelimit.runners import runners_for
 from worker.services import removal
@@ -42,10 +42,10 @@ def remove_products(
 
 
 @app.task(name="lazada.remove_batch", base=ServiceTask, bind=True)
-def remove_batch(self: ServiceTask, batch_id: int, slot: Any = None) -> None:
+def remove_batch(self: ServiceTask, batch_id: int) -> None:
     """Remove one batch's pending SKUs (internal: enqueued by remove_products and sweepers;
-    `slot` is the call slot a deferral reserved for it)."""
-    reserved = clean_slot(slot)
+    a deferral's reserved call slot comes in its message header, ServiceTask.reserved_slot)."""
+    reserved = self.reserved_slot()
     self.publish(
         removal.process_batch(
             self.sessions, self.platforms, self.settings, batch_id, reserved, self.publish

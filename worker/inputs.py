@@ -209,12 +209,19 @@ def clean_action(action: Any) -> str:
     return str(action)
 
 
-def clean_slot(slot: Any) -> float | None:
-    """A deferred message's reserved call slot (internal, worker.ratelimit): None, or a time
-    as seconds since the epoch. Work that carries one makes its call then without asking the
-    limiter again, so anything else is refused rather than guessed at."""
-    if slot is None:
-        return None
+# A deferral's message runs at its slot (its countdown), so the slot it carries is never
+# further ahead of the clock than this when it runs; one that is, is not the worker's own.
+SLOT_AHEAD = 1.0
+
+
+def clean_slot(slot: Any, now: float) -> float | None:
+    """A deferred message's reserved call slot (internal, worker.ratelimit, from the worker's
+    own message header): a time as seconds since the epoch, or None. Work that carries one
+    makes its call then without asking the limiter again, so anything that is not a slot the
+    worker could have given (not a number, more than SLOT_AHEAD s ahead of `now`) is None:
+    the work takes a new slot from the limiter, as if it had carried none."""
     if isinstance(slot, bool) or not isinstance(slot, int | float) or not math.isfinite(slot):
-        raise InvalidInput(f"slot must be a time in seconds since the epoch, got {slot!r}")
+        return None
+    if slot > now + SLOT_AHEAD:
+        return None
     return float(slot)

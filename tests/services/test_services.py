@@ -47,7 +47,7 @@ def _run_batches(
         if message.countdown:
             time.sleep(message.countdown)
         queue += removal.process_batch(
-            sessions, platforms, settings, *message.args, **message.kwargs
+            sessions, platforms, settings, *message.args, slot=message.slot, **message.kwargs
         )
         delivered += 1
     return delivered
@@ -372,7 +372,9 @@ def _advance_until_final(
         message = queue.pop(0)
         if message.countdown:
             time.sleep(message.countdown)
-        queue += images.advance(sessions, platforms, settings, *message.args, **message.kwargs)
+        queue += images.advance(
+            sessions, platforms, settings, *message.args, slot=message.slot, **message.kwargs
+        )
     raise AssertionError("image job still pending")
 
 

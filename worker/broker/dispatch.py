@@ -17,6 +17,13 @@ class Message:
     args: tuple[Any, ...] = ()
     countdown: float | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    slot: float | None = None
+    """The call slot reserved for it (worker.ratelimit): sent in the SLOT_HEADER the worker
+    sets, never as an argument, so the tasks' public signatures do not take it."""
+
+
+SLOT_HEADER = "lazada_slot"
+"""The message header of a deferral's reserved slot; read back as ``task.request.lazada_slot``."""
 
 
 def retry_delay(ladder: tuple[float, ...], attempt: int, rng: random.Random | None = None) -> float:

@@ -95,10 +95,7 @@ class Row:
                 }
             )
         )
-        kwargs = {k: v for k, v in self.message.kwargs.items() if k != "slot"}
-        if slot is not None:
-            kwargs["slot"] = slot
-        return replace(self.message, countdown=delay, kwargs=kwargs)
+        return replace(self.message, countdown=delay, slot=slot)
 
     def waiting(self, connection: Connection, now: datetime) -> int:
         """How many rows of its group are due (itself at least)."""

@@ -23,7 +23,7 @@ from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.processes import fresh_postgres_database
@@ -31,6 +31,7 @@ from worker.accounts import store as accounts
 from worker.accounts.secrets import SecretKeyError, embedded_key_path, secret_box
 from worker.accounts.store import UnknownAccount
 from worker.db.engine import get_engine
+from worker.db.models import Account as AccountRow
 from worker.db.models import ImageJob, Order, RemovalBatch, RemovalJob
 from worker.db.schema import ensure_schema
 from worker.inputs import InvalidInput
@@ -861,3 +862,104 @@ def test_the_needs_authorization_event_and_failure_mask_a_password_in_the_accoun
     assert document["credentials"]["auth_url"] == "https://app:***@auth.example/rest"
     for text_seen in (json.dumps(document), *messages):
         assert not any(secret in text_seen for secret in URL_SECRETS), text_seen
+
+
+# -- keys: rotation, and no second key beside stored secrets ----------------------------------
+
+
+def test_secrets_rotate_encrypts_every_stored_secret_with_the_first_key_so_the_old_one_can_go(
+    database_url: str, tmp_path: Path
+) -> None:
+    old, new = KEY, Fernet.generate_key().decode()
+    settings, sessions = settings_for(database_url), sessionmaker(get_engine(database_url))
+    add_both(settings, sessions)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        accounts.store_tokens(
+            session,
+            settings,
+            "shop-b",
+            "ACCESS-1",
+            "REFRESH-1",
+            now + timedelta(days=7),
+            now + timedelta(days=30),
+        )
+    with sessions() as session:
+        stored_at = session.scalar(select(AccountRow.updated_at).where(AccountRow.name == "shop-b"))
+    only_new = settings_for(database_url, LAZADA_SECRET_KEY=new)
+    with sessions() as session, pytest.raises(SecretKeyError):
+        accounts.get_account(session, only_new, "shop-a")
+
+    result = run(
+        cli_env(database_url, LAZADA_SECRET_KEY=f"{new},{old}"), tmp_path, "secrets", "rotate"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("4 stored secret(s)")  # two signing secrets, two tokens
+
+    with sessions() as session:
+        legacy = accounts.get_account(session, only_new, "shop-a")
+        lazop = accounts.get_account(session, only_new, "shop-b")
+        rotated_at = session.scalar(
+            select(AccountRow.updated_at).where(AccountRow.name == "shop-b")
+        )
+    assert (legacy.secret, lazop.secret) == (API_KEY, APP_SECRET)
+    assert (lazop.access_token, lazop.refresh_token) == ("ACCESS-1", "REFRESH-1")
+    assert rotated_at == stored_at  # the refresh schedule counts from when tokens were stored
+    with sessions() as session, pytest.raises(SecretKeyError):
+        accounts.get_account(session, settings_for(database_url, LAZADA_SECRET_KEY=old), "shop-a")
+
+
+def test_secrets_rotate_without_the_key_a_secret_was_stored_with_exits_2_and_changes_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings, sessions = settings_for(database_url), sessionmaker(get_engine(database_url))
+    add_both(settings, sessions)
+    with sessions() as session:
+        before = session.execute(
+            select(AccountRow.name, AccountRow.secret).order_by(AccountRow.name)
+        ).all()
+    other = Fernet.generate_key().decode()
+    line = one_line_error(
+        run(cli_env(database_url, LAZADA_SECRET_KEY=other), tmp_path, "secrets", "rotate")
+    )
+    assert "cannot be decrypted" in line and KEY not in line and other not in line
+    with sessions() as session:
+        after = session.execute(
+            select(AccountRow.name, AccountRow.secret).order_by(AccountRow.name)
+        ).all()
+    assert after == before
+
+
+def test_no_second_key_file_is_made_for_a_database_that_holds_secrets_of_another_key(
+    tmp_path: Path,
+) -> None:
+    # Accounts stored with LAZADA_SECRET_KEY; a later command without it must not make an
+    # embedded key file and store the next secret under that second key.
+    url = f"sqlite:///{tmp_path / 'results.sqlite3'}"
+    ensure_schema(url)
+    sessions = sessionmaker(get_engine(url))
+    add_both(settings_for(url), sessions)
+    without_key = Settings.from_env({"DATABASE_URL": url})
+    with sessions() as session, pytest.raises(SecretKeyError, match="LAZADA_SECRET_KEY") as refused:
+        accounts.add_account(
+            session,
+            without_key,
+            "shop-c",
+            "sellercenter",
+            {"user_id": "c@shop.example", "api_key": API_KEY},
+            api_url="http://127.0.0.1:9/",
+        )
+    assert KEY not in str(refused.value)
+    assert embedded_key_path(url) is not None and not embedded_key_path(url).exists()
+
+
+def test_a_key_file_that_cannot_be_created_is_a_settings_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # The key file's name is taken by a link to nowhere: no key can be made or read there.
+    url = f"sqlite:///{tmp_path / 'results.sqlite3'}"
+    key_path = embedded_key_path(url)
+    assert key_path is not None
+    key_path.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SecretKeyError, match="cannot be created"):
+        secret_box(Settings.from_env({"DATABASE_URL": url}))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import tempfile
 import threading
 from pathlib import Path
@@ -44,6 +45,17 @@ class SecretBox:
 
     def encrypt(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode("utf-8")).decode("ascii")
+
+    def rotate(self, token: str, what: str) -> str:
+        """The stored secret encrypted again with the first key (decrypted with any), so that
+        an old key can be retired once every secret has been rotated."""
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        except (InvalidToken, UnicodeError):
+            raise SecretKeyError(
+                f"{what} cannot be decrypted with the key(s) from {self.source}: keep the key "
+                "it was stored with among the keys (after the new first one) while rotating"
+            ) from None
 
     def decrypt(self, token: str, what: str) -> str:
         """The clear text of a stored secret; `what` names it in the error (never its value)."""
@@ -92,7 +104,7 @@ def _load(settings: Settings) -> SecretBox:
             "LAZADA_SECRET_KEY_FILE), the same on every machine, to a key made with: "
             f"{HOW_TO_MAKE_A_KEY}"
         )
-    return _box(_read_or_create(embedded), f"the key file {str(embedded)!r}")
+    return _box(_read_or_create(embedded, settings.database_url), f"the key file {str(embedded)!r}")
 
 
 def _box(text: str, source: str) -> SecretBox:
@@ -120,10 +132,14 @@ def embedded_key_path(database_url: str) -> Path | None:
     return database.with_name(f"{database.name}-secret.key")
 
 
-def _read_or_create(path: Path) -> str:
+def _read_or_create(path: Path, database_url: str) -> str:
     """The key in `path`, written first if there is none. The key is written to a private
     temporary file and linked into place, which fails if the name exists: two processes
-    starting together both end up with the one key that won, never a half-written file."""
+    starting together both end up with the one key that won, never a half-written file.
+
+    No key file is made for a database that already holds secrets: they were stored with
+    another key (LAZADA_SECRET_KEY, or a key file since lost), and secrets under two keys
+    would leave some unreadable whichever key is given later."""
     try:
         return path.read_text(encoding="ascii")
     except FileNotFoundError:
@@ -131,9 +147,17 @@ def _read_or_create(path: Path) -> str:
     except (OSError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not a key file"
         raise SecretKeyError(f"the key file {str(path)!r} cannot be read ({reason})") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".secret-key-", dir=path.parent)  # 0600
+    stored = _stored_secrets(database_url)
+    if stored:
+        raise SecretKeyError(
+            f"the database holds {stored} encrypted secret(s) but there is no key file "
+            f"{str(path)!r} and no LAZADA_SECRET_KEY: set LAZADA_SECRET_KEY (or "
+            "LAZADA_SECRET_KEY_FILE) to the key they were stored with, or restore the key file"
+        )
+    temporary: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=".secret-key-", dir=path.parent)  # 0600
         with os.fdopen(descriptor, "w", encoding="ascii") as file:
             file.write(Fernet.generate_key().decode("ascii") + "\n")
             file.flush()
@@ -142,6 +166,51 @@ def _read_or_create(path: Path) -> str:
         # key is the one read below.
         with contextlib.suppress(FileExistsError):
             os.link(temporary, path)
+        # The new name must survive a crash as well as the content: a key lost with the
+        # secrets it encrypted still stored would leave them unreadable for good.
+        _fsync_directory(path.parent)
+    except OSError as exc:
+        raise SecretKeyError(
+            f"the key file {str(path)!r} cannot be created ({exc.strerror or exc}): make its "
+            "folder writable, or set LAZADA_SECRET_KEY"
+        ) from None
     finally:
-        os.unlink(temporary)
-    return path.read_text(encoding="ascii")
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeError) as exc:  # the name is taken by something that is no key
+        reason = getattr(exc, "strerror", None) or "not a key file"
+        raise SecretKeyError(
+            f"the key file {str(path)!r} cannot be created ({reason}): remove what holds its "
+            "name, or set LAZADA_SECRET_KEY"
+        ) from None
+
+
+def _stored_secrets(database_url: str) -> int:
+    """How many accounts of the SQLite database hold an encrypted value (none where there is
+    no database or table yet). Read with a connection of its own that takes no lock: the
+    caller may be inside a write transaction of the same database."""
+    database = make_url(database_url).database
+    if not database or not Path(database).exists():
+        return 0
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{Path(database).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        ) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM accounts WHERE secret IS NOT NULL "
+                "OR access_token IS NOT NULL OR refresh_token IS NOT NULL"
+            ).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def _fsync_directory(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

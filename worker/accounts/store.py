@@ -310,6 +310,38 @@ def mark_needs_authorization(
     return True
 
 
+def rotate_secrets(session: Session, settings: Settings) -> int:
+    """Encrypt every stored secret (signing secrets, tokens) again with the first key of
+    LAZADA_SECRET_KEY, so that the keys after it can be retired; the number of values
+    rotated (the caller commits). Each value is replaced only if it is still the one read:
+    a token stored meanwhile by a refresh is encrypted with the first key already, and is
+    kept. `updated_at` is left as it was: the refresh schedule counts from it."""
+    box = secret_box(settings)
+    columns = ("secret", "access_token", "refresh_token")
+    rotated = 0
+    rows = session.execute(
+        select(
+            _accounts.c.id,
+            _accounts.c.name,
+            _accounts.c.updated_at,
+            *(_accounts.c[c] for c in columns),
+        )
+    )
+    for row in rows.all():
+        for column in columns:
+            old = getattr(row, column)
+            if old is None:
+                continue
+            new = box.rotate(old, f"the {column.replace('_', ' ')} of account {row.name!r}")
+            result = session.connection().execute(
+                update(_accounts)
+                .where(_accounts.c.id == row.id, _accounts.c[column] == old)
+                .values({column: new, "updated_at": row.updated_at})
+            )
+            rotated += result.rowcount
+    return rotated
+
+
 def set_state(session: Session, settings: Settings, name: str, state: str) -> Account:
     """Mark a stored account ready or needing authorization (L4; the caller commits)."""
     if state not in STATES:

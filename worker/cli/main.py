@@ -31,6 +31,7 @@ from worker.cli.exits import (
 from worker.cli.failures import cmd_failures
 from worker.cli.run import QUEUE_CHOICES, cmd_run
 from worker.cli.sandboxes import cmd_sandbox
+from worker.cli.secrets import add_secrets_commands
 from worker.inputs import IMAGE_ACTIONS, InvalidInput
 from worker.sandbox.lazop import config as lazop_config
 from worker.sandbox.sellercenter import add_arguments as add_sandbox_arguments
@@ -215,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     add_accounts_commands(sub)
+    add_secrets_commands(sub)
     add_event_commands(sub)
 
     for name, handler, help in (

@@ -102,6 +102,11 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
     for sku in skus:
         counts[sku["state"]] += 1
         attempted = attempted or sku["attempts"] > 0
+    return {**_job_head(job, counts, attempted), "skus": skus}
+
+
+def _job_head(job: RemovalJob, counts: dict[str, int], attempted: bool) -> dict[str, Any]:
+    """The job document's fields but its SKUs, from its SKUs' counts by state."""
     if job.finished_at is not None:
         state = "done"
     elif attempted or counts["removed"] or counts["failed"]:
@@ -119,7 +124,6 @@ def removal_job(session: Session, account: str, key: str) -> dict[str, Any] | No
         "pending": counts["pending"],
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),
-        "skus": skus,
     }
 
 
@@ -153,12 +157,6 @@ def removal_event_document(session: Session, job: RemovalJob, most_failed: int) 
             done = batch.state == "done"
             counts["removed" if done else "pending"] += end - first
             attempted = attempted or done
-    if job.finished_at is not None:
-        state = "done"
-    elif attempted or counts["removed"] or counts["failed"]:
-        state = "running"
-    else:
-        state = "pending"
     failed = session.execute(
         select(RemovalSku.sku, RemovalSku.error_code, RemovalSku.message)
         .where(RemovalSku.job_id == job.id, RemovalSku.state == "failed")
@@ -166,16 +164,7 @@ def removal_event_document(session: Session, job: RemovalJob, most_failed: int) 
         .limit(most_failed)
     ).all()
     return {
-        "account": job.account,
-        "key": job.key,
-        "state": state,
-        "total": job.total,
-        "removed": counts["removed"],
-        "failed": counts["failed"],
-        "cancelled": counts["cancelled"],
-        "pending": counts["pending"],
-        "created_at": _iso(job.created_at),
-        "finished_at": _iso(job.finished_at),
+        **_job_head(job, counts, attempted),
         "failed_skus": [
             {"sku": sku, "error_code": code, "message": message} for sku, code, message in failed
         ],

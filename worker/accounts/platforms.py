@@ -81,7 +81,6 @@ def token_issuer(settings: Settings, account: Account) -> TokenIssuer:
 
 def _tokens(settings: Settings, account: Account, platforms: Platforms) -> Tokens:
     name = account.name
-    issuer = token_issuer(settings, account)
 
     def access_token() -> str:
         token = platforms.account(name).access_token
@@ -90,8 +89,14 @@ def _tokens(settings: Settings, account: Account, platforms: Platforms) -> Token
         return token
 
     def on_illegal_token(failed: str) -> str:
+        # The token endpoints are reached once per token's life: a client for the refresh
+        # alone, rather than a second connection pool kept beside the platform's for ever.
         platforms.forget_account(name)
-        return tokens.refresh(platforms.sessions, settings, name, issuer, failed)
+        issuer = token_issuer(settings, account)
+        try:
+            return tokens.refresh(platforms.sessions, settings, name, issuer, failed)
+        finally:
+            issuer.close()
 
     return Tokens(access_token, on_illegal_token)
 

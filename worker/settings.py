@@ -11,20 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from worker.broker import embedded  # registers the lazada-files:// transport
+from worker.urls import mask_url
 
 DEFAULT_DATABASE_URL = "sqlite:///lazada-worker.sqlite3"
 _DAY = 86400.0
 # A name kombu can use as a queue and as part of a file name (the embedded broker).
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_SECRET_PARAMETERS = frozenset({"password", "passwd", "secret", "token", "api_key"})
-# `access_token`, `refresh_token`, `app_secret`, `db_password`: a secret by its last word too.
-_SECRET_SUFFIXES = ("_password", "_passwd", "_secret", "_token")
 
 
 class SettingsError(ValueError):
@@ -312,33 +310,6 @@ def _webhook_secret(env: Mapping[str, str]) -> str | None:
             "random bytes (e.g. whsec_$(openssl rand -base64 32))"
         )
     return secret
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: the one way every URL is shown."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "(a URL that cannot be parsed)"
-    netloc = parts.netloc
-    if password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
-    query = "&".join(
-        f"{name}=***" if _is_secret_parameter(name) else part
-        for part in parts.query.split("&")
-        if part
-        for name in (part.partition("=")[0],)
-    )
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # unchanged: urlunsplit would drop the // of an empty host (sqlite:///x)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _is_secret_parameter(name: str) -> bool:
-    name = name.lower()
-    return name in _SECRET_PARAMETERS or name.endswith(_SECRET_SUFFIXES)
 
 
 def _read_api_key(env: Mapping[str, str]) -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
@@ -828,6 +829,59 @@ def test_accounts_add_list_and_show_mask_a_password_in_an_accounts_urls(folder: 
     with sessionmaker(get_engine(env["DATABASE_URL"]))() as session:
         account = accounts.get_account(session, settings, "shop-b")
     assert (account.api_url, account.credentials["auth_url"]) == (api_url, auth_url)
+
+
+def test_the_consent_url_a_seller_opens_holds_no_password_or_token_of_the_auth_url(
+    folder: Path,
+) -> None:
+    env = cli_env(f"sqlite:///{folder / 'lazada-worker.sqlite3'}")
+    auth_url = f"https://app:{AUTH_PASSWORD}@auth.example/rest?access_token={URL_TOKEN}&v=2"
+    add = ["accounts", "add", "shop-b", "--platform", "lazop", "--country", "sg"]
+    add += ["--auth-url", auth_url, "--app-key", "100200", "--app-secret-file", "-"]
+    assert run(env, folder, *add, stdin=APP_SECRET + "\n").returncode == 0
+
+    result = run(
+        env,
+        folder,
+        "accounts",
+        "authorize-url",
+        "shop-b",
+        "--redirect-uri",
+        "https://shop.example/cb",
+    )
+
+    assert result.returncode == 0, result.stderr
+    consent = urlsplit(result.stdout.strip())
+    assert (consent.scheme, consent.netloc, consent.path) == (
+        "https",
+        "auth.example",
+        "/oauth/authorize",
+    )
+    query = parse_qs(consent.query)
+    assert query["client_id"] == ["100200"] and query["redirect_uri"] == ["https://shop.example/cb"]
+    assert not any(secret in result.stdout + result.stderr for secret in URL_SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("api_url", "shown"),
+    [
+        (f"ftp://shop:{URL_PASSWORD}@127.0.0.1/sc", "'ftp://shop:***@127.0.0.1/sc'"),
+        (f"http://shop:{URL_PASSWORD}@/sc", "'http://shop:***@/sc'"),
+        # An unclosed IPv6 host: was a ValueError traceback that quoted the URL.
+        (f"http://shop:{URL_PASSWORD}@[::1/sc", "'(a URL that cannot be parsed)'"),
+    ],
+)
+def test_an_unusable_api_url_is_refused_in_one_line_that_hides_its_password(
+    folder: Path, api_url: str, shown: str
+) -> None:
+    env = cli_env(f"sqlite:///{folder / 'lazada-worker.sqlite3'}")
+    args = add_sellercenter_args()
+    args[args.index("--api-url") + 1] = api_url
+
+    line = one_line_error(run(env, folder, *args))
+
+    assert line.endswith(f"API URL {shown} is not an http(s) URL with a host"), line
+    assert URL_PASSWORD not in line
 
 
 def test_the_needs_authorization_event_and_failure_mask_a_password_in_the_accounts_urls(

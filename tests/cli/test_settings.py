@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.settings import Settings, SettingsError, mask_url
+from worker.settings import Settings, SettingsError
+from worker.urls import mask_url
 
 
 def _run(folder: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:

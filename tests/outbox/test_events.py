@@ -26,7 +26,8 @@ from worker.db.engine import core_transaction
 from worker.db.models import Event, EventDelivery
 from worker.outbox import webhooks
 from worker.outbox.events import record_event
-from worker.settings import Settings, SettingsError, mask_url
+from worker.settings import Settings, SettingsError
+from worker.urls import mask_url
 
 SECRET = "whsec_" + base64.b64encode(b"lazada-worker-test-signing-key!!").decode()
 

@@ -344,3 +344,16 @@ def test_no_secret_in_any_log_line_exception_or_call_record(
         assert re.search(r"[0-9A-F]{64}", text) is None  # no sign
         assert "sign=" not in text.replace("sign=[redacted]", "")
     assert any("/order/get" in text for text in texts)  # the logs were there to check
+
+
+def test_a_password_in_the_gateway_or_auth_url_is_in_no_repr_or_error(
+    sandbox: LazopSandbox,
+) -> None:
+    password = "URL-PASSWORD-7d40"
+    gateway = sandbox.url.replace("http://", f"http://shop:{password}@", 1)
+    client = LazopClient(gateway, sandbox.app_key, sandbox.app_secret, auth_url=gateway)
+    with pytest.raises(ValueError) as refused:
+        LazopClient(f"ftp://shop:{password}@host/rest", sandbox.app_key, sandbox.app_secret)
+    with client:
+        assert "shop:***@" in repr(client)
+        assert password not in repr(client) and password not in str(refused.value)

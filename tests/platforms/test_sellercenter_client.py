@@ -685,3 +685,24 @@ def test_no_proxy_is_honoured_and_the_environment_is_read_when_the_client_is_mad
         assert client.get_order(190).order_id == 190
     assert _RecordingProxy.seen == []
     assert len(sandbox.calls()) == 2
+
+
+def test_a_password_in_the_api_url_is_in_no_repr_log_line_or_call_record(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "URL-PASSWORD-51c2"
+    api_url = sandbox.url.replace("http://", f"http://shop:{password}@", 1)
+    records: list[CallRecord] = []
+    caplog.set_level(logging.DEBUG, logger="worker.platforms.sellercenter")
+
+    with SellerCenterClient(
+        api_url, sandbox.user_id, sandbox.api_key, after_call=records.append
+    ) as client:
+        order = client.get_order(190)
+        with pytest.raises(ValueError) as refused:
+            SellerCenterClient(f"ftp://shop:{password}@host/", "u", "k")
+
+    assert order.order_id == 190
+    assert "shop:***@" in caplog.text  # the call was logged, with the URL masked
+    for text in (repr(client), caplog.text, repr(records), str(refused.value)):
+        assert password not in text

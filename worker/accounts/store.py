@@ -32,7 +32,8 @@ from worker.outbox.events import record_event
 from worker.platforms import registry
 from worker.platforms.base import PlatformEntry
 from worker.platforms.sellercenter.entry import SELLERCENTER
-from worker.settings import Settings, mask_url
+from worker.settings import Settings
+from worker.urls import mask_url
 
 STATES = ("ready", "needs_authorization")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -392,9 +393,13 @@ def clean_account_name(name: Any) -> str:
 def clean_url(url: Any, what: str) -> str:
     """An http(s) URL with a host, without surrounding white space."""
     cleaned = url.strip() if isinstance(url, str) else ""
-    parts = urlsplit(cleaned)
-    if parts.scheme not in ("http", "https") or not parts.hostname or not cleaned.isprintable():
-        shown = url[:120] if isinstance(url, str) else url
+    try:
+        parts = urlsplit(cleaned)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed [ of an IPv6 host
+        usable = False
+    if not usable or not cleaned.isprintable():
+        shown = mask_url(url[:120]) if isinstance(url, str) else url
         raise InvalidInput(f"{what} {shown!r} is not an http(s) URL with a host")
     return cleaned
 

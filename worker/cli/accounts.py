@@ -21,7 +21,7 @@ from worker.cli.output import print_json
 from worker.inputs import InvalidInput
 from worker.platforms import ApiError, registry
 from worker.platforms.base import Credential, PlatformEntry
-from worker.settings import mask_url
+from worker.urls import mask_url
 
 
 def add_accounts_commands(sub: Any) -> None:

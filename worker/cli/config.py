@@ -11,7 +11,8 @@ from worker.cli.connections import load_settings
 from worker.cli.exits import EXIT_OK
 from worker.cli.output import print_json
 from worker.cli.terminal import print_table
-from worker.settings import Settings, mask_url
+from worker.settings import Settings
+from worker.urls import mask_url
 
 # Each setting's environment variables, the first set one wins (a *_FILE one holds the value in
 # a file); a setting not named here has no variable and is always its default. `config` shows

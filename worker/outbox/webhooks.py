@@ -29,7 +29,8 @@ from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
 from worker.db.models import Event, EventDelivery, table_of
 from worker.outbox.events import deliver_message, event_document
-from worker.settings import Settings, mask_url
+from worker.settings import Settings
+from worker.urls import mask_url
 
 log = logging.getLogger(__name__)
 

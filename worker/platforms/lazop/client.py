@@ -39,6 +39,7 @@ from worker.platforms.models import (
     RemovalOutcome,
     SkuFailure,
 )
+from worker.urls import mask_url
 
 __all__ = ["AUTH_URL", "GATEWAYS", "LazopClient"]
 
@@ -80,7 +81,7 @@ logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
 def _base_url(url: str, name: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{name} must be an http(s) URL, got {url!r}")
+        raise ValueError(f"{name} must be an http(s) URL, got {mask_url(url)!r}")
     if parts.query or parts.fragment:
         raise ValueError(f"{name} must not carry a query or fragment; the client signs it")
     return url.rstrip("/")
@@ -127,7 +128,8 @@ class LazopClient:
 
     def __repr__(self) -> str:
         return (
-            f"LazopClient(api_url={self._api_url!r}, auth_url={self._auth_url!r}, "
+            f"LazopClient(api_url={mask_url(self._api_url)!r}, "
+            f"auth_url={mask_url(self._auth_url)!r}, "
             f"app_key={self._app_key!r})"
         )
 

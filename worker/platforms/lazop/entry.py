@@ -7,7 +7,7 @@ gateway is the venture's (L9), given as a country or, for Daraz and sandboxes, a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from worker.platforms.base import Connection, Credential, Platform, PlatformEntry, Tokens
 from worker.platforms.lazop.client import AUTH_URL, GATEWAYS, LazopClient
@@ -59,14 +59,17 @@ def _connect(connection: Connection, tokens: Tokens | None) -> Platform:
 
 
 def _consent_url(connection: Connection, redirect_uri: str) -> str:
-    consent = (connection.credentials.get("auth_url") or AUTH_URL).removesuffix("/rest")
+    # The seller's browser opens it: the auth URL's user, password and query are for the
+    # token calls, not for the seller to see.
+    auth = urlsplit(connection.credentials.get("auth_url") or AUTH_URL)
+    path = auth.path.rstrip("/").removesuffix("/rest") + "/oauth/authorize"
     query = {
         "response_type": "code",
         "force_auth": "true",
         "redirect_uri": redirect_uri,
         "client_id": connection.credentials["app_key"],
     }
-    return f"{consent}/oauth/authorize?{urlencode(query)}"
+    return urlunsplit((auth.scheme, auth.netloc.rpartition("@")[2], path, urlencode(query), ""))
 
 
 LAZOP = PlatformEntry(

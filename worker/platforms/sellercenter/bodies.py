@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from worker.platforms.sellercenter.errors import UnsendableRequest
+from worker.urls import mask_url
 
 __all__ = [
     "MAX_SKUS_PER_REMOVAL",
@@ -82,7 +83,7 @@ def migration_body(urls: Sequence[str]) -> bytes:
     refused: dict[str, str] = {}
     for url in url_list:
         if not isinstance(url, str):
-            raise UnsendableRequest(f"not a usable image URL: {url!r}", action=action)
+            raise UnsendableRequest(f"not a usable image URL: {mask_url(url)!r}", action=action)
         char = not_xml_character(url)
         if char is not None:
             refused[url] = _cannot_carry(char)
@@ -96,7 +97,9 @@ def migration_body(urls: Sequence[str]) -> bytes:
             refused[url] = "image URLs must be http(s) with a host"
     if refused:
         url, reason = next(iter(refused.items()))
-        raise UnsendableRequest(f"image URL {url!r}: {reason}", action=action, refused=refused)
+        raise UnsendableRequest(
+            f"image URL {mask_url(url)!r}: {reason}", action=action, refused=refused
+        )
     request = etree.Element("Request")
     images = etree.SubElement(request, "Images")
     for url in url_list:

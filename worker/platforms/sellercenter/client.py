@@ -43,6 +43,7 @@ from worker.platforms.sellercenter.parsing import (
     parse_removal_outcome,
 )
 from worker.platforms.sellercenter.signing import canonical_query, format_timestamp, sign
+from worker.urls import mask_url
 
 __all__ = ["SellerCenterClient"]
 
@@ -89,7 +90,7 @@ class SellerCenterClient:
     ) -> None:
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"api_url must be an http(s) URL, got {api_url!r}")
+            raise ValueError(f"api_url must be an http(s) URL, got {mask_url(api_url)!r}")
         if parts.query or parts.fragment:
             raise ValueError("api_url must not carry a query or fragment; the client signs it")
         if not user_id:
@@ -113,7 +114,7 @@ class SellerCenterClient:
 
     def __repr__(self) -> str:
         return (
-            f"SellerCenterClient(api_url={self._base_url!r}, user_id={self._user_id!r}, "
+            f"SellerCenterClient(api_url={mask_url(self._base_url)!r}, user_id={self._user_id!r}, "
             f"response_format={self._format!r})"
         )
 
@@ -219,7 +220,7 @@ class SellerCenterClient:
             params["Format"] = "JSON"
         query = canonical_query(params)
         url = f"{self._base_url}?{query}&Signature={sign(params, self._api_key)}"
-        loggable_url = f"{self._base_url}?{query}"
+        loggable_url = f"{mask_url(self._base_url)}?{query}"
         started = time.monotonic()
         status: int | None = None
         try:

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.processes import REPO, wait_for
 from worker.accounts import tokens
-from worker.accounts.store import add_account, get_account
+from worker.accounts.store import add_account, get_account, mark_needs_authorization
 from worker.db.models import Account as AccountRow
 from worker.db.models import Base, Failure
-from worker.platforms import AuthorizationLostError
+from worker.platforms import AccountParked, AuthorizationLostError
 from worker.platforms.lazop.client import LazopClient
 from worker.platforms.lazop.errors import TransportError
 from worker.ratelimit import RateLimited
@@ -584,3 +584,32 @@ def test_a_worker_killed_while_its_refresh_was_answered_leaves_a_message_when_pa
     assert _account(sessions, settings, authorized).state == "needs_authorization"
     message = _parked_message(sessions, authorized)
     assert "no recorded outcome" in message and "was lost" in message, message
+
+
+def test_a_refused_refresh_tells_its_caller_not_to_mark_the_account_again(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    # The refresh marks the account under its check (it still holds the refresh token
+    # refused). A work attempt that gets the refusal marks the account itself unless told it
+    # is parked already (worker.services.attempts): unchecked, and later, that mark landed on
+    # an operator's `accounts authorize` stored in between.
+    lazop.revoke(SELLER)
+    failed = _account(sessions, settings, authorized).access_token
+    with pytest.raises(AuthorizationLostError) as refused:
+        tokens.refresh(sessions, settings, authorized, client, failed)
+    assert _account(sessions, settings, authorized).state == "needs_authorization"
+    tokens.store_grant(
+        sessions, settings, authorized, client.create_token(lazop.authorization_code(SELLER))
+    )
+    if not isinstance(refused.value, AccountParked):  # what the attempt routine does
+        with sessions.begin() as session:
+            mark_needs_authorization(
+                session.connection(), authorized, str(refused.value), datetime.now(UTC)
+            )
+
+    assert _account(sessions, settings, authorized).state == "ready"
+    _parked_message(sessions, authorized)  # reported once

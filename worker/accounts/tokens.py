@@ -231,6 +231,9 @@ def _refused(
         if stored.state == "ready" and stored.refresh_token != used:
             assert stored.access_token is not None  # stored with its refresh token
             return stored.access_token
+        # Marked here, under the check above: raised as parked, so that the caller does not
+        # mark it again, unchecked, over an authorization stored since.
+        raise AccountParked(exc.message, action=exc.action, code=exc.code) from None
     raise exc
 
 

@@ -5,7 +5,10 @@ HTTP, real databases."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,14 +18,17 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.processes import REPO, wait_for
 from worker.accounts import tokens
-from worker.accounts.store import add_account, get_account
+from worker.accounts.store import add_account, get_account, mark_needs_authorization
 from worker.db.models import Account as AccountRow
-from worker.db.models import Base
-from worker.platforms import AuthorizationLostError
+from worker.db.models import Base, Failure
+from worker.platforms import AccountParked, AuthorizationLostError
 from worker.platforms.lazop.client import LazopClient
+from worker.platforms.lazop.errors import TransportError
 from worker.ratelimit import RateLimited
 from worker.sandbox.lazop import LazopSandbox
 from worker.sandbox.lazop.config import LazopSandboxConfig
@@ -199,7 +205,7 @@ def test_a_refresh_slower_than_its_lease_leaves_the_next_holders_lease_alone(
                 .where(AccountRow.name == authorized)
                 .values(refreshing_until=datetime.now(UTC) - timedelta(seconds=1))
             )
-        taken.append(tokens._take_lease(sessions, authorized, datetime.now(UTC)))
+        taken.append(tokens._take_lease(sessions, authorized))
         return refresh_token(secret)
 
     monkeypatch.setattr(client, "refresh_token", lease_lapses_and_another_worker_takes_it)
@@ -296,3 +302,314 @@ def test_a_refresh_whose_lifetime_cannot_be_read_keeps_the_new_pair_and_quotes_n
     # The stored refresh token is the live one: the next refresh is granted.
     lazop.configure({"token_expires_in": ""})
     assert tokens.refresh(sessions, settings, authorized, client, new_access) != new_access
+
+
+def _refreshes(lazop: LazopSandbox) -> int:
+    return len([c for c in lazop.calls() if c.action == "/auth/token/refresh"])
+
+
+def _in_thread(work: Any) -> tuple[threading.Thread, list[object]]:
+    """`work()` in a thread of its own: its outcome (a value or an exception) lands in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except Exception as exc:  # the test looks at it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _parked_message(sessions: sessionmaker[Session], name: str) -> str:
+    with sessions() as session:
+        messages = list(session.scalars(select(Failure.message).where(Failure.account == name)))
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def test_a_refresh_under_way_does_not_store_over_an_operators_newer_authorization(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    # A worker's refresh is in flight (the sandbox holds its answer) when an operator's
+    # `accounts authorize --code` stores the pair the seller's new consent gave. The worker's
+    # answer comes later: the operator's pair must be the one kept.
+    failed = _account(sessions, settings, authorized).access_token
+    operators = client.create_token(lazop.authorization_code(SELLER))
+    lazop.configure({"latency": 2.0})
+    thread, outcome = _in_thread(
+        lambda: tokens.refresh(sessions, settings, authorized, client, failed)
+    )
+    wait_for(lambda: _refreshes(lazop) == 1, 30, "the worker's refresh at the sandbox")
+    tokens.store_grant(sessions, settings, authorized, operators)  # the operator's authorize
+    thread.join(60)
+
+    stored = _account(sessions, settings, authorized)
+    assert stored.state == "ready"
+    assert (stored.access_token, stored.refresh_token) == (
+        operators.access_token,
+        operators.refresh_token,
+    )
+    assert outcome == [operators.access_token]  # the worker goes on with the operator's
+    lazop.configure({"latency": 0.0})
+    assert tokens.refresh(sessions, settings, authorized, client, operators.access_token)
+
+
+def test_a_worker_whose_clock_runs_ahead_waits_for_the_refresh_under_way(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two machines whose clocks disagree by two minutes: the one ahead saw the other's
+    # 60-second lease as lapsed and refreshed alongside it with the same refresh token.
+    failed = _account(sessions, settings, authorized).access_token
+    lazop.configure({"latency": 2.0})
+    thread, outcome = _in_thread(
+        lambda: tokens.refresh(sessions, settings, authorized, client, failed)
+    )
+    wait_for(lambda: _refreshes(lazop) == 1, 30, "the first worker's refresh at the sandbox")
+
+    class AheadClock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + timedelta(minutes=2)
+
+    monkeypatch.setattr(tokens, "datetime", AheadClock)
+    with pytest.raises(RateLimited):  # told to come back: the refresh under way holds
+        tokens.refresh(sessions, settings, authorized, client, failed)
+    monkeypatch.undo()
+    thread.join(60)
+
+    assert _refreshes(lazop) == 1
+    stored = _account(sessions, settings, authorized)
+    assert stored.state == "ready" and outcome == [stored.access_token] != [failed]
+
+
+def test_a_due_account_whose_refresh_failed_for_now_stays_due(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    # Taking and letting go of the refresh lease wrote the row; its `updated_at` was also
+    # read as "when the pair was stored", so each failed refresh shrank the token's reckoned
+    # life, and the account stopped being due until its token had all but run out.
+    lazop.configure({"latency": 0.0, "access_token_seconds": 4.0})
+    tokens.store_grant(
+        sessions, settings, authorized, client.create_token(lazop.authorization_code(SELLER))
+    )
+    wait_for(lambda: tokens.due_for_refresh(sessions, settings), 30, "the account due", 0.05)
+    lazop.configure({"fault_rate": 1.0, "fault_kinds": ["http500"]})
+    assert tokens.refresh_due(sessions, settings, lambda _name: client) == []  # failed for now
+    assert tokens.due_for_refresh(sessions, settings) == [authorized]
+    lazop.configure({"fault_rate": 0.0})
+    assert tokens.refresh_due(sessions, settings, lambda _name: client) == [authorized]
+    assert tokens.due_for_refresh(sessions, settings) == []
+
+
+def test_a_refresh_whose_answer_was_lost_after_the_server_rotated_parks_the_account_saying_so(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    authorized: str,
+    client: LazopClient,
+) -> None:
+    # The server rotated the refresh token, and the answer with the new pair never arrived
+    # (the client gave up waiting). The pair is lost: no design can get it back, so the
+    # account must say what happened when the old refresh token is refused.
+    failed = _account(sessions, settings, authorized).access_token
+    lazop.configure({"latency": 3.0})
+    with (
+        LazopClient(
+            lazop.api_url,
+            lazop.app_key,
+            lazop.app_secret,
+            auth_url=lazop.auth_url,
+            read_timeout=0.5,
+        ) as impatient,
+        pytest.raises(TransportError),
+    ):
+        tokens.refresh(sessions, settings, authorized, impatient, failed)
+    assert _refreshes(lazop) == 1
+    assert _account(sessions, settings, authorized).state == "ready"  # its access token lives
+    lazop.configure({"latency": 0.0})
+    with pytest.raises(AuthorizationLostError):
+        tokens.refresh(sessions, settings, authorized, client, failed)
+
+    assert _account(sessions, settings, authorized).state == "needs_authorization"
+    message = _parked_message(sessions, authorized)
+    assert "got no answer" in message and "was lost" in message, message
+    assert f"accounts authorize {authorized}" in message
+
+
+@pytest.mark.parametrize("answer", ["not_json", "no_refresh_token"])
+def test_a_refresh_answered_with_no_readable_pair_parks_the_account_saying_so(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+    caplog: pytest.LogCaptureFixture,
+    answer: str,
+) -> None:
+    # The server issued a new pair (the old refresh token is dead) but its answer is not JSON,
+    # or lacks the refresh token: nothing to store. The account must say so once the old
+    # refresh token is refused, and no token may be quoted anywhere.
+    caplog.set_level(logging.DEBUG)
+    failed = _account(sessions, settings, authorized).access_token
+    lazop.configure({"latency": 0.0, "token_answer": answer})
+    with pytest.raises(TransportError) as unreadable:
+        tokens.refresh(sessions, settings, authorized, client, failed)
+    assert _account(sessions, settings, authorized).state == "ready"
+    lazop.configure({"token_answer": ""})
+    with pytest.raises(AuthorizationLostError) as refused:
+        tokens.refresh(sessions, settings, authorized, client, failed)
+
+    assert _account(sessions, settings, authorized).state == "needs_authorization"
+    message = _parked_message(sessions, authorized)
+    assert "could not be read" in message and "was lost" in message, message
+    assert f"accounts authorize {authorized}" in message
+    with sessions() as session:
+        dump = "\n".join(
+            repr(row)
+            for table in Base.metadata.sorted_tables
+            for row in session.execute(table.select())
+        )
+    for text in (str(unreadable.value), str(refused.value), dump, caplog.text):
+        assert _SANDBOX_TOKEN.search(text) is None
+
+
+def test_a_database_error_while_storing_a_new_pair_does_not_lose_it(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The database drops the connection as the refreshed pair is written: the refresh token
+    # used is dead at the server, so the pair in hand is the only one left.
+    failed = _account(sessions, settings, authorized).access_token
+    store_tokens = tokens.store_tokens
+    failures = [OperationalError("UPDATE accounts", {}, Exception("connection reset"))]
+
+    def first_write_fails(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return store_tokens(*args, **kwargs)
+
+    monkeypatch.setattr(tokens, "store_tokens", first_write_fails)
+    fresh = tokens.refresh(sessions, settings, authorized, client, failed)
+
+    assert not failures  # the write did fail once
+    stored = _account(sessions, settings, authorized)
+    assert stored.state == "ready" and stored.access_token == fresh != failed
+    assert tokens.refresh(sessions, settings, authorized, client, fresh) != fresh
+    assert _refreshes(lazop) == 2
+
+
+_REFRESH_AND_DIE = """
+import sys
+from sqlalchemy.orm import sessionmaker
+from worker.accounts import tokens
+from worker.db.engine import get_engine
+from worker.platforms.lazop.client import LazopClient
+from worker.settings import Settings
+
+database_url, name, api_url, auth_url, app_key = sys.argv[1:]
+settings = Settings.from_env(
+    {"DATABASE_URL": database_url, "LAZADA_SECRET_KEY": sys.stdin.readline().strip()}
+)
+sessions = sessionmaker(get_engine(database_url), expire_on_commit=False)
+app_secret = sys.stdin.readline().strip()
+with LazopClient(api_url, app_key, app_secret, auth_url=auth_url) as client:
+    tokens.refresh(sessions, settings, name, client)
+"""
+
+
+def test_a_worker_killed_while_its_refresh_was_answered_leaves_a_message_when_parked(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    # kill -9 of the worker between the server's rotation and the commit of the new pair.
+    lazop.configure({"latency": 120.0})  # the answer is held; the rotation is done
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _REFRESH_AND_DIE,
+            settings.database_url,
+            authorized,
+            lazop.api_url,
+            lazop.auth_url,
+            lazop.app_key,
+        ],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert worker.stdin is not None
+        worker.stdin.write(f"{settings.secret_key}\n{lazop.app_secret}\n")
+        worker.stdin.close()
+        wait_for(lambda: _refreshes(lazop) == 1, 60, "the worker's refresh at the sandbox")
+    finally:
+        worker.kill()
+        worker.wait(30)
+    with sessions.begin() as session:  # the dead worker's lease lapses
+        session.execute(
+            update(AccountRow)
+            .where(AccountRow.name == authorized)
+            .values(refreshing_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    lazop.configure({"latency": 0.0})
+    failed = _account(sessions, settings, authorized).access_token
+    with pytest.raises(AuthorizationLostError):
+        tokens.refresh(sessions, settings, authorized, client, failed)
+
+    assert _account(sessions, settings, authorized).state == "needs_authorization"
+    message = _parked_message(sessions, authorized)
+    assert "no recorded outcome" in message and "was lost" in message, message
+
+
+def test_a_refused_refresh_tells_its_caller_not_to_mark_the_account_again(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    lazop: LazopSandbox,
+    client: LazopClient,
+    authorized: str,
+) -> None:
+    # The refresh marks the account under its check (it still holds the refresh token
+    # refused). A work attempt that gets the refusal marks the account itself unless told it
+    # is parked already (worker.services.attempts): unchecked, and later, that mark landed on
+    # an operator's `accounts authorize` stored in between.
+    lazop.revoke(SELLER)
+    failed = _account(sessions, settings, authorized).access_token
+    with pytest.raises(AuthorizationLostError) as refused:
+        tokens.refresh(sessions, settings, authorized, client, failed)
+    assert _account(sessions, settings, authorized).state == "needs_authorization"
+    tokens.store_grant(
+        sessions, settings, authorized, client.create_token(lazop.authorization_code(SELLER))
+    )
+    if not isinstance(refused.value, AccountParked):  # what the attempt routine does
+        with sessions.begin() as session:
+            mark_needs_authorization(
+                session.connection(), authorized, str(refused.value), datetime.now(UTC)
+            )
+
+    assert _account(sessions, settings, authorized).state == "ready"
+    _parked_message(sessions, authorized)  # reported once

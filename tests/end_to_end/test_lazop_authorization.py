@@ -111,3 +111,49 @@ def test_a_revoked_authorization_parks_the_work_which_resumes_after_authorize(
     assert (job["removed"], job["failed"]) == (2000, 0)
     assert set(at.sandbox.removal_counts(SELLER)) == set(skus)
     assert max(at.sandbox.removal_counts(SELLER).values()) == 1
+
+
+def test_a_refresh_answered_with_an_unreadable_pair_parks_the_work_saying_so_until_authorize(
+    platform_stack: PlatformStack,
+) -> None:
+    # The server issues a new pair mid-removal (the access tokens expired) and answers with a
+    # page that is not JSON: the pair is lost and the old refresh token is dead. The account
+    # is parked saying so, nothing fails, and an operator's authorize resumes the work.
+    at = platform_stack
+    skus = [f"UNR-{n:05d}" for n in range(1000)]
+    at.sandbox.config.latency = 0.05
+    at.start_worker()
+    at.send("lazada.remove_products", skus, key="th-unreadable")
+    wait_for(lambda: (at.job("th-unreadable") or {}).get("removed", 0) > 100, 60, "a start")
+    at.sandbox.configure({"token_answer": "not_json"})
+    at.sandbox.expire_access_tokens(SELLER)
+
+    def parked() -> bool:
+        with at.stack.sessions() as session:
+            return get_account(session, at.stack.settings, at.account).state == (
+                "needs_authorization"
+            )
+
+    wait_for(parked, 90, "the account to need authorization")
+    with at.stack.sessions() as session:
+        reported = session.scalars(select(Failure).where(Failure.kind == "account")).all()
+    assert len(reported) == 1
+    assert "could not be read" in reported[0].message and "was lost" in reported[0].message
+    assert f"accounts authorize {at.account}" in reported[0].message
+    assert at.job("th-unreadable")["failed"] == 0  # parked, not failed
+
+    at.sandbox.configure({"token_answer": ""})
+    code = at.sandbox.authorization_code(SELLER)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "accounts", "authorize", at.account, "--code", code],
+        env=at.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    job = at.finished("th-unreadable")
+    assert (job["removed"], job["failed"]) == (1000, 0)
+    assert set(at.sandbox.removal_counts(SELLER)) == set(skus)
+    assert max(at.sandbox.removal_counts(SELLER).values()) == 1

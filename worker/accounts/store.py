@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from worker.accounts.secrets import secret_box
 from worker.db.audit import record_failure
+from worker.db.engine import database_now
 from worker.db.models import Account as AccountRow
 from worker.db.models import ImageJob, Order, RateLimit, RemovalBatch, table_of
 from worker.inputs import InvalidInput
@@ -255,19 +256,47 @@ def store_tokens(
     access_expires_at: datetime,
     refresh_expires_at: datetime,
     seller_id: str | None = None,
-) -> Account:
+    *,
+    stored_at: datetime | None = None,
+    replacing: str | None = None,
+) -> Account | None:
     """Store an authorized account's new tokens (encrypted) and mark it ready (the caller
-    commits)."""
+    commits); `stored_at` (the database's clock unless given) is when the pair's life began.
+
+    A pair a refresh got is stored only if the account still holds `replacing`, the refresh
+    token that refresh used: a pair stored meanwhile (an operator's `accounts authorize`) is
+    newer and is kept, and None is returned. The check is made in the UPDATE itself."""
     row = _stored_row(session, settings, name, authorized_by_seller=True)
     box = secret_box(settings)
-    row.access_token = box.encrypt(_clean_secret(access_token, "access token"))
-    row.refresh_token = box.encrypt(_clean_secret(refresh_token, "refresh token"))
-    row.access_expires_at = access_expires_at
-    row.refresh_expires_at = refresh_expires_at
+    access = box.encrypt(_clean_secret(access_token, "access token"))
+    refresh = box.encrypt(_clean_secret(refresh_token, "refresh token"))
+    connection = session.connection()
+    values: dict[str, Any] = {
+        "access_token": access,
+        "refresh_token": refresh,
+        "access_expires_at": access_expires_at,
+        "refresh_expires_at": refresh_expires_at,
+        "tokens_stored_at": stored_at or database_now(connection),
+        "refresh_unsettled": None,
+        "state": "ready",
+    }
     if seller_id is not None:
-        row.seller_id = seller_id
-    row.state = "ready"
-    session.flush()
+        values["seller_id"] = seller_id
+    while True:
+        held = connection.execute(
+            select(_accounts.c.refresh_token).where(_accounts.c.name == name)
+        ).scalar_one()
+        statement = update(_accounts).where(_accounts.c.name == name)
+        if replacing is not None:
+            # Compared in clear: `secrets rotate` may have encrypted the same token again.
+            what = f"the refresh token of account {name!r}"
+            if held is None or box.decrypt(held, what) != replacing:
+                return None
+            statement = statement.where(_accounts.c.refresh_token == held)
+        if connection.execute(statement.values(values)).rowcount == 1:
+            break
+        # The token was encrypted again between the read and the write: read it again.
+    session.refresh(row)
     return _account(row, settings)
 
 
@@ -316,7 +345,7 @@ def rotate_secrets(session: Session, settings: Settings) -> int:
     LAZADA_SECRET_KEY, so that the keys after it can be retired; the number of values
     rotated (the caller commits). Each value is replaced only if it is still the one read:
     a token stored meanwhile by a refresh is encrypted with the first key already, and is
-    kept. `updated_at` is left as it was: the refresh schedule counts from it."""
+    kept. `updated_at` is left as it was: nothing about the account changed."""
     box = secret_box(settings)
     columns = ("secret", "access_token", "refresh_token")
     rotated = 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 _lock = threading.Lock()
@@ -84,3 +85,15 @@ def core_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
     engine: Engine = sessions.kw["bind"]
     with engine.begin() as connection:
         yield connection
+
+
+def database_now(connection: Connection) -> datetime:
+    """The database's clock, aware UTC: what leases and schedules shared by several machines
+    are reckoned on, so that they need not agree on the time. SQLite's is the clock of the one
+    machine its file lives on, read to the millisecond (CURRENT_TIMESTAMP has whole seconds);
+    PostgreSQL's is its transaction's start."""
+    if connection.dialect.name == "sqlite":
+        text = connection.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    moment: datetime = connection.execute(select(func.now())).scalar_one()
+    return moment.astimezone(UTC)

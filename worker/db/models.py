@@ -315,6 +315,13 @@ class Account(Base):
     # lazop: a worker refreshing the tokens holds this lease (one at a time: rotating refresh
     # tokens, decision L3)
     refreshing_until: Mapped[datetime | None]
+    # lazop: when the current pair was stored, on the database's clock (the refresh schedule
+    # counts the access token's life from it; other writes to the row leave it alone)
+    tokens_stored_at: Mapped[datetime | None]
+    # lazop: set before a refresh is sent with the stored refresh token and cleared when a
+    # pair is stored or the API refuses the call: while set, the server may have rotated the
+    # stored refresh token in a refresh whose new pair was lost; it says what became of it
+    refresh_unsettled: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

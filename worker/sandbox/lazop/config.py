@@ -42,6 +42,7 @@ FAULT_KINDS: tuple[str, ...] = (
 """The transient faults of decision L5 the sandbox injects."""
 
 RUNNING_ANSWERS = ("empty", "1000", "both")
+TOKEN_ANSWERS = ("", "no_refresh_token", "not_json")
 ENV_PREFIX = "LAZADA_LAZOP_SANDBOX_"
 
 
@@ -63,6 +64,10 @@ class LazopSandboxConfig(KnobSet):
     token_expires_in: str = ""
     """How token answers write ``expires_in``: "" the access token's seconds, "missing" leave
     it out, anything else that JSON text as it stands (``null``, ``"604800.0"``, ``1e30``)."""
+    token_answer: str = ""
+    """What a token call that took effect answers: "" the whole grant, "no_refresh_token" the
+    grant without its refresh token, "not_json" an HTML page with HTTP 200 (the new pair is
+    issued, and the old refresh token made invalid, either way)."""
     latency: float = 0.0
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS
@@ -103,6 +108,10 @@ class LazopSandboxConfig(KnobSet):
                 json.loads(self.token_expires_in)
             except ValueError:
                 raise ValueError("token_expires_in must be JSON text, 'missing' or empty") from None
+        check(
+            self.token_answer in TOKEN_ANSWERS,
+            f"token_answer must be one of {', '.join(repr(a) for a in TOKEN_ANSWERS)}",
+        )
         self.validate_shared(FAULT_KINDS)
         low, high = self.image_job_seconds
         check(
@@ -130,6 +139,11 @@ _OWN_OPTIONS: tuple[Option, ...] = (
     ("access_token_seconds", "SECONDS", "access token lifetime (LAZOP sandbox)"),
     ("refresh_token_seconds", "SECONDS", "refresh token lifetime, absolute (LAZOP sandbox)"),
     ("token_expires_in", "JSON|missing", "expires_in of token answers, as given (LAZOP sandbox)"),
+    (
+        "token_answer",
+        "no_refresh_token|not_json",
+        "token answers broken after the call took effect (LAZOP sandbox)",
+    ),
     ("running_answer", "empty|1000|both", "a running image job's answer (LAZOP sandbox)"),
 )
 _SHARED_OPTIONS = (

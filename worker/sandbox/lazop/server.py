@@ -181,10 +181,8 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
         path, params = call.path, call.params
         try:
             api_path = _api_path(path)
-            if path.startswith(AUTH_PREFIX + "/"):
-                endpoint = AUTH_ENDPOINTS.get(api_path)
-            else:
-                endpoint = API_ENDPOINTS.get(api_path)
+            token_call = path.startswith(AUTH_PREFIX + "/")
+            endpoint = (AUTH_ENDPOINTS if token_call else API_ENDPOINTS).get(api_path)
             if endpoint is None:
                 raise LazopErrorAnswer("InvalidApiPath", api_path or path)
             if call.syntax_error is not None:
@@ -210,9 +208,15 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
             if not self._admitted(state, seller or "app"):
                 raise LazopErrorAnswer("ApiCallLimit")
             answer = service.call(api_path, seller, params, config, apply=apply)
+            if token_call and config.token_answer == "not_json":  # noqa: S105 (a knob value)
+                return Reply(200, "text/html", _NOT_JSON)  # issued all the same
             return render_success(call.request_id, answer.data, **(answer.top_level or {}))
         except LazopErrorAnswer as error:
             return render_error(call.request_id, error)
+
+
+_NOT_JSON = b"<html><body><h1>Service temporarily unavailable</h1></body></html>\n"
+"""A token call's answer under the ``token_answer`` knob "not_json"."""
 
 
 def _api_path(path: str) -> str:

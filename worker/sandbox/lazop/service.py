@@ -276,6 +276,8 @@ def _token_answer(
         "account_platform": "seller_center",
         users_field: [user],
     }
+    if config.token_answer == "no_refresh_token":  # noqa: S105 (a knob value, not a secret)
+        del answer["refresh_token"]
     if config.token_expires_in == "missing":  # noqa: S105 (a knob value, not a secret)
         del answer["expires_in"]
     elif config.token_expires_in:

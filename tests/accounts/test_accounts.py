@@ -13,29 +13,36 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from alembic import command as alembic
 from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, delete, event, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.processes import fresh_postgres_database
+from tests.support.processes import fresh_postgres_database, wait_for
+from tests.support.worker_stack import Stack, add_sellercenter_account, sandbox_env
 from worker.accounts import store as accounts
+from worker.accounts.platforms import PlatformFor
 from worker.accounts.secrets import SecretKeyError, embedded_key_path, secret_box
 from worker.accounts.store import UnknownAccount
 from worker.db.engine import get_engine
 from worker.db.models import Account as AccountRow
-from worker.db.models import ImageJob, Order, RemovalBatch, RemovalJob
-from worker.db.schema import ensure_schema
+from worker.db.models import Event, Failure, ImageJob, Order, RemovalBatch, RemovalJob
+from worker.db.schema import alembic_config, ensure_schema
 from worker.inputs import InvalidInput
+from worker.sandbox.sellercenter import Sandbox
+from worker.services import documents, images, job_control, orders, removal
 from worker.settings import Settings
 
 KEY = Fernet.generate_key().decode()
@@ -1017,3 +1024,330 @@ def test_a_key_file_that_cannot_be_created_is_a_settings_error_not_a_traceback(
     key_path.symlink_to(tmp_path / "nowhere")
     with pytest.raises(SecretKeyError, match="cannot be created"):
         secret_box(Settings.from_env({"DATABASE_URL": url}))
+
+
+# -- work is tied to the account it was made for -------------------------------------------
+
+
+@pytest.fixture
+def owned(database_url: str, sandbox: Sandbox) -> tuple[Settings, sessionmaker[Session]]:
+    """Settings with the sandbox's environment account, a secret key, and short waits."""
+    settings = replace(
+        settings_for(database_url, **sandbox_env(sandbox)),
+        retry_ladder=(0.05, 0.1),
+        poll_first=0.1,
+        redispatch_after=1.0,
+    )
+    return settings, sessionmaker(get_engine(database_url), expire_on_commit=False)
+
+
+def add_shop(
+    settings: Settings, sessions: sessionmaker[Session], sandbox: Sandbox, user_id: str
+) -> int:
+    """A legacy account `shop-a` on the sandbox; its id."""
+    with sessions.begin() as session:
+        accounts.add_account(
+            session,
+            settings,
+            "shop-a",
+            "sellercenter",
+            {"user_id": user_id, "api_key": sandbox.api_key},
+            api_url=sandbox.url,
+        )
+        return session.scalars(select(AccountRow.id).where(AccountRow.name == "shop-a")).one()
+
+
+def drop_shop(sessions: sessionmaker[Session]) -> None:
+    """The account's row deleted as a removal that raced an enqueue left it (no check)."""
+    with sessions.begin() as session:
+        session.execute(delete(AccountRow).where(AccountRow.name == "shop-a"))
+
+
+def failures(sessions: sessionmaker[Session], kind: str) -> list[Failure]:
+    with sessions() as session:
+        return list(session.scalars(select(Failure).where(Failure.kind == kind)))
+
+
+def test_a_done_job_of_a_removed_account_is_not_retried_or_reused_once_its_name_is_added_again(
+    owned: tuple[Settings, sessionmaker[Session]], sandbox: Sandbox, platforms: PlatformFor
+) -> None:
+    settings, sessions = owned
+    add_shop(settings, sessions, sandbox, sandbox.user_id)
+    _, messages = removal.create_job(
+        sessions, settings, "shop-a", "spring", ["A-1", "B-FAIL-2"], 50
+    )
+    removal.process_batch(sessions, platforms, settings, *messages[0].args)
+    with sessions.begin() as session:
+        accounts.remove_account(session, settings, "shop-a")
+    add_shop(settings, sessions, sandbox, "another-seller@shop.example")
+
+    with pytest.raises(InvalidInput, match="earlier account named 'shop-a', removed since"):
+        job_control.retry(sessions, settings, "shop-a", "spring")
+    with pytest.raises(InvalidInput, match="earlier account named 'shop-a', removed since"):
+        removal.create_job(sessions, settings, "shop-a", "spring", ["A-1", "B-FAIL-2"], 50)
+    with sessions() as session:
+        job = documents.removal_job(session, "shop-a", "spring")
+    assert job is not None and (job["state"], job["removed"], job["failed"]) == ("done", 1, 1)
+    assert sandbox.removal_counts() == {"A-1": 1}  # B-FAIL-2 was never sent again
+
+
+@pytest.mark.parametrize("readded", [False, True], ids=["removed", "removed-and-added-again"])
+def test_a_batch_whose_account_is_gone_fails_once_and_is_never_sent(
+    owned: tuple[Settings, sessionmaker[Session]],
+    sandbox: Sandbox,
+    platforms: PlatformFor,
+    readded: bool,
+) -> None:
+    settings, sessions = owned
+    add_shop(settings, sessions, sandbox, sandbox.user_id)
+    _, messages = removal.create_job(sessions, settings, "shop-a", "orphan", ["O-1", "O-2"], 50)
+    drop_shop(sessions)
+    if readded:
+        add_shop(settings, sessions, sandbox, "another-seller@shop.example")
+
+    assert removal.process_batch(sessions, platforms, settings, *messages[0].args) == []
+    assert removal.process_batch(sessions, platforms, settings, *messages[0].args) == []
+    code = "account_replaced" if readded else "account_removed"
+    with sessions() as session:
+        job = documents.removal_job(session, "shop-a", "orphan")
+    assert job is not None and (job["state"], job["failed"]) == ("done", 2)
+    assert {(s["state"], s["error_code"]) for s in job["skus"]} == {("failed", code)}
+    assert "after this work was created" in job["skus"][0]["message"]
+    assert sandbox.stats()["calls"] == 0
+    assert len(failures(sessions, "removal_sku")) == 2
+
+
+@pytest.mark.parametrize("readded", [False, True], ids=["removed", "removed-and-added-again"])
+def test_an_open_order_whose_account_is_gone_is_ended_once_not_refreshed(
+    owned: tuple[Settings, sessionmaker[Session]], sandbox: Sandbox, readded: bool
+) -> None:
+    settings, sessions = owned
+    account_id = add_shop(settings, sessions, sandbox, sandbox.user_id)
+    long_ago = datetime.now(UTC) - timedelta(days=1)
+    with sessions.begin() as session:
+        session.add(
+            Order(
+                account="shop-a",
+                account_id=account_id,
+                order_id=7,
+                state="fetched",
+                is_open=True,
+                statuses=["pending"],
+                fetched_at=long_ago,
+            )
+        )
+    with sessions.begin() as session:  # fetched: nothing due (None at insert takes the default)
+        session.execute(update(Order).values(next_attempt_at=None))
+    with sessions.begin() as session:  # no fetch is due: the account may go
+        accounts.remove_account(session, settings, "shop-a")
+    if readded:
+        add_shop(settings, sessions, sandbox, "another-seller@shop.example")
+
+    assert orders.refresh_open_orders(sessions, settings) == []
+    assert orders.refresh_open_orders(sessions, settings) == []  # beat, five minutes later
+    with sessions() as session:
+        order = session.scalars(select(Order)).one()
+        events = list(session.scalars(select(Event).where(Event.type == "order.failed")))
+    code = "account_replaced" if readded else "account_removed"
+    assert (order.state, order.is_open, order.next_attempt_at) == ("fetched", False, None)
+    assert order.error_code == code and "after this work was created" in (order.message or "")
+    assert [(f.subject, f.error_code) for f in failures(sessions, "order")] == [("7", code)]
+    assert len(events) == 1
+    assert sandbox.stats()["calls"] == 0
+
+
+def test_a_fetch_of_an_order_stored_for_an_earlier_account_of_the_name_is_not_sent(
+    owned: tuple[Settings, sessionmaker[Session]], sandbox: Sandbox, platforms: PlatformFor
+) -> None:
+    settings, sessions = owned
+    add_shop(settings, sessions, sandbox, sandbox.user_id)
+    orders.fetch_order(sessions, platforms, settings, "shop-a", 190, "first")
+    with sessions.begin() as session:
+        accounts.remove_account(session, settings, "shop-a")
+    add_shop(settings, sessions, sandbox, "another-seller@shop.example")
+    calls = sandbox.stats()["calls"]
+
+    assert orders.fetch_order(sessions, platforms, settings, "shop-a", 190, "second") == []
+    assert orders.fetch_order(sessions, platforms, settings, "shop-a", 190, "second") == []
+    assert sandbox.stats()["calls"] == calls
+    with sessions() as session:
+        order = session.scalars(select(Order)).one()
+    assert (order.state, order.error_code, order.next_attempt_at) == (
+        "fetched",
+        "account_replaced",
+        None,
+    )
+    assert len(failures(sessions, "order")) == 1
+
+
+def test_an_image_job_whose_account_is_gone_ends_failed_unsent_and_its_key_is_not_reused(
+    owned: tuple[Settings, sessionmaker[Session]], sandbox: Sandbox, platforms: PlatformFor
+) -> None:
+    settings, sessions = owned
+    add_shop(settings, sessions, sandbox, sandbox.user_id)
+    urls = ["https://img.example/1.jpg"]
+    _, messages = images.start_migration(sessions, settings, "shop-a", "pics", urls, 8)
+    drop_shop(sessions)
+    add_shop(settings, sessions, sandbox, "another-seller@shop.example")
+
+    assert images.advance(sessions, platforms, settings, *messages[0].args) == []
+    with sessions() as session:
+        job = session.scalars(select(ImageJob)).one()
+    assert (job.state, job.error_code, job.request_id) == ("failed", "account_replaced", None)
+    assert sandbox.stats()["calls"] == 0
+    with pytest.raises(InvalidInput, match="earlier account named 'shop-a'"):
+        images.start_migration(sessions, settings, "shop-a", "pics", urls, 8)
+
+
+def test_work_recorded_before_account_ids_gets_the_id_of_the_stored_account_of_its_name(
+    owned: tuple[Settings, sessionmaker[Session]], sandbox: Sandbox, database_url: str
+) -> None:
+    settings, sessions = owned
+    account_id = add_shop(settings, sessions, sandbox, sandbox.user_id)
+    alembic.downgrade(alembic_config(database_url), "0012")
+    with get_engine(database_url).begin() as connection:
+        for name in ("shop-a", "gone-shop"):
+            connection.execute(
+                text(
+                    "INSERT INTO removal_jobs (account, key, total, created_at) "
+                    "VALUES (:a, 'k', 1, :t)"
+                ),
+                {"a": name, "t": datetime.now(UTC)},
+            )
+    alembic.upgrade(alembic_config(database_url), "head")
+    with sessions() as session:
+        ids = dict(session.execute(select(RemovalJob.account, RemovalJob.account_id)).all())
+    assert ids == {"shop-a": account_id, "gone-shop": None}
+
+
+@pytest.mark.parametrize("enqueue", ["removal job", "image migration", "order fetch"])
+def test_a_removal_beside_an_enqueue_on_postgresql_never_leaves_work_without_its_account(
+    sandbox: Sandbox, enqueue: str
+) -> None:
+    """The enqueue's transaction is held open just before its commit while the removal runs:
+    the removal waits for it and then sees its work (refused), never deleting the account
+    under work that commits after its count."""
+    with fresh_postgres_database() as url:
+        ensure_schema(url)
+        settings = settings_for(url, **sandbox_env(sandbox))
+        sessions = sessionmaker(get_engine(url))
+        add_shop(settings, sessions, sandbox, sandbox.user_id)
+        enqueuing = create_engine(url)  # an engine of its own, whose commit is held
+        at_commit, go_on = threading.Event(), threading.Event()
+        wrote: set[int] = set()
+
+        @event.listens_for(enqueuing, "before_cursor_execute")
+        def _writes(connection: Any, _c: Any, statement: str, *_: Any) -> None:
+            if statement.lstrip().upper().startswith("INSERT"):
+                wrote.add(id(connection))
+
+        @event.listens_for(enqueuing, "commit")
+        def _hold(connection: Any) -> None:
+            if id(connection) in wrote and not at_commit.is_set():  # the insert's commit
+                at_commit.set()
+                go_on.wait(60)
+
+        held = sessionmaker(enqueuing)
+
+        def enqueue_work() -> None:
+            if enqueue == "removal job":
+                removal.create_job(held, settings, "shop-a", "raced", ["R-1"], 50)
+            elif enqueue == "image migration":
+                images.start_migration(
+                    held, settings, "shop-a", "raced", ["https://i.example/1.jpg"], 8
+                )
+            else:
+                orders.request_fetch(held, settings, "shop-a", [7])
+
+        outcome: list[BaseException | None] = []
+
+        def remove() -> None:
+            try:
+                with sessions.begin() as session:
+                    accounts.remove_account(session, settings, "shop-a")
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        enqueuer = threading.Thread(target=enqueue_work)
+        enqueuer.start()
+        assert at_commit.wait(60)
+        remover = threading.Thread(target=remove)
+        remover.start()
+        # Let the enqueue commit once the removal has either finished or waits for a lock.
+        wait_for(
+            lambda: outcome or _waits_for_a_lock(sessions), 60, "the removal to finish or wait"
+        )
+        go_on.set()
+        enqueuer.join(60)
+        remover.join(60)
+        enqueuing.dispose()
+        with sessions() as session:
+            exists = session.scalar(select(AccountRow.id).where(AccountRow.name == "shop-a"))
+            pending = sum(
+                session.scalar(select(func.count()).select_from(model)) or 0
+                for model in (RemovalBatch, ImageJob, Order)
+            )
+        assert pending == 1
+        assert exists is not None, "the account was deleted under work committed after its count"
+        assert isinstance(outcome[0], InvalidInput) and "unfinished work" in str(outcome[0])
+
+
+def _waits_for_a_lock(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as session:
+        return bool(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+        )
+
+
+@pytest.mark.slow
+def test_a_worker_ends_a_due_fetch_of_a_removed_accounts_order_once_not_at_every_sweep(
+    stack: Stack,
+) -> None:
+    """A fetch due for an order of an account removed since (as a removal that raced the
+    fetch's request left it): the sweeper sends it, the task ends it once, saying why, and
+    the sweeps after it send nothing more."""
+    add_sellercenter_account(stack, stack.sandbox, "shop-a")
+    with stack.sessions.begin() as session:
+        account_id = session.scalars(select(AccountRow.id).where(AccountRow.name == "shop-a")).one()
+        accounts.remove_account(session, stack.settings, "shop-a")
+
+    def due_order(order_id: int) -> None:
+        with stack.sessions.begin() as session:
+            session.add(
+                Order(
+                    account="shop-a",
+                    account_id=account_id,
+                    order_id=order_id,
+                    next_attempt_at=datetime.now(UTC) - timedelta(seconds=1),
+                )
+            )
+
+    def ended(order_id: int) -> Order | None:
+        with stack.sessions() as session:
+            order = session.scalars(select(Order).where(Order.order_id == order_id)).one()
+            return order if order.next_attempt_at is None else None
+
+    due_order(7)
+    stack.start_worker()
+    try:
+        first = wait_for(lambda: ended(7), 90, "order 7 ended")
+        due_order(8)  # ended by a later sweep, which would have sent 7 again were it due
+        wait_for(lambda: ended(8), 90, "order 8 ended")
+    except AssertionError:
+        print(stack.logs())
+        raise
+    assert (first.state, first.error_code) == ("failed", "account_removed")
+    assert "was removed after this work was created" in (first.message or "")
+    with stack.sessions() as session:
+        rows = session.scalars(select(Failure)).all()
+    assert sorted((f.kind, f.subject, f.error_code) for f in rows) == [
+        ("order", "7", "account_removed"),
+        ("order", "8", "account_removed"),
+    ]
+    assert stack.sandbox.stats()["calls"] == 0

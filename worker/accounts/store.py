@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Connection, delete, func, select, update
@@ -384,8 +384,14 @@ def set_state(session: Session, settings: Settings, name: str, state: str) -> Ac
 
 def remove_account(session: Session, settings: Settings, name: str) -> None:
     """Delete a stored account that has no unfinished work (the caller commits); its finished
-    work's rows stay, as history under its name."""
-    row = _stored_row(session, settings, name)
+    work's rows stay, as history under its name and id (work made for it is never sent with
+    the credentials of an account added later under the name: `account_change`).
+
+    The account's row is locked first (FOR UPDATE on PostgreSQL; SQLite's writer lock holds
+    the database), and work is recorded under a share lock of it (`work_account_id`): no work
+    recorded between the count and the delete is left without its account.
+    """
+    row = _stored_row(session, settings, name, lock=True)
     waiting = {
         "removal batch(es)": _count(
             session, RemovalBatch, RemovalBatch.account == name, RemovalBatch.state == "pending"
@@ -406,6 +412,71 @@ def remove_account(session: Session, settings: Settings, name: str) -> None:
     session.delete(row)
     session.execute(delete(RateLimit).where(RateLimit.account == name))
     session.flush()
+
+
+# --- the account work was made for ----------------------------------------------------------
+
+
+ACCOUNT_REMOVED = "account_removed"
+ACCOUNT_REPLACED = "account_replaced"
+
+
+class AccountChange(NamedTuple):
+    """Why work may not be sent: its account is gone, or another account has its name now."""
+
+    code: str  # ACCOUNT_REMOVED or ACCOUNT_REPLACED
+    message: str
+
+
+def work_account_id(connection: Connection, settings: Settings, name: str) -> int | None:
+    """The id work recorded now for account `name` keeps (None: the environment's account),
+    read in the transaction that records it. A stored account's row stays share-locked until
+    that transaction ends (PostgreSQL; SQLite's writer lock holds the database), so a
+    removal cannot pass between this check and the insert; UnknownAccount if there is no
+    such account (any more)."""
+    if _environment_name(settings) == name:
+        return None
+    query = select(_accounts.c.id).where(_accounts.c.name == name)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    found = connection.execute(query).scalar()
+    if found is None:
+        raise UnknownAccount(f"no account named {name[:80]!r}: {_HOW_TO_LIST}")
+    return int(found)
+
+
+def account_change(
+    connection: Connection, settings: Settings, name: str, account_id: int | None
+) -> AccountChange | None:
+    """None when work made for account id `account_id` (None: the environment's account)
+    under the name `name` belongs to the account of that name now; else what happened to
+    its account. Such work is never sent with another account's credentials."""
+    if _environment_name(settings) == name:
+        current: int | None = None
+        exists = True
+    else:
+        current = connection.execute(
+            select(_accounts.c.id).where(_accounts.c.name == name)
+        ).scalar()
+        exists = current is not None
+    if exists and current == account_id:
+        return None
+    if not exists:
+        return AccountChange(
+            ACCOUNT_REMOVED,
+            f"account {name!r} was removed after this work was created; nothing more is sent "
+            "for it",
+        )
+    return AccountChange(
+        ACCOUNT_REPLACED,
+        f"account {name!r} was removed and added again (another account has the name now) "
+        "after this work was created; it is not sent with the new account's credentials",
+    )
+
+
+def _environment_name(settings: Settings) -> str | None:
+    environment = environment_account(settings)
+    return environment.name if environment is not None else None
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -478,14 +549,22 @@ def _new_name(session: Session, settings: Settings, name: Any) -> str:
 # --- rows ---------------------------------------------------------------------------------
 
 
-def _row(session: Session, name: str) -> AccountRow | None:
-    return session.scalars(select(AccountRow).where(AccountRow.name == name)).one_or_none()
+def _row(session: Session, name: str, lock: bool = False) -> AccountRow | None:
+    query = select(AccountRow).where(AccountRow.name == name)
+    if lock:  # FOR UPDATE on PostgreSQL; SQLite's writer lock is held from BEGIN already
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
 
 
 def _stored_row(
-    session: Session, settings: Settings, name: str, *, authorized_by_seller: bool = False
+    session: Session,
+    settings: Settings,
+    name: str,
+    *,
+    authorized_by_seller: bool = False,
+    lock: bool = False,
 ) -> AccountRow:
-    row = _row(session, name)
+    row = _row(session, name, lock)
     if row is None:
         environment = environment_account(settings)
         if environment is not None and environment.name == name:

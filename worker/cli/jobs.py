@@ -25,10 +25,11 @@ from worker.cli.exits import EXIT_FAILED, EXIT_OK
 from worker.cli.output import error_text, show, wait
 from worker.cli.terminal import print_table
 from worker.db.engine import core_transaction
-from worker.inputs import clean_key, clean_skus, read_sku_file
+from worker.inputs import InvalidInput, clean_key, clean_skus, read_sku_file
 from worker.ratelimit.runners import runners_for
 from worker.services import documents, job_control
-from worker.services.job_keys import check_key
+from worker.services.job_keys import check_key, refuse_earlier_accounts_key
+from worker.settings import Settings
 
 
 def cmd_remove_products(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
     sessions = open_sessions(settings) if args.wait or key is not None else None
     account = account_name(args, settings, sessions)
     # The same set under a recorded key: the job is there, nothing to send.
-    if key is None or sessions is None or not _key_recorded(sessions, account, key, skus):
+    if key is None or sessions is None or not _key_recorded(sessions, settings, account, key, skus):
         task_id = send("lazada.remove_products", [skus], key=key, account=account)
         key = key or task_id
     print(key)
@@ -66,10 +67,13 @@ def cmd_remove_products(args: argparse.Namespace) -> int:
     return EXIT_FAILED if job["failed"] else EXIT_OK
 
 
-def _key_recorded(sessions: Any, account: str, key: str, skus: list[str]) -> bool:
-    """True if the key's job holds these SKUs; a job of another set is bad input (exit 2)."""
+def _key_recorded(
+    sessions: Any, settings: Settings, account: str, key: str, skus: list[str]
+) -> bool:
+    """True if the key's job holds these SKUs; a job of another set, or of an earlier account
+    of that name, is bad input (exit 2)."""
     with core_transaction(sessions) as connection:
-        return check_key(connection, account, key, skus)
+        return check_key(connection, settings, account, key, skus)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -80,6 +84,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     account = account_name(args, settings, sessions)
     with sessions() as session:
         job = documents.removal_job(session, account, key)
+    try:
+        with core_transaction(sessions) as connection:
+            refuse_earlier_accounts_key(connection, settings, account, key)
+    except InvalidInput as earlier:  # shown, with what it is
+        print(f"lazada-worker: note: {earlier}", file=sys.stderr)
 
     def text(job: dict[str, Any]) -> str:
         failed = [s for s in job["skus"] if s["state"] == "failed"]
@@ -119,7 +128,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """`cancel KEY`: the job's SKUs not yet sent are cancelled; calls in flight finish."""
     key = _key(args.key)
-    sessions, _, account = open_account(args)
+    sessions, settings, account = open_account(args)
+    with core_transaction(sessions) as connection:
+        refuse_earlier_accounts_key(connection, settings, account, key)
     outcome = job_control.cancel(sessions, account, key)
     publish(outcome.messages)
     state = "done" if outcome.done else "done once the calls in flight are recorded"

@@ -79,6 +79,9 @@ class RemovalJob(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
+    # The id of the account it was made for (None: the environment's): a removed account's
+    # work is never sent with the credentials of an account added later under its name.
+    account_id: Mapped[int | None]
     key: Mapped[str] = mapped_column(String(255))
     total: Mapped[int] = mapped_column(Integer)  # distinct SKUs; the other counts are derived
     pending_batches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -157,6 +160,7 @@ class Order(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[int | None]  # the account it was made for (see RemovalJob.account_id)
     order_id: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|fetched|failed
     order_number: Mapped[str | None] = mapped_column(String(64))
@@ -198,6 +202,7 @@ class ImageMigration(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[int | None]  # the account it was made for (see RemovalJob.account_id)
     key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -213,6 +218,7 @@ class ImageJob(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[int | None]  # the account it was made for (see RemovalJob.account_id)
     migration_id: Mapped[int | None] = mapped_column(
         ForeignKey("image_migrations.id", ondelete="CASCADE")
     )
@@ -295,6 +301,9 @@ class Account(Base):
     __table_args__ = (
         UniqueConstraint("name"),
         CheckConstraint("state IN ('ready', 'needs_authorization')", name="ck_accounts_state"),
+        # An id is never given again (SQLite would reuse the highest after a delete): work
+        # records it to tell a removed account from one added later under its name.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

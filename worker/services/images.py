@@ -18,11 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
+from worker.accounts.store import account_change, work_account_id
 from worker.broker.dispatch import Message, countdown_deadline, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import ImageJob, ImageMigration, table_of
+from worker.inputs import InvalidInput
 from worker.outbox.events import record_image_job_event
 from worker.platforms import ApiError, ImageJobStatus, PermanentApiError, TransientApiError
 from worker.services.attempts import Row, attempt
@@ -63,17 +65,19 @@ def start_migration(
     """Record the account's migration and one job per `urls_per_call` URLs (the platform's
     most a call); the same key again adds nothing."""
     now = datetime.now(UTC)
-    query = select(_migrations.c.id).where(
+    query = select(_migrations.c.id, _migrations.c.account_id).where(
         _migrations.c.account == account, _migrations.c.key == key
     )
     try:
         with core_transaction(sessions) as connection:
-            existing = connection.execute(query).scalar()
+            account_id = work_account_id(connection, settings, account)  # held till commit
+            existing = connection.execute(query).one_or_none()
             if existing is not None:
-                return existing, []
+                _refuse_other_account(connection, settings, account, existing.account_id, key)
+                return existing.id, []
             migration_id = connection.execute(
                 insert(_migrations)
-                .values(account=account, key=key, created_at=now)
+                .values(account=account, account_id=account_id, key=key, created_at=now)
                 .returning(_migrations.c.id)
             ).scalar_one()
             job_ids = connection.execute(
@@ -81,6 +85,7 @@ def start_migration(
                 [
                     {
                         "account": account,
+                        "account_id": account_id,
                         "migration_id": migration_id,
                         "action": "MigrateImages",
                         "urls": urls[start : start + urls_per_call],
@@ -96,7 +101,21 @@ def start_migration(
             return migration_id, [Message(ADVANCE_TASK, (job_id,)) for job_id in job_ids]
     except IntegrityError:
         with core_transaction(sessions) as connection:
-            return connection.execute(query).scalar_one(), []
+            existing = connection.execute(query).one()
+            _refuse_other_account(connection, settings, account, existing.account_id, key)
+            return existing.id, []
+
+
+def _refuse_other_account(
+    connection: Connection, settings: Settings, account: str, account_id: int | None, key: str
+) -> None:
+    """InvalidInput when the migration under `key` was made for an earlier account of the
+    name, removed since: its key is not the new account's."""
+    if account_change(connection, settings, account, account_id) is not None:
+        raise InvalidInput(
+            f"key {key!r} is the key of an image migration of an earlier account named "
+            f"{account!r}, removed since; use a new key"
+        )
 
 
 def track(
@@ -111,15 +130,25 @@ def track(
     """Start polling a job submitted elsewhere (e.g. UploadImages); known ids add nothing."""
     now = datetime.now(UTC)
     first = now + timedelta(seconds=settings.poll_first)
-    query = select(_jobs.c.id).where(_jobs.c.account == account, _jobs.c.request_id == request_id)
+    query = select(_jobs.c.account_id).where(
+        _jobs.c.account == account, _jobs.c.request_id == request_id
+    )
     try:
         with core_transaction(sessions) as connection:
-            if connection.execute(query).first() is not None:
+            account_id = work_account_id(connection, settings, account)  # held till commit
+            existing = connection.execute(query).first()
+            if existing is not None:
+                if account_change(connection, settings, account, existing.account_id):
+                    raise InvalidInput(
+                        f"image job {request_id!r} was tracked for an earlier account named "
+                        f"{account!r}, removed since; it is not polled for the new one"
+                    )
                 return []
             job_id = connection.execute(
                 insert(_jobs)
                 .values(
                     account=account,
+                    account_id=account_id,
                     request_id=request_id,
                     action=action,
                     urls=[],
@@ -143,7 +172,12 @@ _jobs = table_of(ImageJob)
 _CLAIM = claim_statement(
     ImageJob, _jobs.c.state == "pending", _jobs.c.next_poll_at <= bindparam("now")
 ).returning(
-    _jobs.c.account, _jobs.c.request_id, _jobs.c.urls, _jobs.c.started_at, _jobs.c.deadline_at
+    _jobs.c.account,
+    _jobs.c.request_id,
+    _jobs.c.urls,
+    _jobs.c.started_at,
+    _jobs.c.deadline_at,
+    _jobs.c.account_id,
 )
 # An UPDATE without .values() sets the columns named in the parameters it is executed with.
 _UPDATE = update(_jobs).where(_jobs.c.id == bindparam("row"))
@@ -176,9 +210,10 @@ def advance(
     with core_transaction(sessions) as connection:
         params = claim_params(job_id, now, settings.lease_seconds)
         claimed = connection.execute(_CLAIM, params).one_or_none()
-    if claimed is None:
-        return []
-    account, request_id, urls, started_at, deadline_at = claimed
+        if claimed is None:
+            return []
+        account, request_id, urls, started_at, deadline_at, account_id = claimed
+        changed = account_change(connection, settings, account, account_id)
     job = _Job(
         Row(
             _jobs,
@@ -192,6 +227,11 @@ def advance(
         ),
         request_id or f"{len(urls)} URL(s) of job {job_id}",
     )
+    if changed is not None:
+        # Its account is gone: nothing is sent or polled with another account's credentials.
+        with core_transaction(sessions) as connection:
+            _fail(connection, job, "failed", changed.code, changed.message, 1, now)
+        return []
     platform = platforms(account)
     if request_id is None:
         submitted = attempt(

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.accounts.store import work_account_id
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
@@ -18,6 +19,7 @@ from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.inputs import InvalidInput
 from worker.outbox.events import record_removal_event
 from worker.ratelimit.runners import RUNNERS_PER_JOB
+from worker.services import job_keys
 from worker.services.removal import _SKU_COLUMNS, REMOVE_BATCH_TASK, _storable
 from worker.settings import Settings
 
@@ -47,7 +49,10 @@ def retry(
     records its event) again. A job not done, or with nothing failed, is left as it is."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
+        # Held against a removal of the account until the batches are pending again.
+        work_account_id(connection, settings, account)
         job_id, finished_at = _job(connection, account, key)
+        job_keys.refuse_other_account(connection, settings, job_id, key)
         if finished_at is None:
             return Controlled(0, False, [])
         batch_ids = list(

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, select, update
 
+from worker.accounts.store import account_change
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.inputs import InvalidInput
+from worker.settings import Settings
 
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
@@ -50,13 +52,43 @@ def refuse_other_set(connection: Connection, job_id: int, key: str, digest: str)
         )
 
 
-def check_key(connection: Connection, account: str, key: str, skus: list[str]) -> bool:
+def refuse_other_account(connection: Connection, settings: Settings, job_id: int, key: str) -> None:
+    """InvalidInput when the job recorded under `key` was made for an earlier account of its
+    name, removed since: it is not the account's of that name now, so it is neither reused,
+    retried nor cancelled, and its SKUs are never sent with the new account's credentials."""
+    job = connection.execute(
+        select(_jobs.c.account, _jobs.c.account_id).where(_jobs.c.id == job_id)
+    ).one()
+    if account_change(connection, settings, job.account, job.account_id) is not None:
+        raise InvalidInput(
+            f"key {key!r} belongs to a removal job of an earlier account named "
+            f"{job.account!r}, removed since (another account has the name now); "
+            "use a new key for a new job"
+        )
+
+
+def refuse_earlier_accounts_key(
+    connection: Connection, settings: Settings, account: str, key: str
+) -> None:
+    """`refuse_other_account` for the account's job under `key`, if there is one."""
+    job_id = connection.execute(
+        select(_jobs.c.id).where(_jobs.c.account == account, _jobs.c.key == key)
+    ).scalar()
+    if job_id is not None:
+        refuse_other_account(connection, settings, job_id, key)
+
+
+def check_key(
+    connection: Connection, settings: Settings, account: str, key: str, skus: list[str]
+) -> bool:
     """True when the account's job under `key` exists with this set (nothing to send), False
-    when there is no such job; InvalidInput when it exists with another set."""
+    when there is no such job; InvalidInput when it exists with another set, or was made for
+    an earlier account of that name."""
     job_id = connection.execute(
         select(_jobs.c.id).where(_jobs.c.account == account, _jobs.c.key == key)
     ).scalar()
     if job_id is None:
         return False
+    refuse_other_account(connection, settings, job_id, key)
     refuse_other_set(connection, job_id, key, sku_set_digest(skus))
     return True

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
+from worker.accounts.store import AccountChange, account_change, work_account_id
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
@@ -89,8 +90,9 @@ def request_fetch(
     """Mark the account's orders as due and say which fetches to send (the CLI, the refresh)."""
     now = datetime.now(UTC)
     for order_id in order_ids:
-        _ensure_row(sessions, account, order_id, now)
+        _ensure_row(sessions, settings, account, order_id, now)
     with core_transaction(sessions) as connection:
+        work_account_id(connection, settings, account)  # held against a removal till commit
         connection.execute(
             update(_orders)
             .where(_orders.c.account == account, _orders.c.order_id.in_(order_ids))
@@ -107,12 +109,14 @@ def refresh_open_orders(
     sessions: sessionmaker[Session], settings: Settings, limit: int = 1000
 ) -> list[Message]:
     """Fetch again the open orders, of every account, last fetched longer ago than the
-    refresh interval."""
+    refresh interval. An order whose account was removed since (or whose name another account
+    has now) is not fetched: it ends, once, no longer open, its message saying why."""
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=settings.order_refresh_after)
+    by_account: dict[str, list[int]] = {}
     with core_transaction(sessions) as connection:
         found = connection.execute(
-            select(_orders.c.account, _orders.c.order_id)
+            select(_orders.c.id, _orders.c.account, _orders.c.account_id, _orders.c.order_id)
             .where(
                 _orders.c.is_open.is_(True),
                 _orders.c.fetched_at < stale,
@@ -121,9 +125,16 @@ def refresh_open_orders(
             .order_by(_orders.c.fetched_at)
             .limit(limit)
         ).all()
-    by_account: dict[str, list[int]] = {}
-    for account, order_id in found:
-        by_account.setdefault(account, []).append(order_id)
+        changes: dict[tuple[str, int | None], AccountChange | None] = {}
+        for row in found:
+            owner = (row.account, row.account_id)
+            if owner not in changes:
+                changes[owner] = account_change(connection, settings, *owner)
+            changed = changes[owner]
+            if changed is None:
+                by_account.setdefault(row.account, []).append(row.order_id)
+            else:
+                _end(connection, row.id, row.account, row.order_id, None, changed, now)
     return [
         message
         for account, order_ids in by_account.items()
@@ -131,10 +142,79 @@ def refresh_open_orders(
     ]
 
 
+def end_for_removed_account(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    account: str,
+    order_id: int,
+    request_id: str | None,
+) -> bool:
+    """A fetch of an order stored for an account no longer known by its name: its row, when
+    a fetch of it is due, ends once saying so (True). False when no fetch of it is due: the
+    name is simply unknown."""
+    with core_transaction(sessions) as connection:
+        found = connection.execute(_FIND, {"account": account, "order_id": order_id}).one_or_none()
+        if found is None:
+            return False
+        changed = account_change(connection, settings, account, found.account_id)
+        if changed is None:
+            return False
+        due = connection.execute(
+            select(_orders.c.next_attempt_at).where(_orders.c.id == found.id)
+        ).scalar()
+        if due is None:
+            return False
+        _end(connection, found.id, account, order_id, request_id, changed, datetime.now(UTC))
+        return True
+
+
+def _end(
+    connection: Connection,
+    row_id: int,
+    account: str,
+    order_id: int,
+    request_id: str | None,
+    changed: AccountChange,
+    now: datetime,
+) -> None:
+    """An order whose account is gone: not fetched (nor refreshed) again, its data kept; one
+    failure row and one `order.failed` event say why."""
+    values: dict[str, Any] = {"last_request_id": request_id} if request_id is not None else {}
+    connection.execute(
+        update(_orders)
+        .where(_orders.c.id == row_id)
+        .values(
+            state=case((_orders.c.state == "fetched", "fetched"), else_="failed"),
+            is_open=False,
+            error_code=changed.code,
+            message=changed.message,
+            next_attempt_at=None,
+            lease_until=None,
+            dispatched_until=None,
+            **values,
+        )
+    )
+    record_failure(
+        connection, account, "order", str(order_id), changed.code, changed.message, 1, now
+    )
+    log.warning(
+        "order %s not fetched: %s",
+        order_id,
+        changed.message,
+        extra={
+            "account": account,
+            "order_id": order_id,
+            "outcome": "failed",
+            "error_code": changed.code,
+        },
+    )
+    record_order_event(connection, row_id, fetched=False)
+
+
 # The fetch's statements, built once (see worker.db.leases.claim_statement). An UPDATE without
 # .values() sets the columns named in the parameters it is executed with.
 _orders = table_of(Order)
-_FIND = select(_orders.c.id, _orders.c.last_request_id).where(
+_FIND = select(_orders.c.id, _orders.c.last_request_id, _orders.c.account_id).where(
     _orders.c.account == bindparam("account"), _orders.c.order_id == bindparam("order_id")
 )
 _INSERT = insert(_orders).returning(_orders.c.id)
@@ -174,14 +254,19 @@ def _claim(
                 if found is None:
                     new_row = {
                         "account": account,
+                        "account_id": work_account_id(connection, settings, account),
                         "order_id": order_id,
                         "next_attempt_at": now,
                         "lease_until": lease_until,
                         **named,
                     }
                     return int(connection.execute(_INSERT, new_row).scalar_one())
-                row_id, last_request_id = found
+                row_id, last_request_id, account_id = found
                 if request_id is not None and last_request_id == request_id:
+                    return None
+                changed = account_change(connection, settings, account, account_id)
+                if changed is not None:  # stored for an earlier account of this name
+                    _end(connection, row_id, account, order_id, request_id, changed, now)
                     return None
                 params = {**claim_params(row_id, now, settings.lease_seconds), **named}
                 return row_id if connection.execute(_CLAIM, params).rowcount == 1 else None
@@ -191,7 +276,7 @@ def _claim(
 
 
 def _ensure_row(
-    sessions: sessionmaker[Session], account: str, order_id: int, now: datetime
+    sessions: sessionmaker[Session], settings: Settings, account: str, order_id: int, now: datetime
 ) -> None:
     params = {"account": account, "order_id": order_id}
     with core_transaction(sessions) as connection:
@@ -199,7 +284,10 @@ def _ensure_row(
             return
     try:
         with core_transaction(sessions) as connection:
-            connection.execute(_INSERT, {**params, "next_attempt_at": now})
+            account_id = work_account_id(connection, settings, account)
+            connection.execute(
+                _INSERT, {**params, "account_id": account_id, "next_attempt_at": now}
+            )
     except IntegrityError:  # recorded by another task at the same moment
         pass
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
+from worker.accounts.store import AccountChange, account_change, work_account_id
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.bulk import insert_rows
@@ -21,7 +22,13 @@ from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.outbox.events import record_removal_event
-from worker.platforms import ApiError, Platform, RemovalOutcome, TransientApiError
+from worker.platforms import (
+    ApiError,
+    PermanentApiError,
+    Platform,
+    RemovalOutcome,
+    TransientApiError,
+)
 from worker.ratelimit.runners import RUNNERS_PER_JOB, more_runner_countdowns
 from worker.services import job_keys
 from worker.services.attempts import SLOT_HOLD, Attempted, Row, attempt
@@ -83,8 +90,12 @@ def create_job(
     digest = job_keys.sku_set_digest(skus)
     try:
         with core_transaction(sessions) as connection:
+            # Read (and share-locked) in the transaction of the insert: a removal of the
+            # account waits for it, and then sees the job's batches.
+            account_id = work_account_id(connection, settings, account)
             existing = _find_job(connection, account, key)
             if existing is not None:
+                job_keys.refuse_other_account(connection, settings, existing, key)
                 job_keys.refuse_other_set(connection, existing, key, digest)
                 return existing, []
             starts = range(0, len(skus), batch_size)
@@ -92,6 +103,7 @@ def create_job(
                 insert(_jobs)
                 .values(
                     account=account,
+                    account_id=account_id,
                     key=key,
                     total=len(skus),
                     pending_batches=len(starts),
@@ -126,6 +138,7 @@ def create_job(
             existing = _find_job(connection, account, key)
             if existing is None:
                 raise
+            job_keys.refuse_other_account(connection, settings, existing, key)
             job_keys.refuse_other_set(connection, existing, key, digest)
         return existing, []
 
@@ -173,6 +186,7 @@ _CLAIM_NEXT = (
     .returning(_batches.c.id, _batches.c.account, *_UNWRITTEN)
 )
 _JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
+_ACCOUNT_OF_JOB = select(_jobs.c.account, _jobs.c.account_id).where(_jobs.c.id == bindparam("job"))
 # The job's batches before it held by running tasks: a batch late for its slot is left to
 # them. Before it, not any other: two late batches each left to the other would leave the job
 # to the sweeper; the first batch held always has its task go on.
@@ -302,6 +316,11 @@ def process_batch(
         slot = None  # reserved for that batch: another task has it (a duplicate delivery)
         job_id = _job_of(sessions, batch_id)
         work = None if job_id is None else _claim_next(sessions, settings, job_id)
+    if work is not None:
+        changed = _account_changed(sessions, settings, work.job_id)
+        if changed is not None:
+            _end_for_account(sessions, settings, work, changed)
+            return []
     while work is not None:
         started = time.monotonic()
         done = _remove(sessions, platforms(work.account), settings, work, take_until, slot)
@@ -322,6 +341,30 @@ def process_batch(
         else:  # a new message goes on from here
             return [*messages, Message(REMOVE_BATCH_TASK, (work.batch_id,))]
     return messages
+
+
+def _account_changed(
+    sessions: sessionmaker[Session], settings: Settings, job_id: int
+) -> AccountChange | None:
+    """Whether the job's account was removed (and maybe its name given to another) since."""
+    with core_transaction(sessions) as connection:
+        job = connection.execute(_ACCOUNT_OF_JOB, {"job": job_id}).one()
+        return account_change(connection, settings, job.account, job.account_id)
+
+
+def _end_for_account(
+    sessions: sessionmaker[Session], settings: Settings, work: _Claim, changed: AccountChange
+) -> None:
+    """A job whose account is gone: its SKUs not yet removed fail, once, with what happened to
+    the account, and nothing is sent (least of all with the credentials of an account that has
+    its name now); the job is done."""
+    error = PermanentApiError(changed.message, action="RemoveProduct", code=changed.code)
+    with core_transaction(sessions) as connection:
+        claimed: _Claim | None = work
+        while claimed is not None:
+            now = datetime.now(UTC)
+            _fail_batch(connection, claimed, error, changed.message, now)
+            claimed = _take_next(connection, settings, work.job_id, now)
 
 
 def more_runners(batch_id: int, took: float, interval: float) -> list[Message]:

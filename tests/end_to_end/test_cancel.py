@@ -1,43 +1,26 @@
-"""Cancel with a real worker on each stack: once `lazada-worker cancel` has returned, no call of
+"""Cancel with a real worker on each stack: once a cancel has returned, no call of
 the job starts; the call in flight finishes and is recorded, and what it leaves to send again
 (SKUs it did not apply, a transient error's retry) is cancelled; the job ends
 `removal.cancelled` only if it cancelled a SKU, else `removal.finished`."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import time
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from tests.support.processes import REPO, wait_for
+from tests.support.processes import wait_for
 from tests.support.worker_stack import BATCH, Stack
 from worker.db.models import Event
-from worker.services import documents
+from worker.services import documents, job_control
 
 pytestmark = pytest.mark.slow
-_SKU = re.compile(rb"<SellerSku>([^<]*)</SellerSku>")
-# The sandbox holds each answer this long: the job's only call is in flight when the cancel
-# (a command of its own, which takes a moment to start) commits. A scenario's step, not a
-# timing assertion: nothing here is asserted about how long anything took.
+# The sandbox holds each answer this long, so that the job's only call is in flight when the
+# cancel commits (each test checks it was). A scenario's step, not a timing assertion: nothing
+# here is asserted about how long anything took.
 HELD = 6.0
-
-
-def _cancel(stack: Stack, key: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "cancel", key],
-        env=stack.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def _done(stack: Stack, key: str) -> dict[str, Any]:
@@ -63,12 +46,17 @@ def _removal_calls(stack: Stack) -> list[Any]:
 
 
 def _in_flight_then_cancelled(stack: Stack, key: str, skus: list[str]) -> float:
-    """Start the job, cancel it while its one call is in flight; when the cancel returned."""
+    """Start the job, cancel it while its one call is in flight (what `lazada-worker cancel`
+    runs, here in the test's process: the command's start-up would eat into HELD); returns
+    when the cancel returned."""
     stack.start_worker()
     stack.send("lazada.remove_products", skus, key=key)
     wait_for(lambda: _removal_calls(stack), 60, "the job's call in flight")
-    _cancel(stack, key)
-    return time.time()
+    outcome = job_control.cancel(stack.sessions, stack.settings.account, key)
+    returned = time.time()
+    assert (outcome.changed, outcome.done) == (0, False)  # its one batch was in a call
+    assert len(_removal_calls(stack)) == 1
+    return returned
 
 
 @pytest.mark.parametrize("leaves", ["a transient error", "SKUs not applied"])

@@ -79,7 +79,9 @@ def test_a_retry_after_the_sandbox_unlocks_the_failed_skus_ends_with_none_failed
 
 
 def test_cancel_one_second_into_a_big_job_stops_every_sku_not_yet_sent(stack: Stack) -> None:
-    stack.sandbox.config.latency = 0.3
+    # Calls slow enough that the job is still under way when the cancel (a command of its
+    # own, slow to start on a loaded machine) commits.
+    stack.sandbox.config.latency = 1.0
     skus = [f"X-{n:05d}" + ("-FAIL" if n % 500 == 0 else "") for n in range(5000)]
     stack.start_worker()
     stack.send("lazada.remove_products", skus, key="cancelled")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
+from worker.db import storable
 from worker.db.models import ApiCall, Failure, table_of
 from worker.platforms.sellercenter import CallRecord
 
@@ -56,7 +57,7 @@ def record_api_calls(
                 "outcome": c.outcome,
                 "duration_ms": round(c.duration_s * 1000),
                 "http_status": c.http_status,
-                "error_code": c.error_code,
+                "error_code": storable.code(c.error_code),  # the API's: untrusted
             }
             for c in calls
         ],
@@ -76,15 +77,16 @@ def record_failure(
     attempts: int,
     now: datetime,
 ) -> None:
-    """The row that tells operators (`lazada-worker failures`) what failed for good, and why."""
+    """The row that tells operators (`lazada-worker failures`) what failed for good, and why;
+    the code and message (often the API's) made storable."""
     connection.execute(
         _FAILURE.values(
             account=account,
             at=now,
             kind=kind,
-            subject=subject,
-            error_code=code,
-            message=message,
+            subject=storable.text(subject),
+            error_code=storable.code(code),
+            message=storable.text(message),
             attempts=attempts,
         )
     )

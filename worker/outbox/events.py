@@ -18,6 +18,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.broker.dispatch import Message
+from worker.db import storable
 from worker.db.models import Event, EventDelivery, ImageJob, Order, RemovalJob, table_of
 from worker.inputs import InvalidInput
 
@@ -66,7 +67,9 @@ def record_event(
             type=type,
             account=account,
             at=now,
-            data=data,
+            # Encodable whatever the work's values hold (a lone surrogate from an API's answer
+            # stored before: a body that cannot be sent would never be delivered nor dead).
+            data=storable.document(data),
             callback=callback,
             callback_queue=callback_queue,
             state="pending",
@@ -184,15 +187,18 @@ def redeliver(connection: Connection, event_id: str, account: str | None) -> boo
 
 
 def record_removal_event(connection: Connection, job_id: int) -> str:
-    """`removal.finished` (or `.cancelled`): the job document with at most MAX_FAILED_SKUS of
-    its failed SKUs, read with a LIMIT (contract, Event)."""
+    """`removal.cancelled` when the job has cancelled SKUs, else `removal.finished`: the job
+    document with at most MAX_FAILED_SKUS of its failed SKUs, read with a LIMIT (contract,
+    Event)."""
     from worker.services import documents
 
     with Session(bind=connection) as session:
         job = session.get(RemovalJob, job_id)
         assert job is not None
         document = documents.removal_event_document(session, job, MAX_FAILED_SKUS)
-        kind = "removal.cancelled" if job.cancelled_at is not None else "removal.finished"
+        # Cancelled only if the cancel stopped a SKU (contract, Event): a job whose batches
+        # were all in flight at the cancel, or a retry's end, says what happened to its SKUs.
+        kind = "removal.cancelled" if document["cancelled"] else "removal.finished"
         return record_event(
             connection, kind, job.account, document, job.callback, job.callback_queue
         )

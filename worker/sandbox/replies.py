@@ -30,6 +30,11 @@ class Reply:
 
 
 def json_reply(status: int, document: Any, error_code: int | str | None = None) -> Reply:
-    """A compact UTF-8 JSON answer."""
+    """A compact UTF-8 JSON answer; one holding a lone surrogate (a knob's text) with every
+    character beyond ASCII escaped, as that is the only way JSON carries it."""
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    return Reply(status, JSON_CONTENT_TYPE, text.encode("utf-8"), error_code)
+    try:
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:
+        body = json.dumps(document, separators=(",", ":")).encode("ascii")
+    return Reply(status, JSON_CONTENT_TYPE, body, error_code)

@@ -7,6 +7,7 @@ A service says only what its call is and what each outcome writes on its rows.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -14,21 +15,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Select, Table, update
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.store import mark_needs_authorization
 from worker.broker.dispatch import Message, countdown_deadline, retry_delay
 from worker.db.audit import collect_calls, record_api_calls
 from worker.db.engine import core_transaction
+from worker.db.storable import text as storable_text
 from worker.platforms import (
     AccountParked,
     ApiError,
     AuthorizationLostError,
+    CallRecord,
     PermanentApiError,
     TransientApiError,
 )
 from worker.ratelimit import LateForSlot, RateLimited, TurnsTaken, turn
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -130,11 +136,27 @@ class Attempted(NamedTuple, Generic[R]):
     spare: float = 0.0  # the call's slot came at once (worker.ratelimit.Turn.spare)
 
 
+class UnstorableAnswer(PermanentApiError):
+    """The call's outcome could not be recorded: the database refused what the answer held
+    (a value no column takes, an id already recorded for other work). The work fails for it,
+    once: the call is not made again."""
+
+
+# What a transaction recording an outcome raises when the database refuses a value (SQLAlchemy
+# wraps the driver's error, or an encoding error, in a StatementError), or when a value cannot
+# be converted for a column at all. A database that cannot be reached (OperationalError,
+# InterfaceError) is not among them: the task is retried, and the row is sent again after its
+# lease.
+_REFUSED = (StatementError, UnicodeError, ValueError, TypeError)
+_UNREACHABLE = (OperationalError, InterfaceError)
+
 # Handlers: what each outcome writes, in the transaction that also holds the audit rows.
 Succeeded = Callable[[Connection, T, datetime], R]
 # (error, the message to record, the row's attempts with this one)
 Failed = Callable[[Connection, ApiError, str, int, datetime], None]
-Retrying = Callable[[Connection, TransientApiError, int, datetime], None]  # attempts so far
+# (error, attempts so far); returns False when the row needs no retry (its work was ended
+# meanwhile, e.g. its job cancelled), None or True to be retried
+Retrying = Callable[[Connection, TransientApiError, int, datetime], bool | None]
 Transient = Callable[[Connection, TransientApiError, datetime], list[Message]]
 
 
@@ -162,6 +184,10 @@ def attempt(
     - a permanent error: `failed` records the final state once;
     - the account's authorization is lost: the account is marked (once) and the row parked,
       due again in PARK_SECONDS, not an attempt: nothing fails, nothing is lost.
+
+    When the database refuses the transaction that records the outcome (the answer held a
+    value it cannot store), `failed` records an UnstorableAnswer in a new one: the row ends
+    failed at once instead of staying leased, to be sent again, and refused again, for ever.
     """
     error: ApiError | None = None
     with collect_calls() as calls:
@@ -196,17 +222,55 @@ def attempt(
         except (TransientApiError, PermanentApiError) as exc:
             error = exc
     now = datetime.now(UTC)
+    try:
+        with core_transaction(sessions) as connection:
+            record_api_calls(connection, row.account, calls)
+            if error is None:
+                return Attempted(succeeded(connection, result, now), [], spare=current.spare)
+            if isinstance(error, PermanentApiError):
+                failed(connection, error, error.message, _count_attempt(connection, row), now)
+                return Attempted(None, [])
+            assert isinstance(error, TransientApiError)
+            if transient is not None:
+                return Attempted(None, transient(connection, error, now))
+            messages = _retry(connection, settings, row, error, now, failed, retrying)
+            return Attempted(None, messages)
+    except _REFUSED as exc:
+        if isinstance(exc, _UNREACHABLE):
+            raise
+        action = calls[-1].action if calls else "the call"
+        _unstorable(sessions, row, calls, failed, UnstorableAnswer(_refusal(exc), action=action))
+        return Attempted(None, [])
+
+
+def _unstorable(
+    sessions: sessionmaker[Session],
+    row: Row,
+    calls: list[CallRecord],
+    failed: Failed,
+    error: UnstorableAnswer,
+) -> None:
+    """The row's work failed because its outcome could not be stored (see `attempt`)."""
+    now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         record_api_calls(connection, row.account, calls)
-        if error is None:
-            return Attempted(succeeded(connection, result, now), [], spare=current.spare)
-        if isinstance(error, PermanentApiError):
-            failed(connection, error, error.message, _count_attempt(connection, row), now)
-            return Attempted(None, [])
-        assert isinstance(error, TransientApiError)
-        if transient is not None:
-            return Attempted(None, transient(connection, error, now))
-        return Attempted(None, _retry(connection, settings, row, error, now, failed, retrying))
+        failed(connection, error, error.message, _count_attempt(connection, row), now)
+    log.error(
+        "%s %s: %s",
+        row.table.name,
+        row.id,
+        error.message,
+        extra={"account": row.account, "outcome": "failed"},
+    )
+
+
+def _refusal(exc: Exception) -> str:
+    """What the database refused, in one line (the driver's own error, without the statement
+    and its parameters)."""
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines() or [""]
+    detail = storable_text(f"{type(cause).__name__}: {lines[0]}")[:300]
+    return f"the answer could not be stored: {detail}"
 
 
 def _retry(
@@ -223,8 +287,8 @@ def _retry(
         message = f"gave up after repeated transient errors; last: {error}"
         failed(connection, error, message, attempts, now)
         return []
-    if retrying is not None:
-        retrying(connection, error, attempts, now)
+    if retrying is not None and retrying(connection, error, attempts, now) is False:
+        return []
     delay = retry_delay(settings.retry_ladder, attempts)
     return [row.reschedule(connection, settings, now, delay)]
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.accounts.platforms import PlatformFor
 from worker.accounts.store import account_change, work_account_id
 from worker.broker.dispatch import Message, countdown_deadline, dispatch_deadline
+from worker.db import storable
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
@@ -27,7 +28,7 @@ from worker.db.models import ImageJob, ImageMigration, table_of
 from worker.inputs import InvalidInput
 from worker.outbox.events import record_image_job_event
 from worker.platforms import ApiError, ImageJobStatus, PermanentApiError, TransientApiError
-from worker.services.attempts import Row, attempt
+from worker.services.attempts import Row, UnstorableAnswer, attempt
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ def advance(
             c, settings, job, status, started_at, deadline_at, now
         ),
         failed=lambda c, error, message, attempts, now: _fail(
-            c, job, "rejected", error.code, message, attempts, now
+            c, job, _failed_state(error), error.code, message, attempts, now
         ),
         # A transient error in answer to a poll (E006, 1000 or E901 on the legacy platform)
         # means "not yet" (decision D6; the Open Platform's client reads its own "still
@@ -274,8 +275,10 @@ class _Job(NamedTuple):
 
 
 def _failed_state(error: ApiError) -> str:
-    """A submit the API refused is rejected; one that never got through failed."""
-    return "rejected" if isinstance(error, PermanentApiError) else "failed"
+    """A submit or poll the API refused is rejected; one that never got through, or whose
+    answer could not be stored, failed."""
+    refused = isinstance(error, PermanentApiError) and not isinstance(error, UnstorableAnswer)
+    return "rejected" if refused else "failed"
 
 
 def _submitted(
@@ -310,8 +313,12 @@ def _polled(
             _POLLED, {"row": job.row.id, "attempts": 0, **_due(settings, now, delay)}
         )
         return [replace(job.row.message, countdown=delay)]
-    images = [{"url": i.url, "code": i.code, "original_url": i.original_url} for i in status.images]
-    errors = [{"original_url": e.original_url, "message": e.message} for e in status.errors]
+    images = storable.document(
+        [{"url": i.url, "code": i.code, "original_url": i.original_url} for i in status.images]
+    )
+    errors = storable.document(
+        [{"original_url": e.original_url, "message": e.message} for e in status.errors]
+    )
     if not errors:
         state = "succeeded"
     elif images:
@@ -340,7 +347,11 @@ def _not_yet(
     deadline_at: datetime,
     now: datetime,
 ) -> list[Message]:
-    failed = {"row": job.row.id, "error_code": error.code, "message": str(error)}
+    failed = {
+        "row": job.row.id,
+        "error_code": storable.code(error.code),
+        "message": storable.text(str(error)),
+    }
     if now >= deadline_at:
         connection.execute(_UPDATE.values(attempts=_jobs.c.attempts + 1), failed)
         return _expire(connection, settings, job, now)
@@ -357,7 +368,12 @@ def _expire(connection: Connection, settings: Settings, job: _Job, now: datetime
 
 def _record_error(connection: Connection, job: _Job, error: TransientApiError) -> None:
     connection.execute(
-        _UPDATE, {"row": job.row.id, "error_code": error.code, "message": str(error)}
+        _UPDATE,
+        {
+            "row": job.row.id,
+            "error_code": storable.code(error.code),
+            "message": storable.text(str(error)),
+        },
     )
 
 
@@ -379,8 +395,8 @@ def _fail(
         failure=message,
         code=code,
         attempts=attempts,
-        error_code=code,
-        message=message,
+        error_code=storable.code(code),
+        message=storable.text(message),
     )
 
 

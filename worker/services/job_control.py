@@ -3,24 +3,20 @@ sent. Both are one transaction each, idempotent, and safe beside running workers
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Row, case, or_, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.store import work_account_id
 from worker.broker.dispatch import Message, dispatch_deadline
-from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.inputs import InvalidInput
-from worker.outbox.events import record_removal_event
 from worker.ratelimit.runners import RUNNERS_PER_JOB
 from worker.services import job_keys
-from worker.services.removal import _SKU_COLUMNS, REMOVE_BATCH_TASK, _storable
+from worker.services.removal import REMOVE_BATCH_TASK, cancel_free_batches
 from worker.settings import Settings
 
 _jobs = table_of(RemovalJob)
@@ -45,8 +41,9 @@ def retry(
     runners: int = RUNNERS_PER_JOB,
 ) -> Controlled:
     """A done job's failed SKUs go back to pending and their batches are sent again, by
-    `runners` tasks (runners_for the account's rate, as a new job); the job finishes (and
-    records its event) again. A job not done, or with nothing failed, is left as it is."""
+    `runners` tasks (runners_for the account's rate, as a new job); its cancelled SKUs stay
+    cancelled. The job finishes (and records its event, by the same rule as its first end)
+    again. A job not done, or with nothing failed, is left as it is."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         # Held against a removal of the account until the batches are pending again.
@@ -84,6 +81,7 @@ def retry(
             .values(
                 pending_batches=_jobs.c.pending_batches + len(batches),
                 finished_at=None,
+                # The retried SKUs may be sent: a claim refuses a job still marked cancelled.
                 cancelled_at=None,
             )
         )
@@ -92,72 +90,24 @@ def retry(
 
 
 def cancel(sessions: sessionmaker[Session], account: str, key: str) -> Controlled:
-    """The job's SKUs not yet sent become `cancelled`; batches in a call right now (leased)
-    finish that call and are recorded as usual, and the job is done once they have."""
+    """The job's SKUs not yet sent become `cancelled`, and no call of the job starts after
+    this commits (a claim refuses a cancelled job). Batches in a call right now (leased)
+    finish that call and are recorded as usual, except that the SKUs it leaves to send again
+    are cancelled; the job is done once they have. It ends `removal.cancelled` if it
+    cancelled a SKU, else `removal.finished` (worker.outbox.events)."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         job_id, finished_at = _job(connection, account, key)
         if finished_at is not None:
             return Controlled(0, True, [])
-        # Batches before the job row, as a finishing batch takes them: no lock cycle.
-        free = (
-            select(_batches.c.id, _batches.c.first_position, _batches.c.skus)
-            .where(
-                _batches.c.job_id == job_id,
-                _batches.c.state == "pending",
-                or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < now),
-            )
-            .with_for_update(skip_locked=True)
-        )
-        found = connection.execute(free).all()
-        ids = [row.id for row in found]
-        cancelled = 0
-        if ids:
-            connection.execute(
-                update(_batches)
-                .where(_batches.c.id.in_(ids))
-                .values(state="done", skus=None, lease_until=None, dispatched_until=None)
-            )
-            cancelled += _cancel_held(connection, account, job_id, found, now)
-            cancelled += connection.execute(
-                update(_skus)
-                .where(_skus.c.batch_id.in_(ids), _skus.c.state == "pending")
-                .values(state="cancelled", updated_at=now)
-            ).rowcount
+        cancelled = cancel_free_batches(connection, job_id, now)
         left = connection.execute(
             update(_jobs)
             .where(_jobs.c.id == job_id)
-            .values(
-                cancelled_at=now,
-                pending_batches=_jobs.c.pending_batches - len(ids),
-                finished_at=case(
-                    (_jobs.c.pending_batches == len(ids), now), else_=_jobs.c.finished_at
-                ),
-            )
+            .values(cancelled_at=func.coalesce(_jobs.c.cancelled_at, now))
             .returning(_jobs.c.pending_batches)
         ).scalar_one()
-        if ids and left == 0:
-            record_removal_event(connection, job_id)
         return Controlled(cancelled, left == 0, [])
-
-
-def _cancel_held(
-    connection: Connection,
-    account: str,
-    job_id: int,
-    found: Sequence[Row[Any, Any, Any]],
-    now: datetime,
-) -> int:
-    """SKU rows, cancelled, for the batches that still held their SKUs."""
-    rows = [
-        (account, job_id, row.id, row.first_position + offset, _storable(sku), "cancelled", 0, now)
-        for row in found
-        if row.skus is not None and row.first_position is not None
-        for offset, sku in enumerate(json.loads(row.skus))
-    ]
-    if rows:
-        insert_rows(connection, _skus, _SKU_COLUMNS, rows)
-    return len(rows)
 
 
 def _job(connection: Connection, account: str, key: str) -> tuple[int, datetime | None]:

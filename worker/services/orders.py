@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.accounts.platforms import PlatformFor
 from worker.accounts.store import AccountChange, account_change, work_account_id
 from worker.broker.dispatch import Message, dispatch_deadline
+from worker.db import storable
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
@@ -308,24 +309,26 @@ def _store(
 
 
 def _stored_values(order: ApiOrder, now: datetime) -> dict[str, Any]:
-    """The columns a fetched order sets: its data, and nothing due any more."""
+    """The columns a fetched order sets: its data (the API's, made storable: worker.db.storable),
+    and nothing due any more. The order number and price are not cut: one that does not fit
+    fails the fetch (worker.services.attempts.UnstorableAnswer)."""
     return {
         "state": "fetched",
-        "order_number": order.order_number,
-        "customer_first_name": order.customer_first_name,
-        "customer_last_name": order.customer_last_name,
-        "payment_method": order.payment_method,
+        "order_number": storable.text(order.order_number),
+        "customer_first_name": storable.text(order.customer_first_name),
+        "customer_last_name": storable.text(order.customer_last_name),
+        "payment_method": storable.bounded(order.payment_method, _orders.c.payment_method),
         "price": str(order.price),
         "gift_option": order.gift_option,
         "items_count": order.items_count,
-        "statuses": list(order.statuses),
+        "statuses": storable.document(list(order.statuses)),
         "is_open": not set(order.statuses) <= FINAL_STATUSES,
         "order_created_at": order.created_at,
         "order_updated_at": order.updated_at,
-        "address_billing": dict(order.address_billing),
-        "address_shipping": dict(order.address_shipping),
-        "extra_attributes": dict(order.extra_attributes),
-        "raw": dict(order.raw),
+        "address_billing": storable.document(dict(order.address_billing)),
+        "address_shipping": storable.document(dict(order.address_shipping)),
+        "extra_attributes": storable.document(dict(order.extra_attributes)),
+        "raw": storable.document(dict(order.raw)),
         "error_code": None,
         "message": None,
         "fetched_at": now,
@@ -342,7 +345,11 @@ def _record_retry(
     error: TransientApiError,
     attempts: int,
 ) -> None:
-    values = {"last_request_id": request_id, "error_code": error.code, "message": str(error)}
+    values = {
+        "last_request_id": request_id,
+        "error_code": storable.code(error.code),
+        "message": storable.text(str(error)),
+    }
     connection.execute(_UPDATE, {"row": row.id, **values})
     log.info("order %s: %s; retry %s", row.message.args[0], error, attempts)
 
@@ -364,8 +371,8 @@ def _fail(
         .values(
             state=case((_orders.c.state == "fetched", "fetched"), else_="failed"),
             last_request_id=request_id,
-            error_code=error.code,
-            message=message,
+            error_code=storable.code(error.code),
+            message=storable.text(message),
             next_attempt_at=None,
             lease_until=None,
             dispatched_until=None,

@@ -21,6 +21,8 @@ from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
 from worker.db.leases import claim_params, claim_statement
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
+from worker.db.storable import code as storable_code
+from worker.db.storable import text as storable_text
 from worker.outbox.events import record_removal_event
 from worker.platforms import (
     ApiError,
@@ -161,13 +163,21 @@ class _Claim(NamedTuple):
 # compiling SQLAlchemy expressions (and ORM-enabled updates) cost more CPU than the database.
 
 _DUE = (_batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("now"))
+# A batch of a cancelled job is never claimed: once a cancel has committed, no call of its job
+# starts (its free batches it cancelled itself; one held by a task then finishes its call).
+_NOT_CANCELLED = (
+    select(_jobs.c.cancelled_at).where(_jobs.c.id == _batches.c.job_id).scalar_subquery().is_(None)
+)
 _LEASE_FREE = or_(_batches.c.lease_until.is_(None), _batches.c.lease_until < bindparam("now"))
 _UNWRITTEN = (_batches.c.first_position, _batches.c.skus)
 # A batch deferred to its slot is due for the job's other runners SLOT_HOLD after it (its own
 # message, which carries the slot, takes it at the slot): otherwise another runner could take
 # it first, the reserved slot would go unused and the job would take one more.
 _CLAIM = claim_statement(
-    RemovalBatch, _batches.c.state == "pending", _batches.c.next_attempt_at <= bindparam("due_by")
+    RemovalBatch,
+    _batches.c.state == "pending",
+    _batches.c.next_attempt_at <= bindparam("due_by"),
+    _NOT_CANCELLED,
 ).returning(_batches.c.job_id, _batches.c.account, *_UNWRITTEN)
 # The job's first free batch, skipping rows another transaction is claiming (PostgreSQL;
 # SQLite runs one writer at a time), claimed in the same statement.
@@ -181,11 +191,23 @@ _NEXT_FREE = (
 )
 _CLAIM_NEXT = (
     update(_batches)
-    .where(_batches.c.id == _NEXT_FREE, _LEASE_FREE, *_DUE)
+    .where(_batches.c.id == _NEXT_FREE, _LEASE_FREE, *_DUE, _NOT_CANCELLED)
     .values(lease_until=bindparam("until"))
     .returning(_batches.c.id, _batches.c.account, *_UNWRITTEN)
 )
-_JOB_OF = select(_batches.c.job_id).where(_batches.c.id == bindparam("batch"))
+_JOB_OF = (
+    select(_batches.c.job_id, _jobs.c.cancelled_at)
+    .join(_jobs, _jobs.c.id == _batches.c.job_id)
+    .where(_batches.c.id == bindparam("batch"))
+)
+_CANCELLED_AT = select(_jobs.c.cancelled_at).where(_jobs.c.id == bindparam("job"))
+# A cancelled job's batch in a call when the cancel came: the SKUs its call left (not applied,
+# or to be retried) are cancelled, not sent again.
+_CANCEL_PENDING = (
+    update(_skus)
+    .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
+    .values(state="cancelled", updated_at=bindparam("now"))
+)
 _ACCOUNT_OF_JOB = select(_jobs.c.account, _jobs.c.account_id).where(_jobs.c.id == bindparam("job"))
 # The job's batches before it held by running tasks: a batch late for its slot is left to
 # them. Before it, not any other: two late batches each left to the other would leave the job
@@ -271,17 +293,18 @@ _FINISH_IN_JOB = (
     update(_jobs)
     .where(_jobs.c.id == bindparam("job"))
     .values(
-        pending_batches=_jobs.c.pending_batches - 1,
+        pending_batches=_jobs.c.pending_batches - bindparam("finished"),
         finished_at=case(
-            (_jobs.c.pending_batches == 1, bindparam("now")), else_=_jobs.c.finished_at
+            (_jobs.c.pending_batches == bindparam("finished"), bindparam("now")),
+            else_=_jobs.c.finished_at,
         ),
     )
     .returning(_jobs.c.key, _jobs.c.account, _jobs.c.total, _jobs.c.pending_batches)
 )
-_FAILED_IN_JOB = (
-    select(func.count())
-    .select_from(_skus)
-    .where(_skus.c.job_id == bindparam("job"), _skus.c.state == "failed")
+_ENDED_IN_JOB = (
+    select(_skus.c.state, func.count())
+    .where(_skus.c.job_id == bindparam("job"), _skus.c.state.in_(("failed", "cancelled")))
+    .group_by(_skus.c.state)
 )
 
 
@@ -314,8 +337,14 @@ def process_batch(
     work = _claim(sessions, settings, batch_id, slot is not None)
     if work is None:
         slot = None  # reserved for that batch: another task has it (a duplicate delivery)
-        job_id = _job_of(sessions, batch_id)
-        work = None if job_id is None else _claim_next(sessions, settings, job_id)
+        job = _job_of(sessions, batch_id)
+        if job is None:
+            return messages
+        job_id, cancelled_at = job
+        if cancelled_at is not None:
+            _cancel_left(sessions, job_id)
+            return messages
+        work = _claim_next(sessions, settings, job_id)
     if work is not None:
         changed = _account_changed(sessions, settings, work.job_id)
         if changed is not None:
@@ -405,7 +434,8 @@ def _remove(
         if not done.again:
             return done._replace(spare=attempted.spare)
         again = _claim(sessions, settings, work.batch_id)
-        if again is None:  # taken by another task meanwhile, or nothing left to send
+        if again is None:  # taken by another task meanwhile, nothing left, or cancelled
+            _cancel_left(sessions, work.job_id)
             return _Done([], True, None)
         work = again
 
@@ -438,7 +468,7 @@ def _call_once(
             c, settings, work, outcome, now, take_until
         ),
         failed=lambda c, error, message, _, now: _fail_batch(c, work, error, message, now),
-        retrying=lambda c, error, attempts, now: _record_retry(c, work, error, attempts),
+        retrying=lambda c, error, attempts, now: _record_retry(c, work, error, attempts, now),
     )
 
 
@@ -461,12 +491,14 @@ def _record_outcome(
         for sku, failure in outcome.failed.items():
             _fail_sku(connection, work, sku, failure.code, failure.message, now)
         # A SKU neither removed nor failed was not applied: a new call sends it again, and
-        # none is sent again once recorded as removed or failed.
+        # none is sent again once recorded as removed or failed; in a cancelled job it is
+        # cancelled instead.
         if any(sku not in removed and sku not in outcome.failed for sku in work.skus):
             if outcome.called:
                 connection.execute(_COUNT_ATTEMPT, {"batch": work.batch_id})
-            connection.execute(_RELEASE, {"batch": work.batch_id})
-            return _Done([], True, None, again=True)
+            if not _cancelled(connection, work, now):
+                connection.execute(_RELEASE, {"batch": work.batch_id})
+                return _Done([], True, None, again=True)
         finished = connection.execute(_FINISH_BATCH, {"batch": work.batch_id}).rowcount == 1
     taken = None
     if time.monotonic() < take_until:
@@ -479,13 +511,30 @@ def _record_outcome(
 
 
 def _record_retry(
-    connection: Connection, work: _Claim, error: TransientApiError, attempts: int
-) -> None:
-    """A transient error: the call counts as an attempt for each SKU it carried."""
-    _write_skus(connection, work, datetime.now(UTC))
+    connection: Connection, work: _Claim, error: TransientApiError, attempts: int, now: datetime
+) -> bool:
+    """A transient error: the call counts as an attempt for each SKU it carried. False when
+    the job was cancelled meanwhile: its SKUs are then cancelled and the batch done, not
+    retried."""
+    _write_skus(connection, work, now)
     connection.execute(_COUNT_ATTEMPT, {"batch": work.batch_id})
-    connection.execute(_LAST_ERROR, {"batch": work.batch_id, "last_error": str(error)})
+    connection.execute(
+        _LAST_ERROR, {"batch": work.batch_id, "last_error": storable_text(str(error))}
+    )
+    if _cancelled(connection, work, now):
+        _finish_batch(connection, work.job_id, work.batch_id, now)
+        return False
     log.info("batch %s: %s; retry %s", work.batch_id, error, attempts)
+    return True
+
+
+def _cancelled(connection: Connection, work: _Claim, now: datetime) -> bool:
+    """Whether the batch's job was cancelled; if so, its SKUs still pending are cancelled (the
+    batch's SKU rows are written)."""
+    if connection.execute(_CANCELLED_AT, {"job": work.job_id}).scalar() is None:
+        return False
+    connection.execute(_CANCEL_PENDING, {"batch": work.batch_id, "now": now})
+    return True
 
 
 def _fail_batch(
@@ -495,8 +544,65 @@ def _fail_batch(
     _write_skus(connection, work, now)
     for sku in work.skus:
         _fail_sku(connection, work, sku, error.code, message, now)
-    connection.execute(_LAST_ERROR, {"batch": work.batch_id, "last_error": str(error)})
+    connection.execute(
+        _LAST_ERROR, {"batch": work.batch_id, "last_error": storable_text(str(error))}
+    )
     _finish_batch(connection, work.job_id, work.batch_id, now)
+
+
+# The job's batches no task holds, locked (waiting for any other transaction that holds one,
+# such as a sweep): a cancel must not pass over a batch that is then sent.
+_FREE_OF_JOB = (
+    select(_batches.c.id, _batches.c.account, _batches.c.first_position, _batches.c.skus)
+    .where(_batches.c.job_id == bindparam("job"), _batches.c.state == "pending", _LEASE_FREE)
+    .order_by(_batches.c.id)
+    .with_for_update()
+)
+_CANCEL_BATCHES = (
+    update(_batches)
+    .where(_batches.c.id.in_(bindparam("ids", expanding=True)))
+    .values(state="done", skus=None, lease_until=None, dispatched_until=None)
+)
+_CANCEL_ROWS = (
+    update(_skus)
+    .where(_skus.c.batch_id.in_(bindparam("ids", expanding=True)), _skus.c.state == "pending")
+    .values(state="cancelled", updated_at=bindparam("now"))
+)
+
+
+def cancel_free_batches(connection: Connection, job_id: int, now: datetime) -> int:
+    """Cancel the SKUs of every batch of the job that no task holds, in the caller's
+    transaction, and count those batches done (the last one finishes the job and records its
+    event); returns how many SKUs were cancelled. Batches held by a task finish their call,
+    and what it leaves is cancelled then (_cancelled)."""
+    found = connection.execute(_FREE_OF_JOB, {"job": job_id, "now": now}).all()
+    if not found:
+        return 0
+    ids = [row.id for row in found]
+    connection.execute(_CANCEL_BATCHES, {"ids": ids})
+    held = [
+        (
+            *(row.account, job_id, row.id, row.first_position + offset),
+            *(storable_text(sku), "cancelled", 0, now),
+        )
+        for row in found
+        if row.skus is not None and row.first_position is not None
+        for offset, sku in enumerate(json.loads(row.skus))
+    ]
+    if held:
+        insert_rows(connection, _skus, _SKU_COLUMNS, held)
+    cancelled = len(held) + connection.execute(_CANCEL_ROWS, {"ids": ids, "now": now}).rowcount
+    # Last, as a finishing batch does: the job row's lock after the batches' (no lock cycle).
+    _finish_in_job(connection, job_id, now, finished=len(ids))
+    return cancelled
+
+
+def _cancel_left(sessions: sessionmaker[Session], job_id: int) -> None:
+    """A claim found nothing to do: if the job was cancelled, its batches no task holds (one
+    whose task died, or one released after its call while the cancel came) are cancelled."""
+    with core_transaction(sessions) as connection:
+        if connection.execute(_CANCELLED_AT, {"job": job_id}).scalar() is not None:
+            cancel_free_batches(connection, job_id, datetime.now(UTC))
 
 
 def _claim(
@@ -586,7 +692,7 @@ def _write_skus(connection: Connection, work: _Claim, now: datetime) -> None:
             work.job_id,
             work.batch_id,
             first + offset,
-            _storable(sku),
+            storable_text(sku),
             "pending",
             0,
             now,
@@ -596,17 +702,11 @@ def _write_skus(connection: Connection, work: _Claim, now: datetime) -> None:
     insert_rows(connection, _skus, _SKU_COLUMNS, rows)
 
 
-def _job_of(sessions: sessionmaker[Session], batch_id: int) -> int | None:
+def _job_of(sessions: sessionmaker[Session], batch_id: int) -> tuple[int, datetime | None] | None:
+    """The batch's job and when it was cancelled (None: it was not); None if no such batch."""
     with core_transaction(sessions) as connection:
-        return connection.execute(_JOB_OF, {"batch": batch_id}).scalar()
-
-
-def _storable(sku: str) -> str:
-    """The SKU as a text column holds it: a lone surrogate or NUL (refused by the input rule,
-    but in a batch recorded before it) escaped, as neither encodes into SQLite or PostgreSQL."""
-    if sku.isprintable():
-        return sku
-    return sku.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+        row = connection.execute(_JOB_OF, {"batch": batch_id}).one_or_none()
+        return None if row is None else (row.job_id, row.cancelled_at)
 
 
 def _fail_sku(
@@ -618,7 +718,9 @@ def _fail_sku(
     now: datetime,
 ) -> None:
     """Record a SKU as failed (counting the call that failed it) and log the failure once."""
-    sku = _storable(sku)
+    sku = storable_text(sku)  # refused by the input rule, but maybe in a job recorded before it
+    code = storable_code(code)  # the API's: untrusted, and maybe wider than its column
+    message = storable_text(message)
     attempts = connection.execute(
         _FAIL_SKU,
         {"job": work.job_id, "failed_sku": sku, "code": code, "detail": message, "now": now},
@@ -655,22 +757,29 @@ def _finish_batch(connection: Connection, job_id: int, batch_id: int, now: datet
         _finish_in_job(connection, job_id, now)
 
 
-def _finish_in_job(connection: Connection, job_id: int, now: datetime) -> None:
-    """Count a finished batch in its job; the one that finishes the job logs its summary."""
-    row = connection.execute(_FINISH_IN_JOB, {"job": job_id, "now": now}).first()
+def _finish_in_job(connection: Connection, job_id: int, now: datetime, finished: int = 1) -> None:
+    """Count `finished` batches in their job; the one that finishes the job logs its summary
+    and records its event."""
+    params = {"job": job_id, "now": now, "finished": finished}
+    row = connection.execute(_FINISH_IN_JOB, params).first()
     if row is not None and row.pending_batches == 0:
-        failed = connection.execute(_FAILED_IN_JOB, {"job": job_id}).scalar_one()
+        counted = connection.execute(_ENDED_IN_JOB, {"job": job_id})
+        ended: dict[str, int] = {state: count for state, count in counted}
+        failed, cancelled = ended.get("failed", 0), ended.get("cancelled", 0)
+        removed = row.total - failed - cancelled
         log.info(
-            "job %s done: %d removed, %d failed",
+            "job %s done: %d removed, %d failed, %d cancelled",
             row.key,
-            row.total - failed,
+            removed,
             failed,
+            cancelled,
             extra={
                 "account": row.account,
                 "key": row.key,
                 "outcome": "done",
-                "removed": row.total - failed,
+                "removed": removed,
                 "failed": failed,
+                "cancelled": cancelled,
             },
         )
         record_removal_event(connection, job_id)

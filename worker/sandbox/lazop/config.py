@@ -80,6 +80,14 @@ class LazopSandboxConfig(KnobSet):
     running_answer: str = "both"
     """While an image job runs: "empty" data, code "1000", or "both" in turn (L8)."""
     missing_order_from: int = 900_000_000
+    removal_error_code: str = "503"
+    """The code of a removal answer naming SKUs that could not be removed (L6); any text, to
+    answer one longer than a worker's column."""
+    answer_text: str = ""
+    """When set, the free text of answers: a failing SKU's message and an order's buyer first
+    name (a lone surrogate goes out as its JSON escape, as a careless API may send it)."""
+    migrate_batch_id: str = ""
+    """When set, the ``batch_id`` every ``/images/migrate`` answers (an API that repeats one)."""
     max_clock_skew: float = 7200.0
     max_body_bytes: int = 1_000_000
     seed: int = 0
@@ -123,6 +131,7 @@ class LazopSandboxConfig(KnobSet):
             f"running_answer must be one of {', '.join(RUNNING_ANSWERS)}",
         )
         check(self.missing_order_from > 0, "missing_order_from must be a positive order id")
+        check(bool(self.removal_error_code), "removal_error_code must not be empty")
 
 
 LazopSandboxConfig.PARSERS = {
@@ -145,6 +154,9 @@ _OWN_OPTIONS: tuple[Option, ...] = (
         "token answers broken after the call took effect (LAZOP sandbox)",
     ),
     ("running_answer", "empty|1000|both", "a running image job's answer (LAZOP sandbox)"),
+    ("removal_error_code", "CODE", "code of a failing removal's answer (LAZOP sandbox)"),
+    ("answer_text", "TEXT", "SKU failure messages and buyer names answered (LAZOP sandbox)"),
+    ("migrate_batch_id", "ID", "batch_id every image migration answers (LAZOP sandbox)"),
 )
 _SHARED_OPTIONS = (
     "latency",

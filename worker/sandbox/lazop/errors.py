@@ -33,6 +33,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 }
 
 
+def _catalogued(code: str) -> tuple[str, str]:
+    """The code's message and type; a code the catalogue lacks (``removal_error_code``) reads
+    as a failed removal."""
+    return CATALOGUE.get(code, CATALOGUE["503"])
+
+
 @dataclass(eq=False)  # exceptions must stay hashable
 class LazopErrorAnswer(Exception):
     """Raised to answer the call with ``code != "0"`` (HTTP 200, as the real gateway does).
@@ -46,7 +52,7 @@ class LazopErrorAnswer(Exception):
 
     @property
     def message(self) -> str:
-        return CATALOGUE[self.code][0].replace("%s", self.argument)
+        return _catalogued(self.code)[0].replace("%s", self.argument)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -65,7 +71,7 @@ def render_success(request_id: str, data: Any = None, **top_level: Any) -> Reply
 def render_error(request_id: str, error: LazopErrorAnswer) -> Reply:
     document: dict[str, Any] = {
         "code": error.code,
-        "type": CATALOGUE[error.code][1],
+        "type": _catalogued(error.code)[1],
         "message": error.message,
         "request_id": request_id,
     }

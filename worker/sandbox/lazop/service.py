@@ -134,11 +134,11 @@ class OpenPlatform:
         failing = failing_skus(skus, config.failing_skus)
         if failing:
             raise LazopErrorAnswer(
-                "503",
+                config.removal_error_code,
                 detail=[
                     {
                         "field": "seller_sku_list",
-                        "message": f"SellerSku '{sku}' could not be removed",
+                        "message": config.answer_text or f"SellerSku '{sku}' could not be removed",
                         "seller_sku": sku,
                     }
                     for sku in failing
@@ -173,6 +173,8 @@ class OpenPlatform:
         document["gift_option"] = document.get("gift_option") == "1"
         document["items_count"] = int(str(document.get("items_count") or 0))
         document["promised_shipping_times"] = ""
+        if config.answer_text:
+            document["customer_first_name"] = config.answer_text
         return document
 
     def items(self, seller: str, order_id: int, config: LazopSandboxConfig) -> list[Any]:
@@ -225,7 +227,7 @@ class OpenPlatform:
         job = self.images.submit(urls, config.image_job_seconds)
         with self._lock:
             self._image_owner[job.request_id] = seller
-        return Answer(top_level={"batch_id": job.request_id})
+        return Answer(top_level={"batch_id": config.migrate_batch_id or job.request_id})
 
     def image_response(self, seller: str, batch_id: str, config: LazopSandboxConfig) -> Answer:
         """L8: still running is empty ``data`` or code 1000 (in turn with "both")."""

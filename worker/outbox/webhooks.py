@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
@@ -132,7 +132,7 @@ def deliver(
     return _settle(sessions, settings, event_id)
 
 
-def removed_targets_pending(settings: Settings) -> Any:
+def removed_targets_pending(settings: Settings) -> ColumnElement[bool]:
     """A condition on delivery rows: pending, to a URL no longer configured (for the sweeper,
     which makes their events due at once)."""
     return and_(

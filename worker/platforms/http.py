@@ -31,7 +31,6 @@ from requests.utils import get_environ_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
-from urllib3.response import HTTPResponse
 
 POOL_SIZE = 32  # one client is shared by the worker's threads
 _CHUNK_BYTES = 64 * 1024
@@ -186,36 +185,54 @@ def _user_agent() -> str:
 
 
 class _Deadline:
-    """One call's deadline and the sockets it runs on; shut down when it expires."""
+    """One call's deadline and the connections it holds; their sockets are shut down when it
+    expires. A connection is the call's from taking it out of the pool until putting it back:
+    once back, or taken by another call, this deadline never touches it."""
 
     def __init__(self, at: float) -> None:
         self.at = at
         self.expired = False
         self._open = True
-        self._sockets: list[Any] = []
+        self._connections: list[_WatchedHTTPConnection] = []
         self._lock = threading.Lock()
 
-    def watch(self, sock: Any) -> None:
+    def take(self, connection: _WatchedHTTPConnection) -> None:
         with self._lock:
-            if not self._open or sock is None:
+            if not self._open:
                 return
-            self._sockets.append(sock)
-            if self.expired:  # a connection opened after the deadline passed
-                _shut(sock)
+            connection.deadline = self
+            self._connections.append(connection)
+            if self.expired:
+                _shut(connection.sock)
+
+    def give_back(self, connection: _WatchedHTTPConnection) -> None:
+        with self._lock:
+            if connection.deadline is self:
+                connection.deadline = None
+
+    def connected(self, connection: _WatchedHTTPConnection) -> None:
+        """A socket made after the deadline passed is shut at once."""
+        with self._lock:
+            if self.expired and connection.deadline is self:
+                _shut(connection.sock)
 
     def expire(self) -> None:
         with self._lock:
             if not self._open:
                 return
             self.expired = True
-            for sock in self._sockets:
-                _shut(sock)
+            for connection in self._connections:
+                if connection.deadline is self:
+                    _shut(connection.sock)
 
     def close(self) -> None:
-        """The call is over: its sockets (back in the pool) are never touched again."""
+        """The call is over: its connections are never touched again."""
         with self._lock:
             self._open = False
-            self._sockets.clear()
+            for connection in self._connections:
+                if connection.deadline is self:
+                    connection.deadline = None
+            self._connections.clear()
 
 
 def _shut(sock: Any) -> None:
@@ -276,34 +293,43 @@ def _deadline(at: float) -> Iterator[_Deadline]:
         deadline.close()
 
 
-def _watch(sock: Any) -> None:
-    deadline: _Deadline | None = getattr(_current, "deadline", None)
-    if deadline is not None:
-        deadline.watch(sock)
-
-
 class _WatchedHTTPConnection(HTTPConnection):
-    """A connection whose socket the calling thread's deadline watches: from connecting (a
-    new one) or from asking for the answer (one taken from the pool)."""
+    """A connection that the deadline of the call holding it can shut down."""
+
+    deadline: _Deadline | None = None
 
     def connect(self) -> None:
         super().connect()
-        _watch(self.sock)
-
-    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
-        _watch(self.sock)
-        return super().getresponse()
+        deadline = self.deadline
+        if deadline is not None:
+            deadline.connected(self)
 
 
 class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
     pass
 
 
-class _WatchedHTTPPool(HTTPConnectionPool):
+class _WatchedPool(HTTPConnectionPool):
+    """Hands each connection to the calling thread's deadline while the call holds it."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        deadline: _Deadline | None = getattr(_current, "deadline", None)
+        if deadline is not None and isinstance(connection, _WatchedHTTPConnection):
+            deadline.take(connection)
+        return connection
+
+    def _put_conn(self, conn: Any) -> None:
+        if isinstance(conn, _WatchedHTTPConnection) and conn.deadline is not None:
+            conn.deadline.give_back(conn)
+        super()._put_conn(conn)
+
+
+class _WatchedHTTPPool(_WatchedPool):
     ConnectionCls = _WatchedHTTPConnection
 
 
-class _WatchedHTTPSPool(HTTPSConnectionPool):
+class _WatchedHTTPSPool(_WatchedPool, HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 

@@ -41,7 +41,10 @@ broker_transport_options = _settings.broker_transport_options()
 task_default_queue = _settings.queue
 # Image jobs' steps go to a queue of their own (Settings.poll_queue); a worker consumes both
 # unless told otherwise (`lazada-worker run --only polls`, `celery -A worker worker -Q NAME`).
-# Event deliveries too (Settings.events_queue): a slow or failing receiver holds up no API work.
+# Event deliveries too (Settings.events_queue), each within its deadline: `lazada-worker run`
+# serves them from a small worker process of its own (worker.cli.run), so slow receivers hold
+# none of the API work's threads; with `celery -A worker worker`, give the queue a worker of its
+# own (`-Q lazada.events`) for the same.
 task_queues = (
     Queue(_settings.queue),  # type: ignore[no-untyped-call]
     Queue(_settings.poll_queue),  # type: ignore[no-untyped-call]

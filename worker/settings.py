@@ -76,7 +76,8 @@ class Settings:
     callback_queue: str | None = None
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str | None = field(default=None, repr=False)
-    webhook_timeout: float = 10.0  # seconds a receiver has to answer one delivery
+    # Seconds one webhook delivery may take in all, from connecting to the answer's last byte.
+    webhook_timeout: float = 10.0
     webhook_give_up_after: float = 3 * _DAY  # then an undelivered event is dead
 
     @property
@@ -189,6 +190,7 @@ class Settings:
             callback_queue=_queue(env, "LAZADA_CALLBACK_QUEUE", None),
             webhook_urls=_webhook_urls(env),
             webhook_secret=_webhook_secret(env),
+            webhook_timeout=_seconds(env, "LAZADA_WEBHOOK_TIMEOUT", 10.0, 1, 300),
         )
 
 

@@ -39,6 +39,7 @@ SETTING_VARIABLES: dict[str, tuple[str, ...]] = {
     "callback_queue": ("LAZADA_CALLBACK_QUEUE",),
     "webhook_urls": ("LAZADA_WEBHOOK_URLS",),
     "webhook_secret": ("LAZADA_WEBHOOK_SECRET", "LAZADA_WEBHOOK_SECRET_FILE"),
+    "webhook_timeout": ("LAZADA_WEBHOOK_TIMEOUT",),
     "log_level": ("LAZADA_LOG_LEVEL",),  # read by `run`, not part of Settings
 }
 

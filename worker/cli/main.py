@@ -146,9 +146,11 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         choices=QUEUE_CHOICES,
         default="all",
-        help="serve only the main queue (with beat) or only the image jobs' polls; "
-        "run one of each to keep polls off the bulk work's threads (default: all)",
+        help="serve only the main queue (with beat), only the image jobs' polls, or only the "
+        "event deliveries; run one of each to keep polls off the bulk work's threads "
+        "(default: all; all and work start an events worker beside them)",
     )
+    p.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # the events worker's
 
     p = sub.add_parser("db", help="the results database")
     db = p.add_subparsers(

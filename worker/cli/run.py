@@ -1,12 +1,19 @@
-"""`lazada-worker run`: a worker of threads, with beat embedded when it serves the main queue."""
+"""`lazada-worker run`: a worker of threads, with beat embedded when it serves the main queue,
+and the event deliveries served by a small worker process of its own beside it."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from worker.accounts.store import list_accounts
@@ -15,7 +22,13 @@ from worker.inputs import InvalidInput
 from worker.logs import log_format
 from worker.settings import Settings, SettingsError
 
-QUEUE_CHOICES = ("all", "work", "polls")
+log = logging.getLogger(__name__)
+
+QUEUE_CHOICES = ("all", "work", "polls", "events")
+# The events worker's threads: each delivery is bounded by LAZADA_WEBHOOK_TIMEOUT, so a few
+# threads deliver many events a second to receivers that answer, and no more than these few are
+# ever held by receivers that do not. More: `run --only events --concurrency N` beside it.
+EVENT_THREADS = 4
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -31,26 +44,33 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "no account to work for: set LAZADA_API_URL, LAZADA_USER_ID and LAZADA_API_KEY, "
                 "or add one with `lazada-worker accounts add` (or run `lazada-worker demo`)"
             )
-    return run_worker(settings, args.concurrency, args.loglevel, args.only)
+    return run_worker(settings, args.concurrency, args.loglevel, args.only, args.parent)
 
 
 def run_worker(
-    settings: Settings, concurrency: int, loglevel: str = "INFO", only: str = "all"
+    settings: Settings,
+    concurrency: int,
+    loglevel: str = "INFO",
+    only: str = "all",
+    parent: int | None = None,
 ) -> int:
     """Run until stopped. A thread pool: the work is waiting on HTTP, and threads share one
     client (pooled connections) and one engine, at a fraction of prefork's memory.
 
-    `only`: "work" serves the main queue, "polls" the image jobs' queue, "all" both. Beat runs
-    in the worker that serves the main queue, so a machine with one of each has one beat.
+    `only`: "work" serves the main queue, "polls" the image jobs' queue, "events" the event
+    deliveries, "all" the first two. Beat runs in the worker that serves the main queue, so a
+    machine with one of each has one beat. "all" and "work" start the events worker as a child
+    process (see _EventsWorker); `parent` is that child's parent, whose end it follows.
     """
     # Imported here: Celery's command line is for `run` alone; the other commands start
     # without loading Celery.
     from celery.bin.celery import celery as celery_command
 
     queues = {
-        "all": [settings.queue, settings.poll_queue, settings.events_queue],
-        "work": [settings.queue, settings.events_queue],
+        "all": [settings.queue, settings.poll_queue],
+        "work": [settings.queue],
         "polls": [settings.poll_queue],
+        "events": [settings.events_queue],
     }[only]
     arguments = [
         "worker",
@@ -64,16 +84,87 @@ def run_worker(
         "--without-gossip",
         "--without-mingle",
     ]
-    if only != "polls":
+    if only in ("all", "work"):
         # Beat's schedule file only remembers when each periodic task last ran; keep it out of
         # the working directory, one per database.
         digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
         schedule = Path(tempfile.gettempdir()) / f"lazada-worker-beat-{digest}"
         arguments += ["--beat", f"--schedule={schedule}"]
-    # Celery's command returns the worker's exit status; `app.worker_main` drops it, and a
-    # worker stopped by an unrecoverable error must not exit 0 (a supervisor would not restart
-    # it).
-    status = celery_command.main(
-        args=["--app=worker.celery_app:app", *arguments], standalone_mode=False
-    )
-    return status if isinstance(status, int) else 0
+    if parent is not None:
+        _stop_when_orphaned(parent)
+    events = _EventsWorker(settings, loglevel) if only in ("all", "work") else None
+    try:
+        # Celery's command returns the worker's exit status; `app.worker_main` drops it, and a
+        # worker stopped by an unrecoverable error must not exit 0 (a supervisor would not
+        # restart it).
+        status = celery_command.main(
+            args=["--app=worker.celery_app:app", *arguments], standalone_mode=False
+        )
+    finally:
+        events_status = events.stop() if events is not None else 0
+    return (status if isinstance(status, int) else 0) or events_status
+
+
+class _EventsWorker:
+    """The events queue's own worker: a child process with EVENT_THREADS threads, so that
+    receivers that answer slowly or never hold none of the threads API work needs (one
+    Celery worker has one pool for all its queues).
+
+    It stops when this worker stops (and by itself if this process dies: `--parent`). If it
+    ends on its own, this worker stops too, exit 1 if it failed, for a supervisor to restart
+    both: a worker that does API work but delivers no events would look alive.
+    """
+
+    def __init__(self, settings: Settings, loglevel: str) -> None:
+        # A delivery in progress finishes within its deadline; a warm shutdown waits for it.
+        self._stop_wait = (len(settings.webhook_urls) + 1) * settings.webhook_timeout + 15.0
+        self._stopping = threading.Event()
+        self.failed = False
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "run",
+                "--only=events",
+                f"--concurrency={EVENT_THREADS}",
+                f"--loglevel={loglevel}",
+                f"--parent={os.getpid()}",
+            ]
+        )
+        threading.Thread(target=self._watch, name="lazada-events-worker", daemon=True).start()
+
+    def _watch(self) -> None:
+        status = self.process.wait()
+        if self._stopping.is_set():
+            return
+        # Stopped (a signal to the whole group, before or after Celery took over its
+        # signals) is not failed.
+        self.failed = status not in (0, -signal.SIGTERM, -signal.SIGINT)
+        log.error("the events worker ended (exit status %s): stopping this worker too", status)
+        os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
+
+    def stop(self) -> int:
+        """Stop it (a warm shutdown), and kill it if it does not end in time; 1 if it had
+        failed on its own, else 0."""
+        self._stopping.set()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=self._stop_wait)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return 1 if self.failed else 0
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A warm shutdown of this process once `parent` is gone (killed, not stopped): no
+    events worker outlives the worker that started it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lazada-parent-watch", daemon=True).start()

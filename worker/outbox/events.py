@@ -159,7 +159,9 @@ def list_events(
 
 
 def redeliver(connection: Connection, event_id: str, account: str | None) -> bool:
-    """Make an event and all its deliveries pending and due now; False if there is none."""
+    """Make an event and all its deliveries pending and due now, each at the start of a fresh
+    series of attempts (a dead one is retried for the whole give-up time again, not once);
+    False if there is none. The last status and error stay until the next attempt."""
     now = datetime.now(UTC)
     query = update(_events).where(_events.c.id == event_id)
     if account is not None:
@@ -177,7 +179,7 @@ def redeliver(connection: Connection, event_id: str, account: str | None) -> boo
     connection.execute(
         update(_deliveries)
         .where(_deliveries.c.event_id == event_id)
-        .values(state="pending", next_attempt_at=now, delivered_at=None)
+        .values(state="pending", attempts=0, next_attempt_at=now, delivered_at=None)
     )
     return True
 

@@ -3,9 +3,13 @@ the Standard Webhooks scheme (the `standardwebhooks` package) to every configure
 
 Each target is a delivery row with its own attempts. A failed one is due again after a delay
 that doubles from RETRY_FIRST up to RETRY_CAP, jittered; once the delays add up to the
-settings' `webhook_give_up_after` (three days by default) it is `dead`. No database
-transaction is open while a receiver is called, and the calls run on the events queue, apart
-from API work.
+settings' `webhook_give_up_after` (three days by default) it is `dead`. A delivery to a URL no
+longer configured is `dead` at once, and the event's state follows its other deliveries.
+
+A webhook call has a deadline for the whole of it (`webhook_timeout`) and reads at most
+RESPONSE_MAX_BYTES of the answer, however slowly the receiver sends. No database transaction is
+open while a receiver is called, and the calls run on the events queue, which `lazada-worker
+run` serves from a pool of its own (worker.cli.run), apart from API work.
 """
 
 from __future__ import annotations
@@ -15,20 +19,22 @@ import hmac
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
-import requests
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from worker.broker.dispatch import Message, dispatch_deadline
+from worker.broker.dispatch import Message, countdown_deadline
 from worker.db.engine import core_transaction
 from worker.db.models import Event, EventDelivery, table_of
 from worker.outbox.events import deliver_message, event_document
+from worker.platforms import http
 from worker.settings import Settings
 from worker.urls import mask_url
 
@@ -38,6 +44,10 @@ RETRY_FIRST = 1.0  # seconds before the first retry of a delivery
 RETRY_CAP = 3600.0  # the longest wait between two attempts
 COUNTDOWN_MOST = 60.0  # a longer wait is left to the sweeper, not held as a countdown
 TASK_PREFIX = "task:"
+# A receiver's answer is read no further: only its status counts, and a body without end must
+# not hold the call or fill memory.
+RESPONSE_MAX_BYTES = 64 * 1024
+NO_LONGER_CONFIGURED = "no longer configured: the URL is not in LAZADA_WEBHOOK_URLS"
 
 # (task name, event document, queue): sends the callback task over the worker's broker.
 SendCallback = Callable[[str, dict[str, Any], str], None]
@@ -80,15 +90,15 @@ def deliver(
     settings: Settings,
     send_callback: SendCallback,
     event_id: str,
-    http: requests.Session | None = None,
 ) -> list[Message]:
     """Try each due, undelivered target of the event once; returns the message that comes
     back for the next retry when it is near, else nothing (the sweeper sends it when due)."""
     now = datetime.now(UTC)
-    # Held for the calls of one round (each target in turn, each within its timeouts): a
-    # worker killed mid-round lets the event go again soon after.
+    # Held for the calls of one round: each target in turn, each within its deadline, so a
+    # live round always ends within it; a worker killed mid-round lets the event go again soon
+    # after.
     targets = len(settings.webhook_urls) + 1
-    lease = targets * (settings.connect_timeout + settings.webhook_timeout) + 10.0
+    lease = targets * settings.webhook_timeout + 10.0
     params = {"row": event_id, "now": now, "until": now + timedelta(seconds=lease)}
     with core_transaction(sessions) as connection:
         row = connection.execute(_CLAIM, params).one_or_none()
@@ -97,25 +107,54 @@ def deliver(
     event = event_document(Event(**row._asdict()))
     _ensure_targets(sessions, settings, event_id, row.callback, now)
     with core_transaction(sessions) as connection:
-        due = connection.execute(
-            select(_deliveries.c.id, _deliveries.c.target, _deliveries.c.attempts).where(
-                _deliveries.c.event_id == event_id,
-                _deliveries.c.state == "pending",
-                _deliveries.c.next_attempt_at <= now,
-            )
+        pending = connection.execute(
+            select(
+                _deliveries.c.id,
+                _deliveries.c.target,
+                _deliveries.c.attempts,
+                _deliveries.c.next_attempt_at,
+            ).where(_deliveries.c.event_id == event_id, _deliveries.c.state == "pending")
         ).all()
     body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     urls = _targets_by_row(settings)
-    for delivery_id, target, attempts in due:
+    for delivery_id, target, attempts, due in pending:
+        if _removed(target, urls):
+            # Nowhere to send it, now or later: dead at once, due or not.
+            _give_up_removed(sessions, delivery_id)
+            continue
+        if due > now:
+            continue
         if target.startswith(TASK_PREFIX):
             queue = row.callback_queue or settings.callback_queue or "celery"
             outcome = _send_task(send_callback, target.removeprefix(TASK_PREFIX), event, queue)
-        elif target in urls:
-            outcome = _post(settings, http, urls[target], event_id, body)
-        else:  # a URL no longer configured: nowhere to send it
-            outcome = _Outcome(False, None, "the URL is no longer in LAZADA_WEBHOOK_URLS")
+        else:
+            outcome = _post(settings, urls[target], event_id, body)
         _record(sessions, settings, delivery_id, attempts + 1, outcome)
     return _settle(sessions, settings, event_id)
+
+
+def removed_targets_pending(settings: Settings) -> ColumnElement[bool]:
+    """A condition on delivery rows: pending, to a URL no longer configured (for the sweeper,
+    which makes their events due at once)."""
+    return and_(
+        _deliveries.c.state == "pending",
+        _deliveries.c.target.not_like(f"{TASK_PREFIX}%"),
+        _deliveries.c.target.not_in(list(_targets_by_row(settings))),
+    )
+
+
+def _removed(target: str, urls: dict[str, str]) -> bool:
+    return not target.startswith(TASK_PREFIX) and target not in urls
+
+
+def _give_up_removed(sessions: sessionmaker[Session], delivery_id: int) -> None:
+    with core_transaction(sessions) as connection:
+        connection.execute(
+            update(_deliveries)
+            .where(_deliveries.c.id == delivery_id, _deliveries.c.state == "pending")
+            .values(state="dead", last_error=NO_LONGER_CONFIGURED)
+        )
+    log.warning("event delivery %s is dead: its URL is no longer configured", delivery_id)
 
 
 def _ensure_targets(
@@ -199,9 +238,7 @@ def _send_task(send: SendCallback, name: str, event: dict[str, Any], queue: str)
     return _Outcome(True, None, None)
 
 
-def _post(
-    settings: Settings, http: requests.Session | None, url: str, event_id: str, body: str
-) -> _Outcome:
+def _post(settings: Settings, url: str, event_id: str, body: str) -> _Outcome:
     assert settings.webhook_secret is not None  # Settings refuses URLs without one
     now = datetime.now(UTC)
     headers = {
@@ -210,17 +247,47 @@ def _post(
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(settings.webhook_secret).sign(event_id, now, body),
     }
-    timeout = (settings.connect_timeout, settings.webhook_timeout)
+    started = time.monotonic()
+    limit = settings.webhook_timeout
     try:
-        response = (http or requests).post(
-            url, data=body.encode(), headers=headers, timeout=timeout, allow_redirects=False
-        )
-    except requests.RequestException as exc:
-        # The exception's text may repeat the URL: only its kind is kept.
-        return _Outcome(False, None, f"{type(exc).__name__} from {mask_url(url)}")
-    if 200 <= response.status_code < 300:
-        return _Outcome(True, response.status_code, None)
-    return _Outcome(False, response.status_code, f"HTTP {response.status_code}")
+        with http.session_for(url) as session:
+            status, _, _ = http.send(
+                session,
+                "POST",
+                url,
+                data=body.encode(),
+                headers=headers,
+                timeouts=(min(settings.connect_timeout, limit), limit),
+                max_bytes=RESPONSE_MAX_BYTES,
+                started=started,
+                deadline=started + limit,
+                scrub=_scrubber(url),
+            )
+    except http.NoAnswer as exc:
+        if exc.http_status is not None and 200 <= exc.http_status < 300:
+            # The receiver said 2xx: delivered, whatever body it then sent too slowly or too
+            # long (a body is never read for anything).
+            return _Outcome(True, exc.http_status, None)
+        return _Outcome(False, exc.http_status, str(exc)[:500])
+    if 200 <= status < 300:
+        return _Outcome(True, status, None)
+    return _Outcome(False, status, f"HTTP {status}")
+
+
+def _scrubber(url: str) -> Callable[[str], str]:
+    """An error's text may quote the URL, whose password or token must not be stored."""
+    masked = mask_url(url)
+
+    def scrub(text: str) -> str:
+        if masked == url:
+            return text
+        parts = urlsplit(url)
+        for secret in (url, parts.netloc, parts.query, parts.path + "?" + parts.query):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    return scrub
 
 
 def _record(
@@ -250,14 +317,23 @@ def _record(
 
 
 def _settle(sessions: sessionmaker[Session], settings: Settings, event_id: str) -> list[Message]:
-    """The event's state from its deliveries; its lease released, due at the next retry."""
+    """The event's state from its deliveries; its lease released, due at the next retry.
+
+    A delivery to a URL no longer configured is dead but does not count: the event follows its
+    other deliveries (with none left, nothing is owed: delivered).
+    """
     now = datetime.now(UTC)
+    urls = _targets_by_row(settings)
     with core_transaction(sessions) as connection:
-        rows = connection.execute(
-            select(_deliveries.c.state, _deliveries.c.next_attempt_at).where(
-                _deliveries.c.event_id == event_id
-            )
-        ).all()
+        rows = [
+            (state, due)
+            for state, due, target in connection.execute(
+                select(
+                    _deliveries.c.state, _deliveries.c.next_attempt_at, _deliveries.c.target
+                ).where(_deliveries.c.event_id == event_id)
+            ).all()
+            if not (state == "dead" and _removed(target, urls))
+        ]
         pending = [due for state, due in rows if state == "pending"]
         if pending:
             state, due = "pending", min(pending)
@@ -265,6 +341,7 @@ def _settle(sessions: sessionmaker[Session], settings: Settings, event_id: str) 
             state = "dead" if any(s == "dead" for s, _ in rows) else "delivered"
             due = now
         delay = max(0.0, (due - now).total_seconds())
+        countdown = state == "pending" and delay <= COUNTDOWN_MOST
         connection.execute(
             update(_events)
             .where(_events.c.id == event_id)
@@ -272,14 +349,14 @@ def _settle(sessions: sessionmaker[Session], settings: Settings, event_id: str) 
                 state=state,
                 next_attempt_at=due,
                 lease_until=None,
-                # The retry's message (below, or the sweeper's) is due then; a lost one is
-                # replaced by the sweeper after that.
-                dispatched_until=dispatch_deadline(due, settings.redispatch_after)
-                if pending
+                # A near retry comes back as a countdown message, replaced by the sweeper if
+                # lost; a later one is the sweeper's to send as soon as it is due.
+                dispatched_until=countdown_deadline(due, settings.redispatch_after)
+                if countdown
                 else None,
             )
         )
-    if state == "pending" and delay <= COUNTDOWN_MOST:
+    if countdown:
         message = deliver_message(event_id)
         return [Message(message.task, message.args, countdown=delay)]
     return []

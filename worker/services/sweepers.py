@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
-from worker.db.models import Event, ImageJob, Order, RemovalBatch, table_of
+from worker.db.models import Event, EventDelivery, ImageJob, Order, RemovalBatch, table_of
+from worker.outbox import webhooks
 from worker.outbox.events import deliver_message
 from worker.services.images import ADVANCE_TASK
 from worker.services.orders import fetch_message
@@ -37,6 +38,7 @@ _batches = table_of(RemovalBatch)
 _orders = table_of(Order)
 _images = table_of(ImageJob)
 _events = table_of(Event)
+_deliveries = table_of(EventDelivery)
 
 
 def sweep_removal_batches(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
@@ -76,7 +78,27 @@ def sweep_image_jobs(sessions: sessionmaker[Session], settings: Settings) -> lis
 
 
 def sweep_events(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
-    """Undelivered events that are due: a delivery task lost, or a retry left to the sweeper."""
+    """Undelivered events that are due: a delivery task lost, or a retry left to the sweeper.
+
+    An event with a delivery to a URL no longer configured is due at once, whenever its next
+    retry was: its delivery task makes that delivery dead and settles the event. URLs change
+    only with a restart, so this is looked for once per database and set of URLs a process has.
+    """
+    urls = (settings.database_url, frozenset(settings.webhook_urls))
+    if urls not in _removed_urls_checked:
+        now = datetime.now(UTC)
+        stale = select(_deliveries.c.event_id).where(webhooks.removed_targets_pending(settings))
+        with core_transaction(sessions) as connection:
+            connection.execute(
+                update(_events)
+                .where(
+                    _events.c.state == "pending",
+                    _events.c.next_attempt_at > now,
+                    _events.c.id.in_(stale),
+                )
+                .values(next_attempt_at=now, dispatched_until=None)
+            )
+        _removed_urls_checked.add(urls)
     return _sweep(
         sessions,
         settings,
@@ -86,6 +108,9 @@ def sweep_events(sessions: sessionmaker[Session], settings: Settings) -> list[Me
         lambda row: deliver_message(row.id),
         "event(s)",
     )
+
+
+_removed_urls_checked: set[tuple[str, frozenset[str]]] = set()
 
 
 def _sweep(

@@ -10,7 +10,10 @@ a call, the rate limit out of the way unless `--rate-limit` sets one. After a wa
 removal job of `--skus` SKUs; once a third of its batches are done, the worker's process
 group (main process and beat) gets SIGKILL and a new worker starts.
 
-Figures: `recovery_s` (from the restart to the job's finished_at), `batches_sent_twice` (the
+Figures: `recovery_s` (from the restart to the job's finished_at), `remaining_calls_s` (what
+the batches not done at the kill take at the pace before it) and
+`recovery_beyond_remaining_calls_s` (the difference: the wait for the dead worker's batches),
+`batches_sent_twice` (the
 sandbox saw the same RemoveProduct body more than once), `skus_lost` (SKUs of the job not
 removed, by the results database and by the sandbox: must be 0), the lease and redispatch
 settings in effect, and when the calls after the restart came (the pause is what the
@@ -141,6 +144,11 @@ def crash_and_recover(
     else:
         figures["recovery_s"] = round(finished.timestamp() - restarted, 2)
         figures["total_s"] = round(finished.timestamp() - sent, 2)
+        # What the calls left at the kill need at the pace before it: the recovery's goal is
+        # within 15 s of that (a dead worker's leases freed by its stopped heartbeat).
+        remaining = (batches - done_at_kill) / figures["batches_per_s_before_kill"]
+        figures["remaining_calls_s"] = round(remaining, 2)
+        figures["recovery_beyond_remaining_calls_s"] = round(figures["recovery_s"] - remaining, 2)
     figures.update(_calls_after(sandbox, restarted))
     figures["sweeper_resent_batches"] = sum(
         int(count) for worker in stack.workers for count in _SWEPT.findall(worker.log())

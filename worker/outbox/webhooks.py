@@ -27,6 +27,7 @@ from standardwebhooks.webhooks import Webhook
 
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
+from worker.db.leases import holder
 from worker.db.models import Event, EventDelivery, table_of
 from worker.outbox.events import deliver_message, event_document
 from worker.settings import Settings, mask_url
@@ -51,7 +52,7 @@ _CLAIM = (
         _events.c.next_attempt_at <= bindparam("now"),
         or_(_events.c.lease_until.is_(None), _events.c.lease_until < bindparam("now")),
     )
-    .values(lease_until=bindparam("until"))
+    .values(lease_until=bindparam("until"), lease_holder=bindparam("holder"))
     .returning(*_events.c)
 )
 
@@ -88,7 +89,12 @@ def deliver(
     # worker killed mid-round lets the event go again soon after.
     targets = len(settings.webhook_urls) + 1
     lease = targets * (settings.connect_timeout + settings.webhook_timeout) + 10.0
-    params = {"row": event_id, "now": now, "until": now + timedelta(seconds=lease)}
+    params = {
+        "row": event_id,
+        "now": now,
+        "until": now + timedelta(seconds=lease),
+        "holder": holder(),
+    }
     with core_transaction(sessions) as connection:
         row = connection.execute(_CLAIM, params).one_or_none()
     if row is None:

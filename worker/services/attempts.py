@@ -20,6 +20,7 @@ from worker.accounts.store import mark_needs_authorization
 from worker.broker.dispatch import Message, countdown_deadline, retry_delay
 from worker.db.audit import collect_calls, record_api_calls
 from worker.db.engine import core_transaction
+from worker.db.leases import held
 from worker.platforms import (
     AccountParked,
     ApiError,
@@ -164,7 +165,7 @@ def attempt(
       due again in PARK_SECONDS, not an attempt: nothing fails, nothing is lost.
     """
     error: ApiError | None = None
-    with collect_calls() as calls:
+    with collect_calls() as calls, held(row.table, row.id):  # the lease renewed meanwhile
         try:
             with turn(row.group, row.slot, row.calls, row.chained) as current:
                 result = call()

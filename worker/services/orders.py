@@ -16,7 +16,7 @@ from worker.accounts.platforms import PlatformFor
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
-from worker.db.leases import claim_params, claim_statement
+from worker.db.leases import claim_params, claim_statement, holder
 from worker.db.models import Order, table_of
 from worker.outbox.events import record_order_event
 from worker.platforms import ApiError, TransientApiError
@@ -177,6 +177,7 @@ def _claim(
                         "order_id": order_id,
                         "next_attempt_at": now,
                         "lease_until": lease_until,
+                        "lease_holder": holder(),
                         **named,
                     }
                     return int(connection.execute(_INSERT, new_row).scalar_one())

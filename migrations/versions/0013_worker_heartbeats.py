@@ -4,7 +4,8 @@ Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-06
 
-A lease names the worker process that took it (`lease_holder`); each worker process (and beat)
+A lease names the worker process that took it (`lease_holder`; an account's token refresh
+lease, `refreshing_by`); each worker process (and beat)
 writes its row of `worker_heartbeats` every few seconds, by the database's clock. A row leased
 by a worker whose heartbeat stopped is taken again at once, not when its lease ends.
 """
@@ -36,9 +37,13 @@ def upgrade() -> None:
     for table in LEASED:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column("lease_holder", sa.String(255)))
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("refreshing_by", sa.String(255)))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("refreshing_by")
     for table in LEASED:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column("lease_holder")

@@ -8,11 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.processes import wait_for
@@ -21,6 +21,7 @@ from worker.accounts.platforms import Platforms
 from worker.accounts.store import add_account
 from worker.db.heartbeats import STALE_AFTER, Heartbeat, stale_holders
 from worker.db.leases import holder
+from worker.db.models import Account as AccountRow
 from worker.db.models import RemovalBatch, WorkerHeartbeat
 from worker.platforms.lazop.client import LazopClient
 from worker.sandbox.lazop import LazopSandbox
@@ -133,3 +134,32 @@ def test_a_heartbeat_is_written_by_the_database_clock_and_goes_stale_when_it_sto
     time.sleep(STALE_AFTER + 1)  # three beats missed: a scenario's step
     with sessions() as session:
         assert holder() in set(session.scalars(stale_holders()))
+
+
+def test_a_token_refresh_lease_held_by_a_worker_whose_heartbeat_stopped_is_taken_at_once(
+    sessions: sessionmaker[Session], settings: Settings, lazop: LazopSandbox
+) -> None:
+    """A worker killed mid-refresh held the account's refresh lease for a minute more: its
+    account's calls were told to come back until then. Its stopped heartbeat frees it."""
+    _lazop_account(sessions, settings, lazop, "shop-th")
+    dead = "gone-host:1:dead"
+    with sessions.begin() as session:
+        session.execute(
+            insert(WorkerHeartbeat).values(
+                worker_id=dead,
+                kind="worker",
+                started_at=datetime(2026, 1, 1, tzinfo=UTC),
+                beat_at=datetime(2026, 1, 1, tzinfo=UTC),
+            )
+        )
+        session.execute(
+            update(AccountRow)
+            .where(AccountRow.name == "shop-th")
+            .values(refreshing_until=datetime.now(UTC) + timedelta(seconds=60), refreshing_by=dead)
+        )
+    with LazopClient(
+        lazop.api_url, lazop.app_key, lazop.app_secret, auth_url=lazop.auth_url
+    ) as client:
+        fresh = tokens.refresh(sessions, settings, "shop-th", client)  # not RateLimited
+    assert fresh
+    assert len([c for c in lazop.calls() if c.action == "/auth/token/refresh"]) == 1

@@ -15,7 +15,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, insert, select, update
+from sqlalchemy import Connection, Select, delete, insert, literal_column, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -44,8 +44,6 @@ class database_now(FunctionElement[datetime]):
     name = "database_now"
 
     def __init__(self, seconds_ago: float = 0.0) -> None:
-        from sqlalchemy import literal_column
-
         super().__init__(literal_column(repr(float(seconds_ago))))
 
 

@@ -319,6 +319,7 @@ class Account(Base):
     # lazop: a worker refreshing the tokens holds this lease (one at a time: rotating refresh
     # tokens, decision L3)
     refreshing_until: Mapped[datetime | None]
+    refreshing_by: Mapped[str | None] = mapped_column(String(255))  # its worker (WorkerHeartbeat)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

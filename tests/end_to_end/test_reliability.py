@@ -156,7 +156,12 @@ def test_a_killed_workers_batches_are_taken_again_when_its_heartbeat_stops_not_i
                 RemovalBatch.state == "pending", RemovalBatch.lease_until > killed
             )
         ).all()
-        beats = dict(session.execute(select(WorkerHeartbeat.worker_id, WorkerHeartbeat.beat_at)))
+        beats = {
+            worker_id: beat_at
+            for worker_id, beat_at in session.execute(
+                select(WorkerHeartbeat.worker_id, WorkerHeartbeat.beat_at)
+            )
+        }
     assert held, "the killed worker held no batch"
     holders = {row.lease_holder for row in held}
     assert len(holders) == 1 and all(beats[h] <= killed for h in holders)

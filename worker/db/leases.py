@@ -94,9 +94,10 @@ def held(table: Table, row_id: int) -> Iterator[None]:
 def renew_held(connection: Connection, now: datetime, lease_seconds: float) -> int:
     """Extend to `lease_seconds` from now the leases this process holds on rows whose attempt
     is under way; returns how many. A lease released meanwhile (NULL) or taken by another
-    process stays as it is."""
+    process stays as it is. Rows in id order: two transactions locking rows of one table in
+    the same order cannot deadlock on them."""
     with _lock:
-        snapshot = {table: list(rows) for table, rows in _held.items() if rows}
+        snapshot = {table: sorted(rows) for table, rows in _held.items() if rows}
     renewed = 0
     until = now + timedelta(seconds=lease_seconds)
     for table, ids in snapshot.items():

@@ -294,7 +294,9 @@ def process_batch(
     does not call the API for it again; the platform is its account's, chosen once it is
     claimed. Each call's outcome is committed before the next call (with the claim of the next
     batch, in one transaction): a killed worker loses at most the call in flight; its message
-    comes back (late acknowledgement), or the sweeper sends the batch again after its lease.
+    comes back (late acknowledgement), or the sweeper sends the batch again once the worker's
+    heartbeat stopped. A worker shutting down (SIGTERM) ends after its call in flight and hands
+    the job on with a message.
     """
     take_until = time.monotonic() + RUNNER_SECONDS
     messages: list[Message] = []

@@ -8,7 +8,6 @@ from celery import Celery
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
-    beat_init,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -57,13 +56,6 @@ def _upgrade_schema(**_: Any) -> None:
     # The process that runs tasks with the threads (and solo) pool; before the pool and the
     # consumer start, so that no lease it takes names a process with no heartbeat yet.
     start_heartbeat(settings, "worker")
-
-
-@beat_init.connect
-def _beat_heartbeat(**_: Any) -> None:
-    # Beat's own row (embedded, it is a process of its own): health checks read its last sweep.
-    dispose_engines()
-    start_heartbeat(Settings.from_env(), "beat")
 
 
 @worker_shutting_down.connect

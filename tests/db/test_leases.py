@@ -19,7 +19,7 @@ from tests.support.processes import wait_for
 from worker.accounts import tokens
 from worker.accounts.platforms import Platforms
 from worker.accounts.store import add_account
-from worker.db.heartbeats import STALE_AFTER, Heartbeat, stale_holders
+from worker.db.heartbeats import BEAT_ROW, STALE_AFTER, Heartbeat, stale_holders
 from worker.db.leases import holder
 from worker.db.models import Account as AccountRow
 from worker.db.models import RemovalBatch, WorkerHeartbeat
@@ -27,6 +27,7 @@ from worker.platforms.lazop.client import LazopClient
 from worker.sandbox.lazop import LazopSandbox
 from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.services import removal
+from worker.services.sweepers import sweep_removal_batches
 from worker.settings import Settings
 
 SELLER = "seller-a"
@@ -163,3 +164,18 @@ def test_a_token_refresh_lease_held_by_a_worker_whose_heartbeat_stopped_is_taken
         fresh = tokens.refresh(sessions, settings, "shop-th", client)  # not RateLimited
     assert fresh
     assert len([c for c in lazop.calls() if c.action == "/auth/token/refresh"]) == 1
+
+
+def test_each_sweep_writes_beats_row_with_when_it_ran(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    query = select(WorkerHeartbeat.kind, WorkerHeartbeat.last_sweep_at).where(
+        WorkerHeartbeat.worker_id == BEAT_ROW
+    )
+    seen = []
+    for _ in range(2):  # the first sweep makes the row, the next ones move it on
+        sweep_removal_batches(sessions, settings)
+        with sessions() as session:
+            seen.append(session.execute(query).one())
+    assert [kind for kind, _ in seen] == ["beat", "beat"]
+    assert seen[0].last_sweep_at is not None and seen[1].last_sweep_at >= seen[0].last_sweep_at

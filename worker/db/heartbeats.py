@@ -1,10 +1,10 @@
-"""Heartbeats: each worker process (and beat) writes its row of `worker_heartbeats` every
-BEAT_SECONDS from a thread of its own, by the database's clock, so that the clocks of the
-workers' hosts need not agree. A process whose beat is older than STALE_AFTER (three beats) is
-gone: the sweepers take the rows it leased at once (worker.services.sweepers), instead of
-waiting for their leases to end. Each beat of a worker process also renews the leases of its
-attempts under way (worker.db.leases.held). Beat's row says when a sweep last ran, for health
-checks.
+"""Heartbeats: each worker process writes its row of `worker_heartbeats` every BEAT_SECONDS
+from a thread of its own, by the database's clock, so that the clocks of the workers' hosts
+need not agree. A process whose beat is older than STALE_AFTER (three beats) is gone: the
+sweepers take the rows it leased at once (worker.services.sweepers), instead of waiting for
+their leases to end. Each beat of a worker process also renews the leases of its attempts
+under way (worker.db.leases.held). Beat's row (`BEAT_ROW`) says when a sweep last ran, for
+health checks.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, insert, literal_column, select, update
+from sqlalchemy import Connection, Select, delete, literal_column, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 BEAT_SECONDS = 2.0
 STALE_AFTER = 3 * BEAT_SECONDS  # a process that missed three beats is gone
 FORGET_AFTER = 86400.0  # rows of processes gone this long are deleted (no lease outlives it)
+BEAT_ROW = "beat"  # beat's row (one beat a deployment), written by the sweeps it sends
 
 _beats = table_of(WorkerHeartbeat)
 
@@ -65,23 +68,26 @@ def stale_holders() -> Select[tuple[str]]:
 
 
 def record_sweep(connection: Connection) -> None:
-    """A sweep ran: beat's row (of a beat alive) says when."""
-    connection.execute(
-        update(_beats)
-        .where(_beats.c.kind == "beat", _beats.c.beat_at >= database_now(STALE_AFTER))
-        .values(last_sweep_at=database_now())
-    )
+    """A sweep ran: beat's row says when. Beat's sweeps run in the workers, so beat needs no
+    thread of its own (embedded, beat is a forked process, where SQLite must not be opened
+    again); a sweep within a few seconds is beat's heartbeat."""
+    now = database_now()
+    _upsert(connection, BEAT_ROW, "beat", beat_at=now, last_sweep_at=now)
 
 
 def beat(connection: Connection, worker_id: str, kind: str) -> None:
     """Write the process's heartbeat, its row made on the first beat."""
-    values = {"beat_at": database_now()}
-    if connection.execute(
-        update(_beats).where(_beats.c.worker_id == worker_id).values(values)
-    ).rowcount:
-        return
+    _upsert(connection, worker_id, kind, beat_at=database_now())
+
+
+def _upsert(connection: Connection, worker_id: str, kind: str, **values: Any) -> None:
+    """One statement, so that two sweeps writing beat's first row at once cannot collide."""
+    dialect_insert = sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert
+    statement = dialect_insert(_beats).values(
+        worker_id=worker_id, kind=kind, started_at=database_now(), **values
+    )
     connection.execute(
-        insert(_beats).values(worker_id=worker_id, kind=kind, started_at=database_now(), **values)
+        statement.on_conflict_do_update(index_elements=[_beats.c.worker_id], set_=values)
     )
 
 

@@ -366,9 +366,10 @@ class EventDelivery(Base):
 
 
 class WorkerHeartbeat(Base):
-    """A worker process (or beat) that is alive: it writes `beat_at` every few seconds
+    """A worker process that is alive: it writes `beat_at` every few seconds
     (worker.db.heartbeats), by the database's clock, so hosts' clocks need not agree. A lease
-    whose holder's beat is older than three beats is free: that process is gone."""
+    whose holder's beat is older than three beats is free: that process is gone. Beat's row
+    (worker_id "beat") is written by each sweep it sends."""
 
     __tablename__ = "worker_heartbeats"
 
@@ -376,4 +377,4 @@ class WorkerHeartbeat(Base):
     kind: Mapped[str] = mapped_column(String(16))  # worker|beat
     started_at: Mapped[datetime]
     beat_at: Mapped[datetime] = mapped_column(index=True)
-    last_sweep_at: Mapped[datetime | None]  # beat: when a sweep it scheduled last ran
+    last_sweep_at: Mapped[datetime | None]  # beat's row: when a sweep last ran

@@ -10,7 +10,11 @@ a call, the rate limit out of the way unless `--rate-limit` sets one. After a wa
 removal job of `--skus` SKUs; once a third of its batches are done, the worker's process
 group (main process and beat) gets SIGKILL and a new worker starts.
 
-Figures: `recovery_s` (from the restart to the job's finished_at), `batches_sent_twice` (the
+Figures: `recovery_s` (from the restart to the job's finished_at), `remaining_calls_s` (what
+the batches not done at the kill take at the pace before it) and
+`recovery_beyond_remaining_calls_s` (the difference: the wait for the dead worker's batches),
+`orphans_sent_after_restart_s` (when the sweeper sent the dead worker's leased
+batches again, its heartbeat stopped), `batches_sent_twice` (the
 sandbox saw the same RemoveProduct body more than once), `skus_lost` (SKUs of the job not
 removed, by the results database and by the sandbox: must be 0), the lease and redispatch
 settings in effect, and when the calls after the restart came (the pause is what the
@@ -51,6 +55,12 @@ from tests.support.processes import wait_for
 from worker.db.models import RemovalBatch, RemovalJob
 
 _SWEPT = re.compile(r"sweeper: (\d+) removal batch\(es\) sent again")
+# The sweep that sends the dead worker's leased batches again (Celery's text log lines).
+_ORPHANS_SENT = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [^\]]*\] sweeper: \d+ removal "
+    r"batch\(es\) sent again .*; ([1-9]\d*) held by a worker that stopped beating",
+    re.MULTILINE,
+)
 
 
 def recovery(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,13 +151,32 @@ def crash_and_recover(
     else:
         figures["recovery_s"] = round(finished.timestamp() - restarted, 2)
         figures["total_s"] = round(finished.timestamp() - sent, 2)
+        # What the calls left at the kill need at the pace before it: the recovery's goal is
+        # within 15 s of that (a dead worker's leases freed by its stopped heartbeat).
+        remaining = (batches - done_at_kill) / figures["batches_per_s_before_kill"]
+        figures["remaining_calls_s"] = round(remaining, 2)
+        figures["recovery_beyond_remaining_calls_s"] = round(figures["recovery_s"] - remaining, 2)
     figures.update(_calls_after(sandbox, restarted))
     figures["sweeper_resent_batches"] = sum(
         int(count) for worker in stack.workers for count in _SWEPT.findall(worker.log())
     )
+    figures.update(_orphans_sent(stack.workers[-1].log(), restarted))
     figures.update(_losses(stack, sandbox, key, skus, finished is not None))
     figures["load_after"] = machine_load()
     return figures
+
+
+def _orphans_sent(log: str, restarted: float) -> dict[str, Any]:
+    """When the new worker's sweeper sent the dead worker's leased batches again (its
+    heartbeat three beats old), from the restart; the log's clock is this machine's."""
+    found = _ORPHANS_SENT.search(log)
+    if found is None:
+        return {"orphans_sent_after_restart_s": None}
+    at = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone()
+    return {
+        "orphans_sent_after_restart_s": round(at.timestamp() - restarted, 2),
+        "orphans_sent": int(found.group(2)),
+    }
 
 
 def _wait_final(

@@ -10,11 +10,16 @@ from celery.signals import (
     after_setup_task_logger,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+    worker_shutting_down,
 )
 
 from worker.accounts.platforms import forget_platforms
 from worker.db.engine import dispose_engines
+from worker.db.heartbeats import start_heartbeat, stop_heartbeat, stop_taking_work
 from worker.logs import adjust_handlers, log_early, log_format, periodic_tasks
+from worker.settings import Settings
 
 # Checked on import: a bad LAZADA_LOG_FORMAT stops `lazada-worker run` and `celery -A worker`
 # before anything starts, with one line that names it.
@@ -37,12 +42,31 @@ def _dispose_inherited_engines(**_: Any) -> None:
     # A forked pool child must not share the parent's database connections or HTTP sockets.
     dispose_engines()
     forget_platforms()
+    # A prefork child runs tasks and takes leases under its own id: it beats for itself.
+    start_heartbeat(Settings.from_env(), "worker")
 
 
 @worker_init.connect
 def _upgrade_schema(**_: Any) -> None:
     # Once in the main process, before the pool starts: a new database gets its tables.
     from worker.db.schema import ensure_schema
-    from worker.settings import Settings
 
-    ensure_schema(Settings.from_env().database_url)
+    settings = Settings.from_env()
+    ensure_schema(settings.database_url)
+    # The process that runs tasks with the threads (and solo) pool; before the pool and the
+    # consumer start, so that no lease it takes names a process with no heartbeat yet.
+    start_heartbeat(settings, "worker")
+
+
+@worker_shutting_down.connect
+def _stop_taking_work(**_: Any) -> None:
+    # Warm shutdown (SIGTERM): Celery stops consuming and waits for the running tasks; a
+    # removal runner ends after its call in flight instead of taking the job's next batch.
+    stop_taking_work()
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    # After the running tasks ended: the row goes stale, and any lease left is free then.
+    stop_heartbeat()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import time
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
+from worker.db.models import RemovalBatch, RemovalJob, RemovalSku
 
 pytestmark = pytest.mark.slow
 
@@ -34,3 +40,55 @@ def test_a_worker_stopped_by_sigterm_exits_zero(stack: Stack) -> None:
     wait_for(lambda: "ready." in worker.log(), 60, "the worker to start")
     worker.stop()
     assert worker.process is not None and worker.process.returncode == 0
+
+
+def test_sigterm_mid_removal_finishes_the_calls_in_flight_records_them_and_takes_no_more(
+    stack: Stack,
+) -> None:
+    """SIGTERM while calls are in flight against a slow sandbox: the worker exits 0 once its
+    calls in flight are answered and recorded; it starts no more (a running task does not go
+    on to its job's next batch), leaves nothing leased, and a new worker finishes the job."""
+    stack.env.update({"LAZADA_READ_TIMEOUT": "5", "LAZADA_RATE_LIMIT": "1000"})
+    stack.sandbox.config.latency = 1.5
+    skus = [f"T-{n:05d}" for n in range(3000)]
+    worker = stack.start_worker(concurrency=4)
+    stack.send("lazada.remove_products", skus, key="sigterm")
+    calls = lambda: [c for c in stack.sandbox.calls() if c.action == "RemoveProduct"]  # noqa: E731
+    wait_for(lambda: len(calls()) >= 4, 120, "the first calls")
+    assert worker.process is not None
+    terminated = time.time()
+    os.killpg(worker.process.pid, signal.SIGTERM)
+    wait_for(worker.exited, 120, "the worker to exit")
+    assert worker.process.returncode == 0, worker.log()[-3000:]
+
+    # Each of the 4 threads may have claimed a batch just before the signal and sent it just
+    # after; nothing else is started once the shutdown began.
+    started_after = [c for c in calls() if c.at > terminated]
+    with stack.sessions() as session:
+        removed = set(session.scalars(select(RemovalSku.sku).where(RemovalSku.state == "removed")))
+        for held in session.scalars(select(RemovalBatch.skus).where(RemovalBatch.state == "done")):
+            removed.update(json.loads(held or "[]"))
+        leased = session.scalar(
+            select(func.count())
+            .select_from(RemovalBatch)
+            .where(RemovalBatch.lease_until.is_not(None), RemovalBatch.state == "pending")
+        )
+    sent = set(stack.sandbox.removal_counts())
+    print(
+        f"\n[{stack.name}] SIGTERM after {len(sent)} SKUs sent: {len(started_after)} calls "
+        f"started after it, {len(removed)} SKUs recorded removed, {leased} batches leased"
+    )
+    assert len(started_after) <= 4
+    assert sent <= removed, "a call answered before the exit was not recorded"
+    assert leased == 0
+    assert len(removed) < len(skus)  # the job was left for the next worker
+
+    stack.start_worker(concurrency=4)
+
+    def done() -> bool:
+        with stack.sessions() as session:
+            return session.scalar(select(RemovalJob.finished_at)) is not None
+
+    wait_for(done, 300, "the job done by the next worker")
+    counts = stack.sandbox.removal_counts()
+    assert set(counts) == set(skus) and max(counts.values()) == 1

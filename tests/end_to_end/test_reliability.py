@@ -8,6 +8,7 @@ Figures are printed (run with -s) and collected in docs/RELIABILITY.md.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -19,10 +20,20 @@ from tests.end_to_end.platforms import PlatformStack, environment_account
 from tests.support import services as services_control
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
-from worker.db.models import ApiCall, Failure, ImageJob, RemovalBatch, RemovalSku
+from worker.db.models import (
+    ApiCall,
+    Failure,
+    ImageJob,
+    RemovalBatch,
+    RemovalJob,
+    RemovalSku,
+    WorkerHeartbeat,
+)
 from worker.services import documents
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+_ORPHANED = re.compile(r"removal batch\(es\) sent again .*?; (\d+) held by a worker that stopped")
 
 CRASH_ENV = {
     "LAZADA_READ_TIMEOUT": "3",
@@ -121,6 +132,65 @@ def test_a_worker_killed_mid_removal_loses_no_sku(platform_stack: PlatformStack)
         f"{job['failed']} failed, {twice} SKUs sent to the API twice"
     )
     # Only calls in flight at the kill (at most 8 batches of 50) can have been sent twice.
+    assert twice <= 8 * 50
+
+
+def test_a_killed_workers_batches_are_taken_again_when_its_heartbeat_stops_not_its_lease(
+    stack: Stack,
+) -> None:
+    """kill -9 mid-job with a long lease: the batches the dead worker held are taken again
+    because its heartbeat stopped (the sweeper says so), and the job is final before the
+    earliest of their leases would have ended."""
+    at = environment_account(stack)
+    _configure(at, LAZADA_LEASE_SECONDS="300")
+    stack.sandbox.config.latency = 0.3
+    skus, failing = _skus(5000)
+    worker = stack.start_worker(concurrency=8)
+    stack.send("lazada.remove_products", skus, key="heartbeat")
+    wait_for(lambda: _final_count(at, "heartbeat") >= 1500, 120, "a third of the SKUs")
+    worker.kill()
+    killed = datetime.now(UTC)
+    with stack.sessions() as session:
+        held = session.execute(
+            select(RemovalBatch.id, RemovalBatch.lease_until, RemovalBatch.lease_holder).where(
+                RemovalBatch.state == "pending", RemovalBatch.lease_until > killed
+            )
+        ).all()
+        beats = {
+            worker_id: beat_at
+            for worker_id, beat_at in session.execute(
+                select(WorkerHeartbeat.worker_id, WorkerHeartbeat.beat_at)
+            )
+        }
+    assert held, "the killed worker held no batch"
+    holders = {row.lease_holder for row in held}
+    assert len(holders) == 1 and all(beats[h] <= killed for h in holders)
+    leases_end = min(row.lease_until for row in held)
+    new_worker = stack.start_worker(concurrency=8)
+
+    job = _wait_done(at, "heartbeat")
+    twice = _check_every_sku_final_once(at, job, skus, failing)
+    with stack.sessions() as session:
+        finished = session.scalar(
+            select(RemovalJob.finished_at).where(RemovalJob.key == "heartbeat")
+        )
+        taken = session.execute(
+            select(RemovalBatch.id).where(
+                RemovalBatch.id.in_([row.id for row in held]), RemovalBatch.state == "done"
+            )
+        ).all()
+    orphaned = [int(n) for n in _ORPHANED.findall(new_worker.log())]
+    print(
+        f"\n[{stack.name}] kill -9 with a 300 s lease: {len(held)} batches held by the dead "
+        f"worker; job final {(finished - killed).total_seconds():.1f} s after the kill, "
+        f"{(leases_end - finished).total_seconds():.0f} s before its leases' end; "
+        f"{sum(orphaned)} sent again for a stopped heartbeat; {twice} SKUs sent twice"
+    )
+    assert len(taken) == len(held)
+    # The order of events: the sweeper took them for their worker's stopped heartbeat, and
+    # the job was final before the leases they held would have let them go.
+    assert sum(orphaned) >= 1
+    assert finished is not None and finished < leases_end
     assert twice <= 8 * 50
 
 

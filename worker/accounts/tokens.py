@@ -33,6 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.accounts.secrets import secret_box
 from worker.accounts.store import Account, get_account, mark_needs_authorization, store_tokens
 from worker.db.engine import core_transaction, database_now
+from worker.db.heartbeats import stale_holders
+from worker.db.leases import holder
 from worker.db.models import Account as AccountRow
 from worker.db.models import table_of
 from worker.platforms import AccountParked, ApiError, AuthorizationLostError, registry
@@ -420,9 +422,11 @@ def _take_lease(sessions: sessionmaker[Session], name: str) -> datetime | None:
                     or_(
                         _accounts.c.refreshing_until.is_(None),
                         _accounts.c.refreshing_until < now,
+                        # its holder stopped beating: killed mid-refresh, the lease is void
+                        _accounts.c.refreshing_by.in_(stale_holders()),
                     ),
                 )
-                .values(refreshing_until=until)
+                .values(refreshing_until=until, refreshing_by=holder())
             ).rowcount
             == 1
         )

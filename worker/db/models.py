@@ -1,8 +1,9 @@
 """The tables: the database, not the broker, says what is left to do.
 
 Every row carries the account (its name) it belongs to. Work rows carry a
-`next_attempt_at` (when the work is due) and a `lease_until` (who holds it): a task claims a
-row with a conditional UPDATE, and a sweeper re-enqueues due rows whose lease has lapsed.
+`next_attempt_at` (when the work is due), a `lease_until` (held until then) and a
+`lease_holder` (the worker process holding it): a task claims a row with a conditional UPDATE,
+and a sweeper re-enqueues due rows whose lease has lapsed or whose holder's heartbeat stopped.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class RemovalBatch(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # calls that ended transiently
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_until: Mapped[datetime | None]  # a running task holds the row until then
+    lease_holder: Mapped[str | None] = mapped_column(String(255))  # its worker (WorkerHeartbeat)
     dispatched_until: Mapped[datetime | None]  # the message sent for it is due by then
     last_error: Mapped[str | None] = mapped_column(Text)
     # The batch's SKUs (a JSON list, the first at `first_position` in the caller's list) for
@@ -184,6 +186,7 @@ class Order(Base):
     # None: nothing due. Set when a fetch is requested, retried, or the order is due a refresh.
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     lease_until: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(255))  # its worker (WorkerHeartbeat)
     dispatched_until: Mapped[datetime | None]
     last_request_id: Mapped[str | None] = mapped_column(String(255))  # task id last served
     fetched_at: Mapped[datetime | None]
@@ -231,6 +234,7 @@ class ImageJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # transient failures in a row
     next_poll_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_until: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(255))  # its worker (WorkerHeartbeat)
     dispatched_until: Mapped[datetime | None]
     started_at: Mapped[datetime | None]  # when the job was submitted or first tracked
     deadline_at: Mapped[datetime | None]
@@ -331,6 +335,7 @@ class Account(Base):
     # pair is stored or the API refuses the call: while set, the server may have rotated the
     # stored refresh token in a refresh whose new pair was lost; it says what became of it
     refresh_unsettled: Mapped[str | None] = mapped_column(Text)
+    refreshing_by: Mapped[str | None] = mapped_column(String(255))  # its worker (WorkerHeartbeat)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -355,6 +360,7 @@ class Event(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_until: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(255))  # its worker (WorkerHeartbeat)
     dispatched_until: Mapped[datetime | None]
 
 
@@ -373,3 +379,18 @@ class EventDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class WorkerHeartbeat(Base):
+    """A worker process that is alive: it writes `beat_at` every few seconds
+    (worker.db.heartbeats), by the database's clock, so hosts' clocks need not agree. A lease
+    whose holder's beat is older than three beats is free: that process is gone. Beat's row
+    (worker_id "beat") is written by each sweep it sends."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker_id: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid:random
+    kind: Mapped[str] = mapped_column(String(16))  # worker|beat
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime] = mapped_column(index=True)
+    last_sweep_at: Mapped[datetime | None]  # beat's row: when a sweep last ran

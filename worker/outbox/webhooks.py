@@ -32,6 +32,7 @@ from standardwebhooks.webhooks import Webhook
 
 from worker.broker.dispatch import Message, countdown_deadline
 from worker.db.engine import core_transaction
+from worker.db.leases import holder
 from worker.db.models import Event, EventDelivery, table_of
 from worker.outbox.events import deliver_message, event_document
 from worker.platforms import http
@@ -62,7 +63,7 @@ _CLAIM = (
         _events.c.next_attempt_at <= bindparam("now"),
         or_(_events.c.lease_until.is_(None), _events.c.lease_until < bindparam("now")),
     )
-    .values(lease_until=bindparam("until"))
+    .values(lease_until=bindparam("until"), lease_holder=bindparam("holder"))
     .returning(*_events.c)
 )
 
@@ -99,7 +100,12 @@ def deliver(
     # after.
     targets = len(settings.webhook_urls) + 1
     lease = targets * settings.webhook_timeout + 10.0
-    params = {"row": event_id, "now": now, "until": now + timedelta(seconds=lease)}
+    params = {
+        "row": event_id,
+        "now": now,
+        "until": now + timedelta(seconds=lease),
+        "holder": holder(),
+    }
     with core_transaction(sessions) as connection:
         row = connection.execute(_CLAIM, params).one_or_none()
     if row is None:

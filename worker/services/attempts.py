@@ -22,6 +22,7 @@ from worker.accounts.store import mark_needs_authorization
 from worker.broker.dispatch import Message, countdown_deadline, retry_delay
 from worker.db.audit import collect_calls, record_api_calls
 from worker.db.engine import core_transaction
+from worker.db.leases import held
 from worker.db.storable import text as storable_text
 from worker.platforms import (
     AccountParked,
@@ -190,7 +191,7 @@ def attempt(
     failed at once instead of staying leased, to be sent again, and refused again, for ever.
     """
     error: ApiError | None = None
-    with collect_calls() as calls:
+    with collect_calls() as calls, held(row.table, row.id):  # the lease renewed meanwhile
         try:
             with turn(row.group, row.slot, row.calls, row.chained) as current:
                 result = call()

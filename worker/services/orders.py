@@ -18,7 +18,7 @@ from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db import storable
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
-from worker.db.leases import claim_params, claim_statement
+from worker.db.leases import claim_params, claim_statement, holder
 from worker.db.models import Order, table_of
 from worker.outbox.events import record_order_event
 from worker.platforms import ApiError, TransientApiError
@@ -259,6 +259,7 @@ def _claim(
                         "order_id": order_id,
                         "next_attempt_at": now,
                         "lease_until": lease_until,
+                        "lease_holder": holder(),
                         **named,
                     }
                     return int(connection.execute(_INSERT, new_row).scalar_one())

@@ -19,7 +19,8 @@ from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
-from worker.db.leases import claim_params, claim_statement
+from worker.db.heartbeats import stopping
+from worker.db.leases import claim_params, claim_statement, holder
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.db.storable import code as storable_code
 from worker.db.storable import text as storable_text
@@ -192,7 +193,7 @@ _NEXT_FREE = (
 _CLAIM_NEXT = (
     update(_batches)
     .where(_batches.c.id == _NEXT_FREE, _LEASE_FREE, *_DUE, _NOT_CANCELLED)
-    .values(lease_until=bindparam("until"))
+    .values(lease_until=bindparam("until"), lease_holder=bindparam("holder"))
     .returning(_batches.c.id, _batches.c.account, *_UNWRITTEN)
 )
 _JOB_OF = (
@@ -330,7 +331,9 @@ def process_batch(
     does not call the API for it again; the platform is its account's, chosen once it is
     claimed. Each call's outcome is committed before the next call (with the claim of the next
     batch, in one transaction): a killed worker loses at most the call in flight; its message
-    comes back (late acknowledgement), or the sweeper sends the batch again after its lease.
+    comes back (late acknowledgement), or the sweeper sends the batch again once the worker's
+    heartbeat stopped. A worker shutting down (SIGTERM) ends after its call in flight and hands
+    the job on with a message.
     """
     take_until = time.monotonic() + RUNNER_SECONDS
     messages: list[Message] = []
@@ -365,7 +368,7 @@ def process_batch(
             return messages
         if done.next is not None:
             work = done.next
-        elif time.monotonic() < take_until:
+        elif time.monotonic() < take_until and not stopping():
             work = _claim_next(sessions, settings, work.job_id)
         else:  # a new message goes on from here
             return [*messages, Message(REMOVE_BATCH_TASK, (work.batch_id,))]
@@ -501,7 +504,7 @@ def _record_outcome(
                 return _Done([], True, None, again=True)
         finished = connection.execute(_FINISH_BATCH, {"batch": work.batch_id}).rowcount == 1
     taken = None
-    if time.monotonic() < take_until:
+    if time.monotonic() < take_until and not stopping():  # a worker shutting down takes none
         taken = _take_next(connection, settings, work.job_id, now)
     # Last: the job row's lock, which batches finishing together queue for, is held only
     # until the commit.
@@ -634,7 +637,7 @@ def _take_next(
     """_claim_next in the caller's transaction."""
     until = now + timedelta(seconds=settings.lease_seconds)
     while True:
-        params = {"job": job_id, "now": now, "until": until}
+        params = {"job": job_id, "now": now, "until": until, "holder": holder()}
         row = connection.execute(_CLAIM_NEXT, params).one_or_none()
         if row is None:
             return None

@@ -1,9 +1,10 @@
 """Sweepers: find due work whose message was lost, and send it again, for every account.
 
-A row is sent again when its time has come and either the task that claimed it died (its
-lease ran out: a live task releases or finishes its row well within the lease), or no task
-holds it and the message sent for it should have been served by now (a killed worker that
-held it, a broker that dropped it in flight; worker.broker.dispatch says how long that is). Sending
+A row is sent again when its time has come and either the task that claimed it died (the
+worker process that holds its lease stopped beating, worker.db.heartbeats, or the lease ran
+out: a live worker renews the leases of its attempts under way), or no task holds it and the
+message sent for it should have been served by now (a killed worker that held it, a broker
+that dropped it in flight; worker.broker.dispatch says how long that is). Sending
 again is safe: the task claims the row, so a late original does nothing.
 
 An idle sweep logs nothing (beat runs each every few seconds); one that sends work again logs
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
+from worker.db.heartbeats import record_sweep, stale_holders
 from worker.db.models import Event, EventDelivery, ImageJob, Order, RemovalBatch, table_of
 from worker.outbox import webhooks
 from worker.outbox.events import deliver_message
@@ -131,6 +133,10 @@ def _sweep(
                 due_column <= now,
                 or_(
                     table.c.lease_until < now,  # its task died holding it
+                    and_(  # its worker process stopped beating: gone, the lease with it
+                        table.c.lease_until.is_not(None),
+                        table.c.lease_holder.in_(stale_holders()),
+                    ),
                     and_(
                         table.c.lease_until.is_(None),
                         or_(table.c.dispatched_until.is_(None), table.c.dispatched_until < now),
@@ -153,11 +159,16 @@ def _sweep(
                 )
             )
         messages = [message(row) for row in rows]
+        record_sweep(connection)
     if messages:
+        # Leased still: their worker stopped beating (sent again before their lease's end).
+        orphaned = sum(1 for row in rows if row.lease_until is not None and row.lease_until >= now)
         log.info(
-            "sweeper: %d %s sent again (their task died, or no task took them in time)",
+            "sweeper: %d %s sent again (their task died, or no task took them in time; "
+            "%d held by a worker that stopped beating)",
             len(messages),
             what,
-            extra={"outcome": "sent_again", "count": len(messages)},
+            orphaned,
+            extra={"outcome": "sent_again", "count": len(messages), "orphaned": orphaned},
         )
     return messages

@@ -50,6 +50,7 @@ class OrderBook:
         self._lock = threading.Lock()
         self._sellers: dict[str, dict[int, Listed]] = {}
         self._next_id: dict[str, int] = {}
+        self._no_items: dict[str, set[int]] = {}
         self._churn_at = time.time()
         self._churn_carry = 0.0
         self._rng = random.Random(f"lazada-sandbox-book:{seed}")
@@ -141,6 +142,16 @@ class OrderBook:
             if entry is None:
                 return None
             return Listed(entry.order_id, entry.created_at, entry.updated_at, entry.step, entry.tie)
+
+    def refuse_items(self, seller: str, order_ids: list[int]) -> None:
+        """The items call answers these listed orders as unknown (37), as the API does now
+        and then for an id it listed; GetOrder still knows them."""
+        with self._lock:
+            self._no_items.setdefault(seller, set()).update(order_ids)
+
+    def items_refused(self, seller: str, order_id: int) -> bool:
+        with self._lock:
+            return order_id in self._no_items.get(seller, set())
 
     def ids(self, seller: str) -> list[int]:
         with self._lock:

@@ -124,6 +124,11 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
         self._check_seller(seller)
         return self._service.change_orders(seller, order_ids, self.config, ago)
 
+    def refuse_items(self, seller: str, order_ids: list[int]) -> None:
+        """``/orders/items/get`` answers 37 for these orders (``/order/get`` still knows them)."""
+        self._check_seller(seller)
+        self._service.book.refuse_items(seller, order_ids)
+
     def listed_order_ids(self, seller: str) -> list[int]:
         """Every order the seller's listing holds."""
         self.add_orders(seller, 0)

@@ -276,7 +276,7 @@ class OpenPlatform:
             raise LazopErrorAnswer("38")
         answer = []
         for order_id in dict.fromkeys(ids):
-            if self.book.get(seller, order_id) is None:
+            if self.book.get(seller, order_id) is None or self.book.items_refused(seller, order_id):
                 raise LazopErrorAnswer("37", str(order_id))
             order = self.order(seller, order_id, config)
             answer.append(

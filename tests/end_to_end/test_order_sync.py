@@ -68,7 +68,7 @@ def synced_through(at: PlatformStack, moment: datetime, timeout: float = 240) ->
         row = sync_row(at)
         if row is None or row.run_until is not None or row.synced_through is None:
             return None
-        return row if row.synced_through >= moment.replace(microsecond=0) else None
+        return row if row.synced_through >= moment else None
 
     try:
         return wait_for(done, timeout, f"{at.platform.name} order sync through {moment}")

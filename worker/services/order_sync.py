@@ -139,13 +139,13 @@ def _start_run(connection: Connection, settings: Settings, account: str, now: da
     ).one_or_none()
     if found is None:
         return False
-    until = now.replace(microsecond=0)
+    # The run's end is its start, to the microsecond (a `sync-orders --wait` given after it
+    # must wait for the next run); the listing asks up to its whole second.
+    until = now
     point = found.synced_through
-    start = (
-        (point - OVERLAP)
-        if point is not None
-        else until - timedelta(seconds=settings.order_sync_lookback)
-    )
+    if point is None:
+        point = now - timedelta(seconds=settings.order_sync_lookback) + OVERLAP
+    start = (point - OVERLAP).replace(microsecond=0)
     started = connection.execute(
         update(_syncs)
         .where(_syncs.c.account == account, _syncs.c.run_until.is_(None))
@@ -652,3 +652,16 @@ def sync_state(session: Session, account: str) -> dict[str, Any]:
         "new": row.last_new,
         "changed": row.last_changed,
     }
+
+
+def synced_fields(session: Session, account: str) -> dict[str, Any]:
+    """The Account document's `orders_synced_through` and `orders_synced_at`."""
+    state = sync_state(session, account)
+    return {
+        "orders_synced_through": _iso(state["orders_synced_through"]),
+        "orders_synced_at": _iso(state["orders_synced_at"]),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

@@ -12,6 +12,7 @@ by a hash of their ids (ties have no documented order; a client must not rely on
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -40,6 +41,7 @@ class Listed:
     updated_at: datetime
     step: int  # its status: the step of its lifecycle it has reached
     tie: int  # its place among the orders of the same second
+    garbled: bool = False  # its updated_at is answered in a shape no decision names
 
 
 class OrderBook:
@@ -131,23 +133,28 @@ class OrderBook:
                 if entry.updated_at >= after and (before is None or entry.updated_at <= before)
             ]
             rows.sort(key=lambda entry: (entry.updated_at, entry.tie))
-            return [
-                Listed(e.order_id, e.created_at, e.updated_at, e.step, e.tie)
-                for e in rows[offset : offset + limit]
-            ]
+            return [dataclasses.replace(e) for e in rows[offset : offset + limit]]
 
     def get(self, seller: str, order_id: int) -> Listed | None:
         with self._lock:
             entry = self._sellers.get(seller, {}).get(order_id)
             if entry is None:
                 return None
-            return Listed(entry.order_id, entry.created_at, entry.updated_at, entry.step, entry.tie)
+            return dataclasses.replace(entry)
 
     def refuse_items(self, seller: str, order_ids: list[int]) -> None:
         """The items call answers these listed orders as unknown (37), as the API does now
         and then for an id it listed; GetOrder still knows them."""
         with self._lock:
             self._no_items.setdefault(seller, set()).update(order_ids)
+
+    def garble(self, seller: str, order_ids: list[int]) -> None:
+        """These orders' `updated_at` is answered as text no decision names (a bad row)."""
+        with self._lock:
+            for order_id in order_ids:
+                entry = self._sellers.get(seller, {}).get(order_id)
+                if entry is not None:
+                    entry.garbled = True
 
     def items_refused(self, seller: str, order_id: int) -> bool:
         with self._lock:
@@ -163,11 +170,12 @@ class OrderBook:
 
     def document(self, entry: Listed, seed: int, zone: tzinfo) -> Node:
         """The order as GetOrder writes it (legacy field names), its times in `zone`."""
+        updated = entry.updated_at.astimezone(zone).strftime(_DATE_FORMAT)
         return catalogue.listed_order(
             entry.order_id,
             seed,
             entry.created_at.astimezone(zone).strftime(_DATE_FORMAT),
-            entry.updated_at.astimezone(zone).strftime(_DATE_FORMAT),
+            f"{updated[8:10]}/{updated[5:7]}/{updated[:4]} noon" if entry.garbled else updated,
             entry.step,
         )
 

@@ -129,6 +129,11 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
         self._check_seller(seller)
         self._service.book.refuse_items(seller, order_ids)
 
+    def garble_orders(self, seller: str, order_ids: list[int]) -> None:
+        """These orders' ``updated_at`` is answered in a shape no decision names."""
+        self._check_seller(seller)
+        self._service.book.garble(seller, order_ids)
+
     def listed_order_ids(self, seller: str) -> list[int]:
         """Every order the seller's listing holds."""
         self.add_orders(seller, 0)

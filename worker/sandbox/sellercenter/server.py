@@ -81,6 +81,10 @@ class Sandbox(SandboxServer[SandboxConfig, SellerCenterCall]):
         """The orders move one status on, updated `ago` seconds before now."""
         return self._service.change_orders(order_ids, self.config, ago)
 
+    def garble_orders(self, order_ids: list[int]) -> None:
+        """These orders' ``UpdatedAt`` is answered in a shape no decision names."""
+        self._service.book.garble(SELLER, order_ids)
+
     def listed_order_ids(self) -> list[int]:
         """Every order the listing holds."""
         self._service.add_orders(0, self.config)

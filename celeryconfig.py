@@ -84,6 +84,14 @@ beat_schedule = {
     "sweep-orders": {"task": "lazada.sweep_orders", "schedule": 5.0},
     "sweep-image-jobs": {"task": "lazada.sweep_image_jobs", "schedule": 5.0},
     "sweep-events": {"task": "lazada.sweep_events", "schedule": 5.0},
+    "sweep-order-syncs": {"task": "lazada.sweep_order_syncs", "schedule": 5.0},
+    # Order sync (worker.services.order_sync): each account's sync starts when its last one
+    # started LAZADA_ORDER_SYNC_EVERY ago (the task looks every few seconds; off at 0).
+    "schedule-order-syncs": {
+        "task": "lazada.schedule_order_syncs",
+        "schedule": min(5.0, _settings.order_sync_every or 5.0),
+    },
+    # Only while order sync is off (LAZADA_ORDER_SYNC_EVERY=0): a sync keeps orders current.
     "refresh-open-orders": {
         "task": "lazada.refresh_open_orders",
         "schedule": timedelta(minutes=5),

@@ -10,6 +10,7 @@ Scenarios, by family (a module each):
 - polling: polling (image jobs)
 - embedded_broker: embedded-broker (kombu's server-less transports)
 - limiter (the rate limiter alone): slot-calendar, limiter-compare
+- order_sync: order-sync-first (the first sync of 10,000 orders against the fewest calls)
 - quick: every family briefly (CI)
 - tools: plots (PNGs from --json figures), profile-shares (a --profile run's samples)
 

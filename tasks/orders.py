@@ -9,7 +9,7 @@ from worker.accounts.store import UnknownAccount
 from worker.celery_app import app
 from worker.inputs import clean_order_id
 from worker.outbox.events import clean_callback
-from worker.services import orders
+from worker.services import order_sync, orders
 
 
 @app.task(name="lazada.fetch_order", base=ServiceTask, bind=True)
@@ -52,3 +52,28 @@ def fetch_order(
 def refresh_open_orders(self: ServiceTask) -> None:
     """Periodic: fetch again the stored orders, of every account, not in a final status."""
     self.publish(orders.refresh_open_orders(self.sessions, self.settings))
+
+
+@app.task(name="lazada.sync_orders", base=ServiceTask, bind=True)
+def sync_orders(self: ServiceTask, account: Any = None) -> None:
+    """An order sync of the account (contract "Order sync"); sent while one runs, one more
+    follows it."""
+    owner = self.account(account).name
+    self.publish(order_sync.request_sync(self.sessions, self.settings, owner))
+
+
+@app.task(name="lazada.sync_orders_step", base=ServiceTask, bind=True)
+def sync_orders_step(self: ServiceTask, account: Any = None) -> None:
+    """The next page of the account's sync under way (its position is in the database)."""
+    if not isinstance(account, str):
+        return
+    reserved = self.reserved_slot()
+    self.publish(
+        order_sync.sync_step(self.sessions, self.platforms, self.settings, account, reserved)
+    )
+
+
+@app.task(name="lazada.schedule_order_syncs", base=ServiceTask, bind=True)
+def schedule_order_syncs(self: ServiceTask) -> None:
+    """Periodic: a sync of every account whose last one started LAZADA_ORDER_SYNC_EVERY ago."""
+    self.publish(order_sync.due_syncs(self.sessions, self.settings))

@@ -20,3 +20,8 @@ def sweep_orders(self: ServiceTask) -> None:
 @app.task(name="lazada.sweep_image_jobs", base=ServiceTask, bind=True)
 def sweep_image_jobs(self: ServiceTask) -> None:
     self.publish(sweepers.sweep_image_jobs(self.sessions, self.settings))
+
+
+@app.task(name="lazada.sweep_order_syncs", base=ServiceTask, bind=True)
+def sweep_order_syncs(self: ServiceTask) -> None:
+    self.publish(sweepers.sweep_order_syncs(self.sessions, self.settings))

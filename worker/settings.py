@@ -22,6 +22,7 @@ from worker.urls import mask_url
 DEFAULT_DATABASE_URL = "sqlite:///lazada-worker.sqlite3"
 _DAY = 86400.0
 # A name kombu can use as a queue and as part of a file name (the embedded broker).
+_TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,254}")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -65,6 +66,12 @@ class Settings:
     read_timeout: float = 30.0
     # Stored orders not in a final status are fetched again when older than this.
     order_refresh_after: float = 900.0
+    # Order sync (worker.services.order_sync): beat starts one for every account this often
+    # (0: off, and beat refreshes open orders instead); the first reaches back this far; the
+    # task that hears of every order.created and order.updated.
+    order_sync_every: float = 300.0
+    order_sync_lookback: float = 7 * _DAY
+    order_callback: str | None = None
     # The account used when work names none (worker.accounts.store.get_account).
     default_account: str | None = None
     # The Fernet key(s) that encrypt stored secrets, comma-separated, or a file holding them
@@ -180,6 +187,11 @@ class Settings:
             poll_first=_seconds(env, "LAZADA_POLL_FIRST", 1.0, 0, 3600),
             poll_slack=_seconds(env, "LAZADA_POLL_SLACK", 4.5, 0, 3600),
             order_refresh_after=_seconds(env, "LAZADA_ORDER_REFRESH_AFTER", 900.0, 0, 30 * _DAY),
+            order_sync_every=_seconds(env, "LAZADA_ORDER_SYNC_EVERY", 300.0, 0, _DAY),
+            order_sync_lookback=_seconds(
+                env, "LAZADA_ORDER_SYNC_LOOKBACK", 7 * _DAY, 60, 365 * _DAY
+            ),
+            order_callback=_task_name(env, "LAZADA_ORDER_CALLBACK"),
             redispatch_after=_seconds(env, "LAZADA_REDISPATCH_AFTER", 300.0, 1, _DAY),
             lease_seconds=lease,
             read_timeout=read_timeout,
@@ -262,6 +274,15 @@ def _queue(env: Mapping[str, str], name: str = "LAZADA_QUEUE", default: Any = "l
         raise SettingsError(
             f"{name} must be a plain queue name (letters, digits, '-', '_', '.'; "
             f"at most 100, starting with a letter or digit), got {value!r}"
+        )
+    return value
+
+
+def _task_name(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name) or None
+    if value is not None and not _TASK_NAME.fullmatch(value):
+        raise SettingsError(
+            f"{name} must be a task name (letters, digits, '_', '.', ':', '-'), got {value!r}"
         )
     return value
 

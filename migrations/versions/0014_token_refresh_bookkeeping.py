@@ -1,7 +1,7 @@
 """when an account's token pair was stored, and a refresh whose outcome is not settled
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-06
 
 `tokens_stored_at` is set only when a pair is stored; the refresh schedule counted from
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

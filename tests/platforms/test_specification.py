@@ -15,7 +15,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from worker.platforms.errors import (
     NotFoundError,
     ThrottledApiError,
     TransientApiError,
+    UnknownInBatch,
     UnsendableRequest,
 )
 from worker.platforms.lazop import LazopClient
@@ -46,6 +47,7 @@ from worker.settings import Settings
 ACCOUNT = "spec-shop"
 KNOWN_ORDER = 4242
 UNKNOWN_ORDER = 900_000_001
+LISTED = 130  # orders each sandbox's listing holds: more than a page
 
 
 def images(seconds: float) -> list[str]:
@@ -82,14 +84,18 @@ def _lazop_authorize(
 KINDS = {
     "sellercenter": Kind(
         name="sellercenter",
-        start=lambda: Sandbox(SandboxConfig(image_job_seconds=(0.0, 0.0))).start(),
+        start=lambda: Sandbox(
+            SandboxConfig(image_job_seconds=(0.0, 0.0), listed_orders=LISTED)
+        ).start(),
         credentials=lambda s: {"user_id": s.user_id, "api_key": s.api_key},
         api_url=lambda s: s.url,
         removal_counts=lambda s: Counter(s.removal_counts()),
     ),
     "lazop": Kind(
         name="lazop",
-        start=lambda: LazopSandbox(LazopSandboxConfig(image_job_seconds=(0.0, 0.0))).start(),
+        start=lambda: LazopSandbox(
+            LazopSandboxConfig(image_job_seconds=(0.0, 0.0), listed_orders=LISTED)
+        ).start(),
         credentials=lambda s: {
             "app_key": s.app_key,
             "app_secret": s.app_secret,
@@ -101,7 +107,7 @@ KINDS = {
     ),
     "toy": Kind(
         name="toy",
-        start=lambda: ToySandbox(ToyConfig()).start(),
+        start=lambda: ToySandbox(ToyConfig(listed_orders=LISTED)).start(),
         credentials=lambda s: {"shop_id": s.config.shop_id, "shop_secret": s.config.shop_secret},
         api_url=lambda s: s.url,
         removal_counts=lambda s: Counter(s.removal_counts()),
@@ -258,3 +264,41 @@ def test_the_platforms_limits_are_what_a_call_takes(subject: Subject) -> None:
     assert platform.calls_per_order >= 1
     skus = [f"SPEC-{n}" for n in range(platform.max_skus_per_call)]
     assert sorted(platform.remove_skus(skus).removed) == sorted(skus)
+
+
+def test_the_listing_pages_every_order_once_by_updated_at_and_makes_whole_orders(
+    subject: Subject,
+) -> None:
+    platform = subject.platform
+    now = datetime.now(UTC).replace(microsecond=0)
+    listed = []
+    offset = 0
+    while True:
+        page = platform.list_orders(now - timedelta(days=4), now, offset)
+        listed += page.orders
+        offset += page.rows
+        if page.rows < platform.orders_per_page:
+            break
+    assert len({row.order_id for row in listed}) == len(listed) == LISTED
+    moments = [row.updated_at for row in listed]
+    assert all(m is not None and m.utcoffset() == timedelta(0) for m in moments)
+    assert moments == sorted(moments)  # type: ignore[type-var]
+    first = listed[0]
+    items = None
+    if platform.ids_per_items_call:
+        ids = [row.order_id for row in listed[: platform.ids_per_items_call]]
+        found = platform.order_items(ids)
+        assert set(found) == set(ids)
+        items = found[first.order_id]
+        assert all(str(item["order_id"]) == str(first.order_id) for item in items)
+        with pytest.raises(UnknownInBatch):
+            platform.order_items([*ids[:3], UNKNOWN_ORDER])
+    order = platform.listed_order(first, items)
+    assert order.order_id == first.order_id and order.updated_at == first.updated_at
+    json.dumps(order.raw)
+
+
+def test_the_listing_reads_only_the_window_it_is_given(subject: Subject) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    page = subject.platform.list_orders(now + timedelta(seconds=5), now + timedelta(hours=1), 0)
+    assert (page.orders, page.rows) == ((), 0)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +24,9 @@ from worker.platforms import (
     AuthorizationLostError,
     CallRecord,
     ImageJobStatus,
+    ListedOrder,
     Order,
+    OrderPage,
     Platform,
     RemovalOutcome,
     registry,
@@ -109,6 +113,9 @@ class _Parked:
         self.max_skus_per_call = platform.max_skus_per_call
         self.max_urls_per_call = platform.max_urls_per_call
         self.calls_per_order = platform.calls_per_order
+        self._platform = platform
+        self.orders_per_page = platform.orders_per_page
+        self.ids_per_items_call = platform.ids_per_items_call
         self._name = name
 
     def _refuse(self, action: str) -> AccountParked:
@@ -123,6 +130,15 @@ class _Parked:
 
     def get_order(self, order_id: int) -> Order:
         raise self._refuse("get order")
+
+    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+        raise self._refuse("list orders")
+
+    def order_items(self, order_ids: Sequence[int]) -> Mapping[int, list[dict[str, Any]]]:
+        raise self._refuse("order items")
+
+    def listed_order(self, listed: ListedOrder, items: Sequence[Mapping[str, Any]] | None) -> Order:
+        return self._platform.listed_order(listed, items)
 
     def submit_images(self, urls: Sequence[str]) -> str:
         raise self._refuse("submit images")

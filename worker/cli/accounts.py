@@ -21,6 +21,7 @@ from worker.cli.output import print_json
 from worker.inputs import InvalidInput
 from worker.platforms import ApiError, registry
 from worker.platforms.base import Credential, PlatformEntry
+from worker.services.order_sync import synced_fields
 from worker.urls import mask_url
 
 
@@ -127,7 +128,8 @@ class _Commands:
         settings = load_settings()
         with open_sessions(settings)() as session:
             documents = [
-                accounts.account_document(a) for a in accounts.list_accounts(session, settings)
+                {**accounts.account_document(a), **synced_fields(session, a.name)}
+                for a in accounts.list_accounts(session, settings)
             ]
         if args.json:
             print_json(documents)
@@ -138,7 +140,11 @@ class _Commands:
     def show(self, args: argparse.Namespace) -> int:
         settings = load_settings()
         with open_sessions(settings)() as session:
-            document = accounts.account_document(accounts.get_account(session, settings, args.name))
+            account = accounts.get_account(session, settings, args.name)
+            document = {
+                **accounts.account_document(account),
+                **synced_fields(session, account.name),
+            }
         if args.json:
             print_json(document)
         else:

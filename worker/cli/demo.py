@@ -29,7 +29,7 @@ from sqlalchemy.orm import sessionmaker
 from worker.accounts import tokens
 from worker.accounts.store import add_account
 from worker.db.engine import get_engine
-from worker.db.models import ApiCall, ImageJob, Order, RemovalJob
+from worker.db.models import ApiCall, ImageJob, Order, OrderSync, RemovalJob
 from worker.db.schema import ensure_schema
 from worker.platforms.lazop.client import LazopClient
 from worker.sandbox.lazop import LazopSandbox
@@ -37,10 +37,12 @@ from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.sandbox.sellercenter import Sandbox, SandboxConfig
 from worker.services import documents
 from worker.services.documents import removal_progress
+from worker.services.order_sync import sync_state
 from worker.settings import Settings
 
 DEMO_SKUS = [f"DEMO-SKU-{n:04d}" + ("-FAIL" if n % 40 == 0 else "") for n in range(1, 301)]
 DEMO_ORDERS = [190, 1001, 1002, 1003, 900_000_001]  # the last one does not exist (E016)
+DEMO_LISTED_ORDERS = 120
 DEMO_IMAGES = [f"https://images.example.com/demo/{n}.jpg" for n in range(1, 11)] + [
     "https://images.example.com/demo/broken-link.jpg"
 ]
@@ -71,6 +73,11 @@ def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
         "fault_rate": 0.05,
         # "slow" answers take longer than the client's read timeout: real, but dull to watch.
         "image_job_seconds": (2.0, 6.0),
+        # Orders the sellers' listings hold, and new ones while the demo runs: they arrive
+        # by order sync, without their ids being named.
+        "listed_orders": DEMO_LISTED_ORDERS,
+        "listed_days": 2.0,
+        "order_churn": 0.5,
     }
     config = replace(
         SandboxConfig.from_env(),  # the account (LAZADA_SANDBOX_USER_ID, _API_KEY) and seed
@@ -88,6 +95,7 @@ def run_demo(concurrency: int = 8, timeout: float = 180.0) -> int:
                 "DATABASE_URL": f"sqlite:///{folder / 'lazada-worker.sqlite3'}",
                 "LAZADA_REDISPATCH_AFTER": "30",
                 "LAZADA_DEFAULT_ACCOUNT": DEMO_ACCOUNT,
+                "LAZADA_ORDER_SYNC_EVERY": "10",  # a sync every 10 s shows orders arrive
             }
         )
         print(
@@ -252,7 +260,12 @@ def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
         jobs = session.scalars(select(RemovalJob).where(RemovalJob.key == "demo-removal")).all()
         progress = [removal_progress(session, a, "demo-removal") for a in DEMO_ACCOUNTS]
         skus_final = sum(p[0] for p in progress if p is not None)
-        orders = session.execute(select(Order.state, Order.next_attempt_at)).all()
+        orders = session.execute(
+            select(Order.state, Order.next_attempt_at).where(Order.order_id.in_(DEMO_ORDERS))
+        ).all()
+        syncs = session.scalars(
+            select(OrderSync).where(OrderSync.synced_through.is_not(None))
+        ).all()
         images = list(session.scalars(select(ImageJob.state)))
         api_calls = session.scalar(select(func.count()).select_from(ApiCall))
     orders_final = sum(1 for state, due in orders if state != "pending" and due is None)
@@ -267,7 +280,8 @@ def _progress(sessions: Any, settings: Any) -> dict[str, Any]:
         and all(job.finished_at is not None for job in jobs)
         and orders_final == len(DEMO_ORDERS) * len(DEMO_ACCOUNTS)
         and images
-        and images_final == len(images),
+        and images_final == len(images)
+        and len(syncs) == len(DEMO_ACCOUNTS),
     }
 
 
@@ -305,6 +319,18 @@ def _summary(sessions: Any, settings: Any, account: str, sandbox: Any) -> None:
         else:
             code = documents.error_code_text(order["error_code"])
             print(f"  order {order['order_id']}: {order['state']}: {code} {order['message']}")
+    with sessions() as session:
+        state = sync_state(session, account)
+        synced = session.scalar(
+            select(func.count())
+            .select_from(Order)
+            .where(Order.account == account, Order.order_id.not_in(DEMO_ORDERS))
+        )
+    through = state["orders_synced_through"]
+    print(
+        f"order sync: {synced} orders arrived without their ids being named (synced through "
+        f"{through.isoformat() if through else '-'}; `lazada-worker orders --account {account}`)"
+    )
     for image in images:
         print(
             f"image job {image['request_id']}: {image['state']}, {len(image['images'])} "

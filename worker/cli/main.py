@@ -29,6 +29,7 @@ from worker.cli.exits import (
     CommandFailed,
 )
 from worker.cli.failures import cmd_failures
+from worker.cli.order_sync import add_order_sync_commands
 from worker.cli.run import QUEUE_CHOICES, cmd_run
 from worker.cli.sandboxes import cmd_sandbox
 from worker.cli.secrets import add_secrets_commands
@@ -217,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("config", cmd_config, "every effective setting and where it came from")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
+    add_order_sync_commands(sub, ACCOUNT_HELP, JSON_HELP, WAIT_HELP)
     add_accounts_commands(sub)
     add_secrets_commands(sub)
     add_event_commands(sub)

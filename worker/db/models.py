@@ -197,6 +197,50 @@ class Order(Base):
     callback_queue: Mapped[str | None] = mapped_column(String(255))
 
 
+class OrderSync(Base):
+    """An account's order sync (worker.services.order_sync): its sync point, and the run under
+    way, if any, with the position it has read to. One row per account: the lease on it is
+    what keeps two syncs of an account from running at once."""
+
+    __tablename__ = "order_syncs"
+    __table_args__ = (UniqueConstraint("account"), Index("ix_order_syncs_due", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    # Every order updated up to then is stored (null before the first sync), and when that
+    # was last moved.
+    synced_through: Mapped[datetime | None]
+    synced_at: Mapped[datetime | None]
+    # The run under way (null: none): it lists up to `run_until`; `follow` asks for another
+    # run after it. The position: the second read to (`cursor_at`), the ids read at that
+    # second, and, while a second holds more than a page, the offset in it and whether this
+    # pass through it found any new id.
+    run_until: Mapped[datetime | None]
+    follow: Mapped[bool] = mapped_column(default=False)
+    cursor_at: Mapped[datetime | None]
+    cursor_ids: Mapped[list[Any]] = mapped_column(default=list)
+    in_second: Mapped[bool] = mapped_column(default=False)
+    second_offset: Mapped[int] = mapped_column(Integer, default=0)
+    second_found: Mapped[bool] = mapped_column(default=False)
+    # Listed orders waiting for their items (lazop), and how many ids an items call takes
+    # now (smaller after an id the API did not know).
+    pending: Mapped[list[Any]] = mapped_column(default=list)
+    chunk: Mapped[int] = mapped_column(Integer, default=0)
+    # Orders the run stored as new and as changed; those of the last finished run.
+    run_new: Mapped[int] = mapped_column(Integer, default=0)
+    run_changed: Mapped[int] = mapped_column(Integer, default=0)
+    last_new: Mapped[int] = mapped_column(Integer, default=0)
+    last_changed: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    dispatched_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class ImageMigration(Base):
     """A caller's MigrateImages request: its URLs go out in chunks of at most 8."""
 

@@ -28,6 +28,8 @@ EVENT_TYPES = (
     "removal.cancelled",
     "order.fetched",
     "order.failed",
+    "order.created",
+    "order.updated",
     "image_job.finished",
     "account.needs_authorization",
 )

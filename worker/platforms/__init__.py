@@ -13,13 +13,17 @@ from worker.platforms.errors import (
     PermanentApiError,
     ThrottledApiError,
     TransientApiError,
+    UnknownInBatch,
+    UnusableOrder,
 )
 from worker.platforms.models import (
     CallRecord,
     ImageError,
     ImageJobStatus,
     ImageResult,
+    ListedOrder,
     Order,
+    OrderPage,
     RemovalOutcome,
     SkuFailure,
 )
@@ -32,11 +36,15 @@ __all__ = [
     "ImageError",
     "ImageJobStatus",
     "ImageResult",
+    "ListedOrder",
     "Order",
+    "OrderPage",
     "PermanentApiError",
     "Platform",
     "RemovalOutcome",
     "SkuFailure",
     "ThrottledApiError",
     "TransientApiError",
+    "UnknownInBatch",
+    "UnusableOrder",
 ]

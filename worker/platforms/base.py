@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 from worker.platforms.errors import UnsendableRequest
 from worker.platforms.models import (
     CallRecord,
     ImageJobStatus,
+    ListedOrder,
     Order,
+    OrderPage,
     RemovalOutcome,
     SkuFailure,
     TokenGrant,
@@ -35,6 +38,27 @@ class Platform(Protocol):
     @property
     def calls_per_order(self) -> int:
         """How many calls one `get_order` makes: the rate limit reserves them together."""
+
+    @property
+    def orders_per_page(self) -> int:
+        """How many orders one `list_orders` call asks for."""
+
+    @property
+    def ids_per_items_call(self) -> int:
+        """How many orders' items one `order_items` call takes; 0: the listing holds whole
+        orders (no items call)."""
+
+    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+        """The account's orders with `after` <= updated_at <= `before` (whole seconds, both
+        inclusive), by updated_at ascending, `offset` rows in; one call."""
+
+    def order_items(self, order_ids: Sequence[int]) -> Mapping[int, list[dict[str, Any]]]:
+        """The items of up to `ids_per_items_call` listed orders, by order id (matched by the
+        id the answer names, never by position); `UnknownInBatch` when one id is unknown."""
+
+    def listed_order(self, listed: ListedOrder, items: Sequence[Mapping[str, Any]] | None) -> Order:
+        """The order a listing row (and its items) make; `UnusableOrder` if it cannot be
+        stored. No call."""
 
     def remove_skus(self, skus: Sequence[str]) -> RemovalOutcome:
         """Remove up to `max_skus_per_call` distinct SKUs; the outcome says which went."""

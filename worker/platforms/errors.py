@@ -55,6 +55,17 @@ class NotFoundError(PermanentApiError):
     """The object asked for (an order, an image job) does not exist."""
 
 
+class UnknownInBatch(NotFoundError):
+    """A call about several objects named one the API does not know (the Open Platform's
+    order items of several orders, code 37): the call did nothing; which one it was is found
+    by asking for fewer at a time."""
+
+
+class UnusableOrder(ValueError):
+    """An order the API answered in a shape that cannot be stored (a time in a shape no
+    decision names, a price that is not a number): a failure of that order alone."""
+
+
 class UnsendableRequest(PermanentApiError, ValueError):
     """The request cannot be built from what was given; nothing was sent, and the same values
     never can be. ``refused`` maps each value at fault (a SellerSku, a URL) to the reason, so

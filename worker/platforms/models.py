@@ -16,7 +16,9 @@ __all__ = [
     "ImageError",
     "ImageJobStatus",
     "ImageResult",
+    "ListedOrder",
     "Order",
+    "OrderPage",
     "RemovalOutcome",
     "SkuFailure",
     "TokenGrant",
@@ -87,6 +89,30 @@ class Order:
     tax_code: str
     branch_number: str
     raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ListedOrder:
+    """One row of an order listing (order sync). ``updated_at`` is aware UTC, None when the
+    answer's time could not be read (``problem`` says why: the order cannot be stored).
+    ``raw`` is the row as the platform's ``listed_order`` reads it back (JSON-able: a page
+    waiting for its items is kept in the database); ``order`` is the order itself when the
+    listing alone makes it (no items call)."""
+
+    order_id: int
+    updated_at: datetime | None
+    raw: Mapping[str, Any]
+    order: Order | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """One page of an account's orders by ``updated_at`` ascending; ``rows`` is how many rows
+    the answer held (every one, readable or not): fewer than asked ends the listing."""
+
+    orders: tuple[ListedOrder, ...]
+    rows: int
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,18 @@ def order(order_id: int, seed: int, elapsed: float, advance_seconds: float) -> N
     return document
 
 
+def listed_order(order_id: int, seed: int, created: str, updated: str, step: int) -> Node:
+    """An order of a seller's listing (worker.sandbox.order_book): the catalogue's order for
+    its id, with the listing's times and the status its `step` has reached."""
+    plan = _plan(order_id, seed)
+    document = dict(plan.document)
+    document["OrderId"] = str(order_id)
+    document["CreatedAt"] = created
+    document["UpdatedAt"] = updated
+    document["Statuses"] = {"Status": [plan.lifecycle[step % len(plan.lifecycle)]]}
+    return document
+
+
 class _Plan:
     """The parts of an order fixed by its id and the seed (cached: GetOrder is hot)."""
 

@@ -280,6 +280,9 @@ SHARED_PARSERS: dict[str, Callable[[Any], Any]] = {
     "image_job_seconds": pair,
     "missing_order_from": integer,
     "max_clock_skew": number,
+    "listed_orders": integer,
+    "listed_days": number,
+    "order_churn": number,
 }
 """The server's parsers and those of the knobs both Lazada sandboxes have under the same names."""
 

@@ -24,14 +24,13 @@ from worker.outbox.events import record_order_event
 from worker.platforms import ApiError, TransientApiError
 from worker.platforms import Order as ApiOrder
 from worker.services.attempts import Row, attempt
+from worker.services.order_store import store_order
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FETCH_ORDER_TASK = "lazada.fetch_order"
 ORDERS_GROUP = "orders"  # an account's order fetches take their turns as one group
-# Item statuses after which an order no longer changes by itself; anything else is refreshed.
-FINAL_STATUSES = frozenset({"delivered", "canceled", "returned", "failed", "return_rejected"})
 
 
 def fetch_message(account: str, order_id: int) -> Message:
@@ -76,7 +75,7 @@ def fetch_order(
         settings,
         row,
         lambda: platform.get_order(order_id),
-        succeeded=lambda c, order, now: _store(c, row_id, request_id, order, now),
+        succeeded=lambda c, order, now: _store(c, row, request_id, order, now, settings),
         failed=lambda c, error, message, attempts, now: _fail(
             c, row, order_id, request_id, error, message, attempts, now
         ),
@@ -110,8 +109,11 @@ def refresh_open_orders(
     sessions: sessionmaker[Session], settings: Settings, limit: int = 1000
 ) -> list[Message]:
     """Fetch again the open orders, of every account, last fetched longer ago than the
-    refresh interval. An order whose account was removed since (or whose name another account
-    has now) is not fetched: it ends, once, no longer open, its message saying why."""
+    refresh interval, only while order sync is off (a sync keeps them current). An order
+    whose account was removed since (or whose name another account has now) is not fetched:
+    it ends, once, no longer open, its message saying why."""
+    if settings.order_sync_every > 0:
+        return []
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=settings.order_refresh_after)
     by_account: dict[str, list[int]] = {}
@@ -231,7 +233,6 @@ _CLAIM = claim_statement(Order).values(
     attempts=case((_orders.c.next_attempt_at.is_(None), 0), else_=_orders.c.attempts)
 )
 _UPDATE = update(_orders).where(_orders.c.id == bindparam("row"))
-_STORE = _UPDATE.values(attempts=_orders.c.attempts + 1)  # the call that fetched it counts
 
 
 def _claim(
@@ -296,47 +297,27 @@ def _ensure_row(
 
 def _store(
     connection: Connection,
-    row_id: int,
+    row: Row,
     request_id: str | None,
     order: ApiOrder,
     now: datetime,
+    settings: Settings,
 ) -> list[Message]:
-    values = _stored_values(order, now)
     # Recorded only now: a request whose worker died mid-call is served again on redelivery.
-    values["last_request_id"] = request_id
-    connection.execute(_STORE, {"row": row_id, **values})
-    record_order_event(connection, row_id, fetched=True)
-    return []
-
-
-def _stored_values(order: ApiOrder, now: datetime) -> dict[str, Any]:
-    """The columns a fetched order sets: its data (the API's, made storable: worker.db.storable),
-    and nothing due any more. The order number and price are not cut: one that does not fit
-    fails the fetch (worker.services.attempts.UnstorableAnswer)."""
-    return {
-        "state": "fetched",
-        "order_number": storable.text(order.order_number),
-        "customer_first_name": storable.text(order.customer_first_name),
-        "customer_last_name": storable.text(order.customer_last_name),
-        "payment_method": storable.bounded(order.payment_method, _orders.c.payment_method),
-        "price": str(order.price),
-        "gift_option": order.gift_option,
-        "items_count": order.items_count,
-        "statuses": storable.document(list(order.statuses)),
-        "is_open": not set(order.statuses) <= FINAL_STATUSES,
-        "order_created_at": order.created_at,
-        "order_updated_at": order.updated_at,
-        "address_billing": storable.document(dict(order.address_billing)),
-        "address_shipping": storable.document(dict(order.address_shipping)),
-        "extra_attributes": storable.document(dict(order.extra_attributes)),
-        "raw": storable.document(dict(order.raw)),
-        "error_code": None,
-        "message": None,
-        "fetched_at": now,
+    # The call that fetched it counts; nothing is due any more. A newer version stored
+    # meanwhile (by a sync) is kept (worker.services.order_store).
+    done = {
+        "last_request_id": request_id,
+        "attempts": _orders.c.attempts + 1,
         "next_attempt_at": None,
         "lease_until": None,
         "dispatched_until": None,
     }
+    store_order(
+        connection, row.account, order, now, settings.order_callback, row_id=row.id, extra=done
+    )
+    record_order_event(connection, row.id, fetched=True)
+    return []
 
 
 def _record_retry(

@@ -24,10 +24,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
 from worker.db.heartbeats import record_sweep, stale_holders
-from worker.db.models import Event, EventDelivery, ImageJob, Order, RemovalBatch, table_of
+from worker.db.models import (
+    Event,
+    EventDelivery,
+    ImageJob,
+    Order,
+    OrderSync,
+    RemovalBatch,
+    table_of,
+)
 from worker.outbox import webhooks
 from worker.outbox.events import deliver_message
 from worker.services.images import ADVANCE_TASK
+from worker.services.order_sync import step_message
 from worker.services.orders import fetch_message
 from worker.services.removal import REMOVE_BATCH_TASK
 from worker.settings import Settings
@@ -40,7 +49,17 @@ _batches = table_of(RemovalBatch)
 _orders = table_of(Order)
 _images = table_of(ImageJob)
 _events = table_of(Event)
-_deliveries = table_of(EventDelivery)
+from worker.db.heartbeats import record_sweep, stale_holders
+from worker.db.models import (
+    Event,
+    EventDelivery,
+    ImageJob,
+    Order,
+    OrderSync,
+    RemovalBatch,
+    table_of,
+)
+from worker.outbox import webhooks
 
 
 def sweep_removal_batches(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
@@ -64,6 +83,19 @@ def sweep_orders(sessions: sessionmaker[Session], settings: Settings) -> list[Me
         _orders.c.next_attempt_at.is_not(None),
         lambda row: fetch_message(row.account, row.order_id),
         "order(s)",
+    )
+
+
+def sweep_order_syncs(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
+    """Order syncs under way whose next step's message was lost."""
+    return _sweep(
+        sessions,
+        settings,
+        _syncs,
+        _syncs.c.next_attempt_at,
+        _syncs.c.run_until.is_not(None),
+        lambda row: step_message(row.account),
+        "order sync(s)",
     )
 
 

@@ -39,13 +39,16 @@ from worker.platforms.errors import (
     TransientApiError,
     TransportError,
     UnsendableRequest,
+    UnusableOrder,
 )
 from worker.platforms.models import (
     CallRecord,
     ImageError,
     ImageJobStatus,
     ImageResult,
+    ListedOrder,
     Order,
+    OrderPage,
     RemovalOutcome,
     SkuFailure,
 )
@@ -68,6 +71,8 @@ class ToyPlatform:
     max_skus_per_call = MAX_SKUS
     max_urls_per_call = MAX_URLS
     calls_per_order = 1
+    orders_per_page = 25
+    ids_per_items_call = 0  # the listing holds whole orders
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -95,33 +100,30 @@ class ToyPlatform:
             ),
         )
 
+    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+        query = {
+            "since": after.isoformat(),
+            "until": before.isoformat(),
+            "offset": str(offset),
+            "limit": str(self.orders_per_page),
+        }
+        rows = self._call("list orders", "GET", "/v1/orders", query=query)["orders"]
+        listed = []
+        for document in rows:
+            order = _order(document)
+            listed.append(ListedOrder(order.order_id, order.updated_at, {}, order=order))
+        return OrderPage(tuple(listed), len(rows))
+
+    def order_items(self, order_ids: Sequence[int]) -> Mapping[int, list[dict[str, Any]]]:
+        raise UnsendableRequest("the toy's listing holds whole orders", action="order items")
+
+    def listed_order(self, listed: ListedOrder, items: Sequence[Mapping[str, Any]] | None) -> Order:
+        if listed.order is None:
+            raise UnusableOrder(listed.problem or "no order")
+        return listed.order
+
     def get_order(self, order_id: int) -> Order:
-        document = self._call("get order", "GET", f"/v1/orders/{order_id}")["order"]
-        return Order(
-            order_id=int(document["id"]),
-            order_number=str(document["number"]),
-            customer_first_name=str(document["customer"]),
-            customer_last_name="",
-            payment_method="",
-            remarks="",
-            delivery_info="",
-            price=Decimal(str(document["price"])),
-            gift_option=False,
-            gift_message="",
-            voucher_code="",
-            created_at=datetime.fromisoformat(document["created_at"]),
-            updated_at=datetime.fromisoformat(document["updated_at"]),
-            address_billing={},
-            address_shipping={},
-            national_registration_number="",
-            items_count=int(document["items"]),
-            promised_shipping_time="",
-            extra_attributes={},
-            statuses=tuple(document["statuses"]),
-            tax_code="",
-            branch_number="",
-            raw=document,
-        )
+        return _order(self._call("get order", "GET", f"/v1/orders/{order_id}")["order"])
 
     def submit_images(self, urls: Sequence[str]) -> str:
         if len(urls) > MAX_URLS:
@@ -149,12 +151,14 @@ class ToyPlatform:
         method: Literal["GET", "POST"],
         path: str,
         document: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         connection = self._connection
         if connection.before_call is not None:
             connection.before_call(action)
         body = b"" if document is None else json.dumps(document).encode()
         params = {
+            **(query or {}),
             "shop": connection.credentials["shop_id"],
             "signature": signature(connection.secret, method, path, body),
         }
@@ -223,6 +227,34 @@ def _answer(action: str, status: int, data: bytes) -> dict[str, Any]:
     if status >= 500:
         raise TransientApiError(error or f"HTTP {status}", action=action, code=str(status))
     raise TransportError(f"unexpected HTTP {status}", action=action)
+
+
+def _order(document: dict[str, Any]) -> Order:
+    return Order(
+        order_id=int(document["id"]),
+        order_number=str(document["number"]),
+        customer_first_name=str(document["customer"]),
+        customer_last_name="",
+        payment_method="",
+        remarks="",
+        delivery_info="",
+        price=Decimal(str(document["price"])),
+        gift_option=False,
+        gift_message="",
+        voucher_code="",
+        created_at=datetime.fromisoformat(document["created_at"]),
+        updated_at=datetime.fromisoformat(document["updated_at"]),
+        address_billing={},
+        address_shipping={},
+        national_registration_number="",
+        items_count=int(document["items"]),
+        promised_shipping_time="",
+        extra_attributes={},
+        statuses=tuple(document["statuses"]),
+        tax_code="",
+        branch_number="",
+        raw=document,
+    )
 
 
 def _connect(connection: Connection, tokens: Tokens | None) -> Platform:

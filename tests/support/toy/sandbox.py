@@ -23,6 +23,7 @@ from tests.support.toy.platform import MAX_SKUS, MAX_URLS, signature
 from worker.sandbox import Body, Call, SandboxServer, State
 from worker.sandbox.images import ImageJobs
 from worker.sandbox.knobs import ServerKnobs
+from worker.sandbox.order_book import OrderBook
 from worker.sandbox.removals import Removals, failing_skus
 from worker.sandbox.replies import Reply, json_reply
 from worker.sandbox.routes import Found, Routes
@@ -38,6 +39,7 @@ class ToyConfig(ServerKnobs):
     failing_skus: tuple[str, ...] = ("*FAIL*",)
     missing_order_from: int = 900_000_000
     image_job_seconds: tuple[float, float] = (0.0, 0.0)
+    listed_orders: int = 0
 
 
 @dataclass(kw_only=True)
@@ -54,6 +56,7 @@ class Toy:
 
     removals: Removals = field(default_factory=Removals)
     images: ImageJobs = field(default_factory=lambda: ImageJobs(seed=0))
+    book: OrderBook = field(default_factory=lambda: OrderBook(seed=0))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -108,6 +111,33 @@ def get_order(call: ToyCall, toy: Toy, config: ToyConfig, apply: bool) -> Reply:
     )
 
 
+def _toy_order(order_id: int, created: datetime, updated: datetime, step: int) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "number": f"T-{order_id}",
+        "customer": "Toy Customer",
+        "price": f"{order_id % 1000}.50",
+        "created_at": created.isoformat(),
+        "updated_at": updated.isoformat(),
+        "items": 1 + order_id % 3,
+        "statuses": ["pending"] if step % 2 == 0 else ["shipped"],
+    }
+
+
+def list_orders(call: ToyCall, toy: Toy, config: ToyConfig, apply: bool) -> Reply:
+    """`GET /v1/orders?since=ISO&until=ISO&offset=N&limit=N`: whole orders by updated_at."""
+    toy.book.populate(config.shop_id, config.listed_orders, 1.0)
+    try:
+        since = datetime.fromisoformat(call.params["since"])
+        until = datetime.fromisoformat(call.params["until"])
+        offset, limit = int(call.params.get("offset", "0")), int(call.params.get("limit", "25"))
+    except (KeyError, ValueError):
+        return json_reply(400, {"error": "since, until, offset, limit"}, "bad_request")
+    rows = toy.book.listing(config.shop_id, since, until, offset, min(limit, 25))
+    orders = [_toy_order(r.order_id, r.created_at, r.updated_at, r.step) for r in rows]
+    return json_reply(200, {"orders": orders})
+
+
 def submit_images(call: ToyCall, toy: Toy, config: ToyConfig, apply: bool) -> Reply:
     document = _document(call)
     urls = document.get("urls") if document is not None else None
@@ -143,6 +173,7 @@ def poll_images(call: ToyCall, toy: Toy, config: ToyConfig, apply: bool) -> Repl
 ROUTES: Routes[Handler] = Routes(
     [
         ("POST", "/v1/products/remove", remove),
+        ("GET", "/v1/orders", list_orders),
         ("GET", "/v1/orders/{order_id}", get_order),
         ("POST", "/v1/images", submit_images),
         ("GET", "/v1/images/{job}", poll_images),

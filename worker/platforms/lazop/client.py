@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlencode, urlsplit
 from xml.sax.saxutils import escape
 
@@ -28,13 +28,16 @@ from worker.platforms.lazop.errors import (
 from worker.platforms.lazop.parsing import (
     TokenGrant,
     parse_image_status,
+    parse_items_batch,
     parse_order,
+    parse_order_page,
     parse_token_grant,
 )
 from worker.platforms.lazop.signing import ParamValue, prepare, sign
 from worker.platforms.models import (
     CallRecord,
     ImageJobStatus,
+    ListedOrder,
     Order,
     RemovalOutcome,
     SkuFailure,
@@ -56,6 +59,10 @@ GATEWAYS: Mapping[str, str] = {  # decision L9: each venture's gateway
 }
 MAX_SKUS_PER_REMOVAL = 50
 MAX_URLS_PER_MIGRATION = 8
+MAX_ORDERS_PER_PAGE = 100  # L11
+MAX_ORDERS_PER_ITEMS_CALL = 50  # L13
+# L11: filter times are written in the venture's offset.
+VENTURE_OFFSETS: Mapping[str, int] = {"sg": 8, "my": 8, "ph": 8, "th": 7, "vn": 7, "id": 7}
 
 T = TypeVar("T")
 Method = Literal["GET", "POST"]
@@ -213,6 +220,37 @@ class LazopClient:
             return parse_order(order, items, order_id)
         except MalformedResponse as exc:
             raise TransportError(f"order answer unusable: {exc}", action="/order/get") from None
+
+    def list_orders(
+        self, access_token: str, after: str, before: str, offset: int, limit: int
+    ) -> tuple[list[ListedOrder], int]:
+        """L11: one page of ``/orders/get`` by ``updated_at`` ascending, every status; the
+        filter times as given (the venture's offset, whole seconds). The rows and their count."""
+        params: dict[str, ParamValue] = {
+            "update_after": after,
+            "update_before": before,
+            "sort_by": "updated_at",
+            "sort_direction": "ASC",
+            "offset": str(offset),
+            "limit": str(limit),
+        }
+        return self._call("/orders/get", "GET", params, access_token, _success(parse_order_page))
+
+    def orders_items(
+        self, access_token: str, order_ids: Sequence[int]
+    ) -> dict[int, list[dict[str, Any]]]:
+        """L13: ``/orders/items/get`` for at most 50 orders, ``order_ids`` written as a JSON
+        array of numbers; each order's items by the id the answer names."""
+        if not 0 < len(order_ids) <= MAX_ORDERS_PER_ITEMS_CALL:
+            raise UnsendableRequest(
+                f"1 to {MAX_ORDERS_PER_ITEMS_CALL} order ids a call, got {len(order_ids)}",
+                action="/orders/items/get",
+            )
+        listed = json.dumps([int(order_id) for order_id in order_ids], separators=(",", ":"))
+        params: dict[str, ParamValue] = {"order_ids": listed}
+        return self._call(
+            "/orders/items/get", "GET", params, access_token, _success(parse_items_batch)
+        )
 
     def migrate_images(self, access_token: str, urls: Sequence[str]) -> str:
         """L8: start migrating up to 8 image URLs; returns the top-level ``batch_id``."""

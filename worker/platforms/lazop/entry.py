@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from worker.platforms.base import Connection, Credential, Platform, PlatformEntry, Tokens
-from worker.platforms.lazop.client import AUTH_URL, GATEWAYS, LazopClient
+from worker.platforms.lazop.client import AUTH_URL, GATEWAYS, VENTURE_OFFSETS, LazopClient
 from worker.platforms.lazop.platform import LazopPlatform
 
 __all__ = ["LAZOP"]
@@ -55,7 +55,13 @@ def _connect(connection: Connection, tokens: Tokens | None) -> Platform:
         raise ValueError(
             f"account {connection.account!r} is an Open Platform account: it needs tokens"
         )
-    return LazopPlatform(_client(connection), tokens.access_token, tokens.on_illegal_token)
+    country = connection.credentials.get("country") or ""
+    return LazopPlatform(
+        _client(connection),
+        tokens.access_token,
+        tokens.on_illegal_token,
+        VENTURE_OFFSETS.get(country, 8),  # a gateway given as a URL: sg's offset (L11)
+    )
 
 
 def _consent_url(connection: Connection, redirect_uri: str) -> str:

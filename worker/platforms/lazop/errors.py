@@ -28,6 +28,7 @@ __all__ = [
     "LazopTransientError",
     "NotFoundError",
     "TransportError",
+    "UnknownInBatch",
     "UnsendableRequest",
     "classify",
     "redact",
@@ -131,6 +132,10 @@ class NotFoundError(LazopPermanentError, errors.NotFoundError):
     """The object asked for does not exist (16: Invalid Order ID)."""
 
 
+class UnknownInBatch(LazopPermanentError, errors.UnknownInBatch):
+    """One of several order ids is not the seller's (37: the order items of several orders)."""
+
+
 class UnsendableRequest(LazopPermanentError, errors.UnsendableRequest):
     """The request cannot be built from what was given; nothing was sent (see the neutral
     ``UnsendableRequest``: ``refused`` names each value at fault)."""
@@ -161,6 +166,7 @@ _CLASS_BY_CODE: dict[str, type[LazopError]] = {
     **dict.fromkeys(AUTHORIZATION_LOST_CODES, AuthorizationLost),
     "IllegalAccessToken": IllegalAccessToken,
     "16": NotFoundError,
+    "37": UnknownInBatch,
 }
 _HINT_BY_CODE: dict[str, str] = {
     "IncompleteSignature": "the signature did not match: check the app secret",

@@ -12,9 +12,24 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from worker.platforms.lazop.envelope import Envelope, MalformedResponse
-from worker.platforms.models import ImageError, ImageJobStatus, ImageResult, Order, TokenGrant
+from worker.platforms.models import (
+    ImageError,
+    ImageJobStatus,
+    ImageResult,
+    ListedOrder,
+    Order,
+    TokenGrant,
+)
 
-__all__ = ["TokenGrant", "parse_image_status", "parse_order", "parse_token_grant"]
+__all__ = [
+    "TokenGrant",
+    "order_from_data",
+    "parse_image_status",
+    "parse_items_batch",
+    "parse_order",
+    "parse_order_page",
+    "parse_token_grant",
+]
 
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S")
 
@@ -131,6 +146,58 @@ def parse_order(order_envelope: Envelope, items_envelope: Envelope, order_id: in
     items = items_envelope.data
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise MalformedResponse("order items answer without a data list of objects")
+    return order_from_data(data, items, order_id)
+
+
+def parse_order_page(envelope: Envelope) -> tuple[list[ListedOrder], int]:
+    """L11: ``/orders/get``'s ``data.orders`` as listing rows, and how many rows it held
+    (``count`` and ``countTotal`` are not read: their meanings are not settled). A row
+    whose ``updated_at`` cannot be read is kept with its problem (its order fails alone); a
+    row without a usable ``order_id`` cannot be named, and makes the answer unusable."""
+    data = envelope.data
+    if not isinstance(data, dict):
+        raise MalformedResponse("orders answer without a data object")
+    rows = data.get("orders")
+    if rows is None:
+        rows = []
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise MalformedResponse("orders answer without a list of order objects")
+    listed = []
+    for row in rows:
+        order_id = _order_id(row.get("order_id"))
+        try:
+            updated = _datetime(row.get("updated_at"), "updated_at")
+            problem = None if updated is not None else "updated_at is empty"
+        except MalformedResponse as exc:
+            updated, problem = None, str(exc)
+        listed.append(ListedOrder(order_id, updated, _plain(row), problem=problem))
+    return listed, len(rows)
+
+
+def parse_items_batch(envelope: Envelope) -> dict[int, list[dict[str, Any]]]:
+    """L13: ``/orders/items/get``'s ``data``, each entry's items under the ``order_id`` it
+    names (never by its position)."""
+    data = envelope.data
+    if not isinstance(data, list) or not all(isinstance(entry, dict) for entry in data):
+        raise MalformedResponse("order items answer without a data list of objects")
+    found: dict[int, list[dict[str, Any]]] = {}
+    for entry in data:
+        items = entry.get("order_items")
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise MalformedResponse("order items entry without a list of order_items")
+        found[_order_id(entry.get("order_id"))] = [_plain(item) for item in items]
+    return found
+
+
+def _order_id(value: Any) -> int:
+    text = _text(value).strip()
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise MalformedResponse(f"order_id is not an order id: {text[:30]!r}")
+    return int(text)
+
+
+def order_from_data(data: dict[str, Any], items: list[Any], order_id: int) -> Order:
+    """An order from its fields (``/order/get``'s data, or a listing row) and its items."""
     try:
         price = Decimal(_text(data.get("price")) or "0")
     except InvalidOperation:

@@ -15,6 +15,7 @@ from typing import Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from worker.platforms import http
+from worker.platforms.models import ListedOrder
 from worker.platforms.sellercenter.bodies import (
     get_response_body,
     migration_body,
@@ -40,6 +41,7 @@ from worker.platforms.sellercenter.parsing import (
     parse_image_job_status,
     parse_migration_request_id,
     parse_order,
+    parse_order_page,
     parse_removal_outcome,
 )
 from worker.platforms.sellercenter.signing import canonical_query, format_timestamp, sign
@@ -161,6 +163,21 @@ class SellerCenterClient:
             None,
             lambda envelope: parse_order(_success(envelope), order_id),
         )
+
+    def get_orders(
+        self, after: str, before: str, offset: int, limit: int
+    ) -> tuple[list[ListedOrder], int]:
+        """D9: one page of GetOrders by ``updated_at`` ascending, every status; the filter
+        times as given (ISO 8601 with an offset). The rows and how many the answer held."""
+        params = {
+            "UpdatedAfter": after,
+            "UpdatedBefore": before,
+            "SortBy": "updated_at",
+            "SortDirection": "ASC",
+            "Offset": str(offset),
+            "Limit": str(limit),
+        }
+        return self._call("GetOrders", "GET", params, None, lambda e: parse_order_page(_success(e)))
 
     def migrate_images(self, urls: Sequence[str]) -> str:
         """Start migrating up to 8 image URLs; returns the RequestId to poll with GetResponse."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from lxml import etree
 
+from worker.platforms.models import ListedOrder
 from worker.platforms.sellercenter.envelope import Envelope, MalformedResponse
 from worker.platforms.sellercenter.errors import SellerCenterError, classify, code_label
 from worker.platforms.sellercenter.models import (
@@ -31,6 +32,7 @@ __all__ = [
     "parse_image_job_status",
     "parse_migration_request_id",
     "parse_order",
+    "parse_order_page",
     "parse_removal_outcome",
     "snake_case",
 ]
@@ -149,7 +151,38 @@ def parse_order(envelope: Envelope, order_id: int) -> Order:
         raise MalformedResponse(
             f"GetOrder answer holds order {_child_text(nodes[0], 'OrderId')!r}, not {order_id}"
         )
+    return _order(node, order_id, _zone_of(envelope.timestamp))
+
+
+def parse_order_page(envelope: Envelope) -> tuple[list[ListedOrder], int]:
+    """D9: GetOrders' ``Body/Orders/Order`` as listing rows (whatever the one-or-many shape),
+    each order read as GetOrder's, and how many rows the answer held. A row whose time or
+    fields cannot be read keeps its problem (its order fails alone); a row without a usable
+    OrderId cannot be named, and makes the answer unusable."""
     zone = _zone_of(envelope.timestamp)
+    listed = []
+    nodes = list(envelope.body.iterfind("Orders/Order"))
+    for node in nodes:
+        text = _child_text(node, "OrderId")
+        if not text.isdigit() or not 0 < int(text) < 2**63:
+            raise MalformedResponse(f"GetOrders answer has an order without an id: {text[:30]!r}")
+        order_id = int(text)
+        updated_text = _child_text(node, "UpdatedAt")
+        updated = _body_datetime(updated_text, zone)
+        if updated is None:
+            problem = f"UpdatedAt is not a date: {updated_text[:40]!r}"
+            listed.append(ListedOrder(order_id, None, {}, problem=problem))
+            continue
+        try:
+            order = _order(node, order_id, zone)
+        except MalformedResponse as exc:
+            listed.append(ListedOrder(order_id, updated, {}, problem=str(exc)))
+            continue
+        listed.append(ListedOrder(order_id, updated, {}, order=order))
+    return listed, len(nodes)
+
+
+def _order(node: etree._Element, order_id: int, zone: timezone) -> Order:
     return Order(
         order_id=order_id,
         order_number=_child_text(node, "OrderNumber"),

@@ -90,6 +90,11 @@ class LazopSandboxConfig(KnobSet):
     """When set, the ``batch_id`` every ``/images/migrate`` answers (an API that repeats one)."""
     max_clock_skew: float = 7200.0
     max_body_bytes: int = 1_000_000
+    listed_orders: int = 0
+    """Orders each seller's listing (order sync) holds at start, updated over `listed_days`."""
+    listed_days: float = 3.0
+    order_churn: float = 0.0
+    """Listed orders added or changed per second (half each) while the sandbox runs."""
     seed: int = 0
     max_recorded_calls: int = 200_000
 
@@ -132,6 +137,9 @@ class LazopSandboxConfig(KnobSet):
         )
         check(self.missing_order_from > 0, "missing_order_from must be a positive order id")
         check(bool(self.removal_error_code), "removal_error_code must not be empty")
+        check(self.listed_orders >= 0, "listed_orders must be >= 0")
+        check(finite(self.listed_days) and self.listed_days > 0, "listed_days must be > 0")
+        check(finite(self.order_churn) and self.order_churn >= 0, "order_churn must be >= 0")
 
 
 LazopSandboxConfig.PARSERS = {
@@ -170,6 +178,9 @@ _SHARED_OPTIONS = (
     "max_clock_skew",
     "max_body_bytes",
     "seed",
+    "listed_orders",
+    "listed_days",
+    "order_churn",
 )
 
 

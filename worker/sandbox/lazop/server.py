@@ -23,6 +23,7 @@ from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.sandbox.lazop.errors import LazopErrorAnswer, render_error, render_success
 from worker.sandbox.lazop.service import API_ENDPOINTS, AUTH_ENDPOINTS, OpenPlatform
 from worker.sandbox.lazop.signature import authenticate
+from worker.sandbox.order_book import order_control
 from worker.sandbox.replies import TEXT_CONTENT_TYPE, Reply
 
 __all__ = ["LazopSandbox"]
@@ -112,6 +113,32 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
         """How many times each SellerSku was removed (for one seller, or all of them)."""
         return self._service.removal_counts(seller)
 
+    def add_orders(self, seller: str, count: int, ago: float = 0.0) -> list[int]:
+        """`count` new orders in the seller's listing, updated `ago` seconds before now (a row
+        that becomes visible late when `ago` > 0); their ids."""
+        self._check_seller(seller)
+        return self._service.add_orders(seller, count, self.config, ago)
+
+    def change_orders(self, seller: str, order_ids: list[int], ago: float = 0.0) -> list[int]:
+        """The seller's orders move one status on, updated `ago` seconds before now."""
+        self._check_seller(seller)
+        return self._service.change_orders(seller, order_ids, self.config, ago)
+
+    def refuse_items(self, seller: str, order_ids: list[int]) -> None:
+        """``/orders/items/get`` answers 37 for these orders (``/order/get`` still knows them)."""
+        self._check_seller(seller)
+        self._service.book.refuse_items(seller, order_ids)
+
+    def garble_orders(self, seller: str, order_ids: list[int]) -> None:
+        """These orders' ``updated_at`` is answered in a shape no decision names."""
+        self._check_seller(seller)
+        self._service.book.garble(seller, order_ids)
+
+    def listed_order_ids(self, seller: str) -> list[int]:
+        """Every order the seller's listing holds."""
+        self.add_orders(seller, 0)
+        return self._service.book.ids(seller)
+
     def stats(self) -> dict[str, Any]:
         """JSON-able counters; exact for the whole run (since start or reset)."""
         service = self._service
@@ -141,6 +168,14 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
             "revoke": self.revoke,
             "expire-access-tokens": self.expire_access_tokens,
         }
+        if endpoint == "orders":
+            seller = query.get("seller", "")
+            return order_control(
+                method,
+                query,
+                lambda count, ago: self.add_orders(seller, count, ago),
+                lambda ids, ago: self.change_orders(seller, ids, ago),
+            )
         if endpoint not in actions:
             return None
         if method != "POST":

@@ -15,6 +15,7 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from worker.sandbox import catalogue, request_bodies
@@ -22,11 +23,20 @@ from worker.sandbox.images import MAX_IMAGES_PER_CALL, ImageJobs
 from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.sandbox.lazop.errors import LazopErrorAnswer
 from worker.sandbox.lazop.tokens import Authority, Grant
+from worker.sandbox.order_book import (
+    MAX_ITEMS_IDS,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    OrderBook,
+    parse_api_time,
+)
 from worker.sandbox.removals import MAX_SKUS_PER_CALL, Removals, failing_skus
 from worker.sandbox.replies import Node
 
 ORDER_OFFSET = " +0800"
 """LAZOP writes order times as ``2014-10-15 18:36:05 +0800``."""
+VENTURE_ZONE = timezone(timedelta(hours=8))
+"""The sandbox's venture (sg): listed orders' times are written in its offset."""
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -49,6 +59,8 @@ API_ENDPOINTS: dict[str, Endpoint] = {
     "/product/remove": Endpoint("POST", True, True),
     "/order/get": Endpoint("GET", True, False),
     "/order/items/get": Endpoint("GET", True, False),
+    "/orders/get": Endpoint("GET", True, False),
+    "/orders/items/get": Endpoint("GET", True, False),
     "/images/migrate": Endpoint("POST", True, True),
     "/image/response/get": Endpoint("GET", True, False),
 }
@@ -71,6 +83,7 @@ class OpenPlatform:
         self.authority = Authority()
         self.images = ImageJobs(seed)
         self.removals = Removals()
+        self.book = OrderBook(seed)
         self._image_owner: dict[str, str] = {}
         self._polls: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -107,6 +120,10 @@ class OpenPlatform:
             return Answer(self.order(seller, _order_id(params, config), config))
         if path == "/order/items/get":
             return Answer(self.items(seller, _order_id(params, config), config))
+        if path == "/orders/get":
+            return Answer(self.list_orders(seller, params, config))
+        if path == "/orders/items/get":
+            return Answer(self.list_items(seller, params, config))
         if path == "/images/migrate":
             return self.migrate(seller, params, config, apply=apply)
         if path == "/image/response/get":
@@ -154,7 +171,10 @@ class OpenPlatform:
     # -- orders --------------------------------------------------------------------------------
 
     def order(self, seller: str, order_id: int, config: LazopSandboxConfig) -> dict[str, Any]:
-        legacy = self._legacy_order(seller, order_id, config)
+        return self._rewrite(self._legacy_order(seller, order_id, config))
+
+    def _rewrite(self, legacy: Node) -> dict[str, Any]:
+        """A legacy order document in LAZOP's snake_case JSON (L7)."""
         document: dict[str, Any] = {}
         for name, value in legacy.items():
             document[_snake(name)] = value
@@ -201,7 +221,103 @@ class OpenPlatform:
             for index in range(count)
         ]
 
+    def list_orders(
+        self, seller: str, params: Mapping[str, str], config: LazopSandboxConfig
+    ) -> dict[str, Any]:
+        """``/orders/get`` (section 10): by ``updated_at`` or ``created_at`` ascending or
+        descending; the filters' times in the API's shape (17 otherwise), ``limit`` at most 100
+        (19), ``offset`` at most 4500 (14). Only the ``update_*`` filters and the ``updated_at``
+        sort are served; the others answer as the API does for a bad value."""
+        self._refresh_book(seller, config)
+        after_text = params.get("update_after", "")
+        if not after_text:
+            raise LazopErrorAnswer("MissingParameter", "update_after")
+        after = parse_api_time(after_text)
+        before_text = params.get("update_before", "")
+        before = parse_api_time(before_text) if before_text else None
+        if after is None or (before_text and before is None):
+            raise LazopErrorAnswer("17")
+        limit = _number(params.get("limit", "10"), "19")
+        offset = _number(params.get("offset", "0"), "14")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise LazopErrorAnswer("19")
+        if offset > MAX_OFFSET:
+            raise LazopErrorAnswer("14")
+        if params.get("sort_by", "updated_at") != "updated_at":
+            raise LazopErrorAnswer("74")
+        if params.get("sort_direction", "ASC").upper() != "ASC":
+            raise LazopErrorAnswer("75")
+        if params.get("status", "") not in (
+            "",
+            *catalogue.OPEN_STATUSES,
+            *catalogue.FINAL_STATUSES,
+        ):
+            raise LazopErrorAnswer("36")
+        rows = self.book.listing(seller, after, before, offset, limit)
+        orders = [self._listed_document(seller, row, config) for row in rows]
+        # Numbers as strings, as some answers write them; `count` is this page's.
+        return {"count": str(len(orders)), "countTotal": self.book.count(seller), "orders": orders}
+
+    def list_items(
+        self, seller: str, params: Mapping[str, str], config: LazopSandboxConfig
+    ) -> list[Any]:
+        """``/orders/items/get``: ``order_ids`` a JSON array of numbers (56), at most 50 (38),
+        each an order of the seller's listing (37); answered in no promised order."""
+        self._refresh_book(seller, config)
+        try:
+            ids = json.loads(_required(params, "order_ids"))
+        except ValueError:
+            raise LazopErrorAnswer("56") from None
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        ):
+            raise LazopErrorAnswer("56")
+        if len(ids) > MAX_ITEMS_IDS:
+            raise LazopErrorAnswer("38")
+        answer = []
+        for order_id in dict.fromkeys(ids):
+            if self.book.get(seller, order_id) is None or self.book.items_refused(seller, order_id):
+                raise LazopErrorAnswer("37", str(order_id))
+            order = self.order(seller, order_id, config)
+            answer.append(
+                {
+                    "order_id": order_id,
+                    "order_number": order["order_number"],
+                    "order_items": self.items(seller, order_id, config),
+                }
+            )
+        answer.sort(key=lambda entry: zlib.crc32(str(entry["order_id"]).encode()))
+        return answer
+
+    def add_orders(
+        self, seller: str, count: int, config: LazopSandboxConfig, ago: float = 0.0
+    ) -> list[int]:
+        self._refresh_book(seller, config)
+        return self.book.add(seller, count, _ago(ago))
+
+    def change_orders(
+        self, seller: str, order_ids: list[int], config: LazopSandboxConfig, ago: float = 0.0
+    ) -> list[int]:
+        self._refresh_book(seller, config)
+        return self.book.change(seller, order_ids, _ago(ago))
+
+    def _refresh_book(self, seller: str, config: LazopSandboxConfig) -> None:
+        self.book.populate(seller, config.listed_orders, config.listed_days)
+        self.book.churn(seller, config.order_churn)
+
+    def _listed_document(self, seller: str, row: Any, config: LazopSandboxConfig) -> dict[str, Any]:
+        legacy = self.book.document(row, self._seed(seller, config), VENTURE_ZONE)
+        return self._rewrite(legacy)
+
+    def _seed(self, seller: str, config: LazopSandboxConfig) -> int:
+        return config.seed + zlib.crc32(seller.encode("utf-8"))
+
     def _legacy_order(self, seller: str, order_id: int, config: LazopSandboxConfig) -> Node:
+        listed = self.book.get(seller, order_id)
+        if listed is not None:
+            return self.book.document(listed, self._seed(seller, config), VENTURE_ZONE)
         if order_id >= config.missing_order_from:
             raise LazopErrorAnswer("16")
         seed = config.seed + zlib.crc32(seller.encode("utf-8"))
@@ -316,6 +432,16 @@ def _order_id(params: Mapping[str, str], config: LazopSandboxConfig) -> int:
     if order_id is None:
         raise LazopErrorAnswer("16")
     return order_id
+
+
+def _number(text: str, code: str) -> int:
+    if not text.isdigit():
+        raise LazopErrorAnswer(code)
+    return int(text)
+
+
+def _ago(seconds: float) -> datetime | None:
+    return datetime.now(UTC) - timedelta(seconds=seconds) if seconds else None
 
 
 def _snake(name: str) -> str:

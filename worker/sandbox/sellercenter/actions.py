@@ -6,10 +6,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from worker.sandbox import catalogue, request_bodies
 from worker.sandbox.images import MAX_IMAGES_PER_CALL, ImageJob, ImageJobs
+from worker.sandbox.order_book import MAX_LIMIT, MAX_OFFSET, OrderBook, parse_api_time
 from worker.sandbox.removals import MAX_SKUS_PER_CALL, Removals, failing_skus
 from worker.sandbox.replies import Node
 from worker.sandbox.sellercenter.config import SandboxConfig
@@ -17,6 +19,7 @@ from worker.sandbox.sellercenter.errors import ErrorDetail, SellerCenterErrorAns
 from worker.sandbox.sellercenter.responses import Success
 
 T = TypeVar("T")
+SELLER = ""  # the legacy sandbox serves one seller: its listing is the book's only one
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class ActionSpec:
 
 ACTIONS: dict[str, ActionSpec] = {
     "GetOrder": ActionSpec("GET", read_only=True),
+    "GetOrders": ActionSpec("GET", read_only=True),
     "RemoveProduct": ActionSpec("POST", read_only=False),
     "MigrateImages": ActionSpec("POST", read_only=False),
     "GetResponse": ActionSpec("POST", read_only=True),
@@ -42,6 +46,7 @@ class SellerCenter:
         self.started = time.monotonic()
         self.images = ImageJobs(seed)
         self.removals = Removals()
+        self.book = OrderBook(seed)
 
     def call(
         self,
@@ -55,6 +60,8 @@ class SellerCenter:
         """Run ``action``; with ``apply=False`` only answer as if it had been done (faults)."""
         if action == "GetOrder":
             return self.get_order(params.get("OrderId", ""), config)
+        if action == "GetOrders":
+            return self.get_orders(params, config)
         if action == "RemoveProduct":
             skus = _payload(request_bodies.seller_skus, body)
             return self.remove_product(skus, config, apply=apply)
@@ -65,8 +72,52 @@ class SellerCenter:
             return self.get_response(_payload(request_bodies.request_id, body))
         raise SellerCenterErrorAnswer(8)
 
+    def get_orders(self, params: Mapping[str, str], config: SandboxConfig) -> Success:
+        """GetOrders (section 9, D9): ``UpdatedAfter``/``UpdatedBefore`` in ISO 8601 with an
+        offset (E017 otherwise), ``Limit`` at most 100 (E019), ``Offset`` at most 4500 (E014),
+        ``SortBy=updated_at``, ``SortDirection=ASC``; dates answered in UTC without an offset."""
+        self._refresh_book(config)
+        after_text = params.get("UpdatedAfter", "")
+        if not after_text:
+            raise SellerCenterErrorAnswer(1, "UpdatedAfter")
+        after = parse_api_time(after_text)
+        before_text = params.get("UpdatedBefore", "")
+        before = parse_api_time(before_text) if before_text else None
+        if after is None or (before_text and before is None):
+            raise SellerCenterErrorAnswer(17)
+        limit_text, offset_text = params.get("Limit", "100"), params.get("Offset", "0")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+            raise SellerCenterErrorAnswer(19)
+        if not offset_text.isdigit() or int(offset_text) > MAX_OFFSET:
+            raise SellerCenterErrorAnswer(14)
+        if params.get("SortBy", "updated_at") != "updated_at":
+            raise SellerCenterErrorAnswer(74)
+        if params.get("SortDirection", "ASC").upper() != "ASC":
+            raise SellerCenterErrorAnswer(75)
+        rows = self.book.listing(SELLER, after, before, int(offset_text), int(limit_text))
+        orders = [self.book.document(row, config.seed, UTC) for row in rows]
+        return Success("Orders", {"Orders": {"Order": orders}})
+
+    def add_orders(self, count: int, config: SandboxConfig, ago: float = 0.0) -> list[int]:
+        self._refresh_book(config)
+        return self.book.add(SELLER, count, _ago(ago))
+
+    def change_orders(
+        self, order_ids: list[int], config: SandboxConfig, ago: float = 0.0
+    ) -> list[int]:
+        self._refresh_book(config)
+        return self.book.change(SELLER, order_ids, _ago(ago))
+
+    def _refresh_book(self, config: SandboxConfig) -> None:
+        self.book.populate(SELLER, config.listed_orders, config.listed_days)
+        self.book.churn(SELLER, config.order_churn)
+
     def get_order(self, raw_order_id: str, config: SandboxConfig) -> Success:
         order_id = catalogue.parse_order_id(raw_order_id)
+        listed = self.book.get(SELLER, order_id) if order_id is not None else None
+        if listed is not None:
+            document = self.book.document(listed, config.seed, UTC)
+            return Success("Order", {"Orders": {"Order": [document]}})
         if order_id is None or order_id >= config.missing_order_from:
             raise SellerCenterErrorAnswer(16, raw_order_id)
         elapsed = time.monotonic() - self.started
@@ -142,6 +193,10 @@ def _response_body(job: ImageJob, now: float) -> Node:
     if job.errors:
         body["Errors"] = {"Error": list(job.errors)}
     return body
+
+
+def _ago(seconds: float) -> datetime | None:
+    return datetime.now(UTC) - timedelta(seconds=seconds) if seconds else None
 
 
 def _payload(parse: Callable[[bytes], T], body: bytes) -> T:

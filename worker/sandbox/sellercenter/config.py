@@ -61,6 +61,11 @@ class SandboxConfig(KnobSet):
     """An open order moves one status further this often (0: never), so refreshes find news."""
     max_clock_skew: float = 300.0
     max_body_bytes: int = 1_000_000
+    listed_orders: int = 0
+    """Orders each seller's listing (order sync) holds at start, updated over `listed_days`."""
+    listed_days: float = 3.0
+    order_churn: float = 0.0
+    """Listed orders added or changed per second (half each) while the sandbox runs."""
     seed: int = 0
     max_recorded_calls: int = 200_000
     """Calls kept for :meth:`Sandbox.calls`; counters in stats() stay exact beyond it."""
@@ -82,6 +87,9 @@ class SandboxConfig(KnobSet):
             "image_job_seconds must be two numbers 0 <= low <= high",
         )
         check(self.missing_order_from > 0, "missing_order_from must be a positive order id")
+        check(self.listed_orders >= 0, "listed_orders must be >= 0")
+        check(finite(self.listed_days) and self.listed_days > 0, "listed_days must be > 0")
+        check(finite(self.order_churn) and self.order_churn >= 0, "order_churn must be >= 0")
         check(
             finite(self.order_advance_seconds) and self.order_advance_seconds >= 0,
             "order_advance_seconds must be >= 0",
@@ -106,6 +114,9 @@ _OPTIONS: tuple[Option, ...] = (
     ("missing_order_from", "ORDER_ID", "order ids from this one up answer E016"),
     ("order_advance_seconds", "SECONDS", "an open order advances one status this often"),
     ("max_clock_skew", "SECONDS", "Timestamp tolerance before E003"),
+    ("listed_orders", "N", "orders the order listing holds at start (per seller)"),
+    ("listed_days", "DAYS", "the days before start the listed orders' updates spread over"),
+    ("order_churn", "PER_SECOND", "listed orders added or changed per second while running"),
     ("max_body_bytes", "BYTES", "bigger request bodies answer E011"),
     ("seed", "N", "seed of every random choice (orders, faults, image jobs)"),
 )

@@ -11,13 +11,15 @@ method (E005, with an ErrorDetail naming the method) -> body too big (E011) -> t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.sandbox.http_server import Body, Call, SandboxServer, State
+from worker.sandbox.order_book import order_control
 from worker.sandbox.replies import Reply
-from worker.sandbox.sellercenter.actions import ACTIONS, SellerCenter
+from worker.sandbox.sellercenter.actions import ACTIONS, SELLER, SellerCenter
 from worker.sandbox.sellercenter.config import SandboxConfig
 from worker.sandbox.sellercenter.errors import ErrorDetail, SellerCenterErrorAnswer
 from worker.sandbox.sellercenter.responses import render_error, render_success
@@ -69,6 +71,31 @@ class Sandbox(SandboxServer[SandboxConfig, SellerCenterCall]):
     def removal_counts(self) -> Counter[str]:
         """How many times each SellerSku was removed (each occurrence in a successful call)."""
         return self._service.removal_counts()
+
+    def add_orders(self, count: int, ago: float = 0.0) -> list[int]:
+        """`count` new orders in the listing, updated `ago` seconds before now (a row that
+        becomes visible late when `ago` > 0); their ids."""
+        return self._service.add_orders(count, self.config, ago)
+
+    def change_orders(self, order_ids: list[int], ago: float = 0.0) -> list[int]:
+        """The orders move one status on, updated `ago` seconds before now."""
+        return self._service.change_orders(order_ids, self.config, ago)
+
+    def garble_orders(self, order_ids: list[int]) -> None:
+        """These orders' ``UpdatedAt`` is answered in a shape no decision names."""
+        self._service.book.garble(SELLER, order_ids)
+
+    def listed_order_ids(self) -> list[int]:
+        """Every order the listing holds."""
+        self._service.add_orders(0, self.config)
+        return self._service.book.ids(SELLER)
+
+    def _control(
+        self, method: str, endpoint: str, query: Mapping[str, str]
+    ) -> tuple[int, Any] | None:
+        if endpoint != "orders":
+            return None
+        return order_control(method, query, self.add_orders, self.change_orders)
 
     def stats(self) -> dict[str, Any]:
         """JSON-able counters; exact for the whole run (since start or reset)."""

@@ -1,0 +1,667 @@
+"""Order sync: every order of an account that changed since its sync point, stored without a
+request by id (contract "Order sync"; decisions L11-L14, D9).
+
+An account has one row in `order_syncs`. A request (`lazada.sync_orders`: beat, the CLI, the
+shop) starts a run when none is under way, else asks for one more after it (`follow`). A run
+lists from the sync point less L12's overlap up to the moment it started, one page a message
+(`lazada.sync_orders_step`): each step claims the row (its lease keeps two steps of an account
+from running at once, on any number of workers), makes one call through the account's rate
+limit and turns (worker.services.attempts), and writes what it read with the new position in
+one transaction, then sends the next step. A crash re-reads at most the page it was on.
+
+The position (L11): the listing is read by `updated_at` ascending; every page re-anchors on the
+last second read (offset 0) and skips the ids already read at that second. A page that is all
+one second (more orders in it than a page) is read inside that second with offsets, and read
+again from offset 0 until a pass through it finds no new id: orders that leave the second while
+it is paged (they changed again) shift the offsets, and no order of it may be missed. A short
+page ends the listing. On `lazop` the orders of a page wait in the row for their items (L13: at
+most 50 ids a call, matched by `order_id`; an id the API does not know halves the calls until
+it is alone, then it is fetched by id instead). The sync point moves only to a time up to which
+every order is stored (L14).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.accounts.platforms import PlatformFor
+from worker.accounts.store import UnknownAccount, list_accounts
+from worker.broker.dispatch import Message, dispatch_deadline
+from worker.db.audit import record_failure
+from worker.db.engine import core_transaction
+from worker.db.models import OrderSync, table_of
+from worker.platforms import (
+    ApiError,
+    ListedOrder,
+    OrderPage,
+    Platform,
+    TransientApiError,
+    UnknownInBatch,
+    UnusableOrder,
+)
+from worker.platforms import Order as ApiOrder
+from worker.services import orders
+from worker.services.attempts import Row, attempt
+from worker.services.order_store import store_order
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SYNC_TASK = "lazada.sync_orders"
+STEP_TASK = "lazada.sync_orders_step"
+SYNC_GROUP = "order-sync"  # an account's sync calls take their turns as one group
+OVERLAP = timedelta(minutes=10)  # L12: orders become visible in the listing this late
+MAX_OFFSET = 4500  # L11: the API's offset cap
+ONE_SECOND = timedelta(seconds=1)
+
+_syncs = table_of(OrderSync)
+
+
+def step_message(account: str) -> Message:
+    return Message(STEP_TASK, (), kwargs={"account": account})
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def request_sync(
+    sessions: sessionmaker[Session], settings: Settings, account: str
+) -> list[Message]:
+    """Start a run of the account's sync, or, while one is under way, ask for one more run
+    after it (never two at once, never more than one waiting)."""
+    now = datetime.now(UTC)
+    _ensure_row(sessions, account, now)
+    with core_transaction(sessions) as connection:
+        if _start_run(connection, settings, account, now):
+            return [step_message(account)]
+        connection.execute(
+            update(_syncs)
+            .where(_syncs.c.account == account, _syncs.c.run_until.is_not(None))
+            .values(follow=True)
+        )
+    return []
+
+
+def due_syncs(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:
+    """Beat: a sync of every account that can call its API and whose last run started
+    `order_sync_every` seconds ago or more (none when syncs are off)."""
+    every = settings.order_sync_every
+    if every <= 0:
+        return []
+    now = datetime.now(UTC)
+    with sessions() as session:
+        names = [
+            a.name for a in list_accounts(session, settings) if a.state != "needs_authorization"
+        ]
+        rows = {
+            row.account: row
+            for row in session.execute(
+                select(_syncs.c.account, _syncs.c.synced_through, _syncs.c.run_until)
+            )
+        }
+    messages: list[Message] = []
+    for name in names:
+        row = rows.get(name)
+        if row is not None and row.run_until is not None:
+            continue  # under way: its own step messages (or the sweeper) carry it on
+        last = None if row is None else row.synced_through
+        if last is None or last <= now - timedelta(seconds=every):
+            messages += request_sync(sessions, settings, name)
+    return messages
+
+
+def _ensure_row(sessions: sessionmaker[Session], account: str, now: datetime) -> None:
+    with core_transaction(sessions) as connection:
+        found = connection.execute(select(_syncs.c.id).where(_syncs.c.account == account))
+        if found.first() is not None:
+            return
+    try:
+        with core_transaction(sessions) as connection:
+            connection.execute(insert(_syncs).values(account=account, created_at=now))
+    except IntegrityError:  # made by another request at the same moment
+        pass
+
+
+def _start_run(connection: Connection, settings: Settings, account: str, now: datetime) -> bool:
+    """A new run, if none is under way: from the sync point less the overlap (the lookback
+    for a first sync) to now, in whole seconds."""
+    found = connection.execute(
+        select(_syncs.c.synced_through).where(
+            _syncs.c.account == account, _syncs.c.run_until.is_(None)
+        )
+    ).one_or_none()
+    if found is None:
+        return False
+    # The run's end is its start, to the microsecond (a `sync-orders --wait` given after it
+    # must wait for the next run); the listing asks up to its whole second.
+    until = now
+    point = found.synced_through
+    if point is None:
+        point = now - timedelta(seconds=settings.order_sync_lookback) + OVERLAP
+    start = (point - OVERLAP).replace(microsecond=0)
+    started = connection.execute(
+        update(_syncs)
+        .where(_syncs.c.account == account, _syncs.c.run_until.is_(None))
+        .values(
+            run_until=until,
+            follow=False,
+            cursor_at=start,
+            cursor_ids=[],
+            in_second=False,
+            second_offset=0,
+            second_found=False,
+            pending=[],
+            chunk=0,
+            run_new=0,
+            run_changed=0,
+            error_code=None,
+            message=None,
+            attempts=0,
+            next_attempt_at=now,
+            lease_until=None,
+            dispatched_until=dispatch_deadline(now, settings.redispatch_after),
+        )
+    )
+    return started.rowcount == 1
+
+
+# -- one step --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Position:
+    """Where a run is, as its row holds it."""
+
+    id: int
+    account: str
+    run_until: datetime
+    cursor_at: datetime | None  # None: the listing is read; only items may be left
+    cursor_ids: list[int]
+    in_second: bool
+    second_offset: int
+    second_found: bool
+    pending: list[dict[str, Any]]
+    chunk: int
+    synced_through: datetime | None
+
+
+_CLAIM = (
+    update(_syncs)
+    .where(_syncs.c.run_until.is_not(None), _syncs.c.next_attempt_at.is_not(None))
+    .returning(
+        _syncs.c.id,
+        _syncs.c.run_until,
+        _syncs.c.cursor_at,
+        _syncs.c.cursor_ids,
+        _syncs.c.in_second,
+        _syncs.c.second_offset,
+        _syncs.c.second_found,
+        _syncs.c.pending,
+        _syncs.c.chunk,
+        _syncs.c.synced_through,
+    )
+)
+
+
+def sync_step(
+    sessions: sessionmaker[Session],
+    platforms: PlatformFor,
+    settings: Settings,
+    account: str,
+    slot: float | None = None,
+) -> list[Message]:
+    """One page (or one items call) of the account's run under way; nothing when there is
+    none, when it is not due, or when another task holds it."""
+    position = _claim(sessions, settings, account)
+    if position is None:
+        return []
+    try:
+        platform = platforms(account)
+    except UnknownAccount:
+        # Removed while its sync ran: nothing is left to sync for it.
+        with core_transaction(sessions) as connection:
+            connection.execute(delete(_syncs).where(_syncs.c.id == position.id))
+        log.info("order sync of %s ended: the account was removed", account)
+        return []
+    row = Row(
+        _syncs, position.id, account, "next_attempt_at", step_message(account), SYNC_GROUP, slot
+    )
+    if position.pending:
+        return _items_step(sessions, settings, platform, row, position)
+    assert position.cursor_at is not None
+    return _listing_step(sessions, settings, platform, row, position)
+
+
+def _claim(sessions: sessionmaker[Session], settings: Settings, account: str) -> _Position | None:
+    now = datetime.now(UTC)
+    with core_transaction(sessions) as connection:
+        found = connection.execute(
+            _CLAIM.where(
+                _syncs.c.account == account,
+                _syncs.c.next_attempt_at <= now,
+                or_(_syncs.c.lease_until.is_(None), _syncs.c.lease_until < now),
+            ).values(lease_until=now + timedelta(seconds=settings.lease_seconds))
+        ).one_or_none()
+    if found is None:
+        return None
+    return _Position(
+        id=found.id,
+        account=account,
+        run_until=found.run_until,
+        cursor_at=found.cursor_at,
+        cursor_ids=[int(i) for i in found.cursor_ids or []],
+        in_second=bool(found.in_second),
+        second_offset=int(found.second_offset or 0),
+        second_found=bool(found.second_found),
+        pending=list(found.pending or []),
+        chunk=int(found.chunk or 0),
+        synced_through=found.synced_through,
+    )
+
+
+def _listing_step(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platform: Platform,
+    row: Row,
+    position: _Position,
+) -> list[Message]:
+    anchor = position.cursor_at
+    assert anchor is not None
+    if position.in_second:
+        after, before, offset = anchor, anchor, position.second_offset
+    else:
+        after, before, offset = anchor, position.run_until, 0
+    attempted = attempt(
+        sessions,
+        settings,
+        row,
+        lambda: platform.list_orders(after, before, offset),
+        succeeded=lambda c, page, now: _listed(c, settings, platform, row, position, page, now),
+        failed=lambda c, error, message, attempts, now: _fail_run(
+            c, row, error, message, attempts, now
+        ),
+        retrying=lambda c, error, attempts, now: _note_retry(c, row, error),
+    )
+    if attempted.value is not None:
+        return attempted.value
+    return attempted.messages
+
+
+def _listed(
+    connection: Connection,
+    settings: Settings,
+    platform: Platform,
+    row: Row,
+    position: _Position,
+    page: OrderPage,
+    now: datetime,
+) -> list[Message]:
+    """A page read: its new orders stored (or kept for their items), the position moved, in
+    one transaction."""
+    anchor = position.cursor_at
+    assert anchor is not None
+    known = set(position.cursor_ids)
+    full = page.rows >= platform.orders_per_page
+    fresh = [
+        listed
+        for listed in page.orders
+        if not (listed.order_id in known and (position.in_second or listed.updated_at == anchor))
+    ]
+    values: dict[str, Any] = {}
+    if position.in_second:
+        known |= {listed.order_id for listed in page.orders}
+        found = position.second_found or bool(fresh)
+        if full and position.second_offset + page.rows <= MAX_OFFSET:
+            values.update(second_offset=position.second_offset + page.rows, second_found=found)
+        elif full:
+            _over_offset_cap(connection, row, anchor, now)
+            values.update(_next_second(anchor))
+        elif found and position.second_offset > 0:
+            values.update(second_offset=0, second_found=False)  # once more, to be sure
+        else:
+            values.update(_next_second(anchor))
+        if "cursor_at" not in values:
+            values["cursor_ids"] = sorted(known)
+    else:
+        moments = [listed.updated_at for listed in page.orders if listed.updated_at is not None]
+        last = max(moments) if moments else anchor
+        if not full:
+            values.update(cursor_at=None, cursor_ids=[])  # the listing is read
+        elif last == anchor:  # the whole page is one second: page inside it
+            known |= {listed.order_id for listed in page.orders}
+            values.update(
+                cursor_ids=sorted(known),
+                in_second=True,
+                second_offset=page.rows,
+                second_found=True,
+            )
+        else:
+            at_last = {listed.order_id for listed in page.orders if listed.updated_at == last}
+            values.update(cursor_at=last, cursor_ids=sorted(at_last))
+    counts = _take(connection, settings, platform, row, fresh, now, values)
+    return _moved(connection, settings, row, position, values, counts, now)
+
+
+def _next_second(anchor: datetime) -> dict[str, Any]:
+    return {
+        "cursor_at": anchor + ONE_SECOND,
+        "cursor_ids": [],
+        "in_second": False,
+        "second_offset": 0,
+        "second_found": False,
+    }
+
+
+def _take(
+    connection: Connection,
+    settings: Settings,
+    platform: Platform,
+    row: Row,
+    fresh: list[ListedOrder],
+    now: datetime,
+    values: dict[str, Any],
+) -> tuple[int, int]:
+    """Store the page's new orders, or keep them in the row until their items are read."""
+    readable = []
+    for listed in fresh:
+        if listed.updated_at is None:
+            _order_failure(connection, row, listed.order_id, listed.problem or "unreadable", now)
+        else:
+            readable.append(listed)
+    if platform.ids_per_items_call:
+        if readable:
+            values["pending"] = [_kept(listed) for listed in readable]
+            values["chunk"] = platform.ids_per_items_call
+        return 0, 0
+    return _store_all(
+        connection, settings, platform, row, [(listed, None) for listed in readable], now
+    )
+
+
+def _store_all(
+    connection: Connection,
+    settings: Settings,
+    platform: Platform,
+    row: Row,
+    batch: list[tuple[ListedOrder, list[dict[str, Any]] | None]],
+    now: datetime,
+) -> tuple[int, int]:
+    """Each order stored on its own savepoint: one the database refuses fails alone."""
+    new = changed = 0
+    for listed, items in batch:
+        try:
+            order: ApiOrder = platform.listed_order(listed, items)
+        except UnusableOrder as exc:
+            _order_failure(connection, row, listed.order_id, str(exc), now)
+            continue
+        try:
+            with connection.begin_nested():
+                _, stored = store_order(
+                    connection, row.account, order, now, settings.order_callback
+                )
+        except StatementError as exc:
+            _order_failure(connection, row, listed.order_id, f"cannot be stored: {exc}"[:500], now)
+            continue
+        new += stored == "new"
+        changed += stored == "changed"
+    return new, changed
+
+
+def _moved(
+    connection: Connection,
+    settings: Settings,
+    row: Row,
+    position: _Position,
+    values: dict[str, Any],
+    counts: tuple[int, int],
+    now: datetime,
+) -> list[Message]:
+    """Write the new position; the run ends when nothing is left to list or to complete."""
+    pending = values.get("pending", position.pending)
+    cursor_at = values.get("cursor_at", position.cursor_at)
+    in_second = values.get("in_second", position.in_second)
+    values.update(
+        run_new=_syncs.c.run_new + counts[0],
+        run_changed=_syncs.c.run_changed + counts[1],
+        attempts=0,
+        error_code=None,
+        message=None,
+    )
+    through = position.synced_through
+    if not pending and cursor_at is not None and not in_second:
+        # Everything updated before the second read to is stored (L14).
+        candidate = cursor_at - ONE_SECOND
+        if through is None or candidate > through:
+            values["synced_through"] = candidate
+    if pending or cursor_at is not None:
+        connection.execute(update(_syncs).where(_syncs.c.id == row.id).values(values))
+        return [row.reschedule(connection, settings, now, 0.0)]
+    # The run is done: the sync point is its end.
+    end = position.run_until if through is None or position.run_until > through else through
+    values.update(
+        synced_through=end,
+        synced_at=now,
+        run_until=None,
+        cursor_at=None,
+        cursor_ids=[],
+        pending=[],
+        last_new=_syncs.c.run_new + counts[0],
+        last_changed=_syncs.c.run_changed + counts[1],
+        next_attempt_at=None,
+        lease_until=None,
+        dispatched_until=None,
+    )
+    follow = connection.execute(
+        update(_syncs).where(_syncs.c.id == row.id).values(values).returning(_syncs.c.follow)
+    ).scalar_one()
+    log.info(
+        "order sync of %s done through %s",
+        row.account,
+        end.isoformat(),
+        extra={"account": row.account, "outcome": "synced"},
+    )
+    if follow and _start_run(connection, settings, row.account, now):
+        return [step_message(row.account)]
+    return []
+
+
+def _kept(listed: ListedOrder) -> dict[str, Any]:
+    """A listed order as the row keeps it while its items are read."""
+    assert listed.updated_at is not None
+    return {
+        "order_id": listed.order_id,
+        "updated_at": listed.updated_at.isoformat(),
+        "raw": dict(listed.raw),
+    }
+
+
+def _unkept(kept: dict[str, Any]) -> ListedOrder:
+    return ListedOrder(
+        int(kept["order_id"]), datetime.fromisoformat(kept["updated_at"]), kept["raw"]
+    )
+
+
+def _items_step(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platform: Platform,
+    row: Row,
+    position: _Position,
+) -> list[Message]:
+    chunk = max(1, min(position.chunk or platform.ids_per_items_call, platform.ids_per_items_call))
+    taken = position.pending[:chunk]
+    ids = [int(kept["order_id"]) for kept in taken]
+    alone: list[int] = []
+    follow: list[Message] = []
+
+    def unknown(
+        connection: Connection, error: ApiError, message: str, attempts: int, now: datetime
+    ) -> None:
+        if not isinstance(error, UnknownInBatch):
+            _fail_run(connection, row, error, message, attempts, now)
+            return
+        values: dict[str, Any] = {"attempts": 0}
+        if len(ids) > 1:
+            values["chunk"] = max(1, len(ids) // 2)  # ask for fewer until the id is alone
+        else:
+            # L13: the id the API does not know in a batch is fetched by itself.
+            alone.extend(ids)
+            values["pending"] = position.pending[1:]
+        connection.execute(update(_syncs).where(_syncs.c.id == row.id).values(values))
+        if "pending" in values and not values["pending"]:
+            moved = _moved(connection, settings, row, position, values, (0, 0), now)
+            follow.extend(moved)
+            return
+        follow.append(row.reschedule(connection, settings, now, 0.0))
+
+    attempted = attempt(
+        sessions,
+        settings,
+        row,
+        lambda: platform.order_items(ids),
+        succeeded=lambda c, found, now: _itemized(
+            c, settings, platform, row, position, taken, found, now
+        ),
+        failed=unknown,
+        retrying=lambda c, error, attempts, now: _note_retry(c, row, error),
+    )
+    messages = attempted.value if attempted.value is not None else attempted.messages
+    messages = [*messages, *follow]
+    if alone:
+        messages += orders.request_fetch(sessions, settings, row.account, alone)
+    return messages
+
+
+def _itemized(
+    connection: Connection,
+    settings: Settings,
+    platform: Platform,
+    row: Row,
+    position: _Position,
+    taken: list[dict[str, Any]],
+    found: Any,
+    now: datetime,
+) -> list[Message]:
+    batch: list[tuple[ListedOrder, list[dict[str, Any]] | None]] = []
+    for kept in taken:
+        listed = _unkept(kept)
+        items = found.get(listed.order_id)
+        if items is None:
+            _order_failure(
+                connection, row, listed.order_id, "its items were not in the items answer", now
+            )
+            continue
+        batch.append((listed, items))
+    counts = _store_all(connection, settings, platform, row, batch, now)
+    values: dict[str, Any] = {"pending": position.pending[len(taken) :]}
+    return _moved(connection, settings, row, position, values, counts, now)
+
+
+# -- outcomes other than a page ----------------------------------------------------------------
+
+
+def _note_retry(connection: Connection, row: Row, error: TransientApiError) -> None:
+    connection.execute(
+        update(_syncs)
+        .where(_syncs.c.id == row.id)
+        .values(error_code=error.code, message=str(error)[:2000])
+    )
+    log.info("order sync of %s: %s; resumes from its position", row.account, error)
+
+
+def _fail_run(
+    connection: Connection,
+    row: Row,
+    error: ApiError,
+    message: str,
+    attempts: int,
+    now: datetime,
+) -> None:
+    """The run ends without moving the sync point further; the next run starts from it."""
+    connection.execute(
+        update(_syncs)
+        .where(_syncs.c.id == row.id)
+        .values(
+            run_until=None,
+            pending=[],
+            error_code=error.code,
+            message=message[:2000],
+            next_attempt_at=None,
+            lease_until=None,
+            dispatched_until=None,
+        )
+    )
+    record_failure(
+        connection, row.account, "order_sync", row.account, error.code, message, attempts, now
+    )
+    log.warning(
+        "order sync of %s failed: %s",
+        row.account,
+        message,
+        extra={"account": row.account, "outcome": "failed"},
+    )
+
+
+def _order_failure(
+    connection: Connection, row: Row, order_id: int, why: str, now: datetime
+) -> None:
+    """An order the sync read but cannot store: a failure row for it; the sync goes on."""
+    record_failure(connection, row.account, "order", str(order_id), "unusable", why, 1, now)
+    log.warning("order %s from the sync of %s cannot be stored: %s", order_id, row.account, why)
+
+
+def _over_offset_cap(connection: Connection, row: Row, second: datetime, now: datetime) -> None:
+    why = (
+        f"more than {MAX_OFFSET} orders were updated at {second.isoformat()}: those past the "
+        "API's offset cap were not read by this sync (fetch them by id)"
+    )
+    record_failure(connection, row.account, "order_sync", row.account, "offset_cap", why, 1, now)
+    log.warning("order sync of %s: %s", row.account, why)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def sync_state(session: Session, account: str) -> dict[str, Any]:
+    """The account's sync as `accounts show` and `sync-orders --wait` read it."""
+    row = session.scalars(select(OrderSync).where(OrderSync.account == account)).one_or_none()
+    if row is None:
+        return {
+            "orders_synced_through": None,
+            "orders_synced_at": None,
+            "running": False,
+            "error_code": None,
+            "message": None,
+            "new": 0,
+            "changed": 0,
+        }
+    return {
+        "orders_synced_through": row.synced_through,
+        "orders_synced_at": row.synced_at,
+        "running": row.run_until is not None,
+        "error_code": row.error_code,
+        "message": row.message,
+        "new": row.last_new,
+        "changed": row.last_changed,
+    }
+
+
+def synced_fields(session: Session, account: str) -> dict[str, Any]:
+    """The Account document's `orders_synced_through` and `orders_synced_at`."""
+    state = sync_state(session, account)
+    return {
+        "orders_synced_through": _iso(state["orders_synced_through"]),
+        "orders_synced_at": _iso(state["orders_synced_at"]),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         _moment("next_attempt_at"),
         _moment("lease_until"),
+        sa.Column("lease_holder", sa.String(length=255), nullable=True),
         _moment("dispatched_until"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -236,6 +236,7 @@ class OrderSync(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(255))  # its worker (WorkerHeartbeat)
     dispatched_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

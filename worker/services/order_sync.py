@@ -36,6 +36,7 @@ from worker.accounts.store import UnknownAccount, list_accounts
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
+from worker.db.leases import holder
 from worker.db.models import OrderSync, table_of
 from worker.platforms import (
     ApiError,
@@ -247,7 +248,9 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, account: str) ->
                 _syncs.c.account == account,
                 _syncs.c.next_attempt_at <= now,
                 or_(_syncs.c.lease_until.is_(None), _syncs.c.lease_until < now),
-            ).values(lease_until=now + timedelta(seconds=settings.lease_seconds))
+            ).values(
+                lease_until=now + timedelta(seconds=settings.lease_seconds), lease_holder=holder()
+            )
         ).one_or_none()
     if found is None:
         return None

@@ -49,17 +49,8 @@ _batches = table_of(RemovalBatch)
 _orders = table_of(Order)
 _images = table_of(ImageJob)
 _events = table_of(Event)
-from worker.db.heartbeats import record_sweep, stale_holders
-from worker.db.models import (
-    Event,
-    EventDelivery,
-    ImageJob,
-    Order,
-    OrderSync,
-    RemovalBatch,
-    table_of,
-)
-from worker.outbox import webhooks
+_deliveries = table_of(EventDelivery)
+_syncs = table_of(OrderSync)
 
 
 def sweep_removal_batches(sessions: sessionmaker[Session], settings: Settings) -> list[Message]:

@@ -171,7 +171,10 @@ class OpenPlatform:
     # -- orders --------------------------------------------------------------------------------
 
     def order(self, seller: str, order_id: int, config: LazopSandboxConfig) -> dict[str, Any]:
-        return self._rewrite(self._legacy_order(seller, order_id, config))
+        document = self._rewrite(self._legacy_order(seller, order_id, config))
+        if config.answer_text:
+            document["customer_first_name"] = config.answer_text
+        return document
 
     def _rewrite(self, legacy: Node) -> dict[str, Any]:
         """A legacy order document in LAZOP's snake_case JSON (L7)."""
@@ -193,8 +196,6 @@ class OpenPlatform:
         document["gift_option"] = document.get("gift_option") == "1"
         document["items_count"] = int(str(document.get("items_count") or 0))
         document["promised_shipping_times"] = ""
-        if config.answer_text:
-            document["customer_first_name"] = config.answer_text
         return document
 
     def items(self, seller: str, order_id: int, config: LazopSandboxConfig) -> list[Any]:

@@ -83,7 +83,8 @@ class Cli:
                 for (name,) in connection.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'"
                 )
-                if name != "alembic_version"
+                # the schema's own: Alembic's version, and SQLite's AUTOINCREMENT counters
+                if name not in ("alembic_version", "sqlite_sequence")
             ]
             counts = {
                 table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]

@@ -47,15 +47,19 @@ def _dispose_inherited_engines(**_: Any) -> None:
 
 
 @worker_init.connect
-def _upgrade_schema(**_: Any) -> None:
+def _upgrade_schema(sender: Any = None, **_: Any) -> None:
     # Once in the main process, before the pool starts: a new database gets its tables.
     from worker.db.schema import ensure_schema
 
     settings = Settings.from_env()
     ensure_schema(settings.database_url)
     # The process that runs tasks with the threads (and solo) pool; before the pool and the
-    # consumer start, so that no lease it takes names a process with no heartbeat yet.
-    start_heartbeat(settings, "worker")
+    # consumer start, so that no lease it takes names a process with no heartbeat yet. A
+    # prefork parent runs none, and a thread writing SQLite while it forks would leave the
+    # children SQLite's locks in a state they cannot use: its children beat for themselves.
+    pool = getattr(sender, "pool_cls", None)
+    if "prefork" not in str(pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
+        start_heartbeat(settings, "worker")
 
 
 @worker_shutting_down.connect

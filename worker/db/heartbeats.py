@@ -15,7 +15,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, literal_column, select
+from sqlalchemy import Connection, Select, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.compiler import compiles
@@ -38,33 +38,61 @@ BEAT_ROW = "beat"  # beat's row (one beat a deployment), written by the sweeps i
 _beats = table_of(WorkerHeartbeat)
 
 
-class database_now(FunctionElement[datetime]):
-    """The database's clock, `seconds_ago` before now: PostgreSQL's now(); on SQLite the same
-    text form SQLAlchemy stores datetimes in, so that they compare in order."""
+class seconds_before(FunctionElement[datetime]):
+    """The datetime `seconds` before `moment` (a column or subquery), in the database: on
+    SQLite in the text form SQLAlchemy stores datetimes in, so that they compare in order."""
 
     type = UTCDateTime()
     inherit_cache = True
-    name = "database_now"
+    name = "seconds_before"
 
-    def __init__(self, seconds_ago: float = 0.0) -> None:
-        super().__init__(literal_column(repr(float(seconds_ago))))
-
-
-@compiles(database_now, "postgresql")
-def _now_postgresql(element: database_now, compiler: SQLCompiler, **kw: Any) -> str:
-    seconds = compiler.process(element.clauses, **kw)
-    return f"(now() - make_interval(secs => {seconds}))"
+    def __init__(self, moment: Any, seconds: float) -> None:
+        super().__init__(moment, literal_column(repr(float(seconds))))
 
 
-@compiles(database_now, "sqlite")
-def _now_sqlite(element: database_now, compiler: SQLCompiler, **kw: Any) -> str:
-    seconds = compiler.process(element.clauses, **kw)
-    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '-{seconds} seconds') || '000')"
+def database_now(seconds_ago: float = 0.0) -> seconds_before:
+    """The database's clock, `seconds_ago` before now."""
+    return seconds_before(_clock(), seconds_ago)
+
+
+class _clock(FunctionElement[datetime]):
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "clock"
+
+
+@compiles(_clock, "postgresql")
+def _clock_postgresql(element: _clock, compiler: SQLCompiler, **kw: Any) -> str:
+    return "now()"
+
+
+@compiles(_clock, "sqlite")
+def _clock_sqlite(element: _clock, compiler: SQLCompiler, **kw: Any) -> str:
+    return "'now'"
+
+
+@compiles(seconds_before, "postgresql")
+def _before_postgresql(element: seconds_before, compiler: SQLCompiler, **kw: Any) -> str:
+    moment, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({moment} - make_interval(secs => {seconds}))"
+
+
+@compiles(seconds_before, "sqlite")
+def _before_sqlite(element: seconds_before, compiler: SQLCompiler, **kw: Any) -> str:
+    moment, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', {moment}, '-{seconds} seconds') || '000')"
 
 
 def stale_holders() -> Select[tuple[str]]:
-    """The worker ids of processes whose heartbeat stopped: their leases are void."""
-    return select(_beats.c.worker_id).where(_beats.c.beat_at < database_now(STALE_AFTER))
+    """The worker ids of processes whose heartbeat stopped: their leases are void.
+
+    Stale is three beats behind the freshest beat, not behind the clock: after the database
+    was away for longer than that, every live worker's beat is as old as the dead ones', and
+    none is taken for dead before the live ones have beaten again."""
+    freshest = select(func.max(_beats.c.beat_at)).correlate(None).scalar_subquery()
+    return select(_beats.c.worker_id).where(
+        _beats.c.beat_at < seconds_before(freshest, STALE_AFTER)
+    )
 
 
 def record_sweep(connection: Connection) -> None:

@@ -201,6 +201,10 @@ def _drive(
     print(f"\ndone in {time.monotonic() - started:.1f}s")
     for account, sandbox in sandboxes.items():
         _summary(sessions, settings, account, sandbox)
+    # The demo opens nothing by itself; the console reads this same database.
+    print(
+        "\nsee it all in the console: run `lazada-worker web` here, then open http://127.0.0.1:8700/"
+    )
     return 0
 
 

@@ -32,6 +32,7 @@ from worker.cli.failures import cmd_failures
 from worker.cli.run import QUEUE_CHOICES, cmd_run
 from worker.cli.sandboxes import cmd_sandbox
 from worker.cli.secrets import add_secrets_commands
+from worker.cli.web import add_web_command
 from worker.inputs import IMAGE_ACTIONS, InvalidInput
 from worker.sandbox.lazop import config as lazop_config
 from worker.sandbox.sellercenter import add_arguments as add_sandbox_arguments
@@ -218,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     add_accounts_commands(sub)
     add_secrets_commands(sub)
     add_event_commands(sub)
+    add_web_command(sub)
 
     for name, handler, help in (
         (

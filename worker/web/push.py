@@ -31,7 +31,7 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-APPS_FOR = 30.0  # seconds the apps' secrets are kept before they are read again
+APPS_FOR = 30.0  # seconds the apps' secrets and sellers are kept before they are read again
 RELOAD_AFTER = 5.0  # a message no app verifies reads them again at most this often
 RECENT_FOR = 10.0  # seconds a fetch sent for an order is not sent again (a push per order line)
 TRADE_ORDER = 0
@@ -51,6 +51,7 @@ class PushReceiver:
         self.send = send
         self._lock = threading.Lock()
         self._apps: dict[str, str] = {}  # app key -> app secret
+        self._sellers: dict[tuple[str, str], str] = {}  # (app key, seller id) -> account
         self._read_at = -1e9
         self._recent: dict[tuple[str, int], float] = {}
 
@@ -72,7 +73,10 @@ class PushReceiver:
         seller_id = message.get("seller_id")
         if not _positive_int(order_id) or seller_id in (None, ""):
             return _answer(400, "a trade order message needs seller_id and data.trade_order_id")
-        account = self._account(app_key, str(seller_id))
+        account = self._sellers.get((app_key, str(seller_id)))
+        if account is None and time.monotonic() - self._read_at > RELOAD_AFTER:
+            self._apps_now(force=True)  # an account connected since the last read
+            account = self._sellers.get((app_key, str(seller_id)))
         if account is None:
             log.info("push for seller %s of no stored account; ignored", seller_id)
             return _answer(200, "ok")
@@ -106,30 +110,23 @@ class PushReceiver:
             if force or time.monotonic() - self._read_at > APPS_FOR:
                 box = secret_box(self.settings)
                 apps: dict[str, str] = {}
+                sellers: dict[tuple[str, str], str] = {}
                 with self.sessions() as session:
-                    for credentials, secret in session.execute(
-                        select(Account.credentials, Account.secret).where(
-                            Account.platform == "lazop"
-                        )
+                    for name, credentials, secret, seller_id in session.execute(
+                        select(
+                            Account.name, Account.credentials, Account.secret, Account.seller_id
+                        ).where(Account.platform == "lazop")
                     ):
                         app_key = (credentials or {}).get("app_key")
                         if app_key and secret:
                             apps[app_key] = box.decrypt(secret, "app secret")
-                self._apps, self._read_at = apps, time.monotonic()
+                        if app_key and seller_id:
+                            sellers[(app_key, seller_id)] = name
+                self._apps, self._sellers = apps, sellers
+                self._read_at = time.monotonic()
             return self._apps
 
     # -- handling -----------------------------------------------------------------------------
-
-    def _account(self, app_key: str, seller_id: str) -> str | None:
-        with self.sessions() as session:
-            for name, credentials in session.execute(
-                select(Account.name, Account.credentials).where(
-                    Account.platform == "lazop", Account.seller_id == seller_id
-                )
-            ):
-                if (credentials or {}).get("app_key") == app_key:
-                    return str(name)
-        return None
 
     def _fetch(self, account: str, order_id: int) -> None:
         """Send a fetch unless one was sent for the order moments ago or is due and sent."""

@@ -190,7 +190,7 @@ class Console:
 
     def _names(self) -> list[str]:
         with self.sessions() as session:
-            return [a.name for a in accounts.list_accounts(session, self.settings)]
+            return [name for name, _ in listings.account_states(session, self.settings)]
 
     def _account(self, value: str | None, names: list[str] | None = None) -> str | None:
         """An account filter: none (every account) or the name of one there is."""
@@ -254,8 +254,7 @@ class Console:
     def page_overview(self, request: Request) -> Response:
         now = datetime.now(UTC)
         with self.sessions() as session:
-            listed = accounts.list_accounts(session, self.settings)
-            account_documents = [accounts.account_document(a, now) for a in listed]
+            states = listings.account_states(session, self.settings, now)
             jobs = listings.removal_job_counts(session)
             orders = listings.grouped(session, Order)
             images = listings.grouped(session, ImageJob)
@@ -264,7 +263,7 @@ class Console:
             running = listings.removal_jobs(session, None, "running", 1).rows[:10]
             due = listings.due_work(session, now)
         names = sorted(
-            {d["name"] for d in account_documents}
+            {name for name, _ in states}
             | {a for a, _ in jobs}
             | {a for a, _ in orders}
             | {a for a, _ in images}
@@ -285,7 +284,7 @@ class Console:
             "overview.html",
             title="Overview",
             rows=rows,
-            parked=[d for d in account_documents if d["state"] != "ready"],
+            parked=[{"name": name, "state": state} for name, state in states if state != "ready"],
             running=running,
             due=due,
         )

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from worker.accounts.store import EXPIRING_WITHIN, environment_account
+from worker.db.models import Account as AccountRow
 from worker.db.models import (
     Event,
     EventDelivery,
@@ -22,6 +24,7 @@ from worker.db.models import (
     RemovalSku,
 )
 from worker.services import documents
+from worker.settings import Settings
 
 PAGE_SIZE = 50
 JOB_STATES = ("pending", "running", "done")
@@ -300,3 +303,25 @@ def due_work(session: Session, now: datetime | None = None) -> dict[str, tuple[i
             oldest = oldest.replace(tzinfo=UTC)
         due[kind] = (count, (now - oldest).total_seconds() if oldest is not None else None)
     return due
+
+
+def account_states(
+    session: Session, settings: Settings, now: datetime | None = None
+) -> list[tuple[str, str]]:
+    """(name, state) of every account, as the Account document states it, without decrypting
+    any secret: the environment's first, then the stored ones by name."""
+    now = now or datetime.now(UTC)
+    found = [(account.name, "ready") for account in filter(None, [environment_account(settings)])]
+    for name, state, refresh_expires_at in session.execute(
+        select(AccountRow.name, AccountRow.state, AccountRow.refresh_expires_at).order_by(
+            AccountRow.name
+        )
+    ):
+        if (
+            state == "ready"
+            and refresh_expires_at is not None
+            and refresh_expires_at - now < EXPIRING_WITHIN
+        ):
+            state = "expiring"
+        found.append((name, state))
+    return found

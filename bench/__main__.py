@@ -7,6 +7,7 @@ import sys
 
 import bench
 from bench import (
+    console,
     embedded_broker,
     fair,
     limiter,
@@ -22,6 +23,7 @@ from bench import (
 from bench.measure import header
 
 FAMILIES = (
+    console,
     throughput,
     overhead,
     fair,

@@ -37,6 +37,8 @@ PLAN: list[list[str]] = [
     ["recovery", "--skus", "10000", *SMALL, *SHORT_WAITS],
     ["embedded-broker", "--messages", "200"],
     ["slot-calendar", "--seconds", "10"],
+    ["console-pages", "--skus", "2000", "--orders", "200", "--accounts", "10", "--audit", "2000"],
+    ["console-push", "--rate", "20", "--seconds", "3"],
 ]
 
 

@@ -139,3 +139,23 @@ def test_the_demo_does_the_same_jobs_on_an_open_platform_account_side_by_side(
     assert re.search(r"order 900000001: failed: 16 ", lazop)
     assert re.search(r"image job \w+: (partial|succeeded)", lazop)
     assert "/product/remove" in lazop  # its calls, in its own API's names
+
+
+def test_the_demo_prints_the_consoles_address_and_the_console_reads_its_database(
+    demo: DemoRun,
+) -> None:
+    from werkzeug.test import Client
+
+    from worker.settings import Settings
+    from worker.web.app import Console
+
+    hint = re.search(
+        r"^see it all in the console: (DATABASE_URL=(\S+) .* web)$", demo.result.stdout, re.M
+    )
+    assert hint is not None, demo.result.stdout
+    assert "http://127.0.0.1:8700/" in demo.result.stdout
+    env = {**demo.env, "DATABASE_URL": hint.group(2).strip("'")}  # only what the hint says
+    console = Console(Settings.from_env(env), "http://127.0.0.1:8700", send=lambda m: None)
+    page = Client(console).get("/").get_data(as_text=True)
+    for account in (LEGACY, LAZOP):
+        assert account in page

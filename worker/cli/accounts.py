@@ -83,6 +83,11 @@ def add_accounts_commands(sub: Any) -> None:
     given.add_argument(
         "--refresh-token-file", metavar="PATH|-", help="a refresh token, from a file or -"
     )
+    p.add_argument(
+        "--new-seller",
+        action="store_true",
+        help="accept tokens of another seller than the account's (the account changes seller)",
+    )
 
     p = accounts.add_parser("remove", help="remove an account with no unfinished work")
     p.set_defaults(handler=commands.remove)
@@ -174,6 +179,17 @@ class _Commands:
             raise InvalidInput(f"the Open Platform refused: {exc}") from None
         finally:
             issuer.close()
+        if (
+            account.seller_id
+            and grant.seller_id
+            and grant.seller_id != account.seller_id
+            and not args.new_seller
+        ):
+            raise InvalidInput(
+                f"seller {grant.seller_id} authorized the app, but account {account.name} is "
+                f"seller {account.seller_id}'s: nothing stored, its tokens kept (--new-seller "
+                "stores them, and the account becomes the other seller's)"
+            )
         stored = tokens.store_grant(open_sessions(settings), settings, account.name, grant)
         print(
             f"account {stored.name} authorized (seller {stored.seller_id or '?'}); access until "

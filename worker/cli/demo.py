@@ -209,6 +209,9 @@ def _drive(
     print(f"\ndone in {time.monotonic() - started:.1f}s")
     for account, sandbox in sandboxes.items():
         _summary(sessions, settings, account, sandbox)
+    # The demo opens nothing by itself; the console reads this same database.
+    print(f"\nsee it all in the console: {console_command(settings)}")
+    print("  then open http://127.0.0.1:8700/")
     return 0
 
 
@@ -347,6 +350,11 @@ def _summary(sessions: Any, settings: Any, account: str, sandbox: Any) -> None:
     )
     print(f"{len(failures)} failure(s) recorded; see them with:")
     print(f"  {failures_command(settings, account)}")
+
+
+def console_command(settings: Any) -> str:
+    """The shell command that serves the console on the demo's database, as printed."""
+    return failures_command(settings, "").replace(" failures --account ''", " web")
 
 
 def failures_command(settings: Any, account: str) -> str:

@@ -33,6 +33,7 @@ from worker.cli.order_sync import add_order_sync_commands
 from worker.cli.run import QUEUE_CHOICES, cmd_run
 from worker.cli.sandboxes import cmd_sandbox
 from worker.cli.secrets import add_secrets_commands
+from worker.cli.web import add_web_command
 from worker.inputs import IMAGE_ACTIONS, InvalidInput
 from worker.sandbox.lazop import config as lazop_config
 from worker.sandbox.sellercenter import add_arguments as add_sandbox_arguments
@@ -222,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     add_accounts_commands(sub)
     add_secrets_commands(sub)
     add_event_commands(sub)
+    add_web_command(sub)
 
     for name, handler, help in (
         (

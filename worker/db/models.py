@@ -439,3 +439,18 @@ class WorkerHeartbeat(Base):
     started_at: Mapped[datetime]
     beat_at: Mapped[datetime] = mapped_column(index=True)
     last_sweep_at: Mapped[datetime | None]  # beat's row: when a sweep last ran
+
+
+class OAuthState(Base):
+    """A console's Connect: the single-use `state` a seller's consent page hands back to
+    /oauth/callback (worker.web.oauth), stored as its SHA-256 so that any `web` process can
+    finish it and none can exchange a code twice."""
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (Index("ix_oauth_states_expires_at", "expires_at"),)
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]  # consumed: a reload or a second tab finds it used

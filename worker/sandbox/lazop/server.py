@@ -10,6 +10,7 @@ method -> access token (IllegalAccessToken) -> rate limit (ApiCallLimit) -> the 
 
 from __future__ import annotations
 
+import html
 import secrets
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from urllib.parse import parse_qsl
 from worker.sandbox.http_server import Body, Call, SandboxServer, State
 from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.sandbox.lazop.errors import LazopErrorAnswer, render_error, render_success
-from worker.sandbox.lazop.service import API_ENDPOINTS, AUTH_ENDPOINTS, OpenPlatform
+from worker.sandbox.lazop.service import API_ENDPOINTS, AUTH_ENDPOINTS, OpenPlatform, seller_id
 from worker.sandbox.lazop.signature import authenticate
 from worker.sandbox.order_book import order_control
 from worker.sandbox.replies import TEXT_CONTENT_TYPE, Reply
@@ -30,6 +31,7 @@ __all__ = ["LazopSandbox"]
 
 GATEWAY_PREFIX = "/rest"
 AUTH_PREFIX = "/auth/rest"
+CONSENT_PATH = "/auth/oauth/authorize"  # the auth URL without /rest, then /oauth/authorize
 REDACTED = "[redacted]"
 _SECRET_PARAMS = ("sign", "access_token", "refresh_token", "code")
 _ERROR_FAULTS = {
@@ -185,6 +187,49 @@ class LazopSandbox(SandboxServer[LazopSandboxConfig, LazopCall]):
             return 200, actions[endpoint](seller) or {endpoint: seller}
         except ValueError as error:
             return 400, {"error": str(error)}
+
+    # -- the seller's consent page -------------------------------------------------------------
+
+    def _answer(
+        self, method: str, path: str, raw_query: str, body: Body, arrived: float
+    ) -> Reply | None:
+        if path == CONSENT_PATH:  # a page for a browser, not an API call: no faults, no ledger
+            return self._consent_page(method, raw_query)
+        return super()._answer(method, path, raw_query, body, arrived)
+
+    def _consent_page(self, method: str, raw_query: str) -> Reply:
+        """Where `accounts authorize-url` and the console's Connect send a seller: one button
+        per seller of the sandbox, each back to `redirect_uri` with a fresh code and the
+        `state` it was given (a GET form, so the redirect URI's own query is replaced)."""
+        query = dict(parse_qsl(raw_query, keep_blank_values=True))
+        redirect_uri = query.get("redirect_uri", "")
+        problem = None
+        if method != "GET":
+            problem = f"{method} not allowed on the consent page"
+        elif query.get("client_id") != self.config.app_key:
+            problem = "unknown client_id: it must be the app key"
+        elif query.get("response_type") != "code":
+            problem = "response_type must be code"
+        elif not redirect_uri.startswith(("http://", "https://")):
+            problem = "redirect_uri must be an http(s) URL"
+        if problem is not None:
+            return Reply(400, TEXT_CONTENT_TYPE, f"{problem}\n".encode())
+        state = html.escape(query.get("state", ""))
+        buttons = "".join(
+            f'<form method="get" action="{html.escape(redirect_uri)}">'
+            f'<input type="hidden" name="code" value="{self.authorization_code(seller)}">'
+            + (f'<input type="hidden" name="state" value="{state}">' if state else "")
+            + f'<button type="submit" name="authorize" value="{html.escape(seller)}">'
+            f"Authorize as {html.escape(seller)} (seller {seller_id(seller)})</button></form>"
+            for seller in self.config.sellers
+        )
+        page = (
+            "<!doctype html><html><head><meta charset=utf-8><title>Authorize the app</title>"
+            "</head><body><h1>LAZOP sandbox: authorize the app</h1>"
+            f"<p>App {html.escape(self.config.app_key)} asks to act for your shop.</p>"
+            f"{buttons}</body></html>"
+        )
+        return Reply(200, "text/html; charset=utf-8", page.encode("utf-8"))
 
     # -- the API -------------------------------------------------------------------------------
 

@@ -1,0 +1,245 @@
+"""The console without a browser: /metrics against the documents, the push receiver's
+signatures, the password and the Host check, and bad input on pages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import Client
+
+from tests.support.worker_stack import BATCH
+from worker.accounts.platforms import PlatformFor
+from worker.accounts.store import add_account
+from worker.broker.dispatch import Message
+from worker.db.models import Account
+from worker.services import documents, removal
+from worker.settings import Settings
+from worker.web.app import Console
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The tests' settings with a key for stored secrets (PostgreSQL makes no key file)."""
+    return replace(settings, secret_key=Fernet.generate_key().decode())
+
+
+APP_KEY, APP_SECRET = "100123", "push-secret-of-the-app"
+SELLER_ID = "200100300"
+
+
+def _console(settings: Settings, sent: list[Message], **options: str | None) -> Client:
+    public_url = options.pop("public_url", None) or "http://127.0.0.1:8700"
+    return Client(Console(settings, public_url, options.get("password"), send=sent.append))
+
+
+def _run(
+    sessions: sessionmaker[Session], platforms: PlatformFor, settings: Settings, messages: list
+) -> None:
+    queue = list(messages)
+    while queue:
+        message = queue.pop(0)
+        if message.countdown:
+            time.sleep(message.countdown)
+        queue += removal.process_batch(
+            sessions, platforms, settings, *message.args, slot=message.slot, **message.kwargs
+        )
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor
+) -> None:
+    account = settings.account
+    skus = [f"M-{n}" + ("-FAIL" if n % 7 == 0 else "") for n in range(130)]
+    _, messages = removal.create_job(sessions, settings, account, "done-job", skus, BATCH)
+    _run(sessions, platforms, settings, messages)
+    removal.create_job(sessions, settings, account, "waiting", ["W-1", "W-2", "W-3"], BATCH)
+
+    answer = _console(settings, []).get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")  # widely read
+    samples = _samples(answer.get_data(as_text=True))
+
+    with sessions() as session:
+        jobs = [documents.removal_job(session, account, k) for k in ("done-job", "waiting")]
+    by_state: dict[str, int] = {}
+    for job in jobs:
+        assert job is not None
+        for sku in job["skus"]:
+            by_state[sku["state"]] = by_state.get(sku["state"], 0) + 1
+    for state, count in by_state.items():
+        labels = (("account", account), ("state", state))
+        assert samples[("lazada_removal_skus", labels)] == count, state
+    assert samples[("lazada_removal_jobs", (("account", account), ("state", "done")))] == 1
+    assert samples[("lazada_removal_jobs", (("account", account), ("state", "pending")))] == 1
+    assert samples[("lazada_work_due", (("kind", "removal"),))] == 1  # the waiting job's batch
+    assert samples[("lazada_accounts", (("state", "ready"),))] == 1  # the environment's
+    calls = sum(v for (name, _), v in samples.items() if name == "lazada_api_calls_total")
+    assert calls >= 3
+
+
+def _push_account(settings: Settings, sessions: sessionmaker[Session], name: str) -> None:
+    with sessions.begin() as session:
+        add_account(
+            session,
+            settings,
+            name,
+            "lazop",
+            {"app_key": APP_KEY, "app_secret": APP_SECRET, "country": "sg"},
+        )
+        row = session.query(Account).filter_by(name=name).one()
+        row.seller_id = SELLER_ID
+
+
+def _push(client: Client, body: bytes, signature: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Authorization"] = signature
+    return client.post("/lazada/push", data=body, headers=headers).status_code
+
+
+def _signed(body: bytes, secret: str = APP_SECRET) -> str:
+    return hmac.new(secret.encode(), APP_KEY.encode() + body, hashlib.sha256).hexdigest()
+
+
+def _order_message(order_id: int, seller_id: str = SELLER_ID) -> bytes:
+    return json.dumps(
+        {
+            "message_type": 0,
+            "seller_id": seller_id,
+            "site": "lazada_sg",
+            "timestamp": int(time.time()),
+            "data": {
+                "trade_order_id": str(order_id),
+                "trade_order_line_id": "1",
+                "order_status": "pending",
+                "status_update_time": int(time.time()),
+            },
+        }
+    ).encode()
+
+
+@pytest.fixture
+def pushed(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[tuple[Client, list]]:
+    _push_account(settings, sessions, "shop-sg")
+    sent: list[Message] = []
+    yield _console(settings, sent), sent
+
+
+def test_a_verified_trade_order_push_enqueues_one_fetch_for_the_sellers_account(
+    pushed: tuple[Client, list[Message]],
+) -> None:
+    client, sent = pushed
+    body = _order_message(5551234)
+    assert _push(client, body, _signed(body)) == 200
+    assert _push(client, body, _signed(body).upper()) == 200  # L15: either case; a duplicate
+    assert [(m.task, m.args, m.kwargs) for m in sent] == [
+        ("lazada.fetch_order", (5551234,), {"account": "shop-sg"})
+    ]
+
+
+def test_a_push_with_a_bad_or_missing_signature_is_refused_and_enqueues_nothing(
+    pushed: tuple[Client, list[Message]],
+) -> None:
+    client, sent = pushed
+    body = _order_message(5551235)
+    assert _push(client, body, None) == 401
+    assert _push(client, body, "") == 401
+    assert _push(client, body, _signed(body, "another-secret")) == 401
+    assert _push(client, body + b" ", _signed(body)) == 401  # the body changed on the way
+    assert sent == []
+
+
+def test_a_push_for_a_seller_of_no_stored_account_is_acknowledged_and_ignored(
+    pushed: tuple[Client, list[Message]],
+) -> None:
+    client, sent = pushed
+    body = _order_message(5551236, seller_id="999")
+    assert _push(client, body, _signed(body)) == 200
+    assert sent == []
+
+
+def test_pages_need_the_password_when_one_is_set_and_machine_endpoints_do_not(
+    settings: Settings,
+) -> None:
+    client = _console(settings, [], password="s3cret", public_url="https://ops.example.com")
+    assert client.get("/", headers={"Host": "ops.example.com"}).status_code == 401
+    wrong = base64.b64encode(b"admin:nope").decode()
+    right = base64.b64encode(b"admin:s3cret").decode()
+    headers = {"Host": "ops.example.com", "Authorization": f"Basic {wrong}"}
+    assert client.get("/", headers=headers).status_code == 401
+    headers["Authorization"] = f"Basic {right}"
+    page = client.get("/", headers=headers)
+    assert page.status_code == 200
+    assert "s3cret" not in page.get_data(as_text=True)
+    assert client.get("/metrics", headers={"Host": "ops.example.com"}).status_code == 200
+
+
+def test_pages_answer_only_for_loopback_or_the_public_urls_host(settings: Settings) -> None:
+    client = _console(settings, [], public_url="https://ops.example.com")
+    for host in ("127.0.0.1:8700", "localhost", "[::1]:8700", "ops.example.com"):
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example.net", "evil.example.net:8700", "ops.example.com.evil.net"):
+        assert client.get("/", headers={"Host": host}).status_code == 400, host
+    assert client.get("/metrics", headers={"Host": "evil.example.net"}).status_code == 200
+
+
+def test_bad_filters_and_pages_are_400_with_a_message(settings: Settings) -> None:
+    client = _console(settings, [])
+    for path, words in (
+        ("/jobs?state=stuck", "state 'stuck' is not one of"),
+        ("/jobs?page=0", "page must be a whole number"),
+        ("/orders?page=x", "page must be a whole number"),
+        ("/orders?account=nobody", "no account named 'nobody'"),
+        ("/orders/acct/not-a-number", "no account named"),
+        ("/image-jobs?state=%00", "is not one of"),
+        ("/failures?kind=x", "kind 'x' is not one of"),
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 400, path
+        assert words in html.unescape(answer.get_data(as_text=True)), path
+
+
+def test_a_forged_or_missing_oauth_state_is_400_and_stores_nothing(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    _push_account(settings, sessions, "shop-sg")
+    client = _console(settings, [])
+    for query in ("?code=0_abc&state=forged", "?code=0_abc", ""):
+        answer = client.get("/oauth/callback" + query)
+        assert answer.status_code == 400
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+    with sessions() as session:
+        row = session.query(Account).filter_by(name="shop-sg").one()
+        assert row.access_token is None and row.state == "needs_authorization"
+
+
+def test_healthz_is_200_with_each_check_when_the_database_and_broker_answer(
+    settings: Settings,
+) -> None:
+    answer = _console(settings, []).get("/healthz", headers={"Host": "anything.example"})
+    assert answer.status_code == 200
+    body = json.loads(answer.get_data(as_text=True))
+    assert body["status"] == "ok"
+    assert {name: check["ok"] for name, check in body["checks"].items()} == {
+        "database": True,
+        "broker": True,
+    }

@@ -1,0 +1,327 @@
+"""What the console's pages list: every account's work, newest first, filtered by account and
+state, a page at a time. Read only; each number comes from the same rows (and, for a removal
+job, from the same function) as the command line's documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from worker.accounts.store import EXPIRING_WITHIN, environment_account
+from worker.db.models import Account as AccountRow
+from worker.db.models import (
+    Event,
+    EventDelivery,
+    Failure,
+    ImageJob,
+    Order,
+    RemovalBatch,
+    RemovalJob,
+    RemovalSku,
+)
+from worker.services import documents
+from worker.settings import Settings
+
+PAGE_SIZE = 50
+JOB_STATES = ("pending", "running", "done")
+SKU_STATES = ("pending", "removed", "failed", "cancelled")
+ORDER_STATES = ("pending", "fetched", "failed")
+IMAGE_STATES = ("pending", "succeeded", "partial", "failed", "expired", "rejected")
+EVENT_STATES = ("pending", "delivered", "dead")
+FAILURE_KINDS = ("removal_sku", "order", "image_job", "account")
+ACCOUNT_STATES = ("ready", "needs_authorization", "expiring")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: its rows, its number (from 1) and whether another follows."""
+
+    rows: list[dict[str, Any]]
+    number: int
+    more: bool
+
+
+def _page(rows: list[Any], number: int) -> tuple[list[Any], bool]:
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
+def _window(query: Any, number: int) -> Any:
+    """One row more than a page, to know whether another page follows."""
+    return query.limit(PAGE_SIZE + 1).offset((number - 1) * PAGE_SIZE)
+
+
+# --- removal jobs --------------------------------------------------------------------------
+
+
+def job_state() -> ColumnElement[str]:
+    """A removal job's state in SQL, as the job document derives it (documents._job_head):
+    done once finished, running once any SKU was tried, else pending."""
+    tried = exists().where(
+        RemovalSku.job_id == RemovalJob.id,
+        or_(RemovalSku.attempts > 0, RemovalSku.state.in_(("removed", "failed"))),
+    )
+    held_done = exists().where(
+        RemovalBatch.job_id == RemovalJob.id,
+        RemovalBatch.state == "done",
+        RemovalBatch.skus.is_not(None),
+    )
+    return case(
+        (RemovalJob.finished_at.is_not(None), "done"),
+        (or_(tried, held_done), "running"),
+        else_="pending",
+    )
+
+
+def removal_jobs(session: Session, account: str | None, state: str | None, number: int) -> Page:
+    """Removal jobs newest first, each the job document's head (counts without SKUs)."""
+    state_of = job_state().label("state")
+    query = select(RemovalJob, state_of)
+    if account is not None:
+        query = query.where(RemovalJob.account == account)
+    if state is not None:
+        query = query.where(state_of == state)
+    query = query.order_by(RemovalJob.created_at.desc(), RemovalJob.id.desc())
+    found, more = _page(list(session.execute(_window(query, number))), number)
+    rows = []
+    for job, _ in found:
+        head = documents.removal_event_document(session, job, 3)
+        rows.append(head)
+    return Page(rows, number, more)
+
+
+def job_skus(
+    document: dict[str, Any], state: str | None, number: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """A job document's SKUs, failed ones first (in the caller's order), then the rest."""
+    skus = document["skus"]
+    if state is not None:
+        skus = [sku for sku in skus if sku["state"] == state]
+    ordered = [s for s in skus if s["state"] == "failed"] + [
+        s for s in skus if s["state"] != "failed"
+    ]
+    start = (number - 1) * PAGE_SIZE
+    return ordered[start : start + PAGE_SIZE], len(ordered) > start + PAGE_SIZE
+
+
+def removal_job_counts(session: Session) -> dict[tuple[str, str], int]:
+    """(account, state) -> removal jobs."""
+    state_of = job_state().label("state")
+    rows = session.execute(
+        select(RemovalJob.account, state_of, func.count()).group_by(RemovalJob.account, state_of)
+    )
+    return {(account, state): count for account, state, count in rows}
+
+
+def removal_sku_counts(session: Session) -> dict[tuple[str, str], int]:
+    """(account, state) -> SKUs: their rows, and those batches hold (removed once the batch is
+    done, else pending), a held batch's size being the distance to the next batch's first
+    position, as the job document counts them."""
+    counts: dict[tuple[str, str], int] = {}
+    for account, state, count in session.execute(
+        select(RemovalSku.account, RemovalSku.state, func.count()).group_by(
+            RemovalSku.account, RemovalSku.state
+        )
+    ):
+        counts[(account, state)] = count
+    following = (
+        func.lead(RemovalBatch.first_position)
+        .over(partition_by=RemovalBatch.job_id, order_by=RemovalBatch.first_position)
+        .label("following")
+    )
+    sized = (
+        select(
+            RemovalBatch.account.label("account"),
+            case((RemovalBatch.state == "done", "removed"), else_="pending").label("state"),
+            RemovalBatch.first_position.label("first"),
+            RemovalBatch.skus.is_not(None).label("held"),
+            following,
+            RemovalJob.total.label("total"),
+        )
+        .join(RemovalJob, RemovalJob.id == RemovalBatch.job_id)
+        .where(RemovalBatch.first_position.is_not(None))
+        .subquery()
+    )
+    size = func.coalesce(sized.c.following, sized.c.total) - sized.c.first
+    for account, state, count in session.execute(
+        select(sized.c.account, sized.c.state, func.sum(size))
+        .where(sized.c.held)
+        .group_by(sized.c.account, sized.c.state)
+    ):
+        counts[(account, state)] = counts.get((account, state), 0) + int(count or 0)
+    return counts
+
+
+# --- orders, image jobs, failures, events ---------------------------------------------------
+
+
+def orders(session: Session, account: str | None, state: str | None, number: int) -> Page:
+    query = select(Order)
+    if account is not None:
+        query = query.where(Order.account == account)
+    if state is not None:
+        query = query.where(Order.state == state)
+    query = query.order_by(Order.updated_at.desc(), Order.id.desc())
+    found, more = _page(list(session.scalars(_window(query, number))), number)
+    return Page([documents.order_document(row) for row in found], number, more)
+
+
+def image_jobs(session: Session, account: str | None, state: str | None, number: int) -> Page:
+    query = select(ImageJob)
+    if account is not None:
+        query = query.where(ImageJob.account == account)
+    if state is not None:
+        query = query.where(ImageJob.state == state)
+    query = query.order_by(ImageJob.created_at.desc(), ImageJob.id.desc())
+    found, more = _page(list(session.scalars(_window(query, number))), number)
+    return Page([documents.image_job_document(row) for row in found], number, more)
+
+
+def failures(session: Session, account: str | None, kind: str | None, number: int) -> Page:
+    query = select(Failure)
+    if account is not None:
+        query = query.where(Failure.account == account)
+    if kind is not None:
+        query = query.where(Failure.kind == kind)
+    query = query.order_by(Failure.at.desc(), Failure.id.desc())
+    found, more = _page(list(session.scalars(_window(query, number))), number)
+    return Page(
+        [
+            {
+                "account": f.account,
+                "at": f.at.isoformat(),
+                "kind": f.kind,
+                "subject": f.subject,
+                "error_code": f.error_code,
+                "message": f.message,
+                "attempts": f.attempts,
+            }
+            for f in found
+        ],
+        number,
+        more,
+    )
+
+
+def events(session: Session, account: str | None, state: str | None, number: int) -> Page:
+    query = select(Event)
+    if account is not None:
+        query = query.where(Event.account == account)
+    if state is not None:
+        query = query.where(Event.state == state)
+    query = query.order_by(Event.at.desc(), Event.id.desc())
+    found, more = _page(list(session.scalars(_window(query, number))), number)
+    deliveries: dict[str, list[dict[str, Any]]] = {row.id: [] for row in found}
+    if found:
+        for d in session.scalars(
+            select(EventDelivery)
+            .where(EventDelivery.event_id.in_(list(deliveries)))
+            .order_by(EventDelivery.id)
+        ):
+            deliveries[d.event_id].append(
+                {
+                    "target": d.target,
+                    "state": d.state,
+                    "attempts": d.attempts,
+                    "last_status": d.last_status,
+                    "last_error": d.last_error,
+                }
+            )
+    return Page(
+        [
+            {
+                "id": row.id,
+                "type": row.type,
+                "account": row.account,
+                "at": row.at.isoformat(),
+                "state": row.state,
+                "deliveries": deliveries[row.id],
+            }
+            for row in found
+        ],
+        number,
+        more,
+    )
+
+
+def grouped(session: Session, model: Any) -> dict[tuple[str, str], int]:
+    """(account, state) -> rows of a work table with those columns."""
+    rows = session.execute(
+        select(model.account, model.state, func.count()).group_by(model.account, model.state)
+    )
+    return {(account, state): count for account, state, count in rows}
+
+
+def event_counts(session: Session) -> dict[tuple[str, str], int]:
+    return grouped(session, Event)
+
+
+def failure_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Failure.account, func.count()).group_by(Failure.account))
+    return {account: count for account, count in rows}
+
+
+def due_work(session: Session, now: datetime | None = None) -> dict[str, tuple[int, float | None]]:
+    """kind -> (rows due and not held by a task, seconds the oldest of them has waited)."""
+    now = now or datetime.now(UTC)
+    kinds: dict[str, tuple[Any, ColumnElement[bool]]] = {
+        "removal": (
+            RemovalBatch.next_attempt_at,
+            and_(
+                RemovalBatch.state == "pending",
+                or_(RemovalBatch.lease_until.is_(None), RemovalBatch.lease_until < now),
+            ),
+        ),
+        "order": (
+            Order.next_attempt_at,
+            or_(Order.lease_until.is_(None), Order.lease_until < now),
+        ),
+        "image_job": (
+            ImageJob.next_poll_at,
+            and_(
+                ImageJob.state == "pending",
+                or_(ImageJob.lease_until.is_(None), ImageJob.lease_until < now),
+            ),
+        ),
+        "event": (
+            Event.next_attempt_at,
+            and_(
+                Event.state == "pending",
+                or_(Event.lease_until.is_(None), Event.lease_until < now),
+            ),
+        ),
+    }
+    due: dict[str, tuple[int, float | None]] = {}
+    for kind, (column, free) in kinds.items():
+        count, oldest = session.execute(
+            select(func.count(), func.min(column)).where(column <= now, free)
+        ).one()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        due[kind] = (count, (now - oldest).total_seconds() if oldest is not None else None)
+    return due
+
+
+def account_states(
+    session: Session, settings: Settings, now: datetime | None = None
+) -> list[tuple[str, str]]:
+    """(name, state) of every account, as the Account document states it, without decrypting
+    any secret: the environment's first, then the stored ones by name."""
+    now = now or datetime.now(UTC)
+    found = [(account.name, "ready") for account in filter(None, [environment_account(settings)])]
+    for name, state, refresh_expires_at in session.execute(
+        select(AccountRow.name, AccountRow.state, AccountRow.refresh_expires_at).order_by(
+            AccountRow.name
+        )
+    ):
+        if (
+            state == "ready"
+            and refresh_expires_at is not None
+            and refresh_expires_at - now < EXPIRING_WITHIN
+        ):
+            state = "expiring"
+        found.append((name, state))
+    return found

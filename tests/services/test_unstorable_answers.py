@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from worker.broker.dispatch import Message
 from worker.db.audit import record_call
 from worker.db.engine import core_transaction, get_engine
 from worker.db.models import ApiCall, Event, Failure, ImageJob, Order
+from worker.db.schema import ensure_schema
 from worker.db.storable import CODE_WIDTH
 from worker.outbox import webhooks
 from worker.outbox.events import record_event
@@ -197,3 +199,39 @@ def _run(
             following += removal.process_batch(sessions, platforms, settings, *message.args)
         messages = following
     raise AssertionError("the job's messages never ran out")
+
+
+def test_an_event_stored_before_its_data_was_made_storable_is_still_delivered(
+    tmp_path: Path,
+) -> None:
+    # SQLite keeps the JSON text as written; a document recorded before the storable rules
+    # holds a lone surrogate as its escape, and reads back holding the surrogate itself.
+    database_url = f"sqlite:///{tmp_path}/events.sqlite3"
+    receiver = Receiver(fail_first=False)
+    try:
+        settings = Settings.from_env(
+            {
+                "DATABASE_URL": database_url,
+                "LAZADA_WEBHOOK_URLS": receiver.url,
+                "LAZADA_WEBHOOK_SECRET": SECRET,
+            }
+        )
+        ensure_schema(database_url)
+        engine = get_engine(database_url)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        with core_transaction(sessions) as connection:
+            event_id = record_event(connection, "order.fetched", "acct", {"note": "fine"})
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "UPDATE events SET data = ? WHERE id = ?",
+                (json.dumps({"customer_first_name": LONE}), event_id),
+            )
+
+        webhooks.deliver(sessions, settings, lambda *_: None, event_id)
+
+        (delivered,) = receiver.events()[event_id]
+        assert delivered["data"] == {"customer_first_name": "bad \\ud800 text"}
+        with sessions() as session:
+            assert session.get(Event, event_id).state == "delivered"  # type: ignore[union-attr]
+    finally:
+        receiver.stop()

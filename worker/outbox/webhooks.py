@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from worker.broker.dispatch import Message, countdown_deadline
+from worker.db import storable
 from worker.db.engine import core_transaction
 from worker.db.leases import holder
 from worker.db.models import Event, EventDelivery, table_of
@@ -121,7 +122,9 @@ def deliver(
                 _deliveries.c.next_attempt_at,
             ).where(_deliveries.c.event_id == event_id, _deliveries.c.state == "pending")
         ).all()
-    body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    # Made storable again: an event recorded before its data was (read back from SQLite's
+    # JSON text) may hold a lone surrogate, which no body can carry as UTF-8.
+    body = json.dumps(storable.document(event), ensure_ascii=False, separators=(",", ":"))
     urls = _targets_by_row(settings)
     for delivery_id, target, attempts, due in pending:
         if _removed(target, urls):

@@ -1,0 +1,89 @@
+"""The order sync's paging, step by step in this process against the legacy sandbox (SQLite and
+PostgreSQL): orders that leave a crowded second while it is paged are not skipped, none is
+stored twice, and the sync point moves only past what is stored."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.accounts.platforms import PlatformFor
+from worker.db.models import Event, Order, OrderSync
+from worker.sandbox.sellercenter import Sandbox
+from worker.services import order_sync
+from worker.settings import Settings
+
+
+def run_steps(
+    sessions: sessionmaker[Session],
+    platforms: PlatformFor,
+    settings: Settings,
+    account: str,
+    between: dict[int, object] | None = None,
+) -> int:
+    """Send the sync's messages to its step, in order, until none is left; `between[n]` runs
+    before step n. Returns the steps taken."""
+    steps = 0
+    messages = order_sync.request_sync(sessions, settings, account)
+    while messages:
+        assert all(m.task == order_sync.STEP_TASK for m in messages)
+        steps += 1
+        action = (between or {}).get(steps)
+        if callable(action):
+            action()
+        messages = order_sync.sync_step(sessions, platforms, settings, account)
+        assert steps < 200
+    return steps
+
+
+def test_orders_that_leave_a_crowded_second_while_it_is_paged_are_not_skipped(
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor, sandbox: Sandbox
+) -> None:
+    crowded = sandbox.add_orders(250, ago=3600)  # one second, two and a half pages
+    account = settings.account
+
+    def change_some_read() -> None:
+        # 30 of the crowded second's orders change (they leave it for now): the offsets of
+        # the others shift by as many while the second is paged.
+        sandbox.change_orders(crowded[:30])
+
+    run_steps(sessions, platforms, settings, account, {3: change_some_read})
+
+    with sessions() as session:
+        stored_now = set(session.scalars(select(Order.order_id)))
+    # Every order that stayed in the second is stored by this run; those that changed after
+    # it started are past its end (the next run's).
+    assert set(crowded[30:]) <= stored_now
+    run_steps(sessions, platforms, settings, account)
+    with sessions() as session:
+        stored = {row.order_id: row for row in session.scalars(select(Order))}
+        created = Counter(
+            int(e.data["order_id"])
+            for e in session.scalars(select(Event).where(Event.type == "order.created"))
+        )
+        sync = session.scalars(select(OrderSync)).one()
+    assert set(stored) == set(crowded)
+    assert set(created) == set(crowded) and max(created.values()) == 1
+    assert sync.run_until is None and sync.synced_through is not None
+    assert sync.synced_through > datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_a_second_sync_reads_only_the_overlap_and_announces_only_changes(
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor, sandbox: Sandbox
+) -> None:
+    first = sandbox.add_orders(120, ago=7200)
+    account = settings.account
+    run_steps(sessions, platforms, settings, account)
+    sandbox.change_orders(first[:3])
+    late = sandbox.add_orders(1, ago=120)  # behind the sync point: the overlap finds it
+
+    run_steps(sessions, platforms, settings, account)
+
+    with sessions() as session:
+        kinds = Counter(e.type for e in session.scalars(select(Event)))
+        stored = set(session.scalars(select(Order.order_id)))
+    assert stored == set(first) | set(late)
+    assert kinds == Counter({"order.created": 121, "order.updated": 3})

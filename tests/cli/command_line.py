@@ -83,7 +83,7 @@ class Cli:
                 for (name,) in connection.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'"
                 )
-                if name != "alembic_version"
+                if name != "alembic_version" and not name.startswith("sqlite_")
             ]
             counts = {
                 table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]

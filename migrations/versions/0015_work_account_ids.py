@@ -36,6 +36,8 @@ def upgrade() -> None:
             "accounts", recreate="always", table_kwargs={"sqlite_autoincrement": True}
         ):
             pass
+        # The copy of an empty table leaves a counter of 0: no row, as before any account.
+        op.execute("DELETE FROM sqlite_sequence WHERE name = 'accounts' AND seq = 0")
     accounts = sa.table("accounts", sa.column("id", sa.Integer()), sa.column("name", sa.String()))
     for name in _TABLES:
         # Plain ADD COLUMN: a batch copy of removal_jobs on SQLite would drop the old table,

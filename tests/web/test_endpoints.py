@@ -302,3 +302,22 @@ def test_sync_orders_now_sends_the_sync_message_and_says_whether_one_was_running
     status, _, _ = _post_form(client, path, {**form, "account": "nobody"})
     assert status == 400
     assert len(sent) == 2
+
+
+def test_sync_orders_now_says_nothing_was_started_when_the_broker_does_not_take_it(
+    settings: Settings,
+) -> None:
+    def refused(message: Message) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    client = Client(Console(settings, "http://127.0.0.1:8700", send=refused))
+    path = f"/accounts/{quote(settings.account, safe='')}"
+    client.get(path)
+    token = client.get_cookie("lw_csrf")
+    assert token is not None
+    answer = client.post(
+        "/accounts/sync-orders", data={"account": settings.account, "csrf": token.value}
+    )
+    assert answer.status_code == 503
+    assert "nothing was started" in html.unescape(answer.get_data(as_text=True))
+    assert client.get_cookie("lw_notice") is None  # no notice that a sync was started

@@ -153,8 +153,12 @@ def test_redeliver_sends_an_event_again(stack: Stack, console: Served, page: Any
     assert "pending again" in page.locator(".notice").inner_text()
 
     def delivered_again() -> EventDelivery | None:
+        # A redelivery starts a fresh series of attempts (its count starts again): delivered
+        # again is a later delivered_at.
         found = delivered()
-        return found if found is not None and found.attempts > first.attempts else None
+        if found is None or found.delivered_at is None or first.delivered_at is None:
+            return None
+        return found if found.delivered_at > first.delivered_at else None
 
     wait_for(delivered_again, 60, "the event delivered again")
     with stack.sessions() as session:

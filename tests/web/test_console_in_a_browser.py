@@ -4,6 +4,7 @@ what an operator sees and what each button does."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -15,7 +16,7 @@ from tests.support.worker_stack import Stack
 from tests.web.conftest import Served
 from tests.web.pages import job, job_in, screenshot
 from worker.accounts.store import add_account
-from worker.db.models import Account, Event, EventDelivery, ImageJob, Order
+from worker.db.models import Account, Event, EventDelivery, ImageJob, Order, OrderSync
 
 pytestmark = [
     pytest.mark.slow,
@@ -152,8 +153,12 @@ def test_redeliver_sends_an_event_again(stack: Stack, console: Served, page: Any
     assert "pending again" in page.locator(".notice").inner_text()
 
     def delivered_again() -> EventDelivery | None:
+        # A redelivery starts a fresh series of attempts (its count starts again): delivered
+        # again is a later delivered_at.
         found = delivered()
-        return found if found is not None and found.attempts > first.attempts else None
+        if found is None or found.delivered_at is None or first.delivered_at is None:
+            return None
+        return found if found.delivered_at > first.delivered_at else None
 
     wait_for(delivered_again, 60, "the event delivered again")
     with stack.sessions() as session:
@@ -239,3 +244,37 @@ def test_a_reconnect_by_another_seller_is_refused_and_the_tokens_kept(
         assert (after.seller_id, after.access_token) == (before.seller_id, before.access_token)
     finally:
         sandbox.stop()
+
+
+def test_sync_orders_now_stores_the_sellers_orders_and_shows_the_sync_point(
+    stack: Stack, console: Served, page: Any
+) -> None:
+    account = stack.settings.account
+    added = stack.sandbox.add_orders(3, ago=120)
+    stack.start_worker()
+    address = f"{console.url}/accounts/{quote(account, safe='')}"
+    page.goto(address)
+    facts = page.locator("dl.facts").inner_text()
+    assert "orders synced through\t-" in facts or "orders synced through\n-" in facts
+    page.click("button:has-text('Sync orders now')")
+    assert page.url == address  # redirected after the POST
+    assert "was started" in page.locator(".notice").inner_text()
+
+    def synced() -> OrderSync | None:
+        with stack.sessions() as session:
+            row = session.scalars(select(OrderSync).where(OrderSync.account == account)).first()
+        return row if row is not None and row.synced_through is not None else None
+
+    try:
+        row = wait_for(synced, 120, "the account's orders synced")
+    except AssertionError:
+        print(stack.logs())
+        raise
+    with stack.sessions() as session:
+        stored = set(session.scalars(select(Order.order_id).where(Order.account == account)))
+    assert set(added) <= stored
+    page.goto(address)
+    facts = page.locator("dl.facts").inner_text()
+    assert row.synced_through is not None
+    assert row.synced_through.isoformat()[:19].replace("T", " ") in facts
+    screenshot(page, "account-synced")

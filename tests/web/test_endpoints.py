@@ -11,6 +11,8 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from cryptography.fernet import Fernet
@@ -22,7 +24,9 @@ from tests.support.worker_stack import BATCH
 from worker.accounts.platforms import PlatformFor
 from worker.accounts.store import add_account
 from worker.broker.dispatch import Message
-from worker.db.models import Account
+from worker.db.engine import core_transaction
+from worker.db.heartbeats import beat, database_now
+from worker.db.models import Account, OrderSync, WorkerHeartbeat
 from worker.services import documents, removal
 from worker.settings import Settings
 from worker.web.app import Console
@@ -72,6 +76,19 @@ def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
     _, messages = removal.create_job(sessions, settings, account, "done-job", skus, BATCH)
     _run(sessions, platforms, settings, messages)
     removal.create_job(sessions, settings, account, "waiting", ["W-1", "W-2", "W-3"], BATCH)
+    synced_through = datetime.now(UTC) - timedelta(minutes=10)
+    with sessions.begin() as session:
+        session.add(OrderSync(account=account, synced_through=synced_through))
+        session.add(OrderSync(account="never-synced"))
+    with core_transaction(sessions) as connection:
+        beat(connection, "live-worker", "worker")
+        beat(connection, "beat", "beat")  # beat's row is not a worker
+        beat(connection, "gone-worker", "worker")
+        connection.execute(
+            WorkerHeartbeat.__table__.update()
+            .where(WorkerHeartbeat.__table__.c.worker_id == "gone-worker")
+            .values(beat_at=database_now(61))
+        )
 
     answer = _console(settings, []).get("/metrics")
     assert answer.status_code == 200
@@ -94,6 +111,11 @@ def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
     assert samples[("lazada_accounts", (("state", "ready"),))] == 1  # the environment's
     calls = sum(v for (name, _), v in samples.items() if name == "lazada_api_calls_total")
     assert calls >= 3
+    assert samples[("lazada_workers_alive", ())] == 1  # the one within 60 s of the clock
+    lag = samples[("lazada_order_sync_lag_seconds", (("account", account),))]
+    assert lag >= 600 and lag < (datetime.now(UTC) - synced_through).total_seconds() + 1
+    lagging = {labels for name, labels in samples if name == "lazada_order_sync_lag_seconds"}
+    assert lagging == {(("account", account),)}  # no sync point, no lag
 
 
 def _push_account(settings: Settings, sessions: sessionmaker[Session], name: str) -> None:
@@ -243,3 +265,59 @@ def test_healthz_is_200_with_each_check_when_the_database_and_broker_answer(
         "database": True,
         "broker": True,
     }
+
+
+def _post_form(client: Client, path: str, form: dict[str, str]) -> tuple[int, str, str]:
+    """A button's POST the way a browser sends it: the page's token cookie, then the form."""
+    client.get(path)
+    token = client.get_cookie("lw_csrf")
+    assert token is not None
+    answer = client.post(form.pop("action"), data={**form, "csrf": token.value})
+    notice = client.get_cookie("lw_notice")
+    return answer.status_code, answer.headers.get("Location", ""), notice.value if notice else ""
+
+
+def test_sync_orders_now_sends_the_sync_message_and_says_whether_one_was_running(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    account = settings.account
+    sent: list[Message] = []
+    client = _console(settings, sent)
+    path = f"/accounts/{quote(account, safe='')}"
+    form = {"action": "/accounts/sync-orders", "account": account}
+    status, location, notice = _post_form(client, path, dict(form))
+    assert (status, location) == (303, path)
+    assert "was started" in notice
+    assert [(m.task, m.args, m.kwargs) for m in sent] == [
+        ("lazada.sync_orders", (), {"account": account})  # what `sync-orders` sends
+    ]
+    with sessions.begin() as session:
+        session.add(OrderSync(account=account, run_until=datetime.now(UTC)))
+    status, location, notice = _post_form(client, path, dict(form))
+    assert status == 303 and "another will follow it" in notice
+    assert len(sent) == 2
+
+    refused = client.post("/accounts/sync-orders", data={"account": account, "csrf": "forged"})
+    assert refused.status_code == 403
+    status, _, _ = _post_form(client, path, {**form, "account": "nobody"})
+    assert status == 400
+    assert len(sent) == 2
+
+
+def test_sync_orders_now_says_nothing_was_started_when_the_broker_does_not_take_it(
+    settings: Settings,
+) -> None:
+    def refused(message: Message) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    client = Client(Console(settings, "http://127.0.0.1:8700", send=refused))
+    path = f"/accounts/{quote(settings.account, safe='')}"
+    client.get(path)
+    token = client.get_cookie("lw_csrf")
+    assert token is not None
+    answer = client.post(
+        "/accounts/sync-orders", data={"account": settings.account, "csrf": token.value}
+    )
+    assert answer.status_code == 503
+    assert "nothing was started" in html.unescape(answer.get_data(as_text=True))
+    assert client.get_cookie("lw_notice") is None  # no notice that a sync was started

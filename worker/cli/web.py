@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from worker.cli.connections import load_settings, open_sessions
 from worker.cli.exits import EXIT_FAILED, EXIT_OK
@@ -35,7 +36,7 @@ def add_web_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "LAZADA_WEB_PASSWORD[_FILE] and LAZADA_PUBLIC_URL)",
     )
     p.add_argument("--port", default=str(DEFAULT_PORT), help=f"the port (default {DEFAULT_PORT})")
-    help = "whether the database and the broker answer (exit 0) or not (exit 1)"
+    help = "whether the database, the broker, a worker and beat are live (exit 0) or not (exit 1)"
     p = sub.add_parser("health", help=help, description=help)
     p.set_defaults(handler=cmd_health)
     p.add_argument("--json", action="store_true", help="print each check with its reason")
@@ -82,20 +83,18 @@ def check_listening(host: str, port_text: str) -> tuple[str, int, str, str | Non
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    """`health`: the checks of /healthz from this machine. Workers and beat are reported as not
-    checked: this version records no heartbeats to read."""
-    from worker.web.health import checks
+    """`health`: the checks of /healthz from this machine, and a live worker and beat by their
+    heartbeats."""
+    from worker.web.health import check_heartbeats, checks
 
-    found: dict[str, dict[str, object]] = dict(checks(load_settings()))
-    for name in ("workers", "beat"):
-        found[name] = {"ok": None, "reason": "not checked: no heartbeats are recorded yet"}
-    ok = all(check["ok"] is not False for check in found.values())
+    settings = load_settings()
+    found: dict[str, dict[str, Any]] = {**checks(settings), **check_heartbeats(settings)}
+    ok = all(check["ok"] for check in found.values())
     if args.json:
         print_json({"status": "ok" if ok else "failing", "checks": found})
     else:
-        marks = {True: "ok", False: "FAILING", None: "-"}
         for name, check in found.items():
-            print(f"{name}: {marks[check['ok']]} ({check['reason']})")  # type: ignore[index]
+            print(f"{name}: {'ok' if check['ok'] else 'FAILING'} ({check['reason']})")
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -28,6 +28,7 @@ from worker.outbox.events import deliver_message, redeliver, take_recorded
 from worker.platforms import ApiError
 from worker.ratelimit.runners import runners_for
 from worker.services import documents, job_control
+from worker.services.order_sync import SYNC_TASK, sync_state, synced_fields
 from worker.settings import Settings
 from worker.web import health, listings, metrics, oauth, push, security
 
@@ -82,6 +83,7 @@ class Console:
                 Rule("/events/redeliver", endpoint="redeliver", methods=["POST"]),
                 Rule("/accounts", endpoint="accounts", methods=["GET"]),
                 Rule("/accounts/connect", endpoint="connect", methods=["POST"]),
+                Rule("/accounts/sync-orders", endpoint="sync_orders", methods=["POST"]),
                 Rule("/accounts/<name>", endpoint="account", methods=["GET"]),
                 Rule("/oauth/callback", endpoint="callback", methods=["GET"]),
                 Rule("/static/<path:name>", endpoint="static", methods=["GET"]),
@@ -376,7 +378,7 @@ class Console:
                 account = accounts.get_account(session, self.settings, name)
             except accounts.UnknownAccount as exc:
                 raise NotFound(str(exc)) from None
-        document = accounts.account_document(account)
+            document = {**accounts.account_document(account), **synced_fields(session, name)}
         return self._render(
             request,
             "account.html",
@@ -448,6 +450,31 @@ class Console:
         state = oauth.new_state(self.sessions, name)
         url = consent(connection(self.settings, account), self._redirect_uri())
         return redirect(oauth.with_state(url, state), 303)
+
+    def page_sync_orders(self, request: Request) -> Response:
+        """Sync orders now: the message `sync-orders` sends (the task starts a run, or asks for
+        one after the running one)."""
+        name = self._account(request.form.get("account"))
+        if name is None:
+            raise BadRequest("an account's name is needed")
+        with self.sessions() as session:
+            running = sync_state(session, name)["running"]
+        try:
+            self.send(Message(SYNC_TASK, (), kwargs={"account": name}))
+        except Exception as exc:
+            # Nothing in the database asks for this sync: said, not left to the sweepers.
+            log.warning("the broker did not take the order sync of %s", name)
+            return self._error(
+                request,
+                503,
+                f"the broker did not take the order sync ({type(exc).__name__}): nothing was "
+                "started; try again once the broker answers",
+            )
+        if running:
+            notice = f"a sync of the orders of {name} is under way: another will follow it"
+        else:
+            notice = f"a sync of the orders of {name} was started"
+        return self._done(f"/accounts/{quote(name, safe='')}", notice)
 
     def page_callback(self, request: Request) -> Response:
         """The consent page's redirect: the state is consumed first, then the code exchanged,

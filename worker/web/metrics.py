@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
 
 from worker.accounts.store import EXPIRING_WITHIN, environment_account
-from worker.db.models import Account, ApiCall, EventDelivery, ImageJob, Order
+from worker.db.models import Account, ApiCall, EventDelivery, ImageJob, Order, OrderSync
 from worker.settings import Settings
-from worker.web import listings
+from worker.web import health, listings
 
 STATEMENT_TIMEOUT_MS = 5000
 
@@ -100,6 +100,25 @@ def gauges(session: Session, settings: Settings) -> list[Any]:
     ):
         calls.add_metric([account, outcome], count)
     families.append(calls)
+
+    lag = GaugeMetricFamily(
+        "lazada_order_sync_lag_seconds",
+        "Seconds since the account's sync point (every order updated up to it is stored).",
+        labels=["account"],
+    )
+    for account, synced_through in session.execute(
+        select(OrderSync.account, OrderSync.synced_through).order_by(OrderSync.account)
+    ):
+        if synced_through is not None:  # no sync point yet: no lag to say
+            lag.add_metric([account], max((now - _aware(synced_through)).total_seconds(), 0.0))
+    families.append(lag)
+
+    alive = GaugeMetricFamily(
+        "lazada_workers_alive",
+        f"Worker processes with a heartbeat within {health.LIVE_WITHIN:.0f} seconds.",
+    )
+    alive.add_metric([], health.live_workers(session.connection()))
+    families.append(alive)
     return families
 
 

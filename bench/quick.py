@@ -2,11 +2,12 @@
 
     python -m bench quick [--json]
 
-Small versions on the embedded stack (SQLite and the file broker: no service needed): a
-removal, orders, image-job polling, the overhead against the bare loop, the CPU cost per
-call, three fairness scenarios at the rate limit, a recovery after kill -9, the embedded
-broker's transports and the slot calendar. Figures are printed, never asserted: on a shared
-CI machine they say only that each scenario ran. Exit status 1 if any scenario failed to run.
+Small versions, on the embedded stack (SQLite and the file broker) unless a scenario needs
+PostgreSQL and Redis (the console's): a removal, orders, image-job polling, the overhead
+against the bare loop, the CPU cost per call, three fairness scenarios at the rate limit, a
+recovery after kill -9, the embedded broker's transports, the slot calendar, the console's
+pages and push receiver, and a first order sync. Figures are printed, never asserted: on a
+shared CI machine they say only that each scenario ran. Exit status 1 if any scenario failed to run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ PLAN: list[list[str]] = [
     ["slot-calendar", "--seconds", "10"],
     ["console-pages", "--skus", "2000", "--orders", "200", "--accounts", "10", "--audit", "2000"],
     ["console-push", "--rate", "20", "--seconds", "3"],
+    ["order-sync-first", "--orders", "300", "--rate-limit", "20", "--latency", "0.05"],
 ]
 
 

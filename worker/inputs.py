@@ -23,8 +23,6 @@ from urllib.parse import urlsplit
 
 import idna
 
-from worker.urls import mask_url
-
 MAX_SKU_LENGTH = 255
 MAX_KEY_LENGTH = 255
 MAX_SKUS_PER_JOB = 1_000_000
@@ -154,7 +152,7 @@ def clean_urls(urls: Any) -> list[str]:
         url = url.strip(_SURROUNDING)
         problem = _url_problem(url)
         if problem is not None:
-            raise InvalidInput(f"URL #{position} {mask_url(url)!r} {problem}")
+            raise InvalidInput(f"URL #{position} {url!r} {problem}")
         cleaned[url] = None
     if not cleaned:
         raise InvalidInput("no image URLs given: pass at least one http(s) URL")

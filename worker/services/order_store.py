@@ -59,10 +59,12 @@ def store_order(
     order_callback: str | None,
     row_id: int | None = None,
     extra: dict[str, Any] | None = None,
+    account_id: int | None = None,
 ) -> tuple[int, Stored]:
     """Insert or update the account's order in the caller's transaction, unless the stored
     one is newer; record its event. `extra`: more columns the caller sets on the row (a
-    fetch's scheduling), stored whatever the version. Returns the row's id and what it was."""
+    fetch's scheduling), stored whatever the version; `account_id`: the id of the account a new
+    row belongs to (worker.accounts.store.work_account_id). Returns the row's id and what it was."""
     found_query = (
         _FIND.where(_orders.c.id == row_id)
         if row_id is not None
@@ -77,6 +79,7 @@ def store_order(
             insert(_orders).returning(_orders.c.id),
             {
                 "account": account,
+                "account_id": account_id,
                 "order_id": order.order_id,
                 "next_attempt_at": None,
                 **values,

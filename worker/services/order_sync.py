@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
-from worker.accounts.store import UnknownAccount, list_accounts
+from worker.accounts.store import UnknownAccount, list_accounts, work_account_id
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.engine import core_transaction
@@ -224,6 +224,9 @@ def sync_step(
     if position is None:
         return []
     try:
+        # Read here, not from the platforms' cache, which may still hold a removed account.
+        with core_transaction(sessions) as connection:
+            work_account_id(connection, settings, account)
         platform = platforms(account)
     except UnknownAccount:
         # Removed while its sync ran: nothing is left to sync for it.
@@ -399,6 +402,12 @@ def _store_all(
 ) -> tuple[int, int]:
     """Each order stored on its own savepoint: one the database refuses fails alone."""
     new = changed = 0
+    # The orders a sync stores are its account's work, tied to it by id like a fetch's
+    # (worker.accounts.store.account_change).
+    try:
+        account_id = work_account_id(connection, settings, row.account)
+    except UnknownAccount:  # removed during this call: its next step ends the sync
+        account_id = None
     for listed, items in batch:
         try:
             order: ApiOrder = platform.listed_order(listed, items)
@@ -408,7 +417,12 @@ def _store_all(
         try:
             with connection.begin_nested():
                 _, stored = store_order(
-                    connection, row.account, order, now, settings.order_callback
+                    connection,
+                    row.account,
+                    order,
+                    now,
+                    settings.order_callback,
+                    account_id=account_id,
                 )
         except StatementError as exc:
             _order_failure(connection, row, listed.order_id, f"cannot be stored: {exc}"[:500], now)

@@ -29,6 +29,8 @@ QUEUE_CHOICES = ("all", "work", "polls", "events")
 # threads deliver many events a second to receivers that answer, and no more than these few are
 # ever held by receivers that do not. More: `run --only events --concurrency N` beside it.
 EVENT_THREADS = 4
+# The pause before a failed events worker is started again.
+EVENTS_RESTART_AFTER = 5.0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -111,8 +113,9 @@ class _EventsWorker:
     Celery worker has one pool for all its queues).
 
     It stops when this worker stops (and by itself if this process dies: `--parent`). If it
-    ends on its own, this worker stops too, exit 1 if it failed, for a supervisor to restart
-    both: a worker that does API work but delivers no events would look alive.
+    fails on its own (its database away when it starts, say), it is started again after a
+    pause, so that an outage API work rides out does not stop the worker; stopped by a signal
+    to the whole group, this worker stops too.
     """
 
     def __init__(self, settings: Settings, loglevel: str) -> None:
@@ -120,29 +123,34 @@ class _EventsWorker:
         self._stop_wait = (len(settings.webhook_urls) + 1) * settings.webhook_timeout + 15.0
         self._stopping = threading.Event()
         self.failed = False
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "worker.cli",
-                "run",
-                "--only=events",
-                f"--concurrency={EVENT_THREADS}",
-                f"--loglevel={loglevel}",
-                f"--parent={os.getpid()}",
-            ]
-        )
+        self._command = [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "run",
+            "--only=events",
+            f"--concurrency={EVENT_THREADS}",
+            f"--loglevel={loglevel}",
+            f"--parent={os.getpid()}",
+        ]
+        self.process = subprocess.Popen(self._command)
         threading.Thread(target=self._watch, name="lazada-events-worker", daemon=True).start()
 
     def _watch(self) -> None:
-        status = self.process.wait()
-        if self._stopping.is_set():
-            return
-        # Stopped (a signal to the whole group, before or after Celery took over its
-        # signals) is not failed.
-        self.failed = status not in (0, -signal.SIGTERM, -signal.SIGINT)
-        log.error("the events worker ended (exit status %s): stopping this worker too", status)
-        os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
+        while True:
+            status = self.process.wait()
+            if self._stopping.is_set():
+                return
+            if status in (0, -signal.SIGTERM, -signal.SIGINT):
+                # Stopped (a signal to the whole group, before or after Celery took over its
+                # signals): this worker is stopping too.
+                log.error("the events worker ended (exit status %s): stopping this worker", status)
+                os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
+                return
+            log.error("the events worker failed (exit status %s): starting it again", status)
+            if self._stopping.wait(EVENTS_RESTART_AFTER):
+                return
+            self.process = subprocess.Popen(self._command)
 
     def stop(self) -> int:
         """Stop it (a warm shutdown), and kill it if it does not end in time; 1 if it had

@@ -103,8 +103,9 @@ def run_worker(
             args=["--app=worker.celery_app:app", *arguments], standalone_mode=False
         )
     finally:
-        events_status = events.stop() if events is not None else 0
-    return (status if isinstance(status, int) else 0) or events_status
+        if events is not None:
+            events.stop()
+    return status if isinstance(status, int) else 0
 
 
 class _EventsWorker:
@@ -122,7 +123,6 @@ class _EventsWorker:
         # A delivery in progress finishes within its deadline; a warm shutdown waits for it.
         self._stop_wait = (len(settings.webhook_urls) + 1) * settings.webhook_timeout + 15.0
         self._stopping = threading.Event()
-        self.failed = False
         self._command = [
             sys.executable,
             "-m",
@@ -152,9 +152,8 @@ class _EventsWorker:
                 return
             self.process = subprocess.Popen(self._command)
 
-    def stop(self) -> int:
-        """Stop it (a warm shutdown), and kill it if it does not end in time; 1 if it had
-        failed on its own, else 0."""
+    def stop(self) -> None:
+        """Stop it (a warm shutdown), and kill it if it does not end in time."""
         self._stopping.set()
         if self.process.poll() is None:
             self.process.terminate()
@@ -163,7 +162,6 @@ class _EventsWorker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        return 1 if self.failed else 0
 
 
 def _stop_when_orphaned(parent: int) -> None:

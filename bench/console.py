@@ -133,7 +133,8 @@ def _serve(app: Any) -> tuple[str, Any]:
     return f"http://127.0.0.1:{server.effective_port}", server
 
 
-def pages_main(args: argparse.Namespace) -> int:
+def pages(args: argparse.Namespace) -> dict[str, Any]:
+    """The p50 and p95 of `/metrics` and `/`, and the database's p95 share of them."""
     from cryptography.fernet import Fernet
 
     from worker.db.engine import get_engine
@@ -186,13 +187,13 @@ def pages_main(args: argparse.Namespace) -> int:
                     "database_p95_ms": round(percentile(database_ms[path], 95), 1),
                 }
         server.close()
-        print(json.dumps(figures, indent=2))
     finally:
         _drop(admin, url)
-    return 0
+    return figures
 
 
-def push_main(args: argparse.Namespace) -> int:
+def push(args: argparse.Namespace) -> dict[str, Any]:
+    """The push receiver's answer times at a steady rate, beside a working worker."""
     from cryptography.fernet import Fernet
 
     from worker.accounts.store import add_account
@@ -289,26 +290,34 @@ def push_main(args: argparse.Namespace) -> int:
             thread.join()
         took = time.monotonic() - started
         server.close()
-        print(
-            json.dumps(
-                {
-                    "pushes": len(times),
-                    "seconds": round(took, 1),
-                    "statuses": statuses,
-                    "p50_ms": round(percentile(times, 50), 1),
-                    "p99_ms": round(percentile(times, 99), 1),
-                    "max_ms": round(max(times), 1),
-                    "worker_running_at_end": worker.poll() is None,
-                },
-                indent=2,
-            )
-        )
+        return {
+            "pushes": len(times),
+            "seconds": round(took, 1),
+            "statuses": statuses,
+            "p50_ms": round(percentile(times, 50), 1),
+            "p99_ms": round(percentile(times, 99), 1),
+            "max_ms": round(max(times), 1),
+            "worker_running_at_end": worker.poll() is None,
+        }
     finally:
         if worker is not None:
             worker.terminate()
             worker.wait(30)
         _drop(admin, url)
-    return 0
+
+
+def show(figures: dict[str, Any]) -> None:
+    print(json.dumps(figures, indent=2))
+
+
+def printed(measure: Any) -> Any:
+    """A scenario's `main`: measure, then print the figures."""
+
+    def main(args: argparse.Namespace) -> int:
+        show(measure(args))
+        return 0
+
+    return main
 
 
 def register(scenarios: Any) -> None:
@@ -318,8 +327,8 @@ def register(scenarios: Any) -> None:
     p.add_argument("--accounts", type=int, default=1_000)
     p.add_argument("--audit", type=int, default=1_000_000)
     p.add_argument("--requests", type=int, default=40)
-    p.set_defaults(main=pages_main)
+    p.set_defaults(main=printed(pages), figures=pages, show=show)
     p = scenarios.add_parser("console-push", help="the push receiver beside a worker")
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.set_defaults(main=push_main)
+    p.set_defaults(main=printed(push), figures=push, show=show)

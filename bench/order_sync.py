@@ -136,20 +136,30 @@ def first_sync(platform: str, orders: int, rate: float, latency: float) -> dict[
     }
 
 
+def first_syncs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "syncs": [
+            first_sync(platform, args.orders, args.rate_limit, args.latency)
+            for platform in args.platforms
+        ]
+    }
+
+
+def show(figures: dict[str, Any]) -> None:
+    for r in figures["syncs"]:
+        print(
+            f"{r['platform']}: {r['orders']} orders, {r['calls']} calls "
+            f"(fewest {r['fewest_calls']}, x{r['calls_ratio']}), {r['seconds']} s "
+            f"(fewest {r['fewest_seconds']} s at {r['rate']}/s, x{r['time_ratio']})"
+        )
+
+
 def main(args: argparse.Namespace) -> int:
-    results = [
-        first_sync(platform, args.orders, args.rate_limit, args.latency)
-        for platform in args.platforms
-    ]
+    figures = first_syncs(args)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(figures["syncs"], indent=2))
     else:
-        for r in results:
-            print(
-                f"{r['platform']}: {r['orders']} orders, {r['calls']} calls "
-                f"(fewest {r['fewest_calls']}, x{r['calls_ratio']}), {r['seconds']} s "
-                f"(fewest {r['fewest_seconds']} s at {r['rate']}/s, x{r['time_ratio']})"
-            )
+        show(figures)
     return 0
 
 
@@ -167,4 +177,4 @@ def register(scenarios: Any) -> None:
         "--platforms", nargs="+", default=["lazop", "sellercenter"], choices=sorted(LISTING)
     )
     p.add_argument("--json", action="store_true")
-    p.set_defaults(main=main)
+    p.set_defaults(main=main, figures=first_syncs, show=show)

@@ -109,6 +109,9 @@ def _fill(url: str, key: str, skus: int, orders: int, accounts: int, audit: int)
            SELECT 'acct-' || (1 + n % :accounts), now() - (n || ' seconds')::interval,
                   'RemoveProduct', CASE WHEN n % 100 = 0 THEN 'api_error' ELSE 'ok' END, 120
            FROM generate_series(1, :audit) n""",
+        # What the transactions that record calls add to (worker.db.audit).
+        """INSERT INTO api_call_counts (account, outcome, calls)
+           SELECT account, outcome, count(*) FROM api_calls GROUP BY account, outcome""",
         "ANALYZE",
     ]
     values = {

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import Client
 
@@ -26,7 +27,7 @@ from worker.accounts.store import add_account
 from worker.broker.dispatch import Message
 from worker.db.engine import core_transaction
 from worker.db.heartbeats import beat, database_now
-from worker.db.models import Account, OrderSync, WorkerHeartbeat
+from worker.db.models import Account, ApiCall, OrderSync, WorkerHeartbeat
 from worker.services import documents, removal
 from worker.settings import Settings
 from worker.web.app import Console
@@ -109,8 +110,17 @@ def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
     assert samples[("lazada_removal_jobs", (("account", account), ("state", "pending")))] == 1
     assert samples[("lazada_work_due", (("kind", "removal"),))] == 1  # the waiting job's batch
     assert samples[("lazada_accounts", (("state", "ready"),))] == 1  # the environment's
-    calls = sum(v for (name, _), v in samples.items() if name == "lazada_api_calls_total")
-    assert calls >= 3
+    with sessions() as session:
+        recorded = session.execute(
+            select(ApiCall.account, ApiCall.outcome, func.count()).group_by(
+                ApiCall.account, ApiCall.outcome
+            )
+        ).all()
+    assert sum(count for _, _, count in recorded) >= 3
+    calls = {labels: v for (name, labels), v in samples.items() if name == "lazada_api_calls_total"}
+    assert calls == {
+        (("account", account), ("outcome", outcome)): count for account, outcome, count in recorded
+    }
     assert samples[("lazada_workers_alive", ())] == 1  # the one within 60 s of the clock
     lag = samples[("lazada_order_sync_lag_seconds", (("account", account),))]
     assert lag >= 600 and lag < (datetime.now(UTC) - synced_through).total_seconds() + 1

@@ -4,15 +4,17 @@ failed for good."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.db import storable
-from worker.db.models import ApiCall, Failure, table_of
+from worker.db.models import ApiCall, ApiCallCount, Failure, table_of
 from worker.platforms.sellercenter import CallRecord
 
 _local = threading.local()
@@ -38,12 +40,14 @@ def collect_calls() -> Iterator[list[CallRecord]]:
 
 
 _INSERT = insert(table_of(ApiCall))
+_COUNTS = table_of(ApiCallCount)
 
 
 def record_api_calls(
     connection: Connection | Session, account: str, calls: list[CallRecord]
 ) -> None:
-    """Add the audit rows of `calls` to the transaction (one Core INSERT)."""
+    """Add the audit rows of `calls` to the transaction (one Core INSERT), and add them to
+    the account's counts by outcome (one upsert)."""
     if not calls:
         return
     now = datetime.now(UTC)
@@ -61,6 +65,26 @@ def record_api_calls(
             }
             for c in calls
         ],
+    )
+    _add_to_counts(connection, account, Counter(c.outcome for c in calls))
+
+
+def _add_to_counts(connection: Connection | Session, account: str, outcomes: Counter[str]) -> None:
+    """The counts' rows are upserted in the order of their outcome: every transaction that
+    records calls takes their locks in one order, and does so first, before its work rows."""
+    bind = connection.get_bind() if isinstance(connection, Session) else connection
+    upsert = (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(_COUNTS)
+    statement = upsert.values(
+        [
+            {"account": account, "outcome": outcome, "calls": count}
+            for outcome, count in sorted(outcomes.items())
+        ]
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[_COUNTS.c.account, _COUNTS.c.outcome],
+            set_={"calls": _COUNTS.c.calls + statement.excluded.calls},
+        )
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -76,7 +77,17 @@ class RemovalJob(Base):
     """One caller's request to remove a set of SKUs, identified by its idempotency key."""
 
     __tablename__ = "removal_jobs"
-    __table_args__ = (UniqueConstraint("account", "key"),)
+    __table_args__ = (
+        UniqueConstraint("account", "key"),
+        # The few jobs still under way, newest first (the console's running jobs).
+        Index(
+            "ix_removal_jobs_unfinished",
+            "created_at",
+            "id",
+            postgresql_where=text("finished_at IS NULL"),
+            sqlite_where=text("finished_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
@@ -133,6 +144,15 @@ class RemovalSku(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "sku"),
         Index("ix_removal_skus_batch", "batch_id", "state"),
+        # SKUs not removed are few beside the removed ones: counted from this index alone, the
+        # removed ones being each job's total less them (worker.web.listings).
+        Index(
+            "ix_removal_skus_unremoved",
+            "account",
+            "state",
+            postgresql_where=text("state <> 'removed'"),
+            sqlite_where=text("state <> 'removed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -324,6 +344,18 @@ class ApiCall(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     http_status: Mapped[int | None]
     error_code: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiCallCount(Base):
+    """API calls recorded for an account with an outcome: added to in the transaction that
+    adds their `api_calls` rows (worker.db.audit), so that a scrape reads a row per account and
+    outcome instead of counting the audit."""
+
+    __tablename__ = "api_call_counts"
+
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
 
 
 class RateLimit(Base):

@@ -256,13 +256,14 @@ class Console:
     def page_overview(self, request: Request) -> Response:
         now = datetime.now(UTC)
         with self.sessions() as session:
+            listings.read_only(session)  # one snapshot: every figure of the page agrees
             states = listings.account_states(session, self.settings, now)
             jobs = listings.removal_job_counts(session)
             orders = listings.grouped(session, Order)
             images = listings.grouped(session, ImageJob)
             failures = listings.failure_counts(session)
             events = listings.event_counts(session)
-            running = listings.removal_jobs(session, None, "running", 1).rows[:10]
+            running = listings.removal_jobs(session, None, "running", 1, size=10).rows
             due = listings.due_work(session, now)
         names = sorted(
             {name for name, _ in states}

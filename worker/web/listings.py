@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from worker.accounts.store import EXPIRING_WITHIN, environment_account
@@ -36,6 +36,19 @@ FAILURE_KINDS = ("removal_sku", "order", "image_job", "account")
 ACCOUNT_STATES = ("ready", "needs_authorization", "expiring")
 
 
+STATEMENT_TIMEOUT_MS = 5000
+
+
+def read_only(session: Session) -> None:
+    """Begin the session's transaction read only and, on PostgreSQL, with a statement time
+    limit (a slow read gives up rather than piles up) and no JIT compilation (the plans of
+    these counts cost enough on paper to be compiled, which takes longer than running them)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET TRANSACTION READ ONLY"))
+        session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+        session.execute(text("SET LOCAL jit = off"))
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a list: its rows, its number (from 1) and whether another follows."""
@@ -45,13 +58,13 @@ class Page:
     more: bool
 
 
-def _page(rows: list[Any], number: int) -> tuple[list[Any], bool]:
-    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+def _page(rows: list[Any], number: int, size: int = PAGE_SIZE) -> tuple[list[Any], bool]:
+    return rows[:size], len(rows) > size
 
 
-def _window(query: Any, number: int) -> Any:
+def _window(query: Any, number: int, size: int = PAGE_SIZE) -> Any:
     """One row more than a page, to know whether another page follows."""
-    return query.limit(PAGE_SIZE + 1).offset((number - 1) * PAGE_SIZE)
+    return query.limit(size + 1).offset((number - 1) * size)
 
 
 # --- removal jobs --------------------------------------------------------------------------
@@ -76,16 +89,26 @@ def job_state() -> ColumnElement[str]:
     )
 
 
-def removal_jobs(session: Session, account: str | None, state: str | None, number: int) -> Page:
-    """Removal jobs newest first, each the job document's head (counts without SKUs)."""
+def removal_jobs(
+    session: Session,
+    account: str | None,
+    state: str | None,
+    number: int,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """Removal jobs newest first, each the job document's head (counts without SKUs), `size`
+    a page."""
     state_of = job_state().label("state")
     query = select(RemovalJob, state_of)
     if account is not None:
         query = query.where(RemovalJob.account == account)
-    if state is not None:
-        query = query.where(state_of == state)
+    if state == "done":
+        query = query.where(RemovalJob.finished_at.is_not(None))
+    elif state is not None:
+        # Pending and running jobs are unfinished ones, the few ix_removal_jobs_unfinished holds.
+        query = query.where(RemovalJob.finished_at.is_(None), state_of == state)
     query = query.order_by(RemovalJob.created_at.desc(), RemovalJob.id.desc())
-    found, more = _page(list(session.execute(_window(query, number))), number)
+    found, more = _page(list(session.execute(_window(query, number, size))), number, size)
     rows = []
     for job, _ in found:
         head = documents.removal_event_document(session, job, 3)
@@ -117,14 +140,17 @@ def removal_job_counts(session: Session) -> dict[tuple[str, str], int]:
 
 
 def removal_sku_counts(session: Session) -> dict[tuple[str, str], int]:
-    """(account, state) -> SKUs: their rows, and those batches hold (removed once the batch is
-    done, else pending), a held batch's size being the distance to the next batch's first
-    position, as the job document counts them."""
+    """(account, state) -> SKUs, as the job documents count them, without reading the removed
+    ones: every position of a job is a SKU row or in a batch that holds its SKUs (pending while
+    the batch is, removed once it is done), so the removed SKUs are each job's total less its
+    rows not removed (ix_removal_skus_unremoved) and the SKUs its pending batches hold (only
+    unfinished jobs have pending batches; a held batch's size is the distance to the next
+    batch's first position, or to the total)."""
     counts: dict[tuple[str, str], int] = {}
     for account, state, count in session.execute(
-        select(RemovalSku.account, RemovalSku.state, func.count()).group_by(
-            RemovalSku.account, RemovalSku.state
-        )
+        select(RemovalSku.account, RemovalSku.state, func.count())
+        .where(RemovalSku.state != "removed")
+        .group_by(RemovalSku.account, RemovalSku.state)
     ):
         counts[(account, state)] = count
     following = (
@@ -135,23 +161,32 @@ def removal_sku_counts(session: Session) -> dict[tuple[str, str], int]:
     sized = (
         select(
             RemovalBatch.account.label("account"),
-            case((RemovalBatch.state == "done", "removed"), else_="pending").label("state"),
+            RemovalBatch.state.label("state"),
             RemovalBatch.first_position.label("first"),
             RemovalBatch.skus.is_not(None).label("held"),
             following,
             RemovalJob.total.label("total"),
         )
         .join(RemovalJob, RemovalJob.id == RemovalBatch.job_id)
-        .where(RemovalBatch.first_position.is_not(None))
+        .where(RemovalJob.finished_at.is_(None), RemovalBatch.first_position.is_not(None))
         .subquery()
     )
     size = func.coalesce(sized.c.following, sized.c.total) - sized.c.first
-    for account, state, count in session.execute(
-        select(sized.c.account, sized.c.state, func.sum(size))
-        .where(sized.c.held)
-        .group_by(sized.c.account, sized.c.state)
+    for account, count in session.execute(
+        select(sized.c.account, func.sum(size))
+        .where(sized.c.held, sized.c.state == "pending")
+        .group_by(sized.c.account)
     ):
-        counts[(account, state)] = counts.get((account, state), 0) + int(count or 0)
+        counts[(account, "pending")] = counts.get((account, "pending"), 0) + int(count or 0)
+    not_removed: dict[str, int] = {}
+    for (account, _), count in counts.items():
+        not_removed[account] = not_removed.get(account, 0) + count
+    for account, total in session.execute(
+        select(RemovalJob.account, func.sum(RemovalJob.total)).group_by(RemovalJob.account)
+    ):
+        removed = int(total or 0) - not_removed.get(account, 0)
+        if removed:
+            counts[(account, "removed")] = removed
     return counts
 
 

@@ -1,5 +1,6 @@
-"""Removal jobs: `remove-products` enqueues one, `status` shows it, `retry` sends its failed
-SKUs again and `cancel` stops the SKUs not yet sent (worker.services.job_control).
+"""Removal jobs: `remove-products` enqueues one, `status` shows it, `jobs` lists them (as the
+console's jobs page does), `retry` sends its failed SKUs again and `cancel` stops the SKUs not
+yet sent (worker.services.job_control).
 
 Retry and cancel change the rows here, in one transaction each, and then send what follows
 (the batches to run again, the event's delivery) over the broker: a cancel has taken effect
@@ -22,7 +23,7 @@ from worker.cli.connections import (
     send,
 )
 from worker.cli.exits import EXIT_FAILED, EXIT_OK
-from worker.cli.output import error_text, show, wait
+from worker.cli.output import error_text, print_json, seconds, show, wait
 from worker.cli.terminal import print_table
 from worker.db.engine import core_transaction
 from worker.inputs import InvalidInput, clean_key, clean_skus, read_sku_file
@@ -30,6 +31,10 @@ from worker.ratelimit.runners import runners_for
 from worker.services import documents, job_control
 from worker.services.job_keys import check_key, refuse_earlier_accounts_key
 from worker.settings import Settings
+from worker.web import listings
+
+JOB_STATES = listings.JOB_STATES
+DEFAULT_LIMIT = listings.PAGE_SIZE
 
 
 def cmd_remove_products(args: argparse.Namespace) -> int:
@@ -106,6 +111,50 @@ def cmd_status(args: argparse.Namespace) -> int:
         return ""
 
     return show(args, job, f"no removal job with key {key!r}", text)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """`jobs`: removal jobs newest first, of --account or else of every account, as the
+    console's jobs page lists them: a JSON list or a table."""
+    if args.limit < 0:
+        raise InvalidInput(f"--limit must be 0 (all) or more, got {args.limit}")
+    if args.account is None:
+        sessions, account = open_sessions(load_settings()), None
+    else:
+        settings = load_settings()
+        sessions = open_sessions(settings)
+        account = account_name(args, settings, sessions)
+    with sessions() as session:
+        rows = listings.removal_jobs(session, account, args.state, 1, args.limit or None).rows
+    if args.json:
+        print_json(rows)
+    elif rows:
+        print_table(JOB_COLUMNS, [_job_row(job) for job in rows])
+    else:
+        whose = "any account" if account is None else f"account {account!r}"
+        state = "" if args.state is None else f"{args.state} "
+        print(f"no {state}removal jobs for {whose}")
+    return EXIT_OK
+
+
+JOB_COLUMNS = [
+    "account",
+    "key",
+    "state",
+    "removed",
+    "failed",
+    "cancelled",
+    "pending",
+    "total",
+    "created",
+    "finished",
+]
+
+
+def _job_row(job: dict[str, Any]) -> list[Any]:
+    finished = seconds(job["finished_at"]) if job["finished_at"] else "-"
+    counts = [job[name] for name in ("removed", "failed", "cancelled", "pending", "total")]
+    return [job["account"], job["key"], job["state"], *counts, seconds(job["created_at"]), finished]
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -208,6 +208,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(arg, metavar=arg.upper(), help=arg_help)
         p.add_argument("--json", action="store_true", help=JSON_HELP)
 
+    p = sub.add_parser(
+        "jobs", help="removal jobs, newest first", description="removal jobs, newest first"
+    )
+    p.set_defaults(handler=jobs.cmd_jobs)
+    p.add_argument(
+        "--account", metavar="NAME", help="only this account's jobs (default: every account's)"
+    )
+    p.add_argument("--state", choices=jobs.JOB_STATES, help="only the jobs in this state")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=jobs.DEFAULT_LIMIT,
+        help=f"at most N, the newest (default {jobs.DEFAULT_LIMIT}; 0 for all)",
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
     p = command("image-jobs", images.cmd_image_jobs, "image jobs, newest first", account=True)
     p.add_argument("--key", help="only the jobs that the migration with this key started")
     p.add_argument("--state", choices=images.IMAGE_STATES, help="only the jobs in this state")

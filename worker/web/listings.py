@@ -58,12 +58,16 @@ class Page:
     more: bool
 
 
-def _page(rows: list[Any], number: int, size: int = PAGE_SIZE) -> tuple[list[Any], bool]:
+def _page(rows: list[Any], number: int, size: int | None = PAGE_SIZE) -> tuple[list[Any], bool]:
+    if size is None:
+        return rows, False
     return rows[:size], len(rows) > size
 
 
-def _window(query: Any, number: int, size: int = PAGE_SIZE) -> Any:
-    """One row more than a page, to know whether another page follows."""
+def _window(query: Any, number: int, size: int | None = PAGE_SIZE) -> Any:
+    """One row more than a page, to know whether another page follows; no size: every row."""
+    if size is None:
+        return query
     return query.limit(size + 1).offset((number - 1) * size)
 
 
@@ -94,10 +98,11 @@ def removal_jobs(
     account: str | None,
     state: str | None,
     number: int,
-    size: int = PAGE_SIZE,
+    size: int | None = PAGE_SIZE,
 ) -> Page:
-    """Removal jobs newest first, each the job document's head (counts without SKUs), `size`
-    a page."""
+    """Removal jobs newest first, each the job document's head (counts without SKUs) and its
+    first failed SKUs, `size` a page (None: one page of them all). `lazada-worker jobs` lists
+    the same rows."""
     state_of = job_state().label("state")
     query = select(RemovalJob, state_of)
     if account is not None:

@@ -101,3 +101,24 @@ def test_accounts_stored_before_accounts_were_platform_neutral_keep_working(
         ("old-op", None, "100200", "th", "https://auth.lazada.com/rest"),
         ("old-sc", "old@shop.example", None, None, None),
     ]
+
+
+def test_the_upgrade_that_counts_api_calls_counts_those_recorded_before_it(
+    database_url: str,
+) -> None:
+    command.downgrade(alembic_config(database_url), "0017")
+    with get_engine(database_url).begin() as connection:
+        for account, outcome in [("a", "ok"), ("a", "ok"), ("a", "api_error"), ("b", "ok")]:
+            connection.execute(
+                text(
+                    "INSERT INTO api_calls (account, at, action, outcome, duration_ms) "
+                    "VALUES (:account, CURRENT_TIMESTAMP, 'RemoveProduct', :outcome, 100)"
+                ),
+                {"account": account, "outcome": outcome},
+            )
+    command.upgrade(alembic_config(database_url), "head")
+    with get_engine(database_url).connect() as connection:
+        counts = connection.execute(
+            text("SELECT account, outcome, calls FROM api_call_counts ORDER BY account, outcome")
+        ).all()
+    assert [tuple(row) for row in counts] == [("a", "api_error", 1), ("a", "ok", 2), ("b", "ok", 1)]

@@ -70,13 +70,21 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
-    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     account = settings.account
     skus = [f"M-{n}" + ("-FAIL" if n % 7 == 0 else "") for n in range(130)]
     _, messages = removal.create_job(sessions, settings, account, "done-job", skus, BATCH)
     _run(sessions, platforms, settings, messages)
     removal.create_job(sessions, settings, account, "waiting", ["W-1", "W-2", "W-3"], BATCH)
+    # Under way: its first batch called (SKU rows, one failed), its second holding its SKUs.
+    monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # a task does one batch
+    halfway = [f"H-{n}" + ("-FAIL" if n == 3 else "") for n in range(BATCH + 5)]
+    _, messages = removal.create_job(sessions, settings, account, "halfway", halfway, BATCH)
+    removal.process_batch(sessions, platforms, settings, *messages[0].args)
     synced_through = datetime.now(UTC) - timedelta(minutes=10)
     with sessions.begin() as session:
         session.add(OrderSync(account=account, synced_through=synced_through))
@@ -97,7 +105,8 @@ def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
     samples = _samples(answer.get_data(as_text=True))
 
     with sessions() as session:
-        jobs = [documents.removal_job(session, account, k) for k in ("done-job", "waiting")]
+        keys = ("done-job", "waiting", "halfway")
+        jobs = [documents.removal_job(session, account, k) for k in keys]
     by_state: dict[str, int] = {}
     for job in jobs:
         assert job is not None
@@ -108,7 +117,9 @@ def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
         assert samples[("lazada_removal_skus", labels)] == count, state
     assert samples[("lazada_removal_jobs", (("account", account), ("state", "done")))] == 1
     assert samples[("lazada_removal_jobs", (("account", account), ("state", "pending")))] == 1
-    assert samples[("lazada_work_due", (("kind", "removal"),))] == 1  # the waiting job's batch
+    assert samples[("lazada_removal_jobs", (("account", account), ("state", "running")))] == 1
+    assert by_state["pending"] == 3 + 5 and by_state["failed"] == 19 + 1
+    assert samples[("lazada_work_due", (("kind", "removal"),))] == 2  # waiting, and halfway's
     assert samples[("lazada_accounts", (("state", "ready"),))] == 1  # the environment's
     with sessions() as session:
         recorded = session.execute(

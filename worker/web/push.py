@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -53,7 +54,11 @@ class PushReceiver:
         self._apps: dict[str, str] = {}  # app key -> app secret
         self._sellers: dict[tuple[str, str], str] = {}  # (app key, seller id) -> account
         self._read_at = -1e9
-        self._recent: dict[tuple[str, int], float] = {}
+        # (account, order id) -> when its fetch was sent, oldest first: expired from the front.
+        self._recent: OrderedDict[tuple[str, int], float] = OrderedDict()
+        # The order's row is read outside a transaction: no BEGIN and ROLLBACK around the one
+        # read, which is most of what a push waits for besides the broker.
+        self._reads = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
 
     def receive(self, request: Request) -> Response:
         body = request.get_data(cache=False, as_text=False)[: MAX_BODY + 1]
@@ -132,13 +137,14 @@ class PushReceiver:
         """Send a fetch unless one was sent for the order moments ago or is due and sent."""
         now = time.monotonic()
         with self._lock:
-            self._recent = {k: t for k, t in self._recent.items() if now - t < RECENT_FOR}
+            while self._recent and now - next(iter(self._recent.values())) >= RECENT_FOR:
+                self._recent.popitem(last=False)
             if (account, order_id) in self._recent:
                 return
             self._recent[(account, order_id)] = now
         wall = datetime.now(UTC)
-        with self.sessions() as session:
-            row = session.execute(
+        with self._reads.connect() as connection:
+            row = connection.execute(
                 select(Order.next_attempt_at, Order.dispatched_until).where(
                     Order.account == account, Order.order_id == order_id
                 )

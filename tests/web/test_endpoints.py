@@ -27,7 +27,7 @@ from worker.accounts.store import add_account
 from worker.broker.dispatch import Message
 from worker.db.engine import core_transaction
 from worker.db.heartbeats import beat, database_now
-from worker.db.models import Account, ApiCall, OrderSync, WorkerHeartbeat
+from worker.db.models import Account, ApiCall, Order, OrderSync, WorkerHeartbeat
 from worker.services import documents, removal
 from worker.settings import Settings
 from worker.web.app import Console
@@ -197,6 +197,30 @@ def test_a_verified_trade_order_push_enqueues_one_fetch_for_the_sellers_account(
     assert [(m.task, m.args, m.kwargs) for m in sent] == [
         ("lazada.fetch_order", (5551234,), {"account": "shop-sg"})
     ]
+
+
+def test_a_push_for_an_order_whose_fetch_is_due_and_sent_enqueues_nothing_more(
+    pushed: tuple[Client, list[Message]], sessions: sessionmaker[Session]
+) -> None:
+    client, sent = pushed
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        for order_id, dispatched_until in [(5551240, now + timedelta(minutes=5)), (5551241, None)]:
+            session.add(
+                Order(
+                    account="shop-sg",
+                    order_id=order_id,
+                    state="pending",
+                    statuses=[],
+                    next_attempt_at=now - timedelta(seconds=1),
+                    dispatched_until=dispatched_until,
+                )
+            )
+    for order_id in (5551240, 5551241):
+        body = _order_message(order_id)
+        assert _push(client, body, _signed(body)) == 200
+    # The first one's message is on the broker; the second one's was never sent.
+    assert [m.args for m in sent] == [(5551241,)]
 
 
 def test_a_push_with_a_bad_or_missing_signature_is_refused_and_enqueues_nothing(

@@ -30,6 +30,7 @@ from worker.db.heartbeats import beat, database_now
 from worker.db.models import Account, ApiCall, Order, OrderSync, WorkerHeartbeat
 from worker.services import documents, removal
 from worker.settings import Settings
+from worker.web import listings
 from worker.web.app import Console
 
 
@@ -137,6 +138,43 @@ def test_metrics_parse_as_prometheus_text_and_agree_with_the_documents(
     assert lag >= 600 and lag < (datetime.now(UTC) - synced_through).total_seconds() + 1
     lagging = {labels for name, labels in samples if name == "lazada_order_sync_lag_seconds"}
     assert lagging == {(("account", account),)}  # no sync point, no lag
+
+
+@pytest.mark.parametrize("state", [None, "failed", "pending", "removed", "cancelled"])
+def test_the_job_page_reads_its_skus_a_page_at_a_time_in_the_documents_order(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    monkeypatch: pytest.MonkeyPatch,
+    state: str | None,
+) -> None:
+    # The first batch called (SKU rows, some failed), the next two holding their SKUs: the
+    # pages cross from rows to held SKUs, failed ones first.
+    monkeypatch.setattr(removal, "RUNNER_SECONDS", 0.0)  # a task does one batch
+    skus = [f"P-{n}" + ("-FAIL" if n % 7 == 3 else "") for n in range(2 * BATCH + 20)]
+    _, messages = removal.create_job(sessions, settings, settings.account, "paged", skus, BATCH)
+    removal.process_batch(sessions, platforms, settings, *messages[0].args)
+    with sessions() as session:
+        document = documents.removal_job(session, settings.account, "paged")
+        assert document is not None
+        wanted = [s for s in document["skus"] if state is None or s["state"] == state]
+        wanted = [s for s in wanted if s["state"] == "failed"] + [
+            s for s in wanted if s["state"] != "failed"
+        ]
+        shown: list[dict] = []
+        number, more = 1, True
+        while more:
+            page = listings.job_page(session, settings.account, "paged", state, number)
+            assert page is not None
+            assert len(page.skus) <= listings.PAGE_SIZE
+            shown += page.skus
+            number, more = number + 1, page.more
+    assert shown == wanted
+    assert {k: page.job[k] for k in ("removed", "failed", "pending", "total")} == {
+        k: document[k] for k in ("removed", "failed", "pending", "total")
+    }
+    failed = [s for s in document["skus"] if s["state"] == "failed"]
+    assert page.reasons == documents.failure_reasons(failed)
 
 
 def _push_account(settings: Settings, sessions: sessionmaker[Session], name: str) -> None:

@@ -303,11 +303,9 @@ class Console:
         state = self._choice(request.args.get("state"), listings.SKU_STATES, "state")
         number = self._page_number(request)
         with self.sessions() as session:
-            job = documents.removal_job(session, account_name or "", key_value or "")
-        if job is None:
+            found = listings.job_page(session, account_name or "", key_value or "", state, number)
+        if found is None:
             raise NotFound(f"no removal job with key {key[:80]!r} for account {account!r}")
-        failed = [s for s in job["skus"] if s["state"] == "failed"]
-        skus, more = listings.job_skus(job, state, number)
 
         def page_link(n: int) -> str:
             query = {"state": state or "", "page": str(n)}
@@ -317,10 +315,10 @@ class Console:
             request,
             "job.html",
             title=f"Job {key}",
-            job=job,
-            reasons=documents.failure_reasons(failed),
-            skus=skus,
-            more=more,
+            job=found.job,
+            reasons=found.reasons,
+            skus=found.skus,
+            more=found.more,
             number=number,
             state=state,
             states=listings.SKU_STATES,

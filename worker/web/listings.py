@@ -4,6 +4,7 @@ job, from the same function) as the command line's documents."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -121,18 +122,142 @@ def removal_jobs(
     return Page(rows, number, more)
 
 
-def job_skus(
-    document: dict[str, Any], state: str | None, number: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """A job document's SKUs, failed ones first (in the caller's order), then the rest."""
-    skus = document["skus"]
-    if state is not None:
-        skus = [sku for sku in skus if sku["state"] == state]
-    ordered = [s for s in skus if s["state"] == "failed"] + [
-        s for s in skus if s["state"] != "failed"
+@dataclass(frozen=True)
+class JobPage:
+    """A removal job's page: its head (the document's counts, without SKUs), why its SKUs
+    failed, and one page of its SKUs."""
+
+    job: dict[str, Any]
+    reasons: list[tuple[str, int]]
+    skus: list[dict[str, Any]]
+    more: bool
+
+
+def job_page(
+    session: Session, account: str, key: str, state: str | None, number: int
+) -> JobPage | None:
+    """A removal job and a page of its SKUs, failed ones first (in the caller's order), then
+    the rest (in the same order), or only those in `state`: read a page at a time, never the
+    whole job (None: no such job)."""
+    job = session.scalars(
+        select(RemovalJob).where(RemovalJob.account == account, RemovalJob.key == key)
+    ).one_or_none()
+    if job is None:
+        return None
+    head = documents.removal_event_document(session, job, 0)
+    del head["failed_skus"], head["failed_skus_truncated"]
+    failed = [
+        {"sku": sku, "error_code": code, "message": message}
+        for sku, code, message in session.execute(
+            select(RemovalSku.sku, RemovalSku.error_code, RemovalSku.message).where(
+                RemovalSku.job_id == job.id, RemovalSku.state == "failed"
+            )
+        )
     ]
-    start = (number - 1) * PAGE_SIZE
-    return ordered[start : start + PAGE_SIZE], len(ordered) > start + PAGE_SIZE
+    start, wanted = (number - 1) * PAGE_SIZE, PAGE_SIZE + 1  # one more: another page follows?
+    found: list[dict[str, Any]] = []
+    if state in (None, "failed"):
+        found = _sku_rows(session, job.id, ("failed",), start, wanted)
+        start = max(start - head["failed"], 0)
+    if state != "failed" and len(found) < wanted:
+        others = ("pending", "removed", "cancelled") if state is None else (state,)
+        found += _skus_in_order(session, job, others, start, wanted - len(found))
+    return JobPage(
+        head, documents.failure_reasons(failed), found[:PAGE_SIZE], len(found) > PAGE_SIZE
+    )
+
+
+def _sku_document(
+    position: int, sku: str, state: str, attempts: int, code: Any, message: Any
+) -> dict[str, Any]:
+    return {
+        "sku": sku,
+        "state": state,
+        "attempts": attempts,
+        "error_code": code,
+        "message": message,
+    }
+
+
+_SKU_COLUMNS = (
+    RemovalSku.position,
+    RemovalSku.sku,
+    RemovalSku.state,
+    RemovalSku.attempts,
+    RemovalSku.error_code,
+    RemovalSku.message,
+)
+
+
+def _sku_rows(
+    session: Session,
+    job_id: int,
+    states: tuple[str, ...],
+    start: int,
+    count: int,
+    batches: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """SKU rows of the job in `states`, in the caller's order, `count` from `start`."""
+    query = select(*_SKU_COLUMNS).where(RemovalSku.job_id == job_id, RemovalSku.state.in_(states))
+    if batches is not None:
+        query = query.where(RemovalSku.batch_id.in_(batches))
+    query = query.order_by(RemovalSku.position).offset(start).limit(count)
+    return [_sku_document(*row) for row in session.execute(query)]
+
+
+def _skus_in_order(
+    session: Session, job: RemovalJob, states: tuple[str, ...], start: int, count: int
+) -> list[dict[str, Any]]:
+    """The job's SKUs in `states` (rows, and those batches hold), in the caller's order,
+    `count` from `start`. Each batch holds a range of positions: its SKUs in `states` are
+    counted per batch (held ones by their size, the others' rows by the batch index), and
+    only the batches the window falls in are read."""
+    batches = session.execute(
+        select(
+            RemovalBatch.id,
+            RemovalBatch.first_position,
+            RemovalBatch.state,
+            RemovalBatch.skus.is_not(None).label("held"),
+        )
+        .where(RemovalBatch.job_id == job.id)
+        .order_by(RemovalBatch.first_position, RemovalBatch.id)
+    ).all()
+    if any(batch.first_position is None for batch in batches):
+        # Recorded before batches held their SKUs: every SKU is a row.
+        return _sku_rows(session, job.id, states, start, count)
+    rows_in = dict(
+        session.execute(
+            select(RemovalSku.batch_id, func.count())
+            .where(RemovalSku.job_id == job.id, RemovalSku.state.in_(states))
+            .group_by(RemovalSku.batch_id)
+        ).all()
+    )
+    firsts = [batch.first_position or 0 for batch in batches]
+    ends = [*firsts[1:], job.total]
+    found: list[dict[str, Any]] = []
+    before = 0  # SKUs in `states` in the batches before this one
+    for batch, first, end in zip(batches, firsts, ends, strict=True):
+        if len(found) >= count:
+            break
+        held_state = "removed" if batch.state == "done" else "pending"
+        if batch.held:
+            size = end - first if held_state in states else 0
+        else:
+            size = rows_in.get(batch.id, 0)
+        if before + size > start and size:
+            skip = max(start - before, 0)
+            take = count - len(found)
+            if batch.held:
+                held = session.scalar(select(RemovalBatch.skus).where(RemovalBatch.id == batch.id))
+                for offset, sku in list(enumerate(json.loads(held or "[]")))[skip : skip + take]:
+                    done = held_state == "removed"
+                    found.append(
+                        _sku_document(first + offset, sku, held_state, int(done), None, None)
+                    )
+            else:
+                found += _sku_rows(session, job.id, states, skip, take, [batch.id])
+        before += size
+    return found
 
 
 def removal_job_counts(session: Session) -> dict[tuple[str, str], int]:

@@ -15,9 +15,10 @@ demo: $(STAMP)
 	$(VENV)/bin/lazada-worker demo
 
 # Two test processes: most tests wait on workers and sandboxes, and in one process the suite
-# left CI too little of its time limit. The reliability stage stops services: one process.
+# left CI too little of its time limit; the slowest tests are listed, to see where it goes.
+# The reliability stage stops services: one process.
 test: $(STAMP)
-	$(VENV)/bin/pytest -n 2
+	$(VENV)/bin/pytest -n 2 --durations=25
 
 reliability: $(STAMP)
 	$(VENV)/bin/pytest -m reliability -s

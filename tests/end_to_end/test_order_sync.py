@@ -221,12 +221,12 @@ def test_two_workers_and_two_requests_make_one_sync_at_a_time(
     assert pages <= 2 * (300 // 100 + 2), pages
 
 
+# A legacy order has no items call (D9).
+@pytest.mark.parametrize("platform_stack", ["lazop"], indirect=True)
 def test_items_answered_out_of_order_and_an_unknown_id_in_a_chunk(
     platform_stack: PlatformStack,
 ) -> None:
     at = platform_stack
-    if not lazop(at):
-        pytest.skip("a legacy order has no items call (D9)")
     at.sandbox.configure({"listed_orders": 120, "listed_days": 1.0})
     ids = sorted(book_ids(at))
     refused = ids[7]
@@ -245,12 +245,12 @@ def test_items_answered_out_of_order_and_an_unknown_id_in_a_chunk(
     assert all(len(c.params["order_ids"].split(",")) <= 50 for c in at.calls("/orders/items/get"))
 
 
+# A legacy account is never authorized by its seller.
+@pytest.mark.parametrize("platform_stack", ["lazop"], indirect=True)
 def test_an_account_that_needs_authorization_mid_sync_parks_it_and_resumes(
     platform_stack: PlatformStack,
 ) -> None:
     at = platform_stack
-    if not lazop(at):
-        pytest.skip("a legacy account is never authorized by its seller")
     at.sandbox.configure({"listed_orders": 500, "listed_days": 1.0})
     book_ids(at)
     at.env["LAZADA_RATE_LIMIT"] = "8"

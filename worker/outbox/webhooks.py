@@ -142,6 +142,21 @@ def deliver(
     return _settle(sessions, settings, event_id)
 
 
+def deliver_many(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    send_callback: SendCallback,
+    event_ids: list[str],
+) -> list[Message]:
+    """`deliver` for each event in turn (the events one task recorded together). An event
+    this task has not reached when its dispatch deadline passes is sent again by the sweeper
+    on its own, and whichever delivery claims it first sends it: never both at once."""
+    messages: list[Message] = []
+    for event_id in event_ids:
+        messages += deliver(sessions, settings, send_callback, event_id)
+    return messages
+
+
 def removed_targets_pending(settings: Settings) -> ColumnElement[bool]:
     """A condition on delivery rows: pending, to a URL no longer configured (for the sweeper,
     which makes their events due at once)."""

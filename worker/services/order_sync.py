@@ -50,7 +50,7 @@ from worker.platforms import (
 from worker.platforms import Order as ApiOrder
 from worker.services import orders
 from worker.services.attempts import Row, attempt
-from worker.services.order_store import store_order
+from worker.services.order_store import store_order, store_orders
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -400,36 +400,54 @@ def _store_all(
     batch: list[tuple[ListedOrder, list[dict[str, Any]] | None]],
     now: datetime,
 ) -> tuple[int, int]:
-    """Each order stored on its own savepoint: one the database refuses fails alone."""
-    new = changed = 0
+    """The batch's orders stored together (worker.services.order_store.store_orders); if the
+    database refuses that, each on its own savepoint, so that the one it refuses fails alone."""
     # The orders a sync stores are its account's work, tied to it by id like a fetch's
     # (worker.accounts.store.account_change).
     try:
         account_id = work_account_id(connection, settings, row.account)
     except UnknownAccount:  # removed during this call: its next step ends the sync
         account_id = None
+    readable: list[tuple[int, ApiOrder]] = []
     for listed, items in batch:
         try:
-            order: ApiOrder = platform.listed_order(listed, items)
+            readable.append((listed.order_id, platform.listed_order(listed, items)))
         except UnusableOrder as exc:
             _order_failure(connection, row, listed.order_id, str(exc), now)
-            continue
-        try:
-            with connection.begin_nested():
-                _, stored = store_order(
+    if not readable:
+        return 0, 0
+    try:
+        with connection.begin_nested():
+            outcomes = [
+                stored
+                for _, stored in store_orders(
                     connection,
                     row.account,
-                    order,
+                    [order for _, order in readable],
                     now,
                     settings.order_callback,
                     account_id=account_id,
                 )
-        except StatementError as exc:
-            _order_failure(connection, row, listed.order_id, f"cannot be stored: {exc}"[:500], now)
-            continue
-        new += stored == "new"
-        changed += stored == "changed"
-    return new, changed
+            ]
+    except StatementError:
+        outcomes = []
+        for order_id, order in readable:
+            try:
+                with connection.begin_nested():
+                    _, stored = store_order(
+                        connection,
+                        row.account,
+                        order,
+                        now,
+                        settings.order_callback,
+                        account_id=account_id,
+                    )
+            except StatementError as exc:
+                why = f"cannot be stored: {exc}"[:500]
+                _order_failure(connection, row, order_id, why, now)
+                continue
+            outcomes.append(stored)
+    return outcomes.count("new"), outcomes.count("changed")
 
 
 def _moved(

@@ -166,11 +166,9 @@ def store_orders(
         outcomes.append(stored)
     made: dict[int, int] = {}
     if fresh:
+        # Rows returned in any order: each names its order (unique in the batch).
         inserted = connection.execute(
-            insert(_orders).returning(
-                _orders.c.order_id, _orders.c.id, sort_by_parameter_order=True
-            ),
-            fresh,
+            insert(_orders).returning(_orders.c.order_id, _orders.c.id), fresh
         )
         made = {int(order_id): int(row_id) for order_id, row_id in inserted}
     if changes:

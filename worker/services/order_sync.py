@@ -285,20 +285,21 @@ def _listing_step(
         after, before, offset = anchor, anchor, position.second_offset
     else:
         after, before, offset = anchor, position.run_until, 0
+    follow: list[Message] = []
     attempted = attempt(
         sessions,
         settings,
         row,
         lambda: platform.list_orders(after, before, offset),
         succeeded=lambda c, page, now: _listed(c, settings, platform, row, position, page, now),
-        failed=lambda c, error, message, attempts, now: _fail_run(
-            c, row, error, message, attempts, now
+        failed=lambda c, error, message, attempts, now: follow.extend(
+            _fail_run(c, settings, row, error, message, attempts, now)
         ),
         retrying=lambda c, error, attempts, now: _note_retry(c, row, error),
     )
     if attempted.value is not None:
         return attempted.value
-    return attempted.messages
+    return [*attempted.messages, *follow]
 
 
 def _listed(
@@ -541,7 +542,7 @@ def _items_step(
         connection: Connection, error: ApiError, message: str, attempts: int, now: datetime
     ) -> None:
         if not isinstance(error, UnknownInBatch):
-            _fail_run(connection, row, error, message, attempts, now)
+            follow.extend(_fail_run(connection, settings, row, error, message, attempts, now))
             return
         values: dict[str, Any] = {"attempts": 0}
         if len(ids) > 1:
@@ -614,14 +615,16 @@ def _note_retry(connection: Connection, row: Row, error: TransientApiError) -> N
 
 def _fail_run(
     connection: Connection,
+    settings: Settings,
     row: Row,
     error: ApiError,
     message: str,
     attempts: int,
     now: datetime,
-) -> None:
-    """The run ends without moving the sync point further; the next run starts from it."""
-    connection.execute(
+) -> list[Message]:
+    """The run ends without moving the sync point further; the next run starts from it, at
+    once if one was asked for while this one ran (its step message is returned)."""
+    follow = connection.execute(
         update(_syncs)
         .where(_syncs.c.id == row.id)
         .values(
@@ -633,7 +636,8 @@ def _fail_run(
             lease_until=None,
             dispatched_until=None,
         )
-    )
+        .returning(_syncs.c.follow)
+    ).scalar_one()
     record_failure(
         connection, row.account, "order_sync", row.account, error.code, message, attempts, now
     )
@@ -643,6 +647,9 @@ def _fail_run(
         message,
         extra={"account": row.account, "outcome": "failed"},
     )
+    if follow and _start_run(connection, settings, row.account, now):
+        return [step_message(row.account)]
+    return []
 
 
 def _order_failure(

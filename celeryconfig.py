@@ -54,6 +54,7 @@ task_routes = (
     [
         ("lazada.advance_image_job", {"queue": _settings.poll_queue}),
         ("lazada.deliver_event", {"queue": _settings.events_queue}),
+        ("lazada.deliver_events", {"queue": _settings.events_queue}),
         ("lazada.*", {"queue": _settings.queue}),
     ],
 )

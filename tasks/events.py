@@ -24,6 +24,19 @@ def deliver_event(self: ServiceTask, event_id: Any) -> None:
     self.publish(webhooks.deliver(self.sessions, self.settings, send, event_id))
 
 
+@app.task(name="lazada.deliver_events", base=ServiceTask, bind=True)
+def deliver_events(self: ServiceTask, event_ids: Any) -> None:
+    """Send recorded events to their targets, one after the other (internal: sent after the
+    commit of work that recorded several, as one message instead of one each)."""
+    if not isinstance(event_ids, list) or not all(isinstance(i, str) for i in event_ids):
+        raise InvalidInput("event_ids must be a list of strings")
+
+    def send(name: str, event: dict[str, Any], queue: str) -> None:
+        self.app.send_task(name, args=[event], queue=queue)
+
+    self.publish(webhooks.deliver_many(self.sessions, self.settings, send, event_ids))
+
+
 @app.task(name="lazada.sweep_events", base=ServiceTask, bind=True)
 def sweep_events(self: ServiceTask) -> None:
     self.publish(sweepers.sweep_events(self.sessions, self.settings))

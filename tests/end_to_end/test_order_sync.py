@@ -354,3 +354,15 @@ def test_a_fetch_of_a_synced_order_refreshes_it_and_each_change_is_announced_onc
             )
         )
     assert callbacks == {"shop.order_changed"}
+
+    def delivered() -> bool:
+        # A sync's page of events goes out as one delivery task (lazada.deliver_events).
+        with at.stack.sessions() as session:
+            states = session.scalars(
+                select(Event.state).where(
+                    Event.account == at.account, Event.type.in_(["order.created", "order.updated"])
+                )
+            ).all()
+        return bool(states) and set(states) == {"delivered"}
+
+    wait_for(delivered, 60, "every order event delivered to the callback")

@@ -19,7 +19,16 @@ from tests.outbox.test_events import SECRET, Receiver
 from worker.db.engine import core_transaction, get_engine
 from worker.db.models import Event, EventDelivery
 from worker.outbox import webhooks
-from worker.outbox.events import deliver_message, record_event, redeliver
+from worker.outbox.events import (
+    DELIVER_MANY_TASK,
+    EVENTS_PER_DELIVERY,
+    NewEvent,
+    deliver_message,
+    record_event,
+    record_events,
+    redeliver,
+    take_recorded,
+)
 from worker.services.sweepers import sweep_events
 from worker.settings import Settings
 
@@ -159,3 +168,77 @@ def test_a_delivery_to_a_url_since_removed_is_dead_at_once_and_the_event_follows
     assert event.state == "delivered"  # as its one configured delivery
     assert sweep_events(sessions, after) == []
     assert len(receiver.events()[event_id]) == 1  # the receiver got it once, not again
+
+
+def test_events_recorded_together_are_delivered_by_one_task_per_fifty(
+    database_url: str, receiver: Receiver
+) -> None:
+    settings = _settings(database_url, [receiver.url])
+    sessions = _sessions(database_url)
+    take_recorded()  # nothing left over from before in this thread
+    count = 2 * EVENTS_PER_DELIVERY + 20
+    with core_transaction(sessions) as connection:
+        ids = record_events(
+            connection,
+            [NewEvent("order.created", "acct", {"order_id": n}, "shop.cb") for n in range(count)],
+        )
+    messages = take_recorded()
+    with core_transaction(sessions) as connection:
+        single = record_event(connection, "order.fetched", "acct", {"order_id": 1})
+    assert take_recorded() == [deliver_message(single)]  # one event: a task of its own
+
+    assert [m.task for m in messages] == [DELIVER_MANY_TASK] * 3
+    assert [len(m.args[0]) for m in messages] == [50, 50, 20]
+    assert [i for m in messages for i in m.args[0]] == ids
+    called: list[str] = []
+    for message in messages:
+        sent = webhooks.deliver_many(
+            sessions, settings, lambda _t, event, _q: called.append(event["id"]), message.args[0]
+        )
+        assert sent == []  # nothing left to retry
+    assert called == ids  # each event to its callback once, in the order recorded
+    assert sorted(receiver.events()) == sorted(ids)
+    assert all(len(d) == 1 for d in receiver.events().values())
+    with sessions() as session:
+        states = {e.id: e.state for e in session.scalars(select(Event))}
+        deliveries = session.scalars(select(EventDelivery)).all()
+    assert {states[i] for i in ids} == {"delivered"} and states[single] == "pending"
+    assert len(deliveries) == 2 * count and {d.state for d in deliveries} == {"delivered"}
+
+
+def test_a_delivery_of_several_events_keeps_its_leases_and_skips_one_taken_from_it(
+    database_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lease shorter than the margin: the delivery renews the rest before every event.
+    monkeypatch.setattr(webhooks, "LEASE_SLACK", 1.0)
+    monkeypatch.setattr(webhooks, "RENEW_MARGIN", 5.0)
+    settings = _settings(database_url, [receiver.url])
+    sessions = _sessions(database_url)
+    with core_transaction(sessions) as connection:
+        ids = record_events(
+            connection, [NewEvent("order.created", "acct", {"order_id": n}) for n in range(3)]
+        )
+    take_recorded()
+
+    def another_worker_takes_the_second() -> None:
+        with sessions.begin() as session:
+            taken = session.get(Event, ids[1])
+            assert taken is not None
+            taken.lease_holder = "another-worker"
+            taken.lease_until = datetime.now(UTC) + timedelta(minutes=5)
+
+    posted = receiver.deliveries
+
+    class Watching(list[dict[str, Any]]):
+        def append(self, delivery: dict[str, Any]) -> None:
+            super().append(delivery)
+            if len(self) == 1:  # while the first event is delivered
+                another_worker_takes_the_second()
+
+    receiver.deliveries = Watching(posted)
+    webhooks.deliver_many(sessions, settings, _no_callback, ids)
+
+    assert [d["event"]["id"] for d in receiver.deliveries] == [ids[0], ids[2]]
+    assert _event_row(sessions, ids[1]).lease_holder == "another-worker"
+    assert _event_row(sessions, ids[1]).state == "pending"
+    assert _event_row(sessions, ids[2]).state == "delivered"

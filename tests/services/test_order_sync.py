@@ -5,13 +5,14 @@ stored twice, and the sync point moves only past what is stored."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
-from worker.db.models import Event, Order, OrderSync
+from worker.db.models import Event, Failure, Order, OrderSync
 from worker.sandbox.sellercenter import Sandbox
 from worker.services import order_sync
 from worker.settings import Settings
@@ -87,3 +88,32 @@ def test_a_second_sync_reads_only_the_overlap_and_announces_only_changes(
         stored = set(session.scalars(select(Order.order_id)))
     assert stored == set(first) | set(late)
     assert kinds == Counter({"order.created": 121, "order.updated": 3})
+
+
+def test_a_sync_asked_for_while_one_ran_follows_it_at_once_when_it_fails(
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor, sandbox: Sandbox
+) -> None:
+    orders = sandbox.add_orders(5, ago=3600)
+    account = settings.account
+    failing = replace(settings, retry_ladder=())  # a transient error fails the run at once
+    assert order_sync.request_sync(sessions, failing, account)  # a run starts
+    assert order_sync.request_sync(sessions, failing, account) == []  # one more after it
+    sandbox.configure({"fault_rate": 1.0, "fault_kinds": ["http500"]})
+
+    messages = order_sync.sync_step(sessions, platforms, failing, account)
+
+    assert messages == [order_sync.step_message(account)]  # the run failed; the next started
+    with sessions() as session:
+        assert session.scalars(select(Failure.kind)).all() == ["order_sync"]
+        sync = session.scalars(select(OrderSync)).one()
+    assert sync.run_until is not None and not sync.follow and sync.synced_through is None
+    sandbox.configure({"fault_rate": 0.0})
+    steps = 0
+    while messages:
+        steps += 1
+        assert steps < 20
+        messages = order_sync.sync_step(sessions, platforms, failing, account)
+    with sessions() as session:
+        assert set(session.scalars(select(Order.order_id))) == set(orders)
+        sync = session.scalars(select(OrderSync)).one()
+    assert sync.run_until is None and sync.synced_through is not None

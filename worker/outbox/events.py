@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +24,11 @@ from worker.db.models import Event, EventDelivery, ImageJob, Order, RemovalJob, 
 from worker.inputs import InvalidInput
 
 DELIVER_TASK = "lazada.deliver_event"
+DELIVER_MANY_TASK = "lazada.deliver_events"
+# The events of one delivery task when a task recorded many (a sync's page): one message
+# instead of one each keeps the broker and the events worker's overhead to a few per page,
+# and a few such tasks still share the events worker's threads.
+EVENTS_PER_DELIVERY = 50
 EVENT_TYPES = (
     "removal.finished",
     "removal.cancelled",
@@ -46,6 +52,16 @@ _deliveries = table_of(EventDelivery)
 _recorded = threading.local()
 
 
+class NewEvent(NamedTuple):
+    """An event to record: its type, account, data and the callback (and queue) it goes to."""
+
+    type: str
+    account: str
+    data: dict[str, Any]
+    callback: str | None = None
+    callback_queue: str | None = None
+
+
 def record_event(
     connection: Connection,
     type: str,
@@ -59,42 +75,64 @@ def record_event(
     The delivery task for it is sent by the task that runs the service, after its commit
     (`take_recorded`, tasks.base.ServiceTask.publish); the sweeper covers a lost one.
     """
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}")
-    now = datetime.now(UTC)
-    event_id = f"evt_{uuid.uuid4().hex}"
-    connection.execute(
-        insert(_events).values(
-            id=event_id,
-            type=type,
-            account=account,
-            at=now,
-            # Encodable whatever the work's values hold (a lone surrogate from an API's answer
-            # stored before: a body that cannot be sent would never be delivered nor dead).
-            data=storable.document(data),
-            callback=callback,
-            callback_queue=callback_queue,
-            state="pending",
-            next_attempt_at=now,
-            dispatched_until=now + timedelta(seconds=REDISPATCH_AFTER),
-        )
+    (event_id,) = record_events(
+        connection, [NewEvent(type, account, data, callback, callback_queue)]
     )
-    pending = getattr(_recorded, "ids", None)
-    if pending is None:
-        pending = _recorded.ids = []
-    pending.append(event_id)
     return event_id
 
 
+def record_events(connection: Connection, events: Sequence[NewEvent]) -> list[str]:
+    """Write events in the caller's transaction, in one statement; returns their ids, in
+    order. Their delivery is sent as record_event's is."""
+    for event in events:
+        if event.type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event.type!r}")
+    rows = []
+    for event in events:
+        now = datetime.now(UTC)  # each its own moment: events list in the order recorded
+        rows.append(
+            {
+                "id": f"evt_{uuid.uuid4().hex}",
+                "type": event.type,
+                "account": event.account,
+                "at": now,
+                # Encodable whatever the work's values hold (a lone surrogate from an API's
+                # answer stored before: a body that cannot be sent would never be delivered
+                # nor dead).
+                "data": storable.document(event.data),
+                "callback": event.callback,
+                "callback_queue": event.callback_queue,
+                "state": "pending",
+                "next_attempt_at": now,
+                "dispatched_until": now + timedelta(seconds=REDISPATCH_AFTER),
+            }
+        )
+    if not rows:
+        return []
+    connection.execute(insert(_events), rows)
+    ids = [row["id"] for row in rows]
+    pending = getattr(_recorded, "ids", None)
+    if pending is None:
+        pending = _recorded.ids = []
+    pending.extend(ids)
+    return ids
+
+
 def take_recorded() -> list[Message]:
-    """The delivery tasks of the events this thread recorded since the last call.
+    """The delivery tasks of the events this thread recorded since the last call: one for a
+    single event, one per EVENTS_PER_DELIVERY of several.
 
     Called after the service's transactions committed; an event whose transaction rolled back
     has no row, and its delivery task finds nothing to do.
     """
     ids: list[str] = getattr(_recorded, "ids", None) or []
     _recorded.ids = []
-    return [deliver_message(event_id) for event_id in ids]
+    if len(ids) == 1:
+        return [deliver_message(ids[0])]
+    return [
+        Message(DELIVER_MANY_TASK, (ids[start : start + EVENTS_PER_DELIVERY],))
+        for start in range(0, len(ids), EVENTS_PER_DELIVERY)
+    ]
 
 
 def deliver_message(event_id: str) -> Message:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
@@ -49,6 +49,11 @@ TASK_PREFIX = "task:"
 # A receiver's answer is read no further: only its status counts, and a body without end must
 # not hold the call or fill memory.
 RESPONSE_MAX_BYTES = 64 * 1024
+# A delivery's lease on an event: its targets' deadlines and this much more. A delivery of
+# several events renews the lease of those still to go once less than an event's deadlines
+# and RENEW_MARGIN is left of it.
+LEASE_SLACK = 10.0
+RENEW_MARGIN = 5.0
 NO_LONGER_CONFIGURED = "no longer configured: the URL is not in LAZADA_WEBHOOK_URLS"
 
 # (task name, event document, queue): sends the callback task over the worker's broker.
@@ -56,17 +61,6 @@ SendCallback = Callable[[str, dict[str, Any], str], None]
 
 _events = table_of(Event)
 _deliveries = table_of(EventDelivery)
-_CLAIM = (
-    update(_events)
-    .where(
-        _events.c.id == bindparam("row"),
-        _events.c.state == "pending",
-        _events.c.next_attempt_at <= bindparam("now"),
-        or_(_events.c.lease_until.is_(None), _events.c.lease_until < bindparam("now")),
-    )
-    .values(lease_until=bindparam("until"), lease_holder=bindparam("holder"))
-    .returning(*_events.c)
-)
 
 
 class _Outcome(NamedTuple):
@@ -95,51 +89,125 @@ def deliver(
 ) -> list[Message]:
     """Try each due, undelivered target of the event once; returns the message that comes
     back for the next retry when it is near, else nothing (the sweeper sends it when due)."""
+    return deliver_many(sessions, settings, send_callback, [event_id])
+
+
+def deliver_many(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    send_callback: SendCallback,
+    event_ids: list[str],
+) -> list[Message]:
+    """`deliver` for several events (those one task recorded together), one after the other,
+    in a few transactions: the due ones are claimed together and their targets made together;
+    an event's outcome is written as soon as one of its targets was tried (so a crash sends
+    again at most the event it was on), those of events with nothing tried together."""
     now = datetime.now(UTC)
-    # Held for the calls of one round: each target in turn, each within its deadline, so a
-    # live round always ends within it; a worker killed mid-round lets the event go again soon
+    # Held for the calls of one event: each target in turn, each within its deadline, so a
+    # live round of one event always ends within it; the events still to go have theirs
+    # renewed before it could run out, and a worker killed mid-round lets them go again soon
     # after.
-    targets = len(settings.webhook_urls) + 1
-    lease = targets * settings.webhook_timeout + 10.0
-    params = {
-        "row": event_id,
-        "now": now,
-        "until": now + timedelta(seconds=lease),
-        "holder": holder(),
-    }
+    per_event = (len(settings.webhook_urls) + 1) * settings.webhook_timeout
+    lease = timedelta(seconds=per_event + LEASE_SLACK)
+    until = now + lease
+    me = holder()
     with core_transaction(sessions) as connection:
-        row = connection.execute(_CLAIM, params).one_or_none()
-    if row is None:
+        claimed = {
+            row.id: row
+            for row in connection.execute(
+                update(_events)
+                .where(
+                    _events.c.id.in_(list(dict.fromkeys(event_ids))),
+                    _events.c.state == "pending",
+                    _events.c.next_attempt_at <= now,
+                    or_(_events.c.lease_until.is_(None), _events.c.lease_until < now),
+                )
+                .values(lease_until=until, lease_holder=me)
+                .returning(*_events.c)
+            )
+        }
+    rows = [claimed[event_id] for event_id in dict.fromkeys(event_ids) if event_id in claimed]
+    if not rows:
         return []
-    event = event_document(Event(**row._asdict()))
-    _ensure_targets(sessions, settings, event_id, row.callback, now)
+    _ensure_targets(sessions, settings, [(row.id, row.callback) for row in rows], now)
+    pending: dict[str, list[Any]] = {row.id: [] for row in rows}
     with core_transaction(sessions) as connection:
-        pending = connection.execute(
+        for delivery in connection.execute(
             select(
+                _deliveries.c.event_id,
                 _deliveries.c.id,
                 _deliveries.c.target,
                 _deliveries.c.attempts,
                 _deliveries.c.next_attempt_at,
-            ).where(_deliveries.c.event_id == event_id, _deliveries.c.state == "pending")
-        ).all()
-    # Made storable again: an event recorded before its data was (read back from SQLite's
-    # JSON text) may hold a lone surrogate, which no body can carry as UTF-8.
-    body = json.dumps(storable.document(event), ensure_ascii=False, separators=(",", ":"))
+            )
+            .where(_deliveries.c.event_id.in_(list(pending)), _deliveries.c.state == "pending")
+            .order_by(_deliveries.c.id)
+        ):
+            pending[delivery.event_id].append(delivery)
     urls = _targets_by_row(settings)
-    for delivery_id, target, attempts, due in pending:
-        if _removed(target, urls):
-            # Nowhere to send it, now or later: dead at once, due or not.
-            _give_up_removed(sessions, delivery_id)
+    messages: list[Message] = []
+    unsettled: list[str] = []  # events gone through whose outcome is not written yet
+    tried: list[tuple[int, int, _Outcome]] = []
+    lost: set[str] = set()
+    for index, row in enumerate(rows):
+        if datetime.now(UTC) + timedelta(seconds=per_event + RENEW_MARGIN) > until:
+            # The lease would run out during this event: renewed for the events not written
+            # yet; one this worker no longer holds (it stalled past it) is another's now.
+            rest = [r.id for r in rows[index:] if r.id not in lost] + unsettled
+            held, until = until, datetime.now(UTC) + lease
+            kept = _renew(sessions, rest, me, held, until)
+            lost |= set(rest) - kept
+            unsettled = [e for e in unsettled if e in kept]
+        if row.id in lost:
             continue
-        if due > now:
-            continue
-        if target.startswith(TASK_PREFIX):
-            queue = row.callback_queue or settings.callback_queue or "celery"
-            outcome = _send_task(send_callback, target.removeprefix(TASK_PREFIX), event, queue)
-        else:
-            outcome = _post(settings, urls[target], event_id, body)
-        _record(sessions, settings, delivery_id, attempts + 1, outcome)
-    return _settle(sessions, settings, event_id)
+        event = event_document(Event(**row._asdict()))
+        # Made storable again: an event recorded before its data was (read back from SQLite's
+        # JSON text) may hold a lone surrogate, which no body can carry as UTF-8.
+        body = json.dumps(storable.document(event), ensure_ascii=False, separators=(",", ":"))
+        for delivery_id, target, attempts, due in (d[1:] for d in pending[row.id]):
+            if _removed(target, urls):
+                # Nowhere to send it, now or later: dead at once, due or not.
+                _give_up_removed(sessions, delivery_id)
+                continue
+            if due > now:
+                continue
+            if target.startswith(TASK_PREFIX):
+                queue = row.callback_queue or settings.callback_queue or "celery"
+                outcome = _send_task(send_callback, target.removeprefix(TASK_PREFIX), event, queue)
+            else:
+                outcome = _post(settings, urls[target], row.id, body)
+            tried.append((delivery_id, attempts + 1, outcome))
+        unsettled.append(row.id)
+        if tried:
+            messages += _settle(sessions, settings, unsettled, tried)
+            unsettled, tried = [], []
+    if unsettled:
+        messages += _settle(sessions, settings, unsettled, tried)
+    return messages
+
+
+def _renew(
+    sessions: sessionmaker[Session],
+    event_ids: list[str],
+    me: str,
+    held: datetime,
+    until: datetime,
+) -> set[str]:
+    """The events' leases this delivery still holds (as it took them, to `held`), taken on to
+    `until`; their ids."""
+    with core_transaction(sessions) as connection:
+        return set(
+            connection.execute(
+                update(_events)
+                .where(
+                    _events.c.id.in_(event_ids),
+                    _events.c.lease_holder == me,
+                    _events.c.lease_until == held,
+                )
+                .values(lease_until=until)
+                .returning(_events.c.id)
+            ).scalars()
+        )
 
 
 def removed_targets_pending(settings: Settings) -> ColumnElement[bool]:
@@ -169,42 +237,53 @@ def _give_up_removed(sessions: sessionmaker[Session], delivery_id: int) -> None:
 def _ensure_targets(
     sessions: sessionmaker[Session],
     settings: Settings,
-    event_id: str,
-    callback: str | None,
+    events: list[tuple[str, str | None]],
     now: datetime,
 ) -> None:
-    """A delivery row for the callback and each configured URL (stored masked)."""
-    targets = [f"{TASK_PREFIX}{callback}"] if callback else []
-    targets += [delivery_target(settings, url) for url in settings.webhook_urls]
+    """A delivery row for each event's callback and each configured URL (stored masked)."""
+    urls = [delivery_target(settings, url) for url in settings.webhook_urls]
     with core_transaction(sessions) as connection:
-        known = set(
-            connection.execute(
-                select(_deliveries.c.target).where(_deliveries.c.event_id == event_id)
-            ).scalars()
-        )
+        known: dict[str, set[str]] = {event_id: set() for event_id, _ in events}
+        for event_id, target in connection.execute(
+            select(_deliveries.c.event_id, _deliveries.c.target).where(
+                _deliveries.c.event_id.in_(list(known))
+            )
+        ):
+            known[event_id].add(target)
     legacy = _legacy_targets(settings)  # rows written before targets had a fingerprint
-    covered = {legacy[t] for t in known if t in legacy}
-    urls = _fingerprinted(settings)
-    missing = [t for t in dict.fromkeys(targets) if t not in known and urls.get(t) not in covered]
+    fingerprinted = _fingerprinted(settings)
+    missing: list[dict[str, Any]] = []
+    for event_id, callback in events:
+        targets = [f"{TASK_PREFIX}{callback}"] if callback else []
+        have = known[event_id]
+        covered = {legacy[t] for t in have if t in legacy}
+        missing += [
+            {
+                "event_id": event_id,
+                "target": target,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for target in dict.fromkeys([*targets, *urls])
+            if target not in have and fingerprinted.get(target) not in covered
+        ]
     if not missing:
         return
     try:
         with core_transaction(sessions) as connection:
-            connection.execute(
-                insert(_deliveries),
-                [
-                    {
-                        "event_id": event_id,
-                        "target": target,
-                        "state": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                    }
-                    for target in missing
-                ],
-            )
-    except IntegrityError:  # written by a duplicate delivery task at the same moment
-        pass
+            connection.execute(insert(_deliveries), missing)
+    except IntegrityError:
+        # Some written by a duplicate delivery task at the same moment: the others one event
+        # at a time.
+        for event_id in dict.fromkeys(row["event_id"] for row in missing):
+            try:
+                with core_transaction(sessions) as connection:
+                    connection.execute(
+                        insert(_deliveries), [r for r in missing if r["event_id"] == event_id]
+                    )
+            except IntegrityError:
+                pass
 
 
 def delivery_target(settings: Settings, url: str) -> str:
@@ -299,13 +378,7 @@ def _scrubber(url: str) -> Callable[[str], str]:
     return scrub
 
 
-def _record(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    delivery_id: int,
-    attempts: int,
-    outcome: _Outcome,
-) -> None:
+def _recorded_values(settings: Settings, attempts: int, outcome: _Outcome) -> dict[str, Any]:
     now = datetime.now(UTC)
     values: dict[str, Any] = {
         "attempts": attempts,
@@ -316,56 +389,70 @@ def _record(
         values.update(state="delivered", delivered_at=now)
     elif gives_up(settings, attempts):
         values.update(state="dead")
-        log.warning("event delivery %s is dead after %s attempts", delivery_id, attempts)
     else:
         values["next_attempt_at"] = now + timedelta(seconds=retry_delay(attempts))
-    with core_transaction(sessions) as connection:
-        connection.execute(
-            update(_deliveries).where(_deliveries.c.id == delivery_id).values(values)
-        )
+    return values
 
 
-def _settle(sessions: sessionmaker[Session], settings: Settings, event_id: str) -> list[Message]:
-    """The event's state from its deliveries; its lease released, due at the next retry.
+def _settle(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    event_ids: list[str],
+    tried: list[tuple[int, int, _Outcome]],
+) -> list[Message]:
+    """The outcomes of the deliveries tried written, then each event's state from its
+    deliveries, its lease released, due at the next retry; in one transaction.
 
     A delivery to a URL no longer configured is dead but does not count: the event follows its
     other deliveries (with none left, nothing is owed: delivered).
     """
-    now = datetime.now(UTC)
     urls = _targets_by_row(settings)
+    messages: list[Message] = []
     with core_transaction(sessions) as connection:
-        rows = [
-            (state, due)
-            for state, due, target in connection.execute(
-                select(
-                    _deliveries.c.state, _deliveries.c.next_attempt_at, _deliveries.c.target
-                ).where(_deliveries.c.event_id == event_id)
-            ).all()
-            if not (state == "dead" and _removed(target, urls))
-        ]
-        pending = [due for state, due in rows if state == "pending"]
-        if pending:
-            state, due = "pending", min(pending)
-        else:
-            state = "dead" if any(s == "dead" for s, _ in rows) else "delivered"
-            due = now
-        delay = max(0.0, (due - now).total_seconds())
-        countdown = state == "pending" and delay <= COUNTDOWN_MOST
-        connection.execute(
-            update(_events)
-            .where(_events.c.id == event_id)
-            .values(
-                state=state,
-                next_attempt_at=due,
-                lease_until=None,
-                # A near retry comes back as a countdown message, replaced by the sweeper if
-                # lost; a later one is the sweeper's to send as soon as it is due.
-                dispatched_until=countdown_deadline(due, settings.redispatch_after)
-                if countdown
-                else None,
+        for delivery_id, attempts, outcome in tried:
+            values = _recorded_values(settings, attempts, outcome)
+            if values.get("state") == "dead":
+                log.warning("event delivery %s is dead after %s attempts", delivery_id, attempts)
+            connection.execute(
+                update(_deliveries).where(_deliveries.c.id == delivery_id).values(values)
             )
-        )
-    if countdown:
-        message = deliver_message(event_id)
-        return [Message(message.task, message.args, countdown=delay)]
-    return []
+        now = datetime.now(UTC)
+        deliveries: dict[str, list[tuple[str, datetime]]] = {e: [] for e in event_ids}
+        for event_id, state, due, target in connection.execute(
+            select(
+                _deliveries.c.event_id,
+                _deliveries.c.state,
+                _deliveries.c.next_attempt_at,
+                _deliveries.c.target,
+            ).where(_deliveries.c.event_id.in_(event_ids))
+        ):
+            if not (state == "dead" and _removed(target, urls)):
+                deliveries[event_id].append((state, due))
+        for event_id in event_ids:
+            rows = deliveries[event_id]
+            pending = [due for state, due in rows if state == "pending"]
+            if pending:
+                state, due = "pending", min(pending)
+            else:
+                state = "dead" if any(s == "dead" for s, _ in rows) else "delivered"
+                due = now
+            delay = max(0.0, (due - now).total_seconds())
+            countdown = state == "pending" and delay <= COUNTDOWN_MOST
+            connection.execute(
+                update(_events)
+                .where(_events.c.id == event_id)
+                .values(
+                    state=state,
+                    next_attempt_at=due,
+                    lease_until=None,
+                    # A near retry comes back as a countdown message, replaced by the sweeper
+                    # if lost; a later one is the sweeper's to send as soon as it is due.
+                    dispatched_until=countdown_deadline(due, settings.redispatch_after)
+                    if countdown
+                    else None,
+                )
+            )
+            if countdown:
+                message = deliver_message(event_id)
+                messages.append(Message(message.task, message.args, countdown=delay))
+    return messages

@@ -50,7 +50,7 @@ from worker.platforms import (
 from worker.platforms import Order as ApiOrder
 from worker.services import orders
 from worker.services.attempts import Row, attempt
-from worker.services.order_store import store_order
+from worker.services.order_store import store_order, store_orders
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -285,20 +285,21 @@ def _listing_step(
         after, before, offset = anchor, anchor, position.second_offset
     else:
         after, before, offset = anchor, position.run_until, 0
+    follow: list[Message] = []
     attempted = attempt(
         sessions,
         settings,
         row,
         lambda: platform.list_orders(after, before, offset),
         succeeded=lambda c, page, now: _listed(c, settings, platform, row, position, page, now),
-        failed=lambda c, error, message, attempts, now: _fail_run(
-            c, row, error, message, attempts, now
+        failed=lambda c, error, message, attempts, now: follow.extend(
+            _fail_run(c, settings, row, error, message, attempts, now)
         ),
         retrying=lambda c, error, attempts, now: _note_retry(c, row, error),
     )
     if attempted.value is not None:
         return attempted.value
-    return attempted.messages
+    return [*attempted.messages, *follow]
 
 
 def _listed(
@@ -400,36 +401,54 @@ def _store_all(
     batch: list[tuple[ListedOrder, list[dict[str, Any]] | None]],
     now: datetime,
 ) -> tuple[int, int]:
-    """Each order stored on its own savepoint: one the database refuses fails alone."""
-    new = changed = 0
+    """The batch's orders stored together (worker.services.order_store.store_orders); if the
+    database refuses that, each on its own savepoint, so that the one it refuses fails alone."""
     # The orders a sync stores are its account's work, tied to it by id like a fetch's
     # (worker.accounts.store.account_change).
     try:
         account_id = work_account_id(connection, settings, row.account)
     except UnknownAccount:  # removed during this call: its next step ends the sync
         account_id = None
+    readable: list[tuple[int, ApiOrder]] = []
     for listed, items in batch:
         try:
-            order: ApiOrder = platform.listed_order(listed, items)
+            readable.append((listed.order_id, platform.listed_order(listed, items)))
         except UnusableOrder as exc:
             _order_failure(connection, row, listed.order_id, str(exc), now)
-            continue
-        try:
-            with connection.begin_nested():
-                _, stored = store_order(
+    if not readable:
+        return 0, 0
+    try:
+        with connection.begin_nested():
+            outcomes = [
+                stored
+                for _, stored in store_orders(
                     connection,
                     row.account,
-                    order,
+                    [order for _, order in readable],
                     now,
                     settings.order_callback,
                     account_id=account_id,
                 )
-        except StatementError as exc:
-            _order_failure(connection, row, listed.order_id, f"cannot be stored: {exc}"[:500], now)
-            continue
-        new += stored == "new"
-        changed += stored == "changed"
-    return new, changed
+            ]
+    except StatementError:
+        outcomes = []
+        for order_id, order in readable:
+            try:
+                with connection.begin_nested():
+                    _, stored = store_order(
+                        connection,
+                        row.account,
+                        order,
+                        now,
+                        settings.order_callback,
+                        account_id=account_id,
+                    )
+            except StatementError as exc:
+                why = f"cannot be stored: {exc}"[:500]
+                _order_failure(connection, row, order_id, why, now)
+                continue
+            outcomes.append(stored)
+    return outcomes.count("new"), outcomes.count("changed")
 
 
 def _moved(
@@ -523,7 +542,7 @@ def _items_step(
         connection: Connection, error: ApiError, message: str, attempts: int, now: datetime
     ) -> None:
         if not isinstance(error, UnknownInBatch):
-            _fail_run(connection, row, error, message, attempts, now)
+            follow.extend(_fail_run(connection, settings, row, error, message, attempts, now))
             return
         values: dict[str, Any] = {"attempts": 0}
         if len(ids) > 1:
@@ -596,14 +615,16 @@ def _note_retry(connection: Connection, row: Row, error: TransientApiError) -> N
 
 def _fail_run(
     connection: Connection,
+    settings: Settings,
     row: Row,
     error: ApiError,
     message: str,
     attempts: int,
     now: datetime,
-) -> None:
-    """The run ends without moving the sync point further; the next run starts from it."""
-    connection.execute(
+) -> list[Message]:
+    """The run ends without moving the sync point further; the next run starts from it, at
+    once if one was asked for while this one ran (its step message is returned)."""
+    follow = connection.execute(
         update(_syncs)
         .where(_syncs.c.id == row.id)
         .values(
@@ -615,7 +636,8 @@ def _fail_run(
             lease_until=None,
             dispatched_until=None,
         )
-    )
+        .returning(_syncs.c.follow)
+    ).scalar_one()
     record_failure(
         connection, row.account, "order_sync", row.account, error.code, message, attempts, now
     )
@@ -625,6 +647,9 @@ def _fail_run(
         message,
         extra={"account": row.account, "outcome": "failed"},
     )
+    if follow and _start_run(connection, settings, row.account, now):
+        return [step_message(row.account)]
+    return []
 
 
 def _order_failure(

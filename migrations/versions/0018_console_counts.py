@@ -1,6 +1,6 @@
 """what the console counts without reading whole tables
 
-Revision ID: 0019_console_counts
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-06
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019_console_counts"
+revision: str = "0018"
 down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

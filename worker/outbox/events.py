@@ -156,9 +156,10 @@ def list_events(
     type: str | None = None,
     state: str | None = None,
     limit: int = 1000,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Events newest first with their deliveries (`lazada-worker events --json`); every
-    account's when `account` is None."""
+    """Events newest first with their deliveries (`lazada-worker events --json`, the
+    console's events page); every account's when `account` is None."""
     query = select(Event)
     if account is not None:
         query = query.where(Event.account == account)
@@ -166,7 +167,8 @@ def list_events(
         query = query.where(Event.type == type)
     if state is not None:
         query = query.where(Event.state == state)
-    rows = list(session.scalars(query.order_by(Event.at.desc(), Event.id.desc()).limit(limit)))
+    query = query.order_by(Event.at.desc(), Event.id.desc()).limit(limit).offset(offset)
+    rows = list(session.scalars(query))
     deliveries: dict[str, list[dict[str, Any]]] = {row.id: [] for row in rows}
     if rows:
         found = session.scalars(

@@ -16,7 +16,6 @@ from worker.accounts.store import EXPIRING_WITHIN, environment_account
 from worker.db.models import Account as AccountRow
 from worker.db.models import (
     Event,
-    EventDelivery,
     Failure,
     ImageJob,
     Order,
@@ -24,6 +23,7 @@ from worker.db.models import (
     RemovalJob,
     RemovalSku,
 )
+from worker.outbox.events import list_events
 from worker.services import documents
 from worker.settings import Settings
 
@@ -372,44 +372,12 @@ def failures(session: Session, account: str | None, kind: str | None, number: in
 
 
 def events(session: Session, account: str | None, state: str | None, number: int) -> Page:
-    query = select(Event)
-    if account is not None:
-        query = query.where(Event.account == account)
-    if state is not None:
-        query = query.where(Event.state == state)
-    query = query.order_by(Event.at.desc(), Event.id.desc())
-    found, more = _page(list(session.scalars(_window(query, number))), number)
-    deliveries: dict[str, list[dict[str, Any]]] = {row.id: [] for row in found}
-    if found:
-        for d in session.scalars(
-            select(EventDelivery)
-            .where(EventDelivery.event_id.in_(list(deliveries)))
-            .order_by(EventDelivery.id)
-        ):
-            deliveries[d.event_id].append(
-                {
-                    "target": d.target,
-                    "state": d.state,
-                    "attempts": d.attempts,
-                    "last_status": d.last_status,
-                    "last_error": d.last_error,
-                }
-            )
-    return Page(
-        [
-            {
-                "id": row.id,
-                "type": row.type,
-                "account": row.account,
-                "at": row.at.isoformat(),
-                "state": row.state,
-                "deliveries": deliveries[row.id],
-            }
-            for row in found
-        ],
-        number,
-        more,
+    """Events newest first with their deliveries, as `lazada-worker events --json` lists them."""
+    rows = list_events(
+        session, account, state=state, limit=PAGE_SIZE + 1, offset=(number - 1) * PAGE_SIZE
     )
+    found, more = _page(rows, number)
+    return Page(found, number, more)
 
 
 def grouped(session: Session, model: Any) -> dict[tuple[str, str], int]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.command_line import Cli, controlled_env
+from tests.support.databases import migrated_sqlite
 from tests.support.processes import WorkerProcess
-from worker.db.schema import ensure_schema
 from worker.sandbox.sellercenter import Sandbox
 
 
@@ -19,8 +19,7 @@ def cli(tmp_path: Path, sandbox: Sandbox) -> Cli:
     """The command line on a migrated, empty SQLite database (so a stray write would show)."""
     sandbox.config.image_job_seconds = (0.3, 0.6)
     database = tmp_path / "results.sqlite3"
-    url = f"sqlite:///{database}"
-    ensure_schema(url)
+    url = migrated_sqlite(database)
     return Cli(controlled_env(url, sandbox), tmp_path, database)
 
 

@@ -45,8 +45,11 @@ def _own_redis_database(url: str) -> str:
 
 
 @contextmanager
-def fresh_postgres_database(server_url: str | None = None) -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test (or one benchmark run), dropped afterwards.
+def fresh_postgres_database(
+    server_url: str | None = None, template: str | None = None
+) -> Iterator[str]:
+    """A new PostgreSQL database for one test (or one benchmark run), dropped afterwards:
+    empty, or a copy of the database named `template` (which nobody may be connected to).
 
     `server_url` names the server and the credentials; by default the tests' own.
     """
@@ -55,19 +58,25 @@ def fresh_postgres_database(server_url: str | None = None) -> Iterator[str]:
     base = make_url(server_url or service_url("postgres"))
     name = f"lw_test_{uuid.uuid4().hex[:12]}"
     admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        from worker.db.engine import _engines
-
-        for url, engine in list(_engines.items()):
-            if name in url:
-                engine.dispose()
-                del _engines[url]
+        forget_engines(name)
         with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def forget_engines(database: str) -> None:
+    """Close this process's connections to the database named `database`."""
+    from worker.db.engine import _engines
+
+    for url, engine in list(_engines.items()):
+        if make_url(url).database == database:
+            engine.dispose()
+            del _engines[url]
 
 
 def wait_for(

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.databases import migrated_postgres, migrated_sqlite
 from tests.support.processes import (
     WorkerProcess,
-    fresh_postgres_database,
     plain_celery,
     service_url,
 )
@@ -32,12 +32,9 @@ from worker.settings import Settings
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated results database: SQLite, and PostgreSQL where CI gives its URL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'results.sqlite3'}"
-        ensure_schema(url)
-        yield url
+        yield migrated_sqlite(tmp_path / "results.sqlite3")
         return
-    with fresh_postgres_database() as url:
-        ensure_schema(url)
+    with migrated_postgres() as url:
         yield url
 
 
@@ -140,10 +137,10 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, sandbox: Sandbox) -> I
     if broker_url:
         _check_broker(broker_url)
     if database == "postgresql":
-        with fresh_postgres_database() as url:
+        with migrated_postgres() as url:
             yield from _stack(request.param, url, broker_url, tmp_path, sandbox)
     else:
-        url = f"sqlite:///{tmp_path / 'results.sqlite3'}"
+        url = migrated_sqlite(tmp_path / "results.sqlite3")
         yield from _stack(request.param, url, broker_url, tmp_path, sandbox)
 
 

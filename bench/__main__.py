@@ -7,6 +7,7 @@ import sys
 
 import bench
 from bench import (
+    call_cost,
     console,
     embedded_broker,
     fair,
@@ -23,6 +24,7 @@ from bench import (
 from bench.measure import header
 
 FAMILIES = (
+    call_cost,
     console,
     throughput,
     overhead,

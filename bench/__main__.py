@@ -7,6 +7,7 @@ import sys
 
 import bench
 from bench import (
+    beat_cost,
     call_cost,
     console,
     embedded_broker,
@@ -24,6 +25,7 @@ from bench import (
 from bench.measure import header
 
 FAMILIES = (
+    beat_cost,
     call_cost,
     console,
     throughput,

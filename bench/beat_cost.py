@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bench.stack import POSTGRES_URL, REDIS_URL, REPO, machine_load
+from bench.stack import POSTGRES_URL, REDIS_URL, REPO, BenchError, machine_load
 from tests.support.processes import fresh_postgres_database
 
 
@@ -110,18 +110,29 @@ def measure(accounts: int, ticks: int) -> dict[str, Any]:
         return results
 
 
-def main(args: argparse.Namespace) -> int:
-    figures: dict[str, Any] = {"ticks": args.ticks, "load_before": machine_load()}
+def figures(args: argparse.Namespace) -> dict[str, Any]:
+    found: dict[str, Any] = {"ticks": args.ticks, "load_before": machine_load()}
     for accounts in args.accounts:
         # A process for each: the tasks keep their settings and engines for their process.
         command = [sys.executable, "-m", "bench.beat_cost", str(accounts), str(args.ticks)]
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
         if result.returncode != 0:
-            print(result.stderr[-3000:], file=sys.stderr)
-            return 1
-        figures[f"{accounts} accounts"] = json.loads(result.stdout)
-    figures["load_after"] = machine_load()
-    print(json.dumps(figures, indent=2))
+            raise BenchError(f"beat-cost with {accounts} accounts failed:\n{result.stderr[-3000:]}")
+        found[f"{accounts} accounts"] = json.loads(result.stdout)
+    found["load_after"] = machine_load()
+    return found
+
+
+def show(found: dict[str, Any]) -> None:
+    print(json.dumps(found, indent=2))
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        show(figures(args))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -134,7 +145,7 @@ def register(scenarios: Any) -> None:
     )
     p.add_argument("--accounts", type=int, nargs="+", default=[20, 1000])
     p.add_argument("--ticks", type=int, default=20)
-    p.set_defaults(main=main)
+    p.set_defaults(main=main, figures=figures, show=show)
 
 
 if __name__ == "__main__":  # one count of accounts (main runs each so)

@@ -184,6 +184,23 @@ def test_half_a_workers_threads_may_sleep_for_slots_and_none_of_a_process_not_to
     assert sleepers.take()
 
 
+def test_a_worker_starting_tells_the_limiter_its_pool_of_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery.signals import worker_init
+
+    import tasks.base
+
+    sleepers = SlotSleepers()
+    monkeypatch.setattr(tasks.base, "slot_sleepers", sleepers)
+
+    class Worker:  # Celery's WorkController, as far as the signal's receiver reads it
+        concurrency = 6
+
+    worker_init.send(sender=Worker())
+    assert [sleepers.take() for _ in range(4)] == [True, True, True, False]
+
+
 def test_a_slot_further_than_a_short_sleep_defers_the_call_to_it(database_url: str) -> None:
     limiter = RateLimiter(DatabaseSlots(database_url), _account(), rate=1)
     limiter.acquire("GetOrder")  # now

@@ -15,7 +15,8 @@ many calls against an unlimited sandbox of the same latency, in a process of its
 Worker CPU is the user + system time of the worker process trees (/proc) over a run; per call,
 divided by the API calls the sandboxes served in it. Figures per run: aggregate calls/s while
 every account ran, against accounts x rate; Jain's index of the accounts' rates then;
-throttled answers (E901); worker CPU per call. CPU time is less disturbed by other load than
+throttled answers (E901); worker CPU per call; transactions committed per call (PostgreSQL's
+count for the run's database). CPU time is less disturbed by other load than
 wall time, but not immune: the load averages are printed with every run.
 """
 
@@ -32,7 +33,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bench.fair import e901, in_window, jain, skus, wait_rows
 from bench.measure import as_json, print_figures, run_workload
@@ -47,6 +48,20 @@ from bench.stack import (
     machine_load,
 )
 from worker.db.models import RemovalJob
+
+# PostgreSQL (15 and later) counts a backend's transactions in its shared statistics within
+# about a second of the backend going idle.
+STATS_FLUSH = 1.5
+
+
+def _commits(stack: BenchStack) -> int:
+    """Transactions committed in the stack's database so far (-1: not PostgreSQL)."""
+    if stack.kind == "embedded":
+        return -1
+    statement = text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    with stack.engine.connect() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return int(conn.execute(statement).scalar_one())
 
 
 def _accounts_run(
@@ -88,6 +103,7 @@ def _accounts_run(
         idle_from, idle_cpu = time.monotonic(), stack.worker_cpu_seconds()
         time.sleep(args.idle)
         idle = (stack.worker_cpu_seconds() - idle_cpu) / (time.monotonic() - idle_from)
+        commits = _commits(stack)
         worker_cpu = stack.worker_cpu_seconds()
         for n, name in enumerate(names):
             stack.send(
@@ -102,6 +118,8 @@ def _accounts_run(
         wait_rows(stack, ended, len(names), wait_bound, "every account's job")
         cpu = stack.worker_cpu_seconds() - worker_cpu
         profile = profiler.stop() if profiler is not None else None
+        time.sleep(STATS_FLUSH)
+        commits = _commits(stack) - commits if commits >= 0 else -1
         per_account = [sorted(call.at for call in own.calls()) for own in sandboxes]
         throttled = sum(e901(own.stats()) for own in sandboxes)
     finally:
@@ -129,6 +147,8 @@ def _accounts_run(
         "throttled_e901": throttled,
         "worker_cpu_s": round(cpu, 2),
         "worker_cpu_ms_per_call": round(1000 * cpu / calls, 2),
+        # Transactions the database committed (the workers': the benchmark's reads commit none).
+        "db_commits_per_call": round(commits / calls, 2) if commits >= 0 else None,
         "idle_worker_cpu_ms_per_s": round(1000 * idle, 1),
         "load": load,
     }

@@ -7,6 +7,8 @@ import sys
 
 import bench
 from bench import (
+    beat_cost,
+    call_cost,
     console,
     embedded_broker,
     fair,
@@ -23,6 +25,8 @@ from bench import (
 from bench.measure import header
 
 FAMILIES = (
+    beat_cost,
+    call_cost,
     console,
     throughput,
     overhead,

@@ -84,7 +84,8 @@ def overhead(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
 
 def bare_loop(url: str, user_id: str, calls: int, concurrency: int) -> int:
     """The reference for `overhead`: the client alone, `concurrency` threads, one call each
-    of 50 SKUs; prints {"seconds": ...}. The API key comes on standard input."""
+    of 50 SKUs; prints {"seconds": ..., "cpu_s": ...} (this process's CPU time over the
+    calls). The API key comes on standard input."""
     from worker.platforms.sellercenter import SellerCenterClient
 
     api_key = sys.stdin.read().strip()
@@ -92,11 +93,11 @@ def bare_loop(url: str, user_id: str, calls: int, concurrency: int) -> int:
     batches = [[f"BARE-{prefix}-{n:05d}-{i:02d}" for i in range(BATCH_SIZE)] for n in range(calls)]
     with SellerCenterClient(url, user_id, api_key) as client:
         client.remove_products(batches[0][:1])  # connect once, as a running worker would have
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(client.remove_products, batches))
-        seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": round(seconds, 3)}))
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": round(seconds, 3), "cpu_s": round(cpu, 3)}))
     return 0
 
 

@@ -3,11 +3,12 @@
     python -m bench quick [--json]
 
 Small versions, on the embedded stack (SQLite and the file broker) unless a scenario needs
-PostgreSQL and Redis (the console's): a removal, orders, image-job polling, the overhead
-against the bare loop, the CPU cost per call, three fairness scenarios at the rate limit, a
-recovery after kill -9, the embedded broker's transports, the slot calendar, the console's
-pages and push receiver, and a first order sync. Figures are printed, never asserted: on a
-shared CI machine they say only that each scenario ran. Exit status 1 if any scenario failed to run.
+PostgreSQL and Redis (the console's, beat's cost): a removal, orders, image-job polling, the
+overhead against the bare loop, the CPU cost per call (and at the rate limit against the limit
+off), beat's cost per tick, three fairness scenarios at the rate limit, a recovery after
+kill -9, the embedded broker's transports, the slot calendar, the console's pages and push
+receiver, and a first order sync. Figures are printed, never asserted: on a shared CI machine
+they say only that each scenario ran. Exit status 1 if any scenario failed to run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ PLAN: list[list[str]] = [
     ["polling", "--jobs", "30", "--min-duration", "1", "--max-duration", "5", *SMALL],
     ["overhead", "--skus", "500", "--concurrency", "8"],
     ["cost", "--stack", "embedded", "--batches", "40", "--rounds", "2"],
+    [
+        "call-cost",
+        *("--stack", "embedded", "--accounts", "2", "--skus", "100", "--processes", "1"),
+        *("--concurrency", "4", "--idle", "0.2", "--timeout", "30"),
+    ],
+    ["beat-cost", "--accounts", "5", "50", "--ticks", "2"],
     ["fair-single", "--quick"],
     ["fair-mixed", "--quick"],
     ["fair-accounts", "--quick"],

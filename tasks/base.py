@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import InvalidTaskError
+from celery.signals import worker_init
 from celery.worker.request import Request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,11 +24,19 @@ from worker.db.engine import get_engine, session_scope
 from worker.db.models import Failure
 from worker.inputs import InvalidInput, clean_slot
 from worker.outbox.events import take_recorded
+from worker.ratelimit import slot_sleepers
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 32  # messages sent in one go (a Redis pipeline); the first go out at once
+
+
+@worker_init.connect
+def _pool_size(sender: Any, **_: Any) -> None:
+    """The worker's threads: how many may sleep for a chained call's slot (worker.ratelimit)."""
+    threads = getattr(sender, "concurrency", 0)
+    slot_sleepers.allow(threads if isinstance(threads, int) else 0)
 
 
 class CheckedRequest(Request):  # type: ignore[misc]

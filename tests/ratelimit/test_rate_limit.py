@@ -31,12 +31,14 @@ from worker.ratelimit import (
     RateLimited,
     RateLimiter,
     RedisSlots,
+    SlotSleepers,
     SlotStore,
     TurnsTaken,
     move_slot,
     place,
     turn,
 )
+from worker.ratelimit import limiter as limiter_module
 from worker.services import documents
 
 
@@ -154,6 +156,68 @@ def test_a_slot_is_not_moved_where_a_window_would_hold_one_call_too_many(
     # Nothing changed: the job's next slot is still one interval after its fifth.
     sixth = slots.reserve(account, "job", interval, 100, per_second=5)
     assert time.time() + sixth.wait == pytest.approx(start + 5 * interval, abs=0.05)
+
+
+def test_a_chained_call_near_its_slot_sleeps_for_it_while_a_thread_may(
+    slots: SlotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removal job's runner goes on to its next batch: near its slot it sleeps for it
+    (no deferral, no message) while the worker has a thread to spare, and is deferred when
+    it has none; either way no call is made before its slot."""
+    sleepers = SlotSleepers()
+    sleepers.allow(2)  # a pool of two threads: one may sleep
+    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
+    limiter = RateLimiter(slots, _account(), rate=5)
+    with turn("removal:1", chained=True):
+        limiter.acquire("RemoveProduct")  # the account's first slot: now
+    with turn("removal:1", chained=True):
+        limiter.acquire("RemoveProduct")  # the next, an interval away: slept for
+        slept_until = time.time()
+    assert sleepers.sleeping == 0
+    sleepers.allow(1)  # one thread: none may sleep
+    with turn("removal:1", chained=True), pytest.raises(RateLimited) as raised:
+        limiter.acquire("RemoveProduct")
+    assert not isinstance(raised.value, TurnsTaken)
+    assert raised.value.slot is not None and raised.value.slot >= slept_until
+
+
+def test_a_call_of_unchained_work_near_its_slot_is_deferred_even_with_threads_to_spare(
+    slots: SlotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleepers = SlotSleepers()
+    sleepers.allow(16)
+    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
+    limiter = RateLimiter(slots, _account(), rate=5)
+    with turn("orders"):
+        limiter.acquire("GetOrder")
+    with turn("orders"), pytest.raises(RateLimited):
+        limiter.acquire("GetOrder")
+
+
+def test_half_a_workers_threads_may_sleep_for_slots_and_none_of_a_process_not_told() -> None:
+    sleepers = SlotSleepers()
+    assert not sleepers.take()
+    sleepers.allow(4)
+    assert [sleepers.take() for _ in range(3)] == [True, True, False]
+    sleepers.give_back()
+    assert sleepers.take()
+
+
+def test_a_worker_starting_tells_the_limiter_its_pool_of_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery.signals import worker_init
+
+    import tasks.base
+
+    sleepers = SlotSleepers()
+    monkeypatch.setattr(tasks.base, "slot_sleepers", sleepers)
+
+    class Worker:  # Celery's WorkController, as far as the signal's receiver reads it
+        concurrency = 6
+
+    worker_init.send(sender=Worker())
+    assert [sleepers.take() for _ in range(4)] == [True, True, True, False]
 
 
 def test_a_slot_further_than_a_short_sleep_defers_the_call_to_it(database_url: str) -> None:

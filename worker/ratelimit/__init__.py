@@ -7,7 +7,10 @@ so workers on machines with skewed clocks still agree.
 
 No task waits for its slot longer than MAX_SLOT_WAIT: a slot further away is still reserved,
 and the work is deferred to it (a row due then and a countdown, worker.services.attempts), so
-its thread takes other work meanwhile.
+its thread takes other work meanwhile. Chained work (a removal job's runners, which go on to
+the job's next batch) is the exception: near its slot (CHAINED_SLOT_WAIT, its group's slots
+ahead) it sleeps for it while at most half the worker's threads do so (slot_sleepers), as a
+deferral per call would cost a message, a task and transactions.
 
 Fair shares: every call belongs to a group (a removal job, order fetches, image submits, image
 polls: the Turn a service sets around its call). A group's next slot is placed at least as
@@ -49,6 +52,7 @@ from worker.ratelimit.calendar import (
 from worker.ratelimit.database import DatabaseSlots
 from worker.ratelimit.limiter import (
     AUTH_PATHS,
+    CHAINED_SLOT_WAIT,
     EARLY,
     GROUP_AHEAD,
     GROUP_SECONDS,
@@ -60,10 +64,12 @@ from worker.ratelimit.limiter import (
     LateForSlot,
     RateLimited,
     RateLimiter,
+    SlotSleepers,
     SlotStore,
     Turn,
     TurnsTaken,
     limiter_for,
+    slot_sleepers,
     slots_ahead,
     turn,
 )
@@ -72,6 +78,7 @@ from worker.ratelimit.runners import RUNNERS_PER_JOB, more_runner_countdowns, ru
 
 __all__ = [
     "AUTH_PATHS",
+    "CHAINED_SLOT_WAIT",
     "EARLY",
     "EPSILON",
     "GROUP_AHEAD",
@@ -92,6 +99,7 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "RedisSlots",
+    "SlotSleepers",
     "SlotStore",
     "Turn",
     "TurnsTaken",
@@ -100,6 +108,7 @@ __all__ = [
     "move_slot",
     "place",
     "runners_for",
+    "slot_sleepers",
     "slots_ahead",
     "turn",
 ]

@@ -58,6 +58,44 @@ WINDOW_UP_TO = 50
 # a shorter lead left many deferred calls late on a busy machine (bench/RESULTS.md, bench.fair
 # accounts).
 EARLY = 0.045
+# A chained call (a removal job's runner, which goes on to its job's next batch) sleeps for a
+# slot up to its group's slots ahead away, and at most this long, when a thread of the worker
+# is free to (SlotSleepers): a deferral costs a message, a task and transactions for each call
+# (bench/RESULTS.md, issue 27), a sleep nothing. Well under the shortest lease and a shutdown's
+# patience: a killed worker's sleeping runner is a call in flight, found again by its lease.
+CHAINED_SLOT_WAIT = 0.5
+
+
+class SlotSleepers:
+    """How many of this process's threads may sleep for a chained call's slot at once: half
+    its pool (none until told: a process that is not a worker, or one thread), so that the
+    other half serve every other account's and group's messages while runners sleep, and a
+    job's runners cannot hold the pool while other work waits for a thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.limit = 0
+        self.sleeping = 0
+
+    def allow(self, threads: int) -> None:
+        """The worker's pool has `threads` threads."""
+        with self._lock:
+            self.limit = max(0, threads // 2)
+
+    def take(self) -> bool:
+        """A thread may sleep for its slot (then `give_back` after); False: it defers."""
+        with self._lock:
+            if self.sleeping >= self.limit:
+                return False
+            self.sleeping += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.sleeping -= 1
+
+
+slot_sleepers = SlotSleepers()
 
 
 class RateLimited(ThrottledApiError):
@@ -177,11 +215,14 @@ class RateLimiter:
         # The most calls any WINDOW may hold (0: too many to keep; the spacing alone holds).
         limit = max(1, math.floor(rate + EPSILON))
         self.per_second = limit if limit <= WINDOW_UP_TO else 0
+        # How far a chained call's slot may be for it to sleep for it (its group's slots ahead).
+        self.chained_wait = min(CHAINED_SLOT_WAIT, self.ahead * self.interval)
 
     def acquire(self, action: str) -> None:
         """Return when the call may be made (at most MAX_SLOT_WAIT s from now; a later call
-        of work reserved together, at most an interval), else raise RateLimited with the slot
-        reserved for it, TurnsTaken, or LateForSlot."""
+        of work reserved together, at most an interval; a chained call, when a thread may
+        sleep, at most chained_wait), else raise RateLimited with the slot reserved for it,
+        TurnsTaken, or LateForSlot."""
         if action.startswith(AUTH_PATHS):
             return
         current = _turn.get() or Turn(OTHER_GROUP)
@@ -208,15 +249,24 @@ class RateLimiter:
             if grant.wait <= MAX_SLOT_WAIT and self.per_second:
                 current.spare = self.interval
         wait = slot - time.time()
+        sleeper = False
         if wait > MAX_SLOT_WAIT and not continuing:
-            raise RateLimited(action, wait, slot)  # comes back at its slot, its run reserved
+            # A chained call near its slot sleeps for it, if a thread may: the same wait as
+            # its deferral's, without the deferral.
+            sleeper = current.chained and wait <= self.chained_wait and slot_sleepers.take()
+            if not sleeper:
+                raise RateLimited(action, wait, slot)  # comes back at its slot, its run reserved
         # A later call of the run waits here (at most an interval): a deferral would start the
         # work over, sending its first call again.
         current.left -= 1
         if current.left > 0:
             current.slot = slot + self.interval
         if wait > 0:
-            time.sleep(wait)
+            try:
+                time.sleep(max(0.0, slot - time.time()))
+            finally:
+                if sleeper:
+                    slot_sleepers.give_back()
             late = time.time() - slot
             if current.calls == 1 and late > LATE and not self._goes_late(current, action, late):
                 self.acquire(action)  # woken too late for its slot: a new one

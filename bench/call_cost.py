@@ -1,0 +1,271 @@
+"""What a call costs the worker at the rate limit, against the same calls with the limit off
+and against a bare client loop (issue 27, benchmark 1).
+
+    python -m bench call-cost [--stack redis] [--accounts 20 --rate 5 --skus 3000]
+                              [--processes 2 --concurrency 16 --latency 0.1 --rounds 1]
+
+In each round, `--accounts` accounts at `--rate` calls/s (each with a sandbox of its own that
+answers E901 above that rate) are each sent one removal job of `--skus` SKUs at once, then as
+many accounts whose rate is far above anything the workers reach (the limit off; sandboxes
+without a limit) the same jobs; the order of the two alternates from round to round, so that
+a slow spell of the shared machine slows both alike. Last, the bare client loop
+(`bench bare-loop`: SellerCenterClient alone, as many threads as the workers have) makes as
+many calls against an unlimited sandbox of the same latency, in a process of its own.
+
+Worker CPU is the user + system time of the worker process trees (/proc) over a run; per call,
+divided by the API calls the sandboxes served in it. Figures per run: aggregate calls/s while
+every account ran, against accounts x rate; Jain's index of the accounts' rates then;
+throttled answers (E901); worker CPU per call; transactions committed per call (PostgreSQL's
+count for the run's database). CPU time is less disturbed by other load than
+wall time, but not immune: the load averages are printed with every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import select, text
+
+from bench.fair import e901, in_window, jain, skus, wait_rows
+from bench.measure import as_json, print_figures, run_workload
+from bench.stack import (
+    BATCH_SIZE,
+    FAILED,
+    REPO,
+    STACKS,
+    BenchError,
+    BenchStack,
+    SandboxProcess,
+    machine_load,
+)
+from worker.db.models import RemovalJob
+
+# PostgreSQL (15 and later) counts a backend's transactions in its shared statistics within
+# about a second of the backend going idle.
+STATS_FLUSH = 1.5
+
+
+def _commits(stack: BenchStack) -> int:
+    """Transactions committed in the stack's database so far (-1: not PostgreSQL)."""
+    if stack.kind == "embedded":
+        return -1
+    statement = text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    with stack.engine.connect() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return int(conn.execute(statement).scalar_one())
+
+
+def _accounts_run(
+    stack: BenchStack, args: Any, limited: bool, profile_to: str | None = None
+) -> dict[str, Any]:
+    """One run: every account sent one job at once; figures of its calls and the workers' CPU."""
+    run_id = uuid.uuid4().hex[:8]
+    mode = "on" if limited else "off"
+    names = [f"cost-{mode}-{run_id}-{n:02d}" for n in range(args.accounts)]
+
+    def start(name: str) -> SandboxProcess:
+        limit = args.rate if limited else None
+        return SandboxProcess(args.latency, rate_limit=limit, user_id=f"{name}@lazada-worker.test")
+
+    with ThreadPoolExecutor(8) as pool:
+        sandboxes = list(pool.map(start, names))
+    try:
+        from worker.accounts.store import add_account
+
+        with stack.sessions.begin() as session:
+            for name, own in zip(names, sandboxes, strict=True):
+                credentials = {"user_id": own.user_id, "api_key": own.api_key}
+                # The limit off: no account rate at all (the deployment's, far above any run).
+                rate = args.rate if limited else None
+                add_account(
+                    session, stack.settings, name, "sellercenter", credentials, own.url, rate
+                )
+        needed = math.ceil(args.skus / BATCH_SIZE)
+        wait_bound = max(args.timeout, 3 * args.accounts * needed / args.rate)
+        key = f"cost-{run_id}"
+        profiler = None
+        if profile_to is not None:
+            from bench.profiling import PROFILES, Profiler
+
+            profiler = Profiler(stack.worker_pids(), PROFILES / profile_to)
+        load = machine_load()
+        # What the workers use doing nothing (beat, heartbeats, the broker's polling): part of
+        # every run's CPU, and of a small run's a large part.
+        idle_from, idle_cpu = time.monotonic(), stack.worker_cpu_seconds()
+        time.sleep(args.idle)
+        idle = (stack.worker_cpu_seconds() - idle_cpu) / (time.monotonic() - idle_from)
+        commits = _commits(stack)
+        worker_cpu = stack.worker_cpu_seconds()
+        for n, name in enumerate(names):
+            stack.send(
+                "lazada.remove_products",
+                skus(f"COST-{run_id}-A{n:02d}-", args.skus),
+                key=key,
+                account=name,
+            )
+        ended = select(RemovalJob.account).where(
+            RemovalJob.key == key, RemovalJob.finished_at.is_not(None)
+        )
+        wait_rows(stack, ended, len(names), wait_bound, "every account's job")
+        cpu = stack.worker_cpu_seconds() - worker_cpu
+        profile = profiler.stop() if profiler is not None else None
+        time.sleep(STATS_FLUSH)
+        commits = _commits(stack) - commits if commits >= 0 else -1
+        per_account = [sorted(call.at for call in own.calls()) for own in sandboxes]
+        throttled = sum(e901(own.stats()) for own in sandboxes)
+    finally:
+        for own in sandboxes:
+            own.stop()
+    if not all(per_account):
+        raise BenchError("an account's sandbox recorded no calls")
+    calls = sum(len(times) for times in per_account)
+    # While every account ran: from the last account's first call to the first one's last.
+    start_at = max(times[0] for times in per_account)
+    end_at = min(times[-1] for times in per_account)
+    window = end_at - start_at
+    rates = (
+        [in_window(times, start_at, end_at) / window for times in per_account] if window > 0 else []
+    )
+    first = min(times[0] for times in per_account)
+    last = max(times[-1] for times in per_account)
+    figures: dict[str, Any] = {
+        "limit": f"{args.rate}/s" if limited else "off",
+        "api_calls": calls,
+        "calls_per_s_all_running": round(sum(rates), 2) if rates else None,
+        "target_calls_per_s": args.accounts * args.rate if limited else None,
+        "calls_per_s_first_to_last": round(calls / (last - first), 2) if last > first else None,
+        "jain_all_running": round(jain(rates) or 0.0, 3) if rates else None,
+        "throttled_e901": throttled,
+        "worker_cpu_s": round(cpu, 2),
+        "worker_cpu_ms_per_call": round(1000 * cpu / calls, 2),
+        # Transactions the database committed (the workers': the benchmark's reads commit none).
+        "db_commits_per_call": round(commits / calls, 2) if commits >= 0 else None,
+        "idle_worker_cpu_ms_per_s": round(1000 * idle, 1),
+        "load": load,
+    }
+    if profile is not None:
+        figures["profile"] = profile
+    return figures
+
+
+def _bare_run(args: Any, calls: int, threads: int) -> dict[str, Any]:
+    """The bare client loop's CPU per call, `calls` calls on `threads` threads."""
+    sandbox = SandboxProcess(args.latency)
+    try:
+        command = [sys.executable, "-m", "bench", "bare-loop", sandbox.url, sandbox.user_id]
+        command += [str(calls), str(threads)]
+        load = machine_load()
+        result = subprocess.run(
+            command,
+            input=sandbox.api_key,
+            capture_output=True,
+            text=True,
+            timeout=max(args.timeout, 10 * calls * args.latency / threads),
+            check=False,
+            cwd=REPO,
+        )
+    finally:
+        sandbox.stop()
+    if result.returncode != 0:
+        raise BenchError(f"the bare loop failed:\n{result.stderr[-2000:]}")
+    bare = json.loads(result.stdout)
+    return {
+        "api_calls": calls,
+        "seconds": bare["seconds"],
+        "cpu_s": bare["cpu_s"],
+        "cpu_ms_per_call": round(1000 * bare["cpu_s"] / calls, 2),
+        "load": load,
+    }
+
+
+def call_cost(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
+    """`--rounds` rounds of the limit on and off, interleaved; then the bare loop."""
+    runs: list[dict[str, Any]] = []
+    for round_ in range(args.rounds):
+        order = (True, False) if round_ % 2 == 0 else (False, True)
+        for limited in order:
+            profile_to = f"call-cost-{'on' if limited else 'off'}" if args.profile else None
+            runs.append(_accounts_run(stack, args, limited, profile_to))
+    calls = math.ceil(args.skus / BATCH_SIZE) * args.accounts
+    bare = _bare_run(args, calls, args.processes * args.concurrency)
+    on = [run["worker_cpu_ms_per_call"] for run in runs if run["limit"] != "off"]
+    off = [run["worker_cpu_ms_per_call"] for run in runs if run["limit"] == "off"]
+    return {
+        "workload": "call cost",
+        "stack": stack.kind,
+        "accounts": args.accounts,
+        "rate": args.rate,
+        "skus_per_account": args.skus,
+        "processes": args.processes,
+        "concurrency": args.concurrency,
+        "latency_s": args.latency,
+        "runs": runs,
+        "bare_loop": bare,
+        "cpu_ms_per_call_on_median": round(statistics.median(on), 2),
+        "cpu_ms_per_call_off_median": round(statistics.median(off), 2),
+        "on_over_off": round(statistics.median(on) / statistics.median(off), 2),
+        "on_over_bare": round(statistics.median(on) / bare["cpu_ms_per_call"], 2),
+    }
+
+
+def figures(args: argparse.Namespace) -> dict[str, Any]:
+    args.poll_workers = 0
+    return run_workload(call_cost, args)
+
+
+def show(result: dict[str, Any]) -> None:
+    result = dict(result)
+    runs = result.pop("runs")
+    bare = result.pop("bare_loop")
+    for run in runs:
+        profile = run.pop("profile", None)
+        print_figures({"workload": f"limit {run.pop('limit')}", "stack": result["stack"], **run})
+        if profile is not None:
+            print_figures({"workload": "profile", "stack": result["stack"], "profile": profile})
+    print_figures({"workload": "bare loop", "stack": "client alone", **bare})
+    print_figures(result)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        result = figures(args)
+    except FAILED as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(as_json(result))
+    else:
+        show(result)
+    return 0
+
+
+def register(scenarios: Any) -> None:
+    p = scenarios.add_parser(
+        "call-cost",
+        help="worker CPU per call at the rate limit, limit off and a bare loop",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--stack", choices=STACKS, default="redis")
+    p.add_argument("--accounts", type=int, default=20)
+    p.add_argument("--rate", type=float, default=5.0, help="each account's calls/s")
+    p.add_argument("--skus", type=int, default=3000, help="SKUs of each account's job")
+    p.add_argument("--latency", type=float, default=0.1, help="sandbox latency, s")
+    p.add_argument("--processes", type=int, default=2, help="worker processes")
+    p.add_argument("--concurrency", type=int, default=16, help="threads per worker")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of limit on and off")
+    p.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
+    p.add_argument("--idle", type=float, default=2.0, help="s the idle workers' CPU is read")
+    p.add_argument("--cold", action="store_true", help="measure without a warm-up job")
+    p.add_argument("--profile", action="store_true", help="sample the workers with py-spy")
+    p.set_defaults(main=main, figures=figures, show=show)

@@ -1,8 +1,9 @@
 """Order sync end to end: a real worker lists an account's orders from its platform's sandbox
 (GetOrders; /orders/get and /orders/items/get) and stores each once, announced once.
 
-Every test runs on both platforms and every stack of tests/end_to_end/conftest.py; the heavy
-one (thousands of orders over days) on the embedded broker with SQLite only.
+Every test runs on both platforms, on the embedded broker with SQLite and on Redis with
+PostgreSQL (a sync's messages are the worker's own, which the broker end-to-end tests cover on
+RabbitMQ too); the heavy one (thousands of orders over days) on the embedded broker only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from tests.support.processes import wait_for
 from worker.accounts.store import get_account, remove_account
 from worker.db.models import Event, Failure, Order, OrderSync
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("stack", ["embedded+sqlite", "redis+postgresql"], indirect=True),
+]
 
 
 # -- the sandbox's order book, whichever platform ------------------------------------------------

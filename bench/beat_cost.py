@@ -1,10 +1,14 @@
 """What each of beat's periodic tasks costs a tick with idle accounts (issue 27, benchmark 2's
 beat part): SQL statements and CPU per tick, at each `--accounts` count, with no work.
 
-    python -m bench beat-cost [--accounts 20 1000] [--ticks 20]
+    python -m bench beat-cost [--accounts 20 1000] [--ticks 20] [--sync-every S]
 
 A fresh PostgreSQL database holds only the accounts (legacy Seller Center accounts: stored,
-ready, nothing to do) and order sync is off (LAZADA_ORDER_SYNC_EVERY=0). Each task of
+ready, nothing to do) and order sync is off (LAZADA_ORDER_SYNC_EVERY=0), or, with
+`--sync-every S`, on every S seconds with each account synced a moment ago (none due during
+the ticks); then every account is made due once and the starts of their syncs are measured
+(`order_sync.due_syncs` called directly: its messages are counted, not sent), which is what
+order sync costs beat per account per interval. Each task of
 celeryconfig.beat_schedule is run in this process as beat's message would run it (the task's
 own function, no broker round trip), `--ticks` times; statements are counted by a SQLAlchemy
 event listener on the worker's engine, CPU is this thread's (time.thread_time).
@@ -58,7 +62,7 @@ def _tasks() -> dict[str, Callable[[], Any]]:
     }
 
 
-def measure(accounts: int, ticks: int) -> dict[str, Any]:
+def measure(accounts: int, ticks: int, sync_every: float = 0.0) -> dict[str, Any]:
     """Statements and CPU per tick of every beat task with `accounts` idle accounts."""
     from cryptography.fernet import Fernet
 
@@ -67,7 +71,7 @@ def measure(accounts: int, ticks: int) -> dict[str, Any]:
             {
                 "DATABASE_URL": database_url,
                 "CELERY_BROKER_URL": REDIS_URL,
-                "LAZADA_ORDER_SYNC_EVERY": "0",
+                "LAZADA_ORDER_SYNC_EVERY": str(sync_every),
                 "LAZADA_SECRET_KEY": Fernet.generate_key().decode(),
             }
         )
@@ -92,6 +96,8 @@ def measure(accounts: int, ticks: int) -> dict[str, Any]:
                     credentials,
                     "http://127.0.0.1:9/",
                 )
+        if sync_every:
+            _synced_now(engine)
         results: dict[str, Any] = {}
         for name, run in _tasks().items():
             run()  # once untimed: imports, the engine's connections, compiled statements
@@ -107,7 +113,48 @@ def measure(accounts: int, ticks: int) -> dict[str, Any]:
                 "statements_per_tick": max(statements),
                 "cpu_ms_per_tick_median": round(statistics.median(cpu), 2),
             }
+        if sync_every:
+            results["every account due once"] = _all_due(engine, settings, accounts)
         return results
+
+
+def _synced_now(engine: Any) -> None:
+    """Every account's sync finished a moment ago: none is due for `--sync-every` s."""
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO order_syncs (account, synced_through, synced_at, follow, cursor_ids,"
+                " in_second, second_offset, second_found, pending, chunk, run_new, run_changed,"
+                " last_new, last_changed, attempts, created_at, updated_at)"
+                " SELECT name, now(), now(), false, '[]', false, 0, false, '[]', 0, 0, 0, 0, 0,"
+                " 0, now(), now() FROM accounts"
+            )
+        )
+
+
+def _all_due(engine: Any, settings: Any, accounts: int) -> dict[str, Any]:
+    """One tick at which every account's sync is due: statements, CPU and messages, in all
+    and per account."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import sessionmaker
+
+    from worker.services import order_sync
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE order_syncs SET synced_through = now() - interval '1 day'"))
+    with counting(engine) as seen:
+        started = time.thread_time()
+        messages = order_sync.due_syncs(sessionmaker(engine), settings)
+        cpu_ms = 1000 * (time.thread_time() - started)
+    return {
+        "messages": len(messages),
+        "statements": len(seen),
+        "cpu_ms": round(cpu_ms, 1),
+        "statements_per_account": round(len(seen) / accounts, 2),
+        "cpu_ms_per_account": round(cpu_ms / accounts, 3),
+    }
 
 
 def figures(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,6 +162,7 @@ def figures(args: argparse.Namespace) -> dict[str, Any]:
     for accounts in args.accounts:
         # A process for each: the tasks keep their settings and engines for their process.
         command = [sys.executable, "-m", "bench.beat_cost", str(accounts), str(args.ticks)]
+        command.append(str(args.sync_every))
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
         if result.returncode != 0:
             raise BenchError(f"beat-cost with {accounts} accounts failed:\n{result.stderr[-3000:]}")
@@ -145,8 +193,14 @@ def register(scenarios: Any) -> None:
     )
     p.add_argument("--accounts", type=int, nargs="+", default=[20, 1000])
     p.add_argument("--ticks", type=int, default=20)
+    p.add_argument(
+        "--sync-every",
+        type=float,
+        default=0.0,
+        help="order sync on, every S seconds (default 0: off)",
+    )
     p.set_defaults(main=main, figures=figures, show=show)
 
 
 if __name__ == "__main__":  # one count of accounts (main runs each so)
-    print(json.dumps(measure(int(sys.argv[1]), int(sys.argv[2]))))
+    print(json.dumps(measure(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))))

@@ -8,10 +8,12 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
+from worker.db.engine import get_engine
+from worker.db.models import Account as AccountRow
 from worker.db.models import Event, Failure, Order, OrderSync
 from worker.sandbox.sellercenter import Sandbox
 from worker.services import order_sync
@@ -117,3 +119,76 @@ def test_a_sync_asked_for_while_one_ran_follows_it_at_once_when_it_fails(
         assert set(session.scalars(select(Order.order_id))) == set(orders)
         sync = session.scalars(select(OrderSync)).one()
     assert sync.run_until is None and sync.synced_through is not None
+
+
+# -- beat ------------------------------------------------------------------------------------
+
+
+def _stored_account(sessions: sessionmaker[Session], name: str, state: str = "ready") -> None:
+    """An account row whose secret no key reads: a beat that read secrets would fail on it."""
+    with sessions.begin() as session:
+        session.add(
+            AccountRow(
+                name=name,
+                platform="sellercenter",
+                api_url="https://api.example.com/",
+                credentials={"user_id": name},
+                state=state,
+                secret="not-a-fernet-token",
+            )
+        )
+
+
+def _synced(sessions: sessionmaker[Session], name: str, ago: float, running: bool = False) -> None:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add(
+            OrderSync(
+                account=name,
+                synced_through=now - timedelta(seconds=ago),
+                run_until=now if running else None,
+            )
+        )
+
+
+def _statements(sessions: sessionmaker[Session], settings: Settings) -> tuple[list[str], int]:
+    """The accounts whose syncs beat starts now, and the statements it took to find them."""
+    engine = get_engine(settings.database_url)
+    counted: list[str] = []
+
+    def count(*_: object) -> None:
+        counted.append("statement")
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        messages = order_sync.due_syncs(sessions, settings)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert all(m.task == order_sync.STEP_TASK for m in messages)
+    return [m.kwargs["account"] for m in messages], len(counted)
+
+
+def test_beat_starts_the_syncs_of_due_accounts_only_in_statements_that_do_not_grow_with_idle_ones(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    settings = replace(settings, order_sync_every=300)
+    _stored_account(sessions, "never-synced")
+    _stored_account(sessions, "parked", state="needs_authorization")
+    _stored_account(sessions, "synced-long-ago")
+    _synced(sessions, "synced-long-ago", ago=400)
+    _stored_account(sessions, "synced-lately")
+    _synced(sessions, "synced-lately", ago=10)
+    _stored_account(sessions, "under-way")
+    _synced(sessions, "under-way", ago=400, running=True)
+
+    started, _ = _statements(sessions, settings)
+
+    # The environment's account (never synced) first, then the stored ones by name.
+    assert started == [settings.account, "never-synced", "synced-long-ago"]
+    assert _statements(sessions, settings)[0] == []  # now under way, all three
+    _, few = _statements(sessions, settings)
+    for n in range(40):
+        _stored_account(sessions, f"idle-{n:02d}")
+        _synced(sessions, f"idle-{n:02d}", ago=10)
+    started, many = _statements(sessions, settings)
+    assert started == [] and many == few

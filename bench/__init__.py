@@ -12,7 +12,9 @@ Scenarios, by family (a module each):
 - polling: polling (image jobs)
 - embedded_broker: embedded-broker (kombu's server-less transports)
 - limiter (the rate limiter alone): slot-calendar, limiter-compare
-- order_sync: order-sync-first (the first sync of 10,000 orders against the fewest calls)
+- order_sync: order-sync-first (the first sync of 10,000 orders against the fewest calls),
+  order-sync-steady (accounts whose orders change every second: listing-to-event delay, CPU
+  per order), order-sync-beside-removal (a sync and a removal sharing one account's limit)
 - quick: every family briefly (CI)
 - tools: plots (PNGs from --json figures), profile-shares (a --profile run's samples)
 

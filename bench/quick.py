@@ -7,8 +7,9 @@ PostgreSQL and Redis (the console's, beat's cost): a removal, orders, image-job 
 overhead against the bare loop, the CPU cost per call (and at the rate limit against the limit
 off), beat's cost per tick, three fairness scenarios at the rate limit, a recovery after
 kill -9, the embedded broker's transports, the slot calendar, the console's pages and push
-receiver, and a first order sync. Figures are printed, never asserted: on a shared CI machine
-they say only that each scenario ran. Exit status 1 if any scenario failed to run.
+receiver, and the order sync (a first sync, a steady state of churning accounts, a sync beside
+a removal). Figures are printed, never asserted: on a shared CI machine they say only that
+each scenario ran. Exit status 1 if any scenario failed to run.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ PLAN: list[list[str]] = [
     ["console-pages", "--skus", "2000", "--orders", "200", "--accounts", "10", "--audit", "2000"],
     ["console-push", "--rate", "20", "--seconds", "3"],
     ["order-sync-first", "--orders", "300", "--rate-limit", "20", "--latency", "0.05"],
+    [
+        "order-sync-steady",
+        *("--accounts", "2", "--every", "2", "--seconds", "3", "--churn", "2"),
+        *("--listed-orders", "20", "--fetches", "6", "--rate-limit", "20", "--latency", "0.02"),
+    ],
+    [
+        "order-sync-beside-removal",
+        *("--skus", "1500", "--orders", "300", "--removal-head-start", "5"),
+        *("--rate-limit", "20", "--latency", "0.02"),
+    ],
 ]
 
 

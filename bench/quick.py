@@ -15,6 +15,7 @@ each scenario ran. Exit status 1 if any scenario failed to run.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import traceback
@@ -71,6 +72,10 @@ def quick(args: argparse.Namespace) -> int:
         command = "python -m bench " + shlex.join(argv)
         say(command)
         step = parser().parse_args(argv)
+        # Each step as it runs alone: one that sets the process's environment for its own
+        # clients (CELERY_BROKER_URL, which Celery prefers to any URL it is given) must not
+        # send the next step's messages elsewhere.
+        environment = dict(os.environ)
         try:
             figures = step.figures(step)
         except FAILED as exc:
@@ -81,6 +86,9 @@ def quick(args: argparse.Namespace) -> int:
             traceback.print_exc()
             failed.append(command)
             continue
+        finally:
+            os.environ.clear()
+            os.environ.update(environment)
         if figures.get("finished") is False:  # a recovery that did not end
             failed.append(command)
         if args.json:

@@ -30,6 +30,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -483,15 +484,6 @@ def show_steady(figures: dict[str, Any]) -> None:
     )
 
 
-def main_steady(args: argparse.Namespace) -> int:
-    figures = steady(args)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        show_steady(figures)
-    return 0
-
-
 REMOVE = "/product/remove"
 SYNC_CALLS = ("/orders/get", "/orders/items/get")
 
@@ -613,13 +605,21 @@ def show_beside(figures: dict[str, Any]) -> None:
     )
 
 
-def main_beside(args: argparse.Namespace) -> int:
-    figures = beside_removal(args)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        show_beside(figures)
-    return 0
+def printed(
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+) -> Callable[[argparse.Namespace], int]:
+    """A scenario's `main`: measure, then print the figures (as JSON with --json)."""
+
+    def main(args: argparse.Namespace) -> int:
+        figures = measure(args)
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        else:
+            show(figures)
+        return 0
+
+    return main
 
 
 def register(scenarios: Any) -> None:
@@ -655,7 +655,7 @@ def register(scenarios: Any) -> None:
     p.add_argument("--latency", type=float, default=0.1, help="sandbox latency, s")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(main=main_steady, figures=steady, show=show_steady)
+    p.set_defaults(main=printed(steady, show_steady), figures=steady, show=show_steady)
 
     p = scenarios.add_parser(
         "order-sync-beside-removal",
@@ -669,4 +669,6 @@ def register(scenarios: Any) -> None:
     p.add_argument("--latency", type=float, default=0.1, help="sandbox latency, s")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(main=main_beside, figures=beside_removal, show=show_beside)
+    p.set_defaults(
+        main=printed(beside_removal, show_beside), figures=beside_removal, show=show_beside
+    )

@@ -35,7 +35,7 @@ from typing import Any
 import requests
 from sqlalchemy import event, text
 
-from bench.measure import percentile
+from bench.measure import percentile, printed
 from bench.stack import POSTGRES_URL, REDIS_URL
 
 
@@ -313,16 +313,6 @@ def show(figures: dict[str, Any]) -> None:
     print(json.dumps(figures, indent=2))
 
 
-def printed(measure: Any) -> Any:
-    """A scenario's `main`: measure, then print the figures."""
-
-    def main(args: argparse.Namespace) -> int:
-        show(measure(args))
-        return 0
-
-    return main
-
-
 def register(scenarios: Any) -> None:
     p = scenarios.add_parser("console-pages", help="/metrics and / on a large database")
     p.add_argument("--skus", type=int, default=1_000_000)
@@ -330,8 +320,8 @@ def register(scenarios: Any) -> None:
     p.add_argument("--accounts", type=int, default=1_000)
     p.add_argument("--audit", type=int, default=1_000_000)
     p.add_argument("--requests", type=int, default=40)
-    p.set_defaults(main=printed(pages), figures=pages, show=show)
+    p.set_defaults(main=printed(pages, show), figures=pages, show=show)
     p = scenarios.add_parser("console-push", help="the push receiver beside a worker")
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.set_defaults(main=printed(push), figures=push, show=show)
+    p.set_defaults(main=printed(push, show), figures=push, show=show)

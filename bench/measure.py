@@ -232,6 +232,24 @@ def as_json(results: list[dict[str, Any]] | dict[str, Any]) -> str:
     return json.dumps(results, indent=2, default=str)
 
 
+def printed(
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+) -> Callable[[argparse.Namespace], int]:
+    """A scenario's `main` from its `figures` and `show` hooks (those `bench quick` calls):
+    measure, then print the figures, as JSON where the scenario has --json and it is given."""
+
+    def main(args: argparse.Namespace) -> int:
+        figures = measure(args)
+        if getattr(args, "json", False):
+            print(json.dumps(figures, indent=2))
+        else:
+            show(figures)
+        return 0
+
+    return main
+
+
 def workload_defaults(workload: Workload) -> dict[str, Any]:
     """What a sub-command of a workload on a stack runs: `main` prints its figures (with
     --json a list of one figures object), `figures` and `show` are for `bench quick`."""

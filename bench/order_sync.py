@@ -30,7 +30,6 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from bench.measure import percentile
+from bench.measure import percentile, printed
 from bench.stack import BATCH_SIZE
 from tests.support.processes import WorkerProcess, plain_celery, wait_for
 from worker.accounts import tokens
@@ -603,23 +602,6 @@ def show_beside(figures: dict[str, Any]) -> None:
         f"{f['removal_worst_5s_share_during']}; target >= 0.45), after "
         f"{f['removal_calls_per_s_after']} (share {f['removal_share_after']}; target 1.0)"
     )
-
-
-def printed(
-    measure: Callable[[argparse.Namespace], dict[str, Any]],
-    show: Callable[[dict[str, Any]], None],
-) -> Callable[[argparse.Namespace], int]:
-    """A scenario's `main`: measure, then print the figures (as JSON with --json)."""
-
-    def main(args: argparse.Namespace) -> int:
-        figures = measure(args)
-        if args.json:
-            print(json.dumps(figures, indent=2))
-        else:
-            show(figures)
-        return 0
-
-    return main
 
 
 def register(scenarios: Any) -> None:

@@ -181,6 +181,30 @@ def test_a_chained_call_near_its_slot_sleeps_for_it_while_a_thread_may(
     assert raised.value.slot is not None and raised.value.slot >= slept_until
 
 
+def test_a_call_of_work_that_goes_on_at_once_sleeps_for_its_slot_like_a_chained_one(
+    slots: SlotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order sync's next page: near its slot it sleeps for it, and a slot further than a
+    short sleep is still a deferral; no call is made before its slot."""
+    sleepers = SlotSleepers()
+    sleepers.allow(2)
+    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
+    limiter = RateLimiter(slots, _account(), rate=5)
+    with turn("order-sync", sleeps=True):
+        limiter.acquire("GetOrders")  # the account's first slot: now
+        first = time.time()
+    with turn("order-sync", sleeps=True):
+        limiter.acquire("GetOrders")  # the next, an interval away: slept for
+    assert time.time() - first >= SPACING / 5 - 0.01
+    assert sleepers.sleeping == 0
+    slow = RateLimiter(slots, _account(), rate=0.5)  # slots two seconds apart
+    with turn("order-sync", sleeps=True):
+        slow.acquire("GetOrders")
+    with turn("order-sync", sleeps=True), pytest.raises(RateLimited) as raised:
+        slow.acquire("GetOrders")
+    assert not isinstance(raised.value, TurnsTaken) and raised.value.slot is not None
+
+
 def test_a_call_of_unchained_work_near_its_slot_is_deferred_even_with_threads_to_spare(
     slots: SlotStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

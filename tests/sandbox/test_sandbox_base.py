@@ -153,7 +153,7 @@ def test_a_truncated_answer_is_cut_and_its_call_has_no_effect(sandbox: NotesSand
     assert sandbox._state.service.texts == {}
 
 
-def test_latency_is_added_to_every_answer(sandbox: NotesSandbox) -> None:
+def test_every_answer_takes_the_latency_from_its_request(sandbox: NotesSandbox) -> None:
     sandbox.configure({"latency": 0.3})
     began = time.monotonic()
     add(sandbox, "late")

@@ -1,6 +1,7 @@
 """The order sync's paging, step by step in this process against the legacy sandbox (SQLite and
 PostgreSQL): orders that leave a crowded second while it is paged are not skipped, none is
-stored twice, and the sync point moves only past what is stored."""
+stored twice, the sync point moves only past what is stored, and a task goes on from page to
+page by itself."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +17,8 @@ from worker.accounts.platforms import PlatformFor
 from worker.db.engine import get_engine
 from worker.db.models import Account as AccountRow
 from worker.db.models import Event, Failure, Order, OrderSync
+from worker.ratelimit import SlotSleepers
+from worker.ratelimit import limiter as limiter_module
 from worker.sandbox.sellercenter import Sandbox
 from worker.services import order_sync
 from worker.settings import Settings
@@ -28,7 +32,8 @@ def run_steps(
     between: dict[int, object] | None = None,
 ) -> int:
     """Send the sync's messages to its step, in order, until none is left; `between[n]` runs
-    before step n. Returns the steps taken."""
+    before step n. Returns the steps taken (a page each: a step here does not go on to the
+    next page by itself)."""
     steps = 0
     messages = order_sync.request_sync(sessions, settings, account)
     while messages:
@@ -37,9 +42,37 @@ def run_steps(
         action = (between or {}).get(steps)
         if callable(action):
             action()
-        messages = order_sync.sync_step(sessions, platforms, settings, account)
+        messages = order_sync.sync_step(sessions, platforms, settings, account, for_seconds=0)
         assert steps < 200
     return steps
+
+
+def test_a_task_reads_page_after_page_until_the_run_is_done(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As in a worker of two threads: one may sleep for its next slot (at the default rate).
+    sleepers = SlotSleepers()
+    sleepers.allow(2)
+    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
+    # Orders over three hours: pages that end in different seconds, each followed at once.
+    orders = [order for hours in (3, 2, 1) for order in sandbox.add_orders(90, ago=hours * 3600)]
+    account = settings.account
+    assert order_sync.request_sync(sessions, settings, account)
+
+    # Long enough for the three pages on a busy machine (the default is a few seconds).
+    messages = order_sync.sync_step(sessions, platforms, settings, account, for_seconds=120)
+
+    assert messages == []
+    with sessions() as session:
+        assert set(session.scalars(select(Order.order_id))) == set(orders)
+        sync = session.scalars(select(OrderSync)).one()
+    assert sync.run_until is None and sync.synced_through is not None
+    listed = [call for call in sandbox.calls() if call.action in ("GetOrders", "/orders/get")]
+    assert len(listed) == 3
 
 
 def test_orders_that_leave_a_crowded_second_while_it_is_paged_are_not_skipped(
@@ -102,7 +135,7 @@ def test_a_sync_asked_for_while_one_ran_follows_it_at_once_when_it_fails(
     assert order_sync.request_sync(sessions, failing, account) == []  # one more after it
     sandbox.configure({"fault_rate": 1.0, "fault_kinds": ["http500"]})
 
-    messages = order_sync.sync_step(sessions, platforms, failing, account)
+    messages = order_sync.sync_step(sessions, platforms, failing, account, for_seconds=0)
 
     assert messages == [order_sync.step_message(account)]  # the run failed; the next started
     with sessions() as session:

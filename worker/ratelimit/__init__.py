@@ -8,9 +8,10 @@ so workers on machines with skewed clocks still agree.
 No task waits for its slot longer than MAX_SLOT_WAIT: a slot further away is still reserved,
 and the work is deferred to it (a row due then and a countdown, worker.services.attempts), so
 its thread takes other work meanwhile. Chained work (a removal job's runners, which go on to
-the job's next batch) is the exception: near its slot (CHAINED_SLOT_WAIT, its group's slots
-ahead) it sleeps for it while at most half the worker's threads do so (slot_sleepers), as a
-deferral per call would cost a message, a task and transactions.
+the job's next batch) and work that goes on at once (an order sync's pages) are the exception:
+near its slot (CHAINED_SLOT_WAIT, its group's slots ahead) it sleeps for it while at most half
+the worker's threads do so (slot_sleepers), as a deferral per call would cost a message, a
+task and transactions.
 
 Fair shares: every call belongs to a group (a removal job, order fetches, image submits, image
 polls: the Turn a service sets around its call). A group's next slot is placed at least as

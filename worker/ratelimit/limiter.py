@@ -58,8 +58,9 @@ WINDOW_UP_TO = 50
 # a shorter lead left many deferred calls late on a busy machine (bench/RESULTS.md, bench.fair
 # accounts).
 EARLY = 0.045
-# A chained call (a removal job's runner, which goes on to its job's next batch) sleeps for a
-# slot up to its group's slots ahead away, and at most this long, when a thread of the worker
+# A chained call (a removal job's runner, which goes on to its job's next batch) or one of work
+# that goes on to its next call at once (an order sync's next page) sleeps for a slot up to its
+# group's slots ahead away, and at most this long, when a thread of the worker
 # is free to (SlotSleepers): a deferral costs a message, a task and transactions for each call
 # (bench/RESULTS.md, issue 27), a sleep nothing. Well under the shortest lease and a shutdown's
 # patience: a killed worker's sleeping runner is a call in flight, found again by its lease.
@@ -144,6 +145,7 @@ class Turn:
     slot: float | None = None  # time.time() of the next call's reserved slot
     calls: int = 1
     chained: bool = False  # others of the group go on with its work: LateForSlot when late
+    sleeps: bool = False  # its work goes on at once: near its slot it sleeps, as chained work
     left: int = 0  # reserved slots not yet used, the next at `slot`
     # A slot reserved now came at once, at a real limit: the account had a free slot that no
     # slot the group held ahead took, so the group's work is short of hands (a removal job
@@ -161,12 +163,18 @@ _turn: ContextVar[Turn | None] = ContextVar("lazada_rate_turn", default=None)
 
 @contextmanager
 def turn(
-    group: str, slot: float | None = None, calls: int = 1, chained: bool = False
+    group: str,
+    slot: float | None = None,
+    calls: int = 1,
+    chained: bool = False,
+    sleeps: bool = False,
 ) -> Iterator[Turn]:
     """Calls made inside count for `group`; the work's first `calls` take slots reserved
     together (from `slot` when the work was deferred to it). `chained`: others of the group
-    go on with its work (a removal job's runners). Yields the Turn (its `spare` after)."""
-    current = Turn(group, slot, calls, chained)
+    go on with its work (a removal job's runners); `sleeps`: its work goes on at once after
+    the call (an order sync's pages), so near its slot it sleeps for it, as chained work
+    does. Yields the Turn (its `spare` after)."""
+    current = Turn(group, slot, calls, chained, sleeps)
     token = _turn.set(current)
     try:
         yield current
@@ -253,7 +261,11 @@ class RateLimiter:
         if wait > MAX_SLOT_WAIT and not continuing:
             # A chained call near its slot sleeps for it, if a thread may: the same wait as
             # its deferral's, without the deferral.
-            sleeper = current.chained and wait <= self.chained_wait and slot_sleepers.take()
+            sleeper = (
+                (current.chained or current.sleeps)
+                and wait <= self.chained_wait
+                and slot_sleepers.take()
+            )
             if not sleeper:
                 raise RateLimited(action, wait, slot)  # comes back at its slot, its run reserved
         # A later call of the run waits here (at most an interval): a deferral would start the

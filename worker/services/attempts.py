@@ -75,6 +75,7 @@ class Row:
     slot: float | None = None
     calls: int = 1  # the API calls of its attempt, reserved together
     chained: bool = False
+    sleeps: bool = False  # its work goes on at once: near its slot it sleeps for it
     backlog: Select[tuple[int]] | Select[int] | None = None
     under_way: Select[tuple[int]] | Select[int] | None = None
 
@@ -193,7 +194,7 @@ def attempt(
     error: ApiError | None = None
     with collect_calls() as calls, held(row.table, row.id):  # the lease renewed meanwhile
         try:
-            with turn(row.group, row.slot, row.calls, row.chained) as current:
+            with turn(row.group, row.slot, row.calls, row.chained, row.sleeps) as current:
                 result = call()
         except RateLimited as exc:
             with core_transaction(sessions) as connection:

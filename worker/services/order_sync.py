@@ -3,11 +3,12 @@ request by id (contract "Order sync"; decisions L11-L14, D9).
 
 An account has one row in `order_syncs`. A request (`lazada.sync_orders`: beat, the CLI, the
 shop) starts a run when none is under way, else asks for one more after it (`follow`). A run
-lists from the sync point less L12's overlap up to the moment it started, one page a message
+lists from the sync point less L12's overlap up to the moment it started, a page at a time
 (`lazada.sync_orders_step`): each step claims the row (its lease keeps two steps of an account
 from running at once, on any number of workers), makes one call through the account's rate
 limit and turns (worker.services.attempts), and writes what it read with the new position in
-one transaction, then sends the next step. A crash re-reads at most the page it was on.
+one transaction; a task goes on to the next step for a few seconds, then sends it as a
+message. A crash re-reads at most the page it was on.
 
 The position (L11): the listing is read by `updated_at` ascending; every page re-anchors on the
 last second read (offset 0) and skips the ids already read at that second. A page that is all
@@ -23,6 +24,7 @@ every order is stored (L14).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,6 +64,9 @@ SYNC_GROUP = "order-sync"  # an account's sync calls take their turns as one gro
 OVERLAP = timedelta(minutes=10)  # L12: orders become visible in the listing this late
 MAX_OFFSET = 4500  # L11: the API's offset cap
 ONE_SECOND = timedelta(seconds=1)
+# How long one task goes on reading pages before it leaves the rest to its next message (its
+# thread is the worker's for that long).
+STEP_SECONDS = 5.0
 
 _syncs = table_of(OrderSync)
 _accounts = table_of(AccountRow)
@@ -228,9 +233,46 @@ def sync_step(
     settings: Settings,
     account: str,
     slot: float | None = None,
+    for_seconds: float = STEP_SECONDS,
 ) -> list[Message]:
-    """One page (or one items call) of the account's run under way; nothing when there is
-    none, when it is not due, or when another task holds it."""
+    """The account's run under way, a page (or an items call) at a time, each written in its
+    own transaction; nothing when there is none, when it is not due, or when another task
+    holds it.
+
+    A page whose next one is due at once is followed in the same task, for up to
+    `for_seconds`: a message per page would add its delivery and its task's start to every
+    page, and pages are read one after the other. Anything else (a deferral to a slot further
+    away, a retry, the run's end) returns its messages."""
+    ends = time.monotonic() + for_seconds
+    while True:
+        messages = _one_step(sessions, platforms, settings, account, slot)
+        if time.monotonic() >= ends or not _at_once(messages, account):
+            return messages
+        # Its row is due now and its lease released: taken again by the claim, as a message
+        # would take it (were this task killed, the sweeper sends the row again).
+        slot = None
+
+
+def _at_once(messages: list[Message], account: str) -> bool:
+    """Whether the step's only message is the account's next step, due now."""
+    if len(messages) != 1:
+        return False
+    message = messages[0]
+    return (
+        message.task == STEP_TASK
+        and message.kwargs == {"account": account}
+        and not message.countdown
+        and message.slot is None
+    )
+
+
+def _one_step(
+    sessions: sessionmaker[Session],
+    platforms: PlatformFor,
+    settings: Settings,
+    account: str,
+    slot: float | None,
+) -> list[Message]:
     position = _claim(sessions, settings, account)
     if position is None:
         return []
@@ -245,8 +287,16 @@ def sync_step(
             connection.execute(delete(_syncs).where(_syncs.c.id == position.id))
         log.info("order sync of %s ended: the account was removed", account)
         return []
+    # The step after a page goes on in the same task (sync_step): near its slot it sleeps.
     row = Row(
-        _syncs, position.id, account, "next_attempt_at", step_message(account), SYNC_GROUP, slot
+        _syncs,
+        position.id,
+        account,
+        "next_attempt_at",
+        step_message(account),
+        SYNC_GROUP,
+        slot,
+        sleeps=True,
     )
     if position.pending:
         return _items_step(sessions, settings, platform, row, position)

@@ -104,7 +104,7 @@ OWN_OPTIONS: tuple[str, ...] = ("user_id", "api_key", "order_advance_seconds")
 _OPTIONS: tuple[Option, ...] = (
     ("user_id", "ID", "the only UserID that is accepted"),
     ("api_key", "KEY", "the API key requests must be signed with"),
-    ("latency", "SECONDS", "delay added to every answer"),
+    ("latency", "SECONDS", "time every answer takes from its request"),
     ("fault_rate", "P", "probability (0..1) of answering with a transient fault"),
     ("fault_kinds", "K,K", f"comma list of fault kinds out of {','.join(FAULT_KINDS)}"),
     ("slow_seconds", "SECONDS", "how long a 'slow' fault waits before answering"),

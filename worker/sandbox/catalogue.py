@@ -203,8 +203,14 @@ def listed_order(order_id: int, seed: int, created: str, updated: str, step: int
     document["OrderId"] = str(order_id)
     document["CreatedAt"] = created
     document["UpdatedAt"] = updated
-    document["Statuses"] = {"Status": [plan.lifecycle[step % len(plan.lifecycle)]]}
+    document["Statuses"] = {"Status": listed_statuses(order_id, seed, step)}
     return document
+
+
+def listed_statuses(order_id: int, seed: int, step: int) -> list[str]:
+    """The statuses of a listed order's items at its `step` (what its document shows)."""
+    lifecycle = _plan(order_id, seed).lifecycle
+    return [lifecycle[step % len(lifecycle)]]
 
 
 class _Plan:

@@ -353,6 +353,7 @@ def _listed(
         known |= {listed.order_id for listed in page.orders}
         found = position.second_found or bool(fresh)
         status = position.second_status
+        values["second_status"] = status  # as this step read it: a replaced one is written
         if full and position.second_offset + page.rows <= MAX_OFFSET:
             values.update(second_offset=position.second_offset + page.rows, second_found=found)
         elif full and status is None and platform.order_statuses:

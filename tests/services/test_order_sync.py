@@ -136,6 +136,29 @@ def test_a_sync_asked_for_while_one_ran_follows_it_at_once_when_it_fails(
     assert sync.run_until is None and sync.synced_through is not None
 
 
+def test_a_second_read_under_a_status_no_longer_named_is_read_again_from_the_first_status(
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor, sandbox: Sandbox
+) -> None:
+    crowded = sandbox.add_orders(250, ago=3600)
+    account = settings.account
+
+    def a_status_no_longer_named() -> None:
+        # As a row written before the platform's statuses changed would hold it.
+        with sessions.begin() as session:
+            paging = session.scalars(select(OrderSync).where(OrderSync.in_second)).one()
+            paging.second_status = "no-longer-named"
+
+    run_steps(sessions, platforms, settings, account, {3: a_status_no_longer_named})
+
+    with sessions() as session:
+        stored = Counter(session.scalars(select(Order.order_id)))
+        failures = session.scalars(select(Failure)).all()
+        sync = session.scalars(select(OrderSync)).one()
+    assert failures == []
+    assert set(stored) == set(crowded) and max(stored.values()) == 1
+    assert sync.run_until is None and sync.second_status is None
+
+
 # -- beat ------------------------------------------------------------------------------------
 
 

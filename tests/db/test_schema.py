@@ -10,7 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.worker_stack import BATCH
@@ -18,7 +18,7 @@ from worker.accounts.platforms import PlatformFor
 from worker.accounts.secrets import secret_box
 from worker.accounts.store import get_account
 from worker.db.engine import get_engine
-from worker.db.models import Base
+from worker.db.models import Base, OrderSync
 from worker.db.schema import alembic_config
 from worker.services import removal
 from worker.settings import Settings
@@ -122,3 +122,33 @@ def test_the_upgrade_that_counts_api_calls_counts_those_recorded_before_it(
             text("SELECT account, outcome, calls FROM api_call_counts ORDER BY account, outcome")
         ).all()
     assert [tuple(row) for row in counts] == [("a", "api_error", 1), ("a", "ok", 2), ("b", "ok", 1)]
+
+
+def test_a_sync_paging_a_crowded_second_at_the_upgrade_goes_on_reading_it_whole(
+    database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    # Revision 0019 adds the status a crowded second is read under; a run that was paging a
+    # second before it keeps its position, with no status: the whole second.
+    command.downgrade(alembic_config(database_url), "0018")
+    now = datetime.now(UTC)
+    with get_engine(database_url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO order_syncs (account, run_until, follow, cursor_at, cursor_ids, "
+                "in_second, second_offset, second_found, pending, chunk, run_new, run_changed, "
+                "last_new, last_changed, attempts, created_at, updated_at) VALUES "
+                "('shop', :now, FALSE, :now, '[7, 9]', TRUE, 300, TRUE, '[]', 0, 0, 0, 0, 0, 0, "
+                ":now, :now)"
+            ),
+            {"now": now},
+        )
+    command.upgrade(alembic_config(database_url), "head")
+    with sessions() as session:
+        sync = session.scalars(select(OrderSync)).one()
+    assert (sync.account, sync.cursor_ids, sync.in_second, sync.second_offset) == (
+        "shop",
+        [7, 9],
+        True,
+        300,
+    )
+    assert sync.second_found and sync.second_status is None

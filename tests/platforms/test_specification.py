@@ -30,7 +30,7 @@ from worker.accounts.platforms import Platforms
 from worker.accounts.store import add_account
 from worker.db.engine import get_engine
 from worker.db.schema import ensure_schema
-from worker.platforms import Platform, registry
+from worker.platforms import ListedOrder, Platform, registry
 from worker.platforms.errors import (
     NotFoundError,
     ThrottledApiError,
@@ -67,6 +67,8 @@ class Kind:
     credentials: Callable[[Any], dict[str, str]]
     api_url: Callable[[Any], str]
     removal_counts: Callable[[Any], Counter[str]]
+    # Move listed orders one status on, updated now.
+    change_orders: Callable[[Any, list[int]], object]
     # Platforms whose sellers authorize the app: store the tokens a consent would give.
     authorize: Callable[[Any, sessionmaker[Session], Settings], None] | None = None
 
@@ -90,6 +92,7 @@ KINDS = {
         credentials=lambda s: {"user_id": s.user_id, "api_key": s.api_key},
         api_url=lambda s: s.url,
         removal_counts=lambda s: Counter(s.removal_counts()),
+        change_orders=lambda s, ids: s.change_orders(ids),
     ),
     "lazop": Kind(
         name="lazop",
@@ -103,6 +106,7 @@ KINDS = {
         },
         api_url=lambda s: s.api_url,
         removal_counts=lambda s: Counter(s.removal_counts()),
+        change_orders=lambda s, ids: s.change_orders(s.sellers[0], ids),
         authorize=_lazop_authorize,
     ),
     "toy": Kind(
@@ -111,6 +115,7 @@ KINDS = {
         credentials=lambda s: {"shop_id": s.config.shop_id, "shop_secret": s.config.shop_secret},
         api_url=lambda s: s.url,
         removal_counts=lambda s: Counter(s.removal_counts()),
+        change_orders=lambda s, ids: s.change_orders(ids),
     ),
 }
 
@@ -296,6 +301,42 @@ def test_the_listing_pages_every_order_once_by_updated_at_and_makes_whole_orders
     order = platform.listed_order(first, items)
     assert order.order_id == first.order_id and order.updated_at == first.updated_at
     json.dumps(order.raw)
+
+
+def _listed(platform: Platform, status: str | None = None) -> list[ListedOrder]:
+    """The listing of the last four days, paged to its end."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    listed: list[ListedOrder] = []
+    offset = 0
+    while True:
+        page = platform.list_orders(now - timedelta(days=4), now, offset, status)
+        listed += page.orders
+        offset += page.rows
+        if page.rows < platform.orders_per_page:
+            return listed
+
+
+def test_the_listing_under_each_status_holds_the_orders_under_it_and_together_every_order(
+    subject: Subject,
+) -> None:
+    platform = subject.platform
+    ids = [row.order_id for row in _listed(platform)]
+    subject.kind.change_orders(subject.sandbox, ids[: LISTED // 2])  # some orders move on
+    everything = {row.order_id for row in _listed(platform)}
+    under = {status: _listed(platform, status) for status in platform.order_statuses}
+
+    assert set().union(*({row.order_id for row in rows} for rows in under.values())) == everything
+    held = [status for status, rows in under.items() if rows]
+    assert len(held) >= 2 and all(len(under[status]) < len(everything) for status in held)
+    for status in held:
+        rows = under[status]
+        assert len({row.order_id for row in rows}) == len(rows)
+        items: dict[int, Any] = {}
+        step = platform.ids_per_items_call
+        for start in range(0, len(rows), step) if step else ():
+            items.update(platform.order_items([row.order_id for row in rows[start : start + step]]))
+        for row in rows:
+            assert status in platform.listed_order(row, items.get(row.order_id)).statuses
 
 
 def test_the_listing_reads_only_the_window_it_is_given(subject: Subject) -> None:

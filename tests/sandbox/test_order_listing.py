@@ -1,5 +1,6 @@
 """Both sandboxes' order listings (GetOrders, /orders/get, /orders/items/get): their limits and
-errors, times in each API's shape, and the knobs that add and change orders."""
+errors, times in each API's shape, the status filter, and the knobs that add and change
+orders."""
 
 from __future__ import annotations
 
@@ -81,12 +82,46 @@ def test_lazop_listing_pages_by_updated_at_in_the_ventures_offset(lazop: LazopSa
         ({"limit": "101"}, "19"),
         ({"offset": "4501"}, "14"),
         ({"sort_direction": "DESC"}, "75"),
+        ({"status": "all"}, "36"),
+        ({"status": "PENDING"}, "36"),
     ],
 )
 def test_lazop_listing_refuses_what_the_api_refuses(
     lazop: LazopSandbox, params: dict[str, str], code: str
 ) -> None:
     assert orders_get(lazop, token(lazop), **params)["code"] == code
+
+
+def lazop_listed(sandbox: LazopSandbox, access: str, **params: str) -> dict[int, list[str]]:
+    """Every order the listing holds, paged to its end: each one's statuses by its id."""
+    found: dict[int, list[str]] = {}
+    offset = 0
+    while True:
+        answer = orders_get(sandbox, access, offset=str(offset), **params)
+        assert answer["code"] == "0", answer
+        data: Any = answer["data"]
+        found.update({int(o["order_id"]): list(o["statuses"]) for o in data["orders"]})
+        if len(data["orders"]) < 100:
+            return found
+        offset += 100
+
+
+def test_lazop_listing_under_a_status_holds_each_order_whose_items_have_it(
+    lazop: LazopSandbox,
+) -> None:
+    access = token(lazop)
+    ids = lazop.listed_order_ids("alice")
+    lazop.change_orders("alice", ids[:180])  # orders reach several steps of their lifecycles
+    lazop.change_orders("alice", ids[:70])
+    everything = lazop_listed(lazop, access)
+    statuses = {status for found in everything.values() for status in found}
+    assert len(everything) == 250 and len(statuses) >= 3
+    assert any(len(found) > 1 for found in everything.values())  # items in two statuses
+
+    for status in statuses:
+        under = lazop_listed(lazop, access, status=status)
+        assert under == {i: found for i, found in everything.items() if status in found}
+    assert lazop_listed(lazop, access, status="unpaid") == {}  # documented, and no order has it
 
 
 def test_lazop_items_answer_by_order_id_in_no_promised_order(lazop: LazopSandbox) -> None:
@@ -167,12 +202,46 @@ def test_legacy_get_orders_pages_in_utc_without_an_offset(legacy: Sandbox) -> No
     assert newest <= datetime.now(UTC)
 
 
+def legacy_listed(sandbox: Sandbox, **params: str) -> dict[int, list[str]]:
+    """Every order GetOrders holds, paged to its end: each one's statuses by its id."""
+    found: dict[int, list[str]] = {}
+    offset = 0
+    while True:
+        root = get_orders(sandbox, Offset=str(offset), **params)
+        assert root.tag == "SuccessResponse", etree.tostring(root)
+        orders = list(root.iterfind("Body/Orders/Order"))
+        for order in orders:
+            statuses = [status.text or "" for status in order.iterfind("Statuses/Status")]
+            found[int(order.findtext("OrderId") or "")] = statuses
+        if len(orders) < 100:
+            return found
+        offset += 100
+
+
+def test_legacy_get_orders_under_a_status_holds_each_order_that_shows_it(
+    legacy: Sandbox,
+) -> None:
+    ids = legacy.listed_order_ids()
+    legacy.change_orders(ids[:90])  # orders reach several steps of their lifecycles
+    legacy.change_orders(ids[:35])
+    everything = legacy_listed(legacy)
+    statuses = {status for found in everything.values() for status in found}
+    assert len(everything) == 120 and len(statuses) >= 3
+
+    for status in statuses:
+        under = legacy_listed(legacy, Status=status)
+        assert under == {i: found for i, found in everything.items() if status in found}
+    assert legacy_listed(legacy, Status="returned") == {}  # documented, and no order shows it
+
+
 @pytest.mark.parametrize(
     ("params", "code"),
     [
         ({"UpdatedAfter": "yesterday"}, 17),
         ({"Limit": "500"}, 19),
         ({"Offset": "5000"}, 14),
+        ({"Status": "all"}, 36),
+        ({"Status": "topack"}, 36),
     ],
 )
 def test_legacy_get_orders_refuses_what_the_api_refuses(

@@ -1,24 +1,32 @@
-"""The order sync's paging, step by step in this process against the legacy sandbox (SQLite and
-PostgreSQL): orders that leave a crowded second while it is paged are not skipped, none is
-stored twice, the sync point moves only past what is stored, and a task goes on from page to
-page by itself."""
+"""The order sync's paging, step by step in this process against the sandboxes (SQLite and
+PostgreSQL): orders that leave a crowded second while it is paged are not skipped, a second
+with more orders than the API's offsets reach is read per status, none is stored twice, the
+sync point moves only past what is stored, and a task goes on from page to page by itself."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support import lazop
 from worker.accounts.platforms import PlatformFor
+from worker.db.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.models import Account as AccountRow
 from worker.db.models import Event, Failure, Order, OrderSync
+from worker.platforms.lazop import LazopClient
+from worker.platforms.lazop.platform import LazopPlatform
 from worker.ratelimit import SlotSleepers
 from worker.ratelimit import limiter as limiter_module
+from worker.sandbox.lazop import LazopSandbox
+from worker.sandbox.lazop.config import LazopSandboxConfig
 from worker.sandbox.sellercenter import Sandbox
 from worker.services import order_sync
 from worker.settings import Settings
@@ -30,10 +38,12 @@ def run_steps(
     settings: Settings,
     account: str,
     between: dict[int, object] | None = None,
+    after_each: Callable[[], None] | None = None,
+    most: int = 200,
 ) -> int:
     """Send the sync's messages to its step, in order, until none is left; `between[n]` runs
-    before step n. Returns the steps taken (a page each: a step here does not go on to the
-    next page by itself)."""
+    before step n, `after_each` after every step. Returns the steps taken (fewer than
+    `most`; a page each: a step here does not go on to the next page by itself)."""
     steps = 0
     messages = order_sync.request_sync(sessions, settings, account)
     while messages:
@@ -43,7 +53,9 @@ def run_steps(
         if callable(action):
             action()
         messages = order_sync.sync_step(sessions, platforms, settings, account, for_seconds=0)
-        assert steps < 200
+        if after_each is not None:
+            after_each()
+        assert steps < most
     return steps
 
 
@@ -154,6 +166,29 @@ def test_a_sync_asked_for_while_one_ran_follows_it_at_once_when_it_fails(
     assert sync.run_until is None and sync.synced_through is not None
 
 
+def test_a_second_read_under_a_status_no_longer_named_is_read_again_from_the_first_status(
+    sessions: sessionmaker[Session], settings: Settings, platforms: PlatformFor, sandbox: Sandbox
+) -> None:
+    crowded = sandbox.add_orders(250, ago=3600)
+    account = settings.account
+
+    def a_status_no_longer_named() -> None:
+        # As a row written before the platform's statuses changed would hold it.
+        with sessions.begin() as session:
+            paging = session.scalars(select(OrderSync).where(OrderSync.in_second)).one()
+            paging.second_status = "no-longer-named"
+
+    run_steps(sessions, platforms, settings, account, {3: a_status_no_longer_named})
+
+    with sessions() as session:
+        stored = Counter(session.scalars(select(Order.order_id)))
+        failures = session.scalars(select(Failure)).all()
+        sync = session.scalars(select(OrderSync)).one()
+    assert failures == []
+    assert set(stored) == set(crowded) and max(stored.values()) == 1
+    assert sync.run_until is None and sync.second_status is None
+
+
 # -- beat ------------------------------------------------------------------------------------
 
 
@@ -225,3 +260,145 @@ def test_beat_starts_the_syncs_of_due_accounts_only_in_statements_that_do_not_gr
         _synced(sessions, f"idle-{n:02d}", ago=10)
     started, many = _statements(sessions, settings)
     assert started == [] and many == few
+
+
+# -- a second with more orders than the offsets reach ------------------------------------------
+
+BEYOND_OFFSETS = 4800  # orders in one second: the offsets (up to 4500, a page each) reach 4600
+
+
+@dataclass
+class Listing:
+    """A platform's sandbox as the sync reads it: the platforms, and its order knobs."""
+
+    platforms: PlatformFor
+    statuses: tuple[str, ...]
+    add: Callable[[int, float], list[int]]
+    change: Callable[[list[int], float], list[int]]
+
+
+@pytest.fixture
+def listing(
+    request: pytest.FixtureRequest, platforms: PlatformFor, sandbox: Sandbox
+) -> Iterator[Listing]:
+    """The platform the test names (`request.param`), with its sandbox."""
+    if request.param == "sellercenter":
+        yield Listing(
+            platforms,
+            platforms("").order_statuses,
+            lambda count, ago: sandbox.add_orders(count, ago),
+            lambda ids, ago: sandbox.change_orders(ids, ago),
+        )
+        return
+    server = LazopSandbox(LazopSandboxConfig(), port=0)
+    with (
+        contextmanager(lazop.started)(server) as started,
+        LazopClient(
+            started.api_url,
+            started.app_key,
+            started.app_secret,
+            auth_url=started.auth_url,
+            read_timeout=10.0,
+            after_call=record_call,
+        ) as client,
+    ):
+        seller = lazop.authorize(started, client, lazop.SELLER)
+        platform = LazopPlatform(client, seller.access_token, seller.on_illegal_token)
+        yield Listing(
+            lambda _account: platform,
+            platform.order_statuses,
+            lambda count, ago: started.add_orders(lazop.SELLER, count, ago),
+            lambda ids, ago: started.change_orders(lazop.SELLER, ids, ago),
+        )
+
+
+def _ago(moment: datetime) -> float:
+    """What a sandbox's `ago` is for an update at `moment`."""
+    return (datetime.now(UTC) - moment).total_seconds()
+
+
+def _one_second_ago() -> datetime:
+    # The middle of a second an hour ago: the knobs' own clock reads a little later than
+    # ours, and the orders must all land in that one second.
+    return (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=500_000)
+
+
+def _statuses_read(sessions: sessionmaker[Session], seen: list[str | None]) -> Callable[[], None]:
+    def note() -> None:
+        with sessions() as session:
+            status = session.scalars(select(OrderSync.second_status)).one()
+        if not seen or seen[-1] != status:
+            seen.append(status)
+
+    return note
+
+
+@pytest.mark.parametrize(
+    ("listing", "database_url"),
+    [("sellercenter", "postgresql"), ("lazop", "sqlite")],
+    indirect=True,
+)
+def test_a_second_with_more_orders_than_the_offsets_reach_is_read_per_status_and_stored_once(
+    sessions: sessionmaker[Session], settings: Settings, listing: Listing
+) -> None:
+    settings = replace(settings, rate_limit=10_000.0)  # the calls are many; none waits here
+    second = _one_second_ago()
+    crowded = listing.add(BEYOND_OFFSETS, _ago(second))
+    # About half the orders move on in that same second: no status holds more than the
+    # offsets reach, and some orders' items are in two statuses (under each of them).
+    assert listing.change(crowded[: BEYOND_OFFSETS // 2], _ago(second))
+    seen: list[str | None] = []
+    started = datetime.now(UTC)
+
+    run_steps(
+        sessions,
+        listing.platforms,
+        settings,
+        settings.account,
+        after_each=_statuses_read(sessions, seen),
+        most=1000,
+    )
+
+    with sessions() as session:
+        stored = Counter(session.scalars(select(Order.order_id)))
+        created = Counter(
+            int(e.data["order_id"])
+            for e in session.scalars(select(Event).where(Event.type == "order.created"))
+        )
+        failures = session.scalars(select(Failure)).all()
+        sync = session.scalars(select(OrderSync)).one()
+    assert failures == []
+    assert set(stored) == set(crowded) and max(stored.values()) == 1
+    assert set(created) == set(crowded) and max(created.values()) == 1
+    # The row held each status while the second was read under it, in the platform's order,
+    # and none once the sync moved past the second.
+    assert [status for status in seen if status is not None] == list(listing.statuses)
+    assert seen[-1] is None and sync.second_status is None
+    # The run finished: the sync point is the moment it started.
+    assert sync.run_until is None and sync.synced_through is not None
+    assert sync.synced_through >= started
+
+
+@pytest.mark.parametrize(("listing", "database_url"), [("sellercenter", "sqlite")], indirect=True)
+def test_a_status_over_the_offset_cap_in_one_second_is_a_failure_and_the_sync_goes_on(
+    sessions: sessionmaker[Session], settings: Settings, listing: Listing
+) -> None:
+    settings = replace(settings, rate_limit=10_000.0)
+    second = _one_second_ago()
+    crowded = listing.add(BEYOND_OFFSETS, _ago(second))  # all of them new: one status
+    later = listing.add(3, _ago(second + timedelta(seconds=5)))
+
+    run_steps(sessions, listing.platforms, settings, settings.account, most=1000)
+
+    with sessions() as session:
+        stored = Counter(session.scalars(select(Order.order_id)))
+        failures = session.scalars(select(Failure)).all()
+        sync = session.scalars(select(OrderSync)).one()
+    [failure] = failures
+    assert (failure.kind, failure.error_code) == ("order_sync", "offset_cap")
+    assert "with status pending" in failure.message and "fetch them by id" in failure.message
+    assert second.replace(microsecond=0).isoformat() in failure.message
+    # What the offsets reach is stored, once; the sync went on past the second to its end.
+    assert len(set(stored) & set(crowded)) == 4600 and max(stored.values()) == 1
+    assert set(stored) - set(crowded) == set(later)
+    assert sync.run_until is None and sync.second_status is None

@@ -116,6 +116,7 @@ class _Parked:
         self._platform = platform
         self.orders_per_page = platform.orders_per_page
         self.ids_per_items_call = platform.ids_per_items_call
+        self.order_statuses = platform.order_statuses
         self._name = name
 
     def _refuse(self, action: str) -> AccountParked:
@@ -131,7 +132,9 @@ class _Parked:
     def get_order(self, order_id: int) -> Order:
         raise self._refuse("get order")
 
-    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+    def list_orders(
+        self, after: datetime, before: datetime, offset: int, status: str | None = None
+    ) -> OrderPage:
         raise self._refuse("list orders")
 
     def order_items(self, order_ids: Sequence[int]) -> Mapping[int, list[dict[str, Any]]]:

@@ -233,8 +233,9 @@ class OrderSync(Base):
     synced_at: Mapped[datetime | None]
     # The run under way (null: none): it lists up to `run_until`; `follow` asks for another
     # run after it. The position: the second read to (`cursor_at`), the ids read at that
-    # second, and, while a second holds more than a page, the offset in it and whether this
-    # pass through it found any new id.
+    # second, and, while a second holds more than a page, the offset in it, whether this
+    # pass through it found any new id, and the status it is read under when it holds more
+    # orders than the offsets reach (null: every status at once).
     run_until: Mapped[datetime | None]
     follow: Mapped[bool] = mapped_column(default=False)
     cursor_at: Mapped[datetime | None]
@@ -242,6 +243,7 @@ class OrderSync(Base):
     in_second: Mapped[bool] = mapped_column(default=False)
     second_offset: Mapped[int] = mapped_column(Integer, default=0)
     second_found: Mapped[bool] = mapped_column(default=False)
+    second_status: Mapped[str | None] = mapped_column(String(64))
     # Listed orders waiting for their items (lazop), and how many ids an items call takes
     # now (smaller after an id the API did not know).
     pending: Mapped[list[Any]] = mapped_column(default=list)

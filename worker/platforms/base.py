@@ -48,9 +48,18 @@ class Platform(Protocol):
         """How many orders' items one `order_items` call takes; 0: the listing holds whole
         orders (no items call)."""
 
-    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+    @property
+    def order_statuses(self) -> tuple[str, ...]:
+        """The values `list_orders`'s `status` takes, in the order a crowded second is read
+        under them: between them they hold every order (one with items in several statuses
+        is under each of them)."""
+
+    def list_orders(
+        self, after: datetime, before: datetime, offset: int, status: str | None = None
+    ) -> OrderPage:
         """The account's orders with `after` <= updated_at <= `before` (whole seconds, both
-        inclusive), by updated_at ascending, `offset` rows in; one call."""
+        inclusive), by updated_at ascending, `offset` rows in; only those under `status` (one
+        of `order_statuses`) when it is given; one call."""
 
     def order_items(self, order_ids: Sequence[int]) -> Mapping[int, list[dict[str, Any]]]:
         """The items of up to `ids_per_items_call` listed orders, by order id (matched by the

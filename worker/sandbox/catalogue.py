@@ -182,12 +182,7 @@ def order(order_id: int, seed: int, elapsed: float, advance_seconds: float) -> N
     plan = _plan(order_id, seed)
     steps = int(elapsed / advance_seconds + plan.phase) if advance_seconds > 0 else 0
     position = min(plan.start + steps, len(plan.lifecycle) - 1)
-    status = plan.lifecycle[position]
-    statuses = [status]
-    if plan.split and status in OPEN_STATUSES and position > 0:
-        statuses = [plan.lifecycle[position - 1], status]  # some items lag one step behind
-    elif plan.split and status == "delivered":
-        statuses = [status, "returned"]  # and some come back
+    statuses = _statuses(plan, position)
     document = dict(plan.document)  # shallow: only the changing fields are replaced
     updated = plan.created + timedelta(hours=plan.hours_per_step * (position + 1))
     document["UpdatedAt"] = updated.strftime(_DATE_FORMAT)
@@ -203,8 +198,25 @@ def listed_order(order_id: int, seed: int, created: str, updated: str, step: int
     document["OrderId"] = str(order_id)
     document["CreatedAt"] = created
     document["UpdatedAt"] = updated
-    document["Statuses"] = {"Status": [plan.lifecycle[step % len(plan.lifecycle)]]}
+    document["Statuses"] = {"Status": listed_statuses(order_id, seed, step)}
     return document
+
+
+def listed_statuses(order_id: int, seed: int, step: int) -> list[str]:
+    """The statuses of a listed order's items at its `step` (what its document shows)."""
+    plan = _plan(order_id, seed)
+    return _statuses(plan, step % len(plan.lifecycle))
+
+
+def _statuses(plan: _Plan, position: int) -> list[str]:
+    """The statuses of an order's items at a `position` of its lifecycle: one, or two when
+    its items part ways."""
+    status = plan.lifecycle[position]
+    if plan.split and status in OPEN_STATUSES and position > 0:
+        return [plan.lifecycle[position - 1], status]  # some items lag one step behind
+    if plan.split and status == "delivered":
+        return [status, "returned"]  # and some come back
+    return [status]
 
 
 class _Plan:

@@ -122,15 +122,19 @@ class OrderBook:
         before: datetime | None,
         offset: int,
         limit: int,
+        keep: Callable[[Listed], bool] | None = None,
     ) -> list[Listed]:
-        """Orders with `after` <= updated_at <= `before` (both inclusive), by updated_at
-        ascending, ties in the book's own order; a copy, so later changes don't show."""
+        """Orders with `after` <= updated_at <= `before` (both inclusive), and only those
+        `keep` accepts when given (a status filter), by updated_at ascending, ties in the
+        book's own order; a copy, so later changes don't show."""
         with self._lock:
             book = self._sellers.get(seller, {})
             rows = [
                 entry
                 for entry in book.values()
-                if entry.updated_at >= after and (before is None or entry.updated_at <= before)
+                if entry.updated_at >= after
+                and (before is None or entry.updated_at <= before)
+                and (keep is None or keep(entry))
             ]
             rows.sort(key=lambda entry: (entry.updated_at, entry.tie))
             return [dataclasses.replace(e) for e in rows[offset : offset + limit]]
@@ -167,6 +171,10 @@ class OrderBook:
     def count(self, seller: str) -> int:
         with self._lock:
             return len(self._sellers.get(seller, {}))
+
+    def statuses(self, entry: Listed, seed: int) -> list[str]:
+        """The statuses the order's document shows (a status filter keeps it under each)."""
+        return catalogue.listed_statuses(entry.order_id, seed, entry.step)
 
     def document(self, entry: Listed, seed: int, zone: tzinfo) -> Node:
         """The order as GetOrder writes it (legacy field names), its times in `zone`."""

@@ -14,7 +14,12 @@ The position (L11): the listing is read by `updated_at` ascending; every page re
 last second read (offset 0) and skips the ids already read at that second. A page that is all
 one second (more orders in it than a page) is read inside that second with offsets, and read
 again from offset 0 until a pass through it finds no new id: orders that leave the second while
-it is paged (they changed again) shift the offsets, and no order of it may be missed. A short
+it is paged (they changed again) shift the offsets, and no order of it may be missed. A second
+with more orders than the API's offsets reach is then read once under each of the platform's
+status values (`Platform.order_statuses`), each in passes from offset 0 as the whole second
+was, the ids already read at that second still skipped (an order under several statuses is
+stored once); the status being read is part of the position. Only a status with more orders
+in that one second than the offsets reach leaves some unread: a failure row says so. A short
 page ends the listing. On `lazop` the orders of a page wait in the row for their items (L13: at
 most 50 ids a call, matched by `order_id`; an id the API does not know halves the calls until
 it is alone, then it is fetched by id instead). The sync point moves only to a time up to which
@@ -174,6 +179,7 @@ def _start_run(connection: Connection, settings: Settings, account: str, now: da
             in_second=False,
             second_offset=0,
             second_found=False,
+            second_status=None,
             pending=[],
             chunk=0,
             run_new=0,
@@ -204,6 +210,7 @@ class _Position:
     in_second: bool
     second_offset: int
     second_found: bool
+    second_status: str | None  # the status a crowded second is read under; None: all
     pending: list[dict[str, Any]]
     chunk: int
     synced_through: datetime | None
@@ -220,6 +227,7 @@ _CLAIM = (
         _syncs.c.in_second,
         _syncs.c.second_offset,
         _syncs.c.second_found,
+        _syncs.c.second_status,
         _syncs.c.pending,
         _syncs.c.chunk,
         _syncs.c.synced_through,
@@ -327,6 +335,7 @@ def _claim(sessions: sessionmaker[Session], settings: Settings, account: str) ->
         in_second=bool(found.in_second),
         second_offset=int(found.second_offset or 0),
         second_found=bool(found.second_found),
+        second_status=found.second_status,
         pending=list(found.pending or []),
         chunk=int(found.chunk or 0),
         synced_through=found.synced_through,
@@ -342,6 +351,12 @@ def _listing_step(
 ) -> list[Message]:
     anchor = position.cursor_at
     assert anchor is not None
+    status = position.second_status
+    if status is not None and status not in platform.order_statuses:
+        # A status the platform no longer names: the second's statuses are read again from
+        # the first (the ids already read are still skipped).
+        status = platform.order_statuses[0] if platform.order_statuses else None
+        position.second_status, position.second_offset, position.second_found = status, 0, False
     if position.in_second:
         after, before, offset = anchor, anchor, position.second_offset
     else:
@@ -351,7 +366,7 @@ def _listing_step(
         sessions,
         settings,
         row,
-        lambda: platform.list_orders(after, before, offset),
+        lambda: platform.list_orders(after, before, offset, status),
         succeeded=lambda c, page, now: _listed(c, settings, platform, row, position, page, now),
         failed=lambda c, error, message, attempts, now: follow.extend(
             _fail_run(c, settings, row, error, message, attempts, now)
@@ -387,15 +402,21 @@ def _listed(
     if position.in_second:
         known |= {listed.order_id for listed in page.orders}
         found = position.second_found or bool(fresh)
+        status = position.second_status
+        values["second_status"] = status  # as this step read it: a replaced one is written
         if full and position.second_offset + page.rows <= MAX_OFFSET:
             values.update(second_offset=position.second_offset + page.rows, second_found=found)
+        elif full and status is None and platform.order_statuses:
+            # More orders in the second than the offsets reach: read it per status.
+            values.update(second_status=platform.order_statuses[0], second_offset=0)
+            values.update(second_found=False)
         elif full:
-            _over_offset_cap(connection, row, anchor, now)
-            values.update(_next_second(anchor))
+            _over_offset_cap(connection, row, anchor, status, now)
+            values.update(_after_pass(platform, anchor, status))
         elif found and position.second_offset > 0:
             values.update(second_offset=0, second_found=False)  # once more, to be sure
         else:
-            values.update(_next_second(anchor))
+            values.update(_after_pass(platform, anchor, status))
         if "cursor_at" not in values:
             values["cursor_ids"] = sorted(known)
     else:
@@ -418,6 +439,17 @@ def _listed(
     return _moved(connection, settings, row, position, values, counts, now)
 
 
+def _after_pass(platform: Platform, anchor: datetime, status: str | None) -> dict[str, Any]:
+    """The position once a pass through the second is done: the next status of the second
+    while it is read per status, else the next second."""
+    if status is not None:
+        statuses = platform.order_statuses
+        index = statuses.index(status) if status in statuses else len(statuses)
+        if index + 1 < len(statuses):
+            return {"second_status": statuses[index + 1], "second_offset": 0, "second_found": False}
+    return _next_second(anchor)
+
+
 def _next_second(anchor: datetime) -> dict[str, Any]:
     return {
         "cursor_at": anchor + ONE_SECOND,
@@ -425,6 +457,7 @@ def _next_second(anchor: datetime) -> dict[str, Any]:
         "in_second": False,
         "second_offset": 0,
         "second_found": False,
+        "second_status": None,
     }
 
 
@@ -721,10 +754,13 @@ def _order_failure(
     log.warning("order %s from the sync of %s cannot be stored: %s", order_id, row.account, why)
 
 
-def _over_offset_cap(connection: Connection, row: Row, second: datetime, now: datetime) -> None:
+def _over_offset_cap(
+    connection: Connection, row: Row, second: datetime, status: str | None, now: datetime
+) -> None:
+    under = "" if status is None else f" with status {status}"
     why = (
-        f"more than {MAX_OFFSET} orders were updated at {second.isoformat()}: those past the "
-        "API's offset cap were not read by this sync (fetch them by id)"
+        f"more than {MAX_OFFSET} orders{under} were updated at {second.isoformat()}: those "
+        "past the API's offset cap were not read by this sync (fetch them by id)"
     )
     record_failure(connection, row.account, "order_sync", row.account, "offset_cap", why, 1, now)
     log.warning("order sync of %s: %s", row.account, why)

@@ -8,7 +8,9 @@ The toy API (served by tests.support.toy.sandbox): every request carries the sho
 `shop` and `signature`, the hex HMAC-SHA256 of `METHOD PATH\\n` + body with the shop's secret,
 in its query. `POST /v1/products/remove` `{"skus": [...]}` removes every SKU it does not refuse
 (`{"removed": [...], "refused": {sku: reason}}`); `GET /v1/orders/ID` is an order or 404;
-`POST /v1/images` `{"urls": [...]}` starts a job (`{"job": ID}`), `GET /v1/images/ID` is its state.
+`GET /v1/orders?since=ISO&until=ISO&offset=N&limit=N[&status=S]` lists whole orders by updated_at
+(`status`: `pending` or `shipped`, only the orders under it); `POST /v1/images` `{"urls": [...]}`
+starts a job (`{"job": ID}`), `GET /v1/images/ID` is its state.
 429 asks for fewer calls; 5xx is worth another try; 401 and 400 are final.
 """
 
@@ -73,6 +75,7 @@ class ToyPlatform:
     calls_per_order = 1
     orders_per_page = 25
     ids_per_items_call = 0  # the listing holds whole orders
+    order_statuses = ("pending", "shipped")
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -100,13 +103,17 @@ class ToyPlatform:
             ),
         )
 
-    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+    def list_orders(
+        self, after: datetime, before: datetime, offset: int, status: str | None = None
+    ) -> OrderPage:
         query = {
             "since": after.isoformat(),
             "until": before.isoformat(),
             "offset": str(offset),
             "limit": str(self.orders_per_page),
         }
+        if status is not None:
+            query["status"] = status
         rows = self._call("list orders", "GET", "/v1/orders", query=query)["orders"]
         listed = []
         for document in rows:

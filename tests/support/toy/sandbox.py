@@ -120,12 +120,17 @@ def _toy_order(order_id: int, created: datetime, updated: datetime, step: int) -
         "created_at": created.isoformat(),
         "updated_at": updated.isoformat(),
         "items": 1 + order_id % 3,
-        "statuses": ["pending"] if step % 2 == 0 else ["shipped"],
+        "statuses": _toy_statuses(step),
     }
 
 
+def _toy_statuses(step: int) -> list[str]:
+    return ["pending"] if step % 2 == 0 else ["shipped"]
+
+
 def list_orders(call: ToyCall, toy: Toy, config: ToyConfig, apply: bool) -> Reply:
-    """`GET /v1/orders?since=ISO&until=ISO&offset=N&limit=N`: whole orders by updated_at."""
+    """`GET /v1/orders?since=ISO&until=ISO&offset=N&limit=N[&status=S]`: whole orders by
+    updated_at, only those under `status` when given (400 for a status the toy has not)."""
     toy.book.populate(config.shop_id, config.listed_orders, 1.0)
     try:
         since = datetime.fromisoformat(call.params["since"])
@@ -133,7 +138,11 @@ def list_orders(call: ToyCall, toy: Toy, config: ToyConfig, apply: bool) -> Repl
         offset, limit = int(call.params.get("offset", "0")), int(call.params.get("limit", "25"))
     except (KeyError, ValueError):
         return json_reply(400, {"error": "since, until, offset, limit"}, "bad_request")
-    rows = toy.book.listing(config.shop_id, since, until, offset, min(limit, 25))
+    status = call.params.get("status")
+    if status is not None and status not in ("pending", "shipped"):
+        return json_reply(400, {"error": "no_such_status"}, "bad_request")
+    keep = (lambda row: status in _toy_statuses(row.step)) if status is not None else None
+    rows = toy.book.listing(config.shop_id, since, until, offset, min(limit, 25), keep)
     orders = [_toy_order(r.order_id, r.created_at, r.updated_at, r.step) for r in rows]
     return json_reply(200, {"orders": orders})
 
@@ -215,3 +224,7 @@ class ToySandbox(SandboxServer[ToyConfig, ToyCall]):
     def removal_counts(self) -> dict[str, int]:
         """How often each SKU was removed."""
         return dict(self._state.service.removals.counts())
+
+    def change_orders(self, order_ids: list[int]) -> list[int]:
+        """The listed orders move one status on, updated now."""
+        return self._state.service.book.change(self.config.shop_id, order_ids)

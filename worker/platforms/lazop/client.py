@@ -61,6 +61,27 @@ MAX_SKUS_PER_REMOVAL = 50
 MAX_URLS_PER_MIGRATION = 8
 MAX_ORDERS_PER_PAGE = 100  # L11
 MAX_ORDERS_PER_ITEMS_CALL = 50  # L13
+# L11: the values `/orders/get` takes as `status` (it has no `all`), as its documentation lists
+# them; a second with more orders than the offsets reach is read once under each.
+ORDER_STATUSES: tuple[str, ...] = (
+    "unpaid",
+    "pending",
+    "packed",
+    "topack",
+    "toship",
+    "ready_to_ship",
+    "shipping",
+    "shipped",
+    "delivered",
+    "failed_delivery",
+    "failed",
+    "canceled",
+    "returned",
+    "shipped_back",
+    "lost",
+    "lost_by_3pl",
+    "damaged_by_3pl",
+)
 # L11: filter times are written in the venture's offset.
 VENTURE_OFFSETS: Mapping[str, int] = {"sg": 8, "my": 8, "ph": 8, "th": 7, "vn": 7, "id": 7}
 
@@ -222,10 +243,17 @@ class LazopClient:
             raise TransportError(f"order answer unusable: {exc}", action="/order/get") from None
 
     def list_orders(
-        self, access_token: str, after: str, before: str, offset: int, limit: int
+        self,
+        access_token: str,
+        after: str,
+        before: str,
+        offset: int,
+        limit: int,
+        status: str | None = None,
     ) -> tuple[list[ListedOrder], int]:
-        """L11: one page of ``/orders/get`` by ``updated_at`` ascending, every status; the
-        filter times as given (the venture's offset, whole seconds). The rows and their count."""
+        """L11: one page of ``/orders/get`` by ``updated_at`` ascending, every status unless
+        `status` (one of `ORDER_STATUSES`) is given; the filter times as given (the venture's
+        offset, whole seconds). The rows and their count."""
         params: dict[str, ParamValue] = {
             "update_after": after,
             "update_before": before,
@@ -234,6 +262,8 @@ class LazopClient:
             "offset": str(offset),
             "limit": str(limit),
         }
+        if status is not None:
+            params["status"] = status
         return self._call("/orders/get", "GET", params, access_token, _success(parse_order_page))
 
     def orders_items(

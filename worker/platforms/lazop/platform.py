@@ -18,6 +18,7 @@ from worker.platforms.lazop.client import (
     MAX_ORDERS_PER_PAGE,
     MAX_SKUS_PER_REMOVAL,
     MAX_URLS_PER_MIGRATION,
+    ORDER_STATUSES,
     LazopClient,
 )
 from worker.platforms.lazop.envelope import MalformedResponse
@@ -38,6 +39,7 @@ class LazopPlatform:
     calls_per_order = 2  # L7: the order, then its items
     orders_per_page = MAX_ORDERS_PER_PAGE
     ids_per_items_call = MAX_ORDERS_PER_ITEMS_CALL
+    order_statuses = ORDER_STATUSES
 
     def __init__(
         self,
@@ -72,12 +74,16 @@ class LazopPlatform:
     def get_order(self, order_id: int) -> Order:
         return self._with_token(lambda token: self.client.get_order(token, order_id))
 
-    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+    def list_orders(
+        self, after: datetime, before: datetime, offset: int, status: str | None = None
+    ) -> OrderPage:
         """L11: the filter times in the venture's offset, whole seconds, as the API wants
         them (``2024-03-01T10:00:00+08:00``)."""
         since, until = self._api_time(after), self._api_time(before)
         rows, count = self._with_token(
-            lambda token: self.client.list_orders(token, since, until, offset, MAX_ORDERS_PER_PAGE)
+            lambda token: self.client.list_orders(
+                token, since, until, offset, MAX_ORDERS_PER_PAGE, status
+            )
         )
         return OrderPage(tuple(rows), count)
 

@@ -15,7 +15,7 @@ from worker.platforms.models import (
     SkuFailure,
 )
 from worker.platforms.sellercenter.bodies import MAX_SKUS_PER_REMOVAL, MAX_URLS_PER_MIGRATION
-from worker.platforms.sellercenter.client import SellerCenterClient
+from worker.platforms.sellercenter.client import ORDER_STATUSES, SellerCenterClient
 
 __all__ = ["SellerCenterPlatform"]
 
@@ -32,6 +32,7 @@ class SellerCenterPlatform:
     calls_per_order = 1  # GetOrder
     orders_per_page = 100  # D9
     ids_per_items_call = 0  # D9: a legacy order has no items call
+    order_statuses = ORDER_STATUSES
 
     def __init__(self, client: SellerCenterClient) -> None:
         self.client = client
@@ -58,10 +59,12 @@ class SellerCenterPlatform:
     def get_order(self, order_id: int) -> Order:
         return self.client.get_order(order_id)
 
-    def list_orders(self, after: datetime, before: datetime, offset: int) -> OrderPage:
+    def list_orders(
+        self, after: datetime, before: datetime, offset: int, status: str | None = None
+    ) -> OrderPage:
         """D9: the filter times in UTC with an explicit ``+00:00``, whole seconds."""
         rows, count = self.client.get_orders(
-            _api_time(after), _api_time(before), offset, self.orders_per_page
+            _api_time(after), _api_time(before), offset, self.orders_per_page, status
         )
         return OrderPage(tuple(rows), count)
 

@@ -20,6 +20,8 @@ from worker.sandbox.sellercenter.responses import Success
 
 T = TypeVar("T")
 SELLER = ""  # the legacy sandbox serves one seller: its listing is the book's only one
+# The values GetOrders takes as `Status`, as the legacy documentation lists them.
+LISTING_STATUSES = catalogue.OPEN_STATUSES | catalogue.FINAL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ class SellerCenter:
     def get_orders(self, params: Mapping[str, str], config: SandboxConfig) -> Success:
         """GetOrders (section 9, D9): ``UpdatedAfter``/``UpdatedBefore`` in ISO 8601 with an
         offset (E017 otherwise), ``Limit`` at most 100 (E019), ``Offset`` at most 4500 (E014),
-        ``SortBy=updated_at``, ``SortDirection=ASC``; dates answered in UTC without an offset."""
+        ``SortBy=updated_at``, ``SortDirection=ASC``, ``Status`` one of the documented values
+        (E036 otherwise, the code LAZOP gives it; an order is under each status it shows);
+        dates answered in UTC without an offset."""
         self._refresh_book(config)
         after_text = params.get("UpdatedAfter", "")
         if not after_text:
@@ -94,7 +98,11 @@ class SellerCenter:
             raise SellerCenterErrorAnswer(74)
         if params.get("SortDirection", "ASC").upper() != "ASC":
             raise SellerCenterErrorAnswer(75)
-        rows = self.book.listing(SELLER, after, before, int(offset_text), int(limit_text))
+        status = params.get("Status", "")
+        if status and status not in LISTING_STATUSES:
+            raise SellerCenterErrorAnswer(36)
+        keep = (lambda row: status in self.book.statuses(row, config.seed)) if status else None
+        rows = self.book.listing(SELLER, after, before, int(offset_text), int(limit_text), keep)
         orders = [self.book.document(row, config.seed, UTC) for row in rows]
         return Success("Orders", {"Orders": {"Order": orders}})
 

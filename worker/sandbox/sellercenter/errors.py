@@ -20,6 +20,7 @@ CATALOGUE: dict[int, tuple[str, str]] = {
     16: ('"%s" Invalid Order ID', "Sender"),
     17: ("Invalid Date Format", "Sender"),
     19: ("Invalid Limit", "Sender"),
+    36: ("Invalid status filter", "Sender"),
     74: ("Invalid sort filter", "Sender"),
     75: ("Invalid sort direction", "Sender"),
     30: ("Empty Request", "Sender"),

@@ -226,6 +226,7 @@ def accounts_run(
         commits = _commits(stack) - commits if commits >= 0 else -1
         per_account = sandboxes.per_account()
         outcomes, actions = sandboxes.counts("outcome"), sandboxes.counts("action")
+        _remove_accounts(stack, names)
     finally:
         sandboxes.stop()
     if not all(per_account):
@@ -275,6 +276,16 @@ def accounts_run(
     if profile is not None:
         figures["profile"] = profile
     return figures
+
+
+def _remove_accounts(stack: BenchStack, names: list[str]) -> None:
+    """Remove a run's accounts once it is measured, as an operator removes a shop that left:
+    kept, their order syncs would go on against a stopped sandbox in the next runs."""
+    from worker.accounts.store import remove_account
+
+    with stack.sessions.begin() as session:
+        for name in names:
+            remove_account(session, stack.settings, name)
 
 
 def bare_run(args: Any, calls: int, threads: int) -> dict[str, Any]:

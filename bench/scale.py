@@ -29,12 +29,21 @@ process per account: for a few accounts only.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from typing import Any
 
 from bench.call_cost import SANDBOXES, accounts_run, bare_run
 from bench.measure import print_figures, printed, run_workload
-from bench.stack import BATCH_SIZE, STACKS, BenchStack, SandboxProcess
+from bench.stack import (
+    BATCH_SIZE,
+    FAILED,
+    STACKS,
+    BenchError,
+    BenchStack,
+    SandboxProcess,
+    say,
+)
 
 
 def size(text: str) -> tuple[int, float]:
@@ -51,12 +60,22 @@ def size(text: str) -> tuple[int, float]:
 
 def scale_accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str, Any]:
     """One run at the limit for each of `args.sizes`."""
-    runs = []
+    runs: list[dict[str, Any]] = []
+    unfinished = None
     for accounts, rate in args.sizes:
         calls = max(2, math.ceil(rate * args.seconds))
         sized = argparse.Namespace(**vars(args))
         sized.accounts, sized.rate, sized.skus = accounts, rate, calls * BATCH_SIZE
-        runs.append(accounts_run(stack, sized, limited=True))
+        try:
+            runs.append(accounts_run(stack, sized, limited=True))
+            say(f"{accounts} accounts at {rate}/s: {json.dumps(runs[-1])}")  # a long run's part
+        except FAILED as exc:
+            # The sizes before keep their figures; the workers still hold this one's work,
+            # which would disturb any size after it.
+            unfinished = {"accounts": accounts, "rate": rate, "error": str(exc)}
+            break
+    if not runs:
+        raise BenchError(f"the first size did not finish: {unfinished}")
     reference = runs[0]["worker_cpu_ms_per_call"]
     for run in runs:
         run["cpu_per_call_over_first"] = round(run["worker_cpu_ms_per_call"] / reference, 2)
@@ -72,6 +91,7 @@ def scale_accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dic
         "concurrency": args.concurrency,
         "latency_s": args.latency,
         "runs": runs,
+        "unfinished": unfinished,
     }
 
 

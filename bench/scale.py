@@ -68,7 +68,8 @@ def scale_accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dic
         sized.accounts, sized.rate, sized.skus = accounts, rate, calls * BATCH_SIZE
         try:
             runs.append(accounts_run(stack, sized, limited=True))
-            say(f"{accounts} accounts at {rate}/s: {json.dumps(runs[-1])}")  # a long run's part
+            # Each size takes minutes: its figures are shown as soon as it ends.
+            say(f"{accounts} accounts at {rate}/s: {json.dumps(runs[-1])}")
         except FAILED as exc:
             # The sizes before keep their figures; the workers still hold this one's work,
             # which would disturb any size after it.

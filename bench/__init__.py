@@ -6,7 +6,10 @@ Scenarios, by family (a module each):
 - throughput (the rate limit off): removal, orders, memory, ratelimit
 - overhead: overhead (the worker against a bare client loop), cost (CPU per call)
 - beat_cost: beat-cost (statements and CPU per tick of each beat task, idle accounts)
-- call_cost: call-cost (worker CPU per call at the rate limit, limit off, a bare loop)
+- call_cost: call-cost (worker CPU per call at the rate limit, limit off, a bare loop; either
+  platform)
+- scale: scale-accounts (1,000 accounts at 0.1 calls/s and others at 100 calls/s together),
+  ceiling (the most calls/s the workers sustain, per core, against a bare loop)
 - fair (at the rate limit): fair-single, fair-mixed, fair-images, fair-four, fair-accounts
 - recovery: recovery (kill -9 mid-job)
 - polling: polling (image jobs)

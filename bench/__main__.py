@@ -20,6 +20,7 @@ from bench import (
     profiling,
     quick,
     recovery,
+    scale,
     throughput,
 )
 from bench.measure import header
@@ -27,6 +28,7 @@ from bench.measure import header
 FAMILIES = (
     beat_cost,
     call_cost,
+    scale,
     console,
     throughput,
     overhead,

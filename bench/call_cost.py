@@ -1,23 +1,31 @@
 """What a call costs the worker at the rate limit, against the same calls with the limit off
-and against a bare client loop (issue 27, benchmark 1).
+and against a bare client loop (issue 27, benchmark 1), on either platform.
 
-    python -m bench call-cost [--stack redis] [--accounts 20 --rate 5 --skus 3000]
+    python -m bench call-cost [--platform sellercenter|lazop] [--stack redis]
+                              [--accounts 20 --rate 5 --skus 3000]
                               [--processes 2 --concurrency 16 --latency 0.1 --rounds 1]
 
-In each round, `--accounts` accounts at `--rate` calls/s (each with a sandbox of its own that
-answers E901 above that rate) are each sent one removal job of `--skus` SKUs at once, then as
-many accounts whose rate is far above anything the workers reach (the limit off; sandboxes
-without a limit) the same jobs; the order of the two alternates from round to round, so that
-a slow spell of the shared machine slows both alike. Last, the bare client loop
-(`bench bare-loop`: SellerCenterClient alone, as many threads as the workers have) makes as
-many calls against an unlimited sandbox of the same latency, in a process of its own.
+In each round, `--accounts` accounts at `--rate` calls/s are each sent one removal job of
+`--skus` SKUs at once, then as many accounts whose rate is far above anything the workers
+reach (the limit off; sandboxes without a limit) the same jobs; the order of the two
+alternates from round to round, so that a slow spell of the shared machine slows both alike.
+Last, the bare client loop (`bench bare-loop`: the platform's client alone, as many threads as
+the workers have) makes as many calls against an unlimited sandbox of the same latency, in a
+process of its own.
+
+Seller Center accounts each have a sandbox process of their own that answers E901 above the
+rate. Open Platform (`lazop`) accounts share one LAZOP sandbox process, each the seller who
+authorized it, that answers ApiCallLimit above the rate per seller, as the real gateway
+limits each seller; the sandbox's record names the seller of each call. The other scale
+scenarios (bench/scale.py) run the same accounts.
 
 Worker CPU is the user + system time of the worker process trees (/proc) over a run; per call,
 divided by the API calls the sandboxes served in it. Figures per run: aggregate calls/s while
-every account ran, against accounts x rate; Jain's index of the accounts' rates then;
-throttled answers (E901); worker CPU per call; transactions committed per call (PostgreSQL's
-count for the run's database). CPU time is less disturbed by other load than
-wall time, but not immune: the load averages are printed with every run.
+every account ran, against accounts x rate; Jain's index of the accounts' rates then, and of
+each account's rate over its own calls; throttled answers (E901, ApiCallLimit); worker CPU per
+call and the cores it used; transactions committed per call (PostgreSQL's count for the run's
+database). CPU time is less disturbed by other load than wall time, but not immune: the load
+averages are printed with every run.
 """
 
 from __future__ import annotations
@@ -30,16 +38,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import select, text
 
-from bench.fair import e901, in_window, jain, skus, wait_rows
-from bench.measure import as_json, print_figures, run_workload
+from bench.fair import in_window, jain, skus, wait_rows
+from bench.measure import print_figures, printed, run_workload
 from bench.stack import (
     BATCH_SIZE,
-    FAILED,
     REPO,
     STACKS,
     BenchError,
@@ -64,33 +72,127 @@ def _commits(stack: BenchStack) -> int:
         return int(conn.execute(statement).scalar_one())
 
 
-def _accounts_run(
-    stack: BenchStack, args: Any, limited: bool, profile_to: str | None = None
-) -> dict[str, Any]:
-    """One run: every account sent one job at once; figures of its calls and the workers' CPU."""
-    run_id = uuid.uuid4().hex[:8]
-    mode = "on" if limited else "off"
-    names = [f"cost-{mode}-{run_id}-{n:02d}" for n in range(args.accounts)]
+class OwnSandboxes:
+    """Seller Center: a sandbox process per account, each with its own UserID and, at the
+    limit, its own rate (the legacy API limits each seller's UserID)."""
 
-    def start(name: str) -> SandboxProcess:
-        limit = args.rate if limited else None
-        return SandboxProcess(args.latency, rate_limit=limit, user_id=f"{name}@lazada-worker.test")
+    def __init__(self, names: list[str], latency: float, rate: float | None) -> None:
+        self.names = names
 
-    with ThreadPoolExecutor(8) as pool:
-        sandboxes = list(pool.map(start, names))
-    try:
+        def start(name: str) -> SandboxProcess:
+            return SandboxProcess(latency, rate_limit=rate, user_id=f"{name}@lazada-worker.test")
+
+        with ThreadPoolExecutor(8) as pool:
+            self.sandboxes = list(pool.map(start, names))
+
+    def add_accounts(self, stack: BenchStack, rate: float | None) -> None:
         from worker.accounts.store import add_account
 
         with stack.sessions.begin() as session:
-            for name, own in zip(names, sandboxes, strict=True):
+            for name, own in zip(self.names, self.sandboxes, strict=True):
                 credentials = {"user_id": own.user_id, "api_key": own.api_key}
-                # The limit off: no account rate at all (the deployment's, far above any run).
-                rate = args.rate if limited else None
                 add_account(
                     session, stack.settings, name, "sellercenter", credentials, own.url, rate
                 )
+
+    def per_account(self) -> list[list[float]]:
+        """Each account's call arrival times, sorted, in the order of `names`."""
+        return [sorted(call.at for call in own.calls()) for own in self.sandboxes]
+
+    def counts(self, by: str) -> Counter[str]:
+        """The calls by "outcome" ("ok", "E901", ...) or by "action", all sandboxes together."""
+        stats = [own.stats()[f"calls_by_{by}"] for own in self.sandboxes]
+        return sum((Counter(counts) for counts in stats), Counter())
+
+    def stop(self) -> None:
+        for own in self.sandboxes:
+            own.stop()
+
+
+class SharedGateway:
+    """The Open Platform: one LAZOP sandbox process whose sellers are the accounts, each
+    seller limited to its own rate as the real gateway limits each seller; every account
+    authorized by its seller. The latency and the limit are set once all are authorized, so
+    that the token calls (counted against the app) are neither slow nor refused."""
+
+    def __init__(self, names: list[str], latency: float, rate: float | None) -> None:
+        self.names, self.latency, self.rate = names, latency, rate
+        self.sandbox = SandboxProcess(0.0, "lazop", sellers=names)
+
+    def add_accounts(self, stack: BenchStack, rate: float | None) -> None:
+        from worker.accounts import tokens
+        from worker.accounts.store import add_account
+        from worker.platforms.lazop import LazopClient
+        from worker.sandbox.lazop.config import LazopSandboxConfig
+
+        config = LazopSandboxConfig()
+        api_url, auth_url = f"{self.sandbox.url}rest", f"{self.sandbox.url}auth/rest"
+        credentials = {"app_key": config.app_key, "app_secret": config.app_secret}
+        with stack.sessions.begin() as session:
+            for name in self.names:
+                add_account(
+                    session,
+                    stack.settings,
+                    name,
+                    "lazop",
+                    {**credentials, "auth_url": auth_url},
+                    api_url,
+                    rate,
+                )
+        with LazopClient(api_url, config.app_key, config.app_secret, auth_url=auth_url) as client:
+
+            def authorize(name: str) -> None:
+                grant = client.create_token(self.sandbox.authorization_code(name))
+                tokens.store_grant(stack.sessions, stack.settings, name, grant)
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(authorize, self.names))
+        self.sandbox.configure({"latency": self.latency, "rate_limit": self.rate})
+        self.sandbox.reset_calls()
+
+    def per_account(self) -> list[list[float]]:
+        """Each account's call arrival times, sorted, in the order of `names` (the sandbox
+        records the seller a call was made for)."""
+        times: dict[str, list[float]] = {name: [] for name in self.names}
+        for call in self.sandbox.calls():
+            if call.account in times:
+                times[call.account].append(call.at)
+        return [sorted(times[name]) for name in self.names]
+
+    def counts(self, by: str) -> Counter[str]:
+        """The calls by "outcome" ("ok", "ApiCallLimit", ...) or by "action", token calls
+        left out."""
+        return Counter(getattr(call, by) for call in self.sandbox.calls() if call.account)
+
+    def stop(self) -> None:
+        self.sandbox.stop()
+
+
+AccountSandboxes = OwnSandboxes | SharedGateway
+SANDBOXES: dict[str, type[OwnSandboxes] | type[SharedGateway]] = {
+    "sellercenter": OwnSandboxes,
+    "lazop": SharedGateway,
+}
+
+
+def accounts_run(
+    stack: BenchStack, args: Any, limited: bool, profile_to: str | None = None
+) -> dict[str, Any]:
+    """One run: `args.accounts` accounts of `args.platform` at `args.rate` calls/s (or with
+    the limit off) each sent one job of `args.skus` SKUs at once; figures of their calls (from
+    the sandboxes' record) and of the workers' CPU."""
+    run_id = uuid.uuid4().hex[:8]
+    mode = "on" if limited else "off"
+    names = [f"cost-{mode}-{run_id}-{n:04d}" for n in range(args.accounts)]
+    # The limit off: sandboxes without a limit, accounts with no rate of their own (the
+    # deployment's, far above any run).
+    rate = args.rate if limited else None
+    sandboxes: AccountSandboxes = SANDBOXES[args.platform](names, args.latency, rate)
+    try:
+        sandboxes.add_accounts(stack, rate)
         needed = math.ceil(args.skus / BATCH_SIZE)
-        wait_bound = max(args.timeout, 3 * args.accounts * needed / args.rate)
+        # Each account's calls at its rate, or all of them at a pace no worker falls under.
+        wait_bound = max(args.timeout, 3 * needed / args.rate, args.accounts * needed / 10)
         key = f"cost-{run_id}"
         profiler = None
         if profile_to is not None:
@@ -105,10 +207,11 @@ def _accounts_run(
         idle = (stack.worker_cpu_seconds() - idle_cpu) / (time.monotonic() - idle_from)
         commits = _commits(stack)
         worker_cpu = stack.worker_cpu_seconds()
+        sent = time.monotonic()
         for n, name in enumerate(names):
             stack.send(
                 "lazada.remove_products",
-                skus(f"COST-{run_id}-A{n:02d}-", args.skus),
+                skus(f"COST-{run_id}-A{n:04d}-", args.skus),
                 key=key,
                 account=name,
             )
@@ -117,14 +220,15 @@ def _accounts_run(
         )
         wait_rows(stack, ended, len(names), wait_bound, "every account's job")
         cpu = stack.worker_cpu_seconds() - worker_cpu
+        elapsed = time.monotonic() - sent
         profile = profiler.stop() if profiler is not None else None
         time.sleep(STATS_FLUSH)
         commits = _commits(stack) - commits if commits >= 0 else -1
-        per_account = [sorted(call.at for call in own.calls()) for own in sandboxes]
-        throttled = sum(e901(own.stats()) for own in sandboxes)
+        per_account = sandboxes.per_account()
+        outcomes, actions = sandboxes.counts("outcome"), sandboxes.counts("action")
+        _remove_accounts(stack, names)
     finally:
-        for own in sandboxes:
-            own.stop()
+        sandboxes.stop()
     if not all(per_account):
         raise BenchError("an account's sandbox recorded no calls")
     calls = sum(len(times) for times in per_account)
@@ -135,17 +239,34 @@ def _accounts_run(
     rates = (
         [in_window(times, start_at, end_at) / window for times in per_account] if window > 0 else []
     )
+    # Each account's rate over its own calls (intervals over their span): at a low rate an
+    # account makes few calls while all run, and its count there is a coarse measure.
+    own = [(len(t) - 1) / (t[-1] - t[0]) for t in per_account if len(t) > 1 and t[-1] > t[0]]
     first = min(times[0] for times in per_account)
     last = max(times[-1] for times in per_account)
     figures: dict[str, Any] = {
         "limit": f"{args.rate}/s" if limited else "off",
+        "accounts": args.accounts,
         "api_calls": calls,
+        "calls_per_account": round(calls / args.accounts, 1),
+        "all_running_s": round(window, 2),
         "calls_per_s_all_running": round(sum(rates), 2) if rates else None,
-        "target_calls_per_s": args.accounts * args.rate if limited else None,
+        "target_calls_per_s": round(args.accounts * args.rate, 2) if limited else None,
         "calls_per_s_first_to_last": round(calls / (last - first), 2) if last > first else None,
         "jain_all_running": round(jain(rates) or 0.0, 3) if rates else None,
-        "throttled_e901": throttled,
+        "own_rate_min_median_max": (
+            [round(min(own), 3), round(statistics.median(own), 3), round(max(own), 3)]
+            if own
+            else None
+        ),
+        "jain_own_rates": round(jain(own) or 0.0, 3) if own else None,
+        "throttled": outcomes["E901"] + outcomes["ApiCallLimit"],
+        "calls_by_outcome": dict(outcomes),
+        # Removals, and the first order sync of each new account (the worker's beat).
+        "calls_by_action": dict(actions),
+        "seconds": round(elapsed, 2),
         "worker_cpu_s": round(cpu, 2),
+        "worker_cores": round(cpu / elapsed, 2),
         "worker_cpu_ms_per_call": round(1000 * cpu / calls, 2),
         # Transactions the database committed (the workers': the benchmark's reads commit none).
         "db_commits_per_call": round(commits / calls, 2) if commits >= 0 else None,
@@ -157,16 +278,35 @@ def _accounts_run(
     return figures
 
 
-def _bare_run(args: Any, calls: int, threads: int) -> dict[str, Any]:
-    """The bare client loop's CPU per call, `calls` calls on `threads` threads."""
-    sandbox = SandboxProcess(args.latency)
+def _remove_accounts(stack: BenchStack, names: list[str]) -> None:
+    """Remove a run's accounts once it is measured, as an operator removes a shop that left:
+    kept, their order syncs would go on against a stopped sandbox in the next runs."""
+    from worker.accounts.store import remove_account
+
+    with stack.sessions.begin() as session:
+        for name in names:
+            remove_account(session, stack.settings, name)
+
+
+def bare_run(args: Any, calls: int, threads: int) -> dict[str, Any]:
+    """The bare client loop of `args.platform` (its client alone, `calls` calls on `threads`
+    threads) against a sandbox of its own with no limit and the same latency."""
+    sandbox = SandboxProcess(args.latency, args.platform)
     try:
-        command = [sys.executable, "-m", "bench", "bare-loop", sandbox.url, sandbox.user_id]
-        command += [str(calls), str(threads)]
+        if args.platform == "lazop":
+            from worker.sandbox.lazop.config import LazopSandboxConfig
+
+            config = LazopSandboxConfig()
+            user, secret = config.app_key, config.app_secret
+            code = ["--code", sandbox.authorization_code(config.sellers[0])]
+        else:
+            user, secret, code = sandbox.user_id, sandbox.api_key, []
+        command = [sys.executable, "-m", "bench", "bare-loop", sandbox.url, user]
+        command += [str(calls), str(threads), *code]
         load = machine_load()
         result = subprocess.run(
             command,
-            input=sandbox.api_key,
+            input=secret,
             capture_output=True,
             text=True,
             timeout=max(args.timeout, 10 * calls * args.latency / threads),
@@ -180,7 +320,9 @@ def _bare_run(args: Any, calls: int, threads: int) -> dict[str, Any]:
     bare = json.loads(result.stdout)
     return {
         "api_calls": calls,
+        "threads": threads,
         "seconds": bare["seconds"],
+        "calls_per_s": round(calls / bare["seconds"], 1),
         "cpu_s": bare["cpu_s"],
         "cpu_ms_per_call": round(1000 * bare["cpu_s"] / calls, 2),
         "load": load,
@@ -194,14 +336,15 @@ def call_cost(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str
         order = (True, False) if round_ % 2 == 0 else (False, True)
         for limited in order:
             profile_to = f"call-cost-{'on' if limited else 'off'}" if args.profile else None
-            runs.append(_accounts_run(stack, args, limited, profile_to))
+            runs.append(accounts_run(stack, args, limited, profile_to))
     calls = math.ceil(args.skus / BATCH_SIZE) * args.accounts
-    bare = _bare_run(args, calls, args.processes * args.concurrency)
+    bare = bare_run(args, calls, args.processes * args.concurrency)
     on = [run["worker_cpu_ms_per_call"] for run in runs if run["limit"] != "off"]
     off = [run["worker_cpu_ms_per_call"] for run in runs if run["limit"] == "off"]
     return {
         "workload": "call cost",
         "stack": stack.kind,
+        "platform": args.platform,
         "accounts": args.accounts,
         "rate": args.rate,
         "skus_per_account": args.skus,
@@ -235,19 +378,6 @@ def show(result: dict[str, Any]) -> None:
     print_figures(result)
 
 
-def main(args: argparse.Namespace) -> int:
-    try:
-        result = figures(args)
-    except FAILED as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(as_json(result))
-    else:
-        show(result)
-    return 0
-
-
 def register(scenarios: Any) -> None:
     p = scenarios.add_parser(
         "call-cost",
@@ -257,6 +387,7 @@ def register(scenarios: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--stack", choices=STACKS, default="redis")
+    p.add_argument("--platform", choices=tuple(SANDBOXES), default="sellercenter")
     p.add_argument("--accounts", type=int, default=20)
     p.add_argument("--rate", type=float, default=5.0, help="each account's calls/s")
     p.add_argument("--skus", type=int, default=3000, help="SKUs of each account's job")
@@ -268,4 +399,4 @@ def register(scenarios: Any) -> None:
     p.add_argument("--idle", type=float, default=2.0, help="s the idle workers' CPU is read")
     p.add_argument("--cold", action="store_true", help="measure without a warm-up job")
     p.add_argument("--profile", action="store_true", help="sample the workers with py-spy")
-    p.set_defaults(main=main, figures=figures, show=show)
+    p.set_defaults(main=printed(figures, show), figures=figures, show=show)

@@ -237,12 +237,17 @@ def printed(
     show: Callable[[dict[str, Any]], None],
 ) -> Callable[[argparse.Namespace], int]:
     """A scenario's `main` from its `figures` and `show` hooks (those `bench quick` calls):
-    measure, then print the figures, as JSON where the scenario has --json and it is given."""
+    measure, then print the figures, as JSON where the scenario has --json and it is given;
+    a run that failed prints why and exits 1."""
 
     def main(args: argparse.Namespace) -> int:
-        figures = measure(args)
+        try:
+            figures = measure(args)
+        except FAILED as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
         if getattr(args, "json", False):
-            print(json.dumps(figures, indent=2))
+            print(as_json(figures))
         else:
             show(figures)
         return 0

@@ -26,6 +26,7 @@ rounds, so that a slow spell of the machine slows every kind alike, and prints J
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -82,20 +83,31 @@ def overhead(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dict[str,
     return figures
 
 
-def bare_loop(url: str, user_id: str, calls: int, concurrency: int) -> int:
-    """The reference for `overhead`: the client alone, `concurrency` threads, one call each
-    of 50 SKUs; prints {"seconds": ..., "cpu_s": ...} (this process's CPU time over the
-    calls). The API key comes on standard input."""
+def bare_loop(url: str, user_id: str, calls: int, concurrency: int, code: str | None = None) -> int:
+    """The reference for `overhead` and `call-cost`: the client alone, `concurrency` threads,
+    one call each of 50 SKUs; prints {"seconds": ..., "cpu_s": ...} (this process's CPU time
+    over the calls). The secret comes on standard input: the API key, or with `code` (an
+    authorization code of the LAZOP sandbox at `url`) the app secret, `user_id` then being the
+    app key and the calls LazopClient's for the code's seller."""
+    from worker.platforms.lazop import LazopClient
     from worker.platforms.sellercenter import SellerCenterClient
 
-    api_key = sys.stdin.read().strip()
+    secret = sys.stdin.read().strip()
     prefix = uuid.uuid4().hex[:8]
     batches = [[f"BARE-{prefix}-{n:05d}-{i:02d}" for i in range(BATCH_SIZE)] for n in range(calls)]
-    with SellerCenterClient(url, user_id, api_key) as client:
-        client.remove_products(batches[0][:1])  # connect once, as a running worker would have
+    client: Any
+    if code is None:
+        client = SellerCenterClient(url, user_id, secret)
+        remove = client.remove_products
+    else:
+        client = LazopClient(f"{url}rest", user_id, secret, auth_url=f"{url}auth/rest")
+        token = client.create_token(code).access_token
+        remove = functools.partial(client.remove_products, token)
+    with client:
+        remove(batches[0][:1])  # connect once, as a running worker would have
         started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(client.remove_products, batches))
+            list(pool.map(remove, batches))
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(json.dumps({"seconds": round(seconds, 3), "cpu_s": round(cpu, 3)}))
     return 0
@@ -269,9 +281,10 @@ def register(scenarios: Any) -> None:
     # The bare loop runs in a process of its own, started by `overhead`.
     p = scenarios.add_parser("bare-loop")
     p.add_argument("url")
-    p.add_argument("user_id")
+    p.add_argument("user_id", help="the UserID (LAZOP: the app key)")
     p.add_argument("calls", type=int)
     p.add_argument("concurrency", type=int)
+    p.add_argument("--code", help="LAZOP: an authorization code of the sandbox's seller")
     p.set_defaults(
-        main=lambda args: bare_loop(args.url, args.user_id, args.calls, args.concurrency)
+        main=lambda args: bare_loop(args.url, args.user_id, args.calls, args.concurrency, args.code)
     )

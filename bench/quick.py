@@ -5,7 +5,8 @@
 Small versions, on the embedded stack (SQLite and the file broker) unless a scenario needs
 PostgreSQL and Redis (the console's, beat's cost): a removal, orders, image-job polling, the
 overhead against the bare loop, the CPU cost per call (and at the rate limit against the limit
-off), beat's cost per tick, three fairness scenarios at the rate limit, a recovery after
+off, on each platform), many accounts at low rates, the ceiling of calls/s per core, beat's
+cost per tick, three fairness scenarios at the rate limit, a recovery after
 kill -9, the embedded broker's transports, the slot calendar, the console's pages and push
 receiver, and the order sync (a first sync, a steady state of churning accounts, a sync beside
 a removal). Figures are printed, never asserted: on a shared CI machine they say only that
@@ -39,6 +40,22 @@ PLAN: list[list[str]] = [
         "call-cost",
         *("--stack", "embedded", "--accounts", "2", "--skus", "100", "--processes", "1"),
         *("--concurrency", "4", "--idle", "0.2", "--timeout", "30"),
+    ],
+    [
+        "call-cost",
+        *("--platform", "lazop", "--stack", "embedded", "--accounts", "2", "--skus", "100"),
+        *("--processes", "1", "--concurrency", "4", "--idle", "0.2", "--timeout", "30"),
+    ],
+    [
+        "scale-accounts",
+        *("--stack", "embedded", "--sizes", "2x5", "10x1", "--seconds", "4"),
+        *("--processes", "1", "--concurrency", "4", "--idle", "0.2", "--timeout", "30"),
+    ],
+    [
+        "ceiling",
+        *("--stack", "embedded", "--accounts", "5", "--rate", "20", "--skus", "500"),
+        *("--bare-calls", "100", "--processes", "1", "--concurrency", "4", "--idle", "0.2"),
+        *("--timeout", "30"),
     ],
     ["beat-cost", "--accounts", "5", "50", "--ticks", "2"],
     ["fair-single", "--quick"],

@@ -83,9 +83,11 @@ class SandboxProcess:
         platform: str = "sellercenter",
         rate_limit: float | None = None,
         user_id: str | None = None,
+        sellers: list[str] | None = None,
     ) -> None:
         """`rate_limit`: calls/s before the sandbox answers E901 (None: no limit); `user_id`:
-        the only UserID it accepts (legacy sandbox; one per account, so accounts differ)."""
+        the only UserID it accepts (legacy sandbox; one per account, so accounts differ);
+        `sellers`: the sellers who may authorize the app (LAZOP; its rate limit is per seller)."""
         from worker.sandbox.sellercenter import SandboxConfig
 
         config = SandboxConfig()
@@ -97,6 +99,8 @@ class SandboxProcess:
             command += ["--rate-limit", str(rate_limit)]
         if platform == "lazop":
             command += ["--platform", "lazop"]
+            if sellers:
+                command += ["--sellers", ",".join(sellers)]
         else:
             # Orders never advance by themselves: a benchmark measures fetches, not refreshes.
             command += ["--order-advance-seconds", "0", "--user-id", self.user_id]
@@ -113,10 +117,16 @@ class SandboxProcess:
         """LAZOP: a fresh code for the seller, as its consent page would give."""
         return str(self._control(f"authorization-code?seller={seller}", method="POST")["code"])
 
-    def _control(self, endpoint: str, method: str = "GET") -> Any:
-        request = urllib.request.Request(urljoin(self.url, f"/_sandbox/{endpoint}"), method=method)
+    def _control(self, endpoint: str, method: str = "GET", body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        url = urljoin(self.url, f"/_sandbox/{endpoint}")
+        request = urllib.request.Request(url, data=data, method=method)
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.load(response)
+
+    def configure(self, values: dict[str, Any]) -> None:
+        """Change the sandbox's knobs while it runs (latency, rate_limit, ...)."""
+        self._control("config", method="POST", body=values)
 
     def stats(self) -> dict[str, Any]:
         return dict(self._control("stats"))

@@ -259,6 +259,28 @@ def test_calls_above_the_rate_knob_answer_api_call_limit(sandbox: LazopSandbox) 
     assert "ApiCallLimit" in codes
 
 
+def test_the_rate_knob_limits_each_seller_on_their_own(sandbox: LazopSandbox) -> None:
+    alice, bob = tokens(sandbox, "alice")["access_token"], tokens(sandbox, "bob")["access_token"]
+    sandbox.configure({"rate_limit": 1})
+    order = {"order_id": "1"}
+    first = raw_call(sandbox, "/order/get", {"access_token": alice, **order})
+    second = raw_call(sandbox, "/order/get", {"access_token": alice, **order})
+    others = raw_call(sandbox, "/order/get", {"access_token": bob, **order})
+    assert [first["code"], second["code"], others["code"]] == ["0", "ApiCallLimit", "0"]
+
+
+def test_each_recorded_call_names_its_seller_and_outcome(sandbox: LazopSandbox) -> None:
+    access = tokens(sandbox, "bob")["access_token"]
+    sandbox.configure({"rate_limit": 1})
+    for _ in range(2):
+        raw_call(sandbox, "/order/get", {"access_token": access, "order_id": "1"})
+    served = [call.to_json() for call in sandbox.calls() if call.action == "/order/get"]
+    assert [(call["account"], call["outcome"]) for call in served] == [
+        ("bob", "ok"),
+        ("bob", "ApiCallLimit"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "code"),
     [

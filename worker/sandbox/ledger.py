@@ -50,6 +50,7 @@ class ServedCall:
             "http_status": self.http_status,
             "error_code": self.error_code,
             "fault": self.fault,
+            "outcome": self.outcome,
             "account": self.account,
         }
 

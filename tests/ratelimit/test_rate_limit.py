@@ -158,6 +158,26 @@ def test_a_slot_is_not_moved_where_a_window_would_hold_one_call_too_many(
     assert time.time() + sixth.wait == pytest.approx(start + 5 * interval, abs=0.05)
 
 
+def test_below_a_call_a_second_a_late_call_takes_a_new_slot_instead_of_moving_its_own(
+    slots: SlotStore,
+) -> None:
+    """At 0.5 calls/s the API wants two seconds between calls: a slot moved to now would
+    come closer than that to the next one, which a second's window does not see."""
+    limiter = RateLimiter(slots, _account(), rate=0.5)
+    with turn("job"):
+        limiter.acquire("RemoveProduct")  # the account's first slot: now
+    taken_at = time.time()
+    with turn("orders"), pytest.raises(RateLimited) as other:
+        limiter.acquire("GetOrder")  # the next slot, an interval on
+    assert other.value.slot is not None
+    time.sleep(0.1)
+    # The job's work comes back late for a slot it was deferred to (its first, now past).
+    with turn("job", slot=taken_at), pytest.raises(RateLimited) as late:
+        limiter.acquire("RemoveProduct")
+    assert late.value.slot is not None
+    assert late.value.slot >= other.value.slot + limiter.interval - 0.05
+
+
 def test_a_chained_call_near_its_slot_sleeps_for_it_while_a_thread_may(
     slots: SlotStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

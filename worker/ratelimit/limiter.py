@@ -223,6 +223,11 @@ class RateLimiter:
         # The most calls any WINDOW may hold (0: too many to keep; the spacing alone holds).
         limit = max(1, math.floor(rate + EPSILON))
         self.per_second = limit if limit <= WINDOW_UP_TO else 0
+        # A late slot is moved to now where every window stays at the limit. Below a call a
+        # second the limit is the spacing itself, which a window's count does not keep (a
+        # moved slot would come closer than an interval to the next): a late call takes a new
+        # slot then.
+        self.moves_late = bool(self.per_second) and rate + EPSILON >= 1
         # How far a chained call's slot may be for it to sleep for it (its group's slots ahead).
         self.chained_wait = min(CHAINED_SLOT_WAIT, self.ahead * self.interval)
 
@@ -287,7 +292,7 @@ class RateLimiter:
         """Whether a call `late` s after its slot (more than LATE) is sent now, its slot
         moved to now where every window stays at the limit; else LateForSlot for chained
         work, or False: it takes a new slot."""
-        movable = current.calls == 1 and late <= self.interval and self.per_second
+        movable = current.calls == 1 and late <= self.interval and self.moves_late
         if movable and self.store.move(
             self.account, current.group, late, self.interval, self.per_second
         ):

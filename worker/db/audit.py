@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import Connection, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -73,18 +75,23 @@ def _add_to_counts(connection: Connection | Session, account: str, outcomes: Cou
     """The counts' rows are upserted in the order of their outcome: every transaction that
     records calls takes their locks in one order, and does so first, before its work rows."""
     bind = connection.get_bind() if isinstance(connection, Session) else connection
-    upsert = (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(_COUNTS)
-    statement = upsert.values(
+    connection.execute(
+        _counts_upsert(bind.dialect.name),
         [
             {"account": account, "outcome": outcome, "calls": count}
             for outcome, count in sorted(outcomes.items())
-        ]
+        ],
     )
-    connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[_COUNTS.c.account, _COUNTS.c.outcome],
-            set_={"calls": _COUNTS.c.calls + statement.excluded.calls},
-        )
+
+
+@cache
+def _counts_upsert(dialect: str) -> Any:
+    """One statement per dialect, its rows as parameters: built once, it is compiled once
+    (a statement with its rows written in would be built, and compiled, for every call)."""
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_COUNTS)
+    return upsert.on_conflict_do_update(
+        index_elements=[_COUNTS.c.account, _COUNTS.c.outcome],
+        set_={"calls": _COUNTS.c.calls + upsert.excluded.calls},
     )
 
 

@@ -210,9 +210,9 @@ def test_a_call_of_work_that_goes_on_at_once_sleeps_for_its_slot_like_a_chained_
     sleepers.allow(2)
     monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
     limiter = RateLimiter(slots, _account(), rate=5)
+    first = time.time()
     with turn("order-sync", sleeps=True):
         limiter.acquire("GetOrders")  # the account's first slot: now
-        first = time.time()
     with turn("order-sync", sleeps=True):
         limiter.acquire("GetOrders")  # the next, an interval away: slept for
     assert time.time() - first >= SPACING / 5 - 0.01
@@ -223,6 +223,31 @@ def test_a_call_of_work_that_goes_on_at_once_sleeps_for_its_slot_like_a_chained_
     with turn("order-sync", sleeps=True), pytest.raises(RateLimited) as raised:
         slow.acquire("GetOrders")
     assert not isinstance(raised.value, TurnsTaken) and raised.value.slot is not None
+
+
+def test_a_call_tells_when_its_slot_is_reserved_before_it_sleeps_for_it(
+    slots: SlotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order sync's next page is called on another thread while the page before it is
+    stored: the storing waits until that call holds its slot, not until its slot comes."""
+    sleepers = SlotSleepers()
+    sleepers.allow(2)
+    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
+    happened: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        happened.append("slept")
+        time.sleep(seconds)
+
+    monkeypatch.setattr(
+        "worker.ratelimit.limiter.time", SimpleNamespace(time=time.time, sleep=sleep)
+    )
+    limiter = RateLimiter(slots, _account(), rate=2.5)  # slots 0.41 s apart: slept for
+    with turn("order-sync", sleeps=True):
+        limiter.acquire("GetOrders")  # the account's first slot: now
+    with turn("order-sync", sleeps=True, on_slot=lambda: happened.append("told")):
+        limiter.acquire("GetOrders")  # the next, an interval away: slept for
+    assert happened == ["told", "slept"]
 
 
 def test_a_call_of_unchained_work_near_its_slot_is_deferred_even_with_threads_to_spare(

@@ -5,6 +5,7 @@ sync point moves only past what is stored, and a task goes on from page to page 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from worker.accounts.platforms import PlatformFor
 from worker.db.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.models import Account as AccountRow
-from worker.db.models import Event, Failure, Order, OrderSync
+from worker.db.models import ApiCall, Event, Failure, Order, OrderSync
 from worker.platforms.lazop import LazopClient
 from worker.platforms.lazop.platform import LazopPlatform
 from worker.ratelimit import SlotSleepers
@@ -82,9 +83,51 @@ def test_a_task_reads_page_after_page_until_the_run_is_done(
     with sessions() as session:
         assert set(session.scalars(select(Order.order_id))) == set(orders)
         sync = session.scalars(select(OrderSync)).one()
+        audited = session.scalars(select(ApiCall.action)).all()
     assert sync.run_until is None and sync.synced_through is not None
+    # The later pages were called while the one before was stored: no call more, and each
+    # call's audit row recorded.
     listed = [call for call in sandbox.calls() if call.action in ("GetOrders", "/orders/get")]
     assert len(listed) == 3
+    assert audited == ["GetOrders"] * 3
+
+
+def test_pages_called_ahead_that_fail_are_retried_and_no_order_is_missed_or_stored_twice(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A call made ahead, on its own thread, fails like any other: its step retries it.
+    sleepers = SlotSleepers()
+    sleepers.allow(2)
+    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
+    orders = [
+        order for hours in range(8, 0, -1) for order in sandbox.add_orders(60, ago=hours * 3600)
+    ]
+    sandbox.configure({"fault_rate": 0.3, "fault_kinds": ["http500"]})
+    account = settings.account
+    patient = replace(settings, retry_ladder=(0.05,) * 20)
+    messages = order_sync.request_sync(sessions, patient, account)
+    tasks = 0
+    while messages:
+        tasks += 1
+        assert tasks < 100
+        time.sleep(max(message.countdown or 0.0 for message in messages))
+        messages = order_sync.sync_step(sessions, platforms, patient, account, for_seconds=120)
+
+    with sessions() as session:
+        stored = Counter(session.scalars(select(Order.order_id)))
+        created = Counter(
+            int(e.data["order_id"])
+            for e in session.scalars(select(Event).where(Event.type == "order.created"))
+        )
+        sync = session.scalars(select(OrderSync)).one()
+    assert set(stored) == set(orders) and max(stored.values()) == 1
+    assert set(created) == set(orders) and max(created.values()) == 1
+    assert sync.run_until is None and sync.synced_through is not None
+    assert sandbox.stats()["faults_injected"]  # some calls did fail
 
 
 def test_orders_that_leave_a_crowded_second_while_it_is_paged_are_not_skipped(

@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -146,6 +146,10 @@ class Turn:
     calls: int = 1
     chained: bool = False  # others of the group go on with its work: LateForSlot when late
     sleeps: bool = False  # its work goes on at once: near its slot it sleeps, as chained work
+    # Told once the call's slot is reserved, before it waits for it: a caller on another
+    # thread whose transaction would hold the slot store (the database's write lock, on the
+    # embedded stack) waits for this first.
+    on_slot: Callable[[], None] | None = None
     left: int = 0  # reserved slots not yet used, the next at `slot`
     # A slot reserved now came at once, at a real limit: the account had a free slot that no
     # slot the group held ahead took, so the group's work is short of hands (a removal job
@@ -168,13 +172,15 @@ def turn(
     calls: int = 1,
     chained: bool = False,
     sleeps: bool = False,
+    on_slot: Callable[[], None] | None = None,
 ) -> Iterator[Turn]:
     """Calls made inside count for `group`; the work's first `calls` take slots reserved
     together (from `slot` when the work was deferred to it). `chained`: others of the group
     go on with its work (a removal job's runners); `sleeps`: its work goes on at once after
     the call (an order sync's pages), so near its slot it sleeps for it, as chained work
-    does. Yields the Turn (its `spare` after)."""
-    current = Turn(group, slot, calls, chained, sleeps)
+    does; `on_slot` is called once the call's slot is reserved. Yields the Turn (its `spare`
+    after)."""
+    current = Turn(group, slot, calls, chained, sleeps, on_slot=on_slot)
     token = _turn.set(current)
     try:
         yield current
@@ -261,6 +267,8 @@ class RateLimiter:
             slot, current.left = time.time() + grant.wait, current.calls
             if grant.wait <= MAX_SLOT_WAIT and self.per_second:
                 current.spare = self.interval
+        if current.on_slot is not None:
+            current.on_slot()
         wait = slot - time.time()
         sleeper = False
         if wait > MAX_SLOT_WAIT and not continuing:

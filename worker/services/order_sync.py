@@ -29,25 +29,27 @@ every order is stored (L14).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
 from worker.accounts.store import UnknownAccount, environment_account, work_account_id
 from worker.broker.dispatch import Message, dispatch_deadline
-from worker.db.audit import record_failure
+from worker.db.audit import collect_calls, record_api_calls, record_call, record_failure
 from worker.db.engine import core_transaction
 from worker.db.leases import holder
 from worker.db.models import Account as AccountRow
 from worker.db.models import OrderSync, table_of
 from worker.platforms import (
     ApiError,
+    CallRecord,
     ListedOrder,
     OrderPage,
     Platform,
@@ -56,6 +58,7 @@ from worker.platforms import (
     UnusableOrder,
 )
 from worker.platforms import Order as ApiOrder
+from worker.ratelimit import turn
 from worker.services import orders
 from worker.services.attempts import Row, attempt
 from worker.services.order_store import store_order, store_orders
@@ -72,6 +75,8 @@ ONE_SECOND = timedelta(seconds=1)
 # How long one task goes on reading pages before it leaves the rest to its next message (its
 # thread is the worker's for that long).
 STEP_SECONDS = 5.0
+# How long a step waits for its next page's call to reserve its slot before it stores a page.
+SLOT_RESERVING = 1.0
 
 _syncs = table_of(OrderSync)
 _accounts = table_of(AccountRow)
@@ -249,16 +254,90 @@ def sync_step(
 
     A page whose next one is due at once is followed in the same task, for up to
     `for_seconds`: a message per page would add its delivery and its task's start to every
-    page, and pages are read one after the other. Anything else (a deferral to a slot further
-    away, a retry, the run's end) returns its messages."""
+    page, and pages are read one after the other. While it goes on, the next page's call is
+    made as soon as a page is read, while that page is stored (_NextPage). Anything else (a
+    deferral to a slot further away, a retry, the run's end) returns its messages."""
     ends = time.monotonic() + for_seconds
-    while True:
-        messages = _one_step(sessions, platforms, settings, account, slot)
-        if time.monotonic() >= ends or not _at_once(messages, account):
-            return messages
-        # Its row is due now and its lease released: taken again by the claim, as a message
-        # would take it (were this task killed, the sweeper sends the row again).
-        slot = None
+    ahead = _Ahead(until=ends)
+    try:
+        while True:
+            messages = _one_step(sessions, platforms, settings, account, slot, ahead)
+            if not _at_once(messages, account):
+                return messages
+            if time.monotonic() >= ends and ahead.page is None:
+                return messages
+            # Its row is due now and its lease released: taken again by the claim, as a
+            # message would take it (were this task killed, the sweeper sends the row again).
+            slot = None
+    finally:
+        if ahead.page is not None:  # a call made for a step that did not come
+            ahead.page.settle(sessions, account)
+
+
+Listing = tuple[datetime, datetime, int, str | None]
+"""A listing call's filter: updated after, updated before, offset, status."""
+
+
+class _NextPage:
+    """The next page's listing call, made on a thread of its own while the page before it is
+    stored: a page can be listed only once the one before it is read (its last second is the
+    next one's anchor), so without this the next call would wait for the storing too. The
+    call takes its slot like every call of the sync (its group's turn, sleeping for a near
+    slot), and its records and outcome, error included, go to the step that takes it."""
+
+    def __init__(self, platform: Platform, listing: Listing) -> None:
+        self.listing = listing
+        self._platform = platform
+        self._page: OrderPage | None = None
+        self._error: Exception | None = None
+        self._calls: list[CallRecord] = []
+        self._slotted = threading.Event()
+        self._thread = threading.Thread(target=self._call, name="order-sync-next-page")
+        self._thread.start()
+        # The page before is stored next, in a transaction that holds the database's write
+        # lock on the embedded stack, where the call's slot is reserved too: the call takes
+        # its slot first (bounded: a slot store that does not answer is the call's error).
+        self._slotted.wait(SLOT_RESERVING)
+
+    def _call(self) -> None:
+        with collect_calls() as calls, turn(SYNC_GROUP, sleeps=True, on_slot=self._slotted.set):
+            try:
+                self._page = self._platform.list_orders(*self.listing)
+            except Exception as exc:  # the step that takes the page raises it
+                self._error = exc
+            finally:
+                self._slotted.set()
+        self._calls = calls
+
+    def result(self) -> OrderPage:
+        """The page, as the call would have returned it in this thread (its records added to
+        this thread's collection), or its error."""
+        self._thread.join()
+        for record in self._calls:
+            record_call(record)
+        if self._error is not None:
+            raise self._error
+        assert self._page is not None
+        return self._page
+
+    def settle(self, sessions: sessionmaker[Session], account: str) -> None:
+        """A call no step took: its audit rows all the same."""
+        self._thread.join()
+        if not self._calls:
+            return
+        try:
+            with core_transaction(sessions) as connection:
+                record_api_calls(connection, account, self._calls)
+        except SQLAlchemyError as exc:
+            log.warning("the audit of a listing call of %s was not recorded: %s", account, exc)
+
+
+@dataclass
+class _Ahead:
+    """A task's next page called ahead, while it may still go on (`until`, monotonic)."""
+
+    until: float
+    page: _NextPage | None = None
 
 
 def _at_once(messages: list[Message], account: str) -> bool:
@@ -280,6 +359,7 @@ def _one_step(
     settings: Settings,
     account: str,
     slot: float | None,
+    ahead: _Ahead | None = None,
 ) -> list[Message]:
     position = _claim(sessions, settings, account)
     if position is None:
@@ -309,7 +389,7 @@ def _one_step(
     if position.pending:
         return _items_step(sessions, settings, platform, row, position)
     assert position.cursor_at is not None
-    return _listing_step(sessions, settings, platform, row, position)
+    return _listing_step(sessions, settings, platform, row, position, ahead)
 
 
 def _claim(sessions: sessionmaker[Session], settings: Settings, account: str) -> _Position | None:
@@ -348,25 +428,42 @@ def _listing_step(
     platform: Platform,
     row: Row,
     position: _Position,
+    ahead: _Ahead | None = None,
 ) -> list[Message]:
-    anchor = position.cursor_at
-    assert anchor is not None
     status = position.second_status
     if status is not None and status not in platform.order_statuses:
         # A status the platform no longer names: the second's statuses are read again from
         # the first (the ids already read are still skipped).
         status = platform.order_statuses[0] if platform.order_statuses else None
         position.second_status, position.second_offset, position.second_found = status, 0, False
-    if position.in_second:
-        after, before, offset = anchor, anchor, position.second_offset
-    else:
-        after, before, offset = anchor, position.run_until, 0
+    listing = _listing_of(position, {})
+    assert listing is not None
+    called = None
+    if ahead is not None:
+        called, ahead.page = ahead.page, None
+        if called is not None and called.listing != listing:
+            # The position moved otherwise than this task moved it: read it as it is.
+            called.settle(sessions, row.account)
+            called = None
+
+    def call() -> OrderPage:
+        page = called.result() if called is not None else platform.list_orders(*listing)
+        # Where a page's orders are stored at once (on a platform whose orders wait for their
+        # items, the next step is an items call), the next page is called while this one is
+        # stored, if the task goes on to it; before this page's transaction begins, so that
+        # the call's slot (in the database on the embedded stack) does not wait for it.
+        if ahead is not None and not platform.ids_per_items_call:
+            following = _listing_of(position, _paged(platform, position, page)[0])
+            if following is not None and time.monotonic() < ahead.until:
+                ahead.page = _NextPage(platform, following)
+        return page
+
     follow: list[Message] = []
     attempted = attempt(
         sessions,
         settings,
         row,
-        lambda: platform.list_orders(after, before, offset, status),
+        call,
         succeeded=lambda c, page, now: _listed(c, settings, platform, row, position, page, now),
         failed=lambda c, error, message, attempts, now: follow.extend(
             _fail_run(c, settings, row, error, message, attempts, now)
@@ -389,6 +486,19 @@ def _listed(
 ) -> list[Message]:
     """A page read: its new orders stored (or kept for their items), the position moved, in
     one transaction."""
+    values, fresh, over_cap = _paged(platform, position, page)
+    if over_cap:
+        assert position.cursor_at is not None
+        _over_offset_cap(connection, row, position.cursor_at, position.second_status, now)
+    counts = _take(connection, settings, platform, row, fresh, now, values)
+    return _moved(connection, settings, row, position, values, counts, now)
+
+
+def _paged(
+    platform: Platform, position: _Position, page: OrderPage
+) -> tuple[dict[str, Any], list[ListedOrder], bool]:
+    """What a page read moves: the position's new values, the page's orders not read before,
+    and whether its second holds more orders than the offsets reach under its status."""
     anchor = position.cursor_at
     assert anchor is not None
     known = set(position.cursor_ids)
@@ -399,6 +509,7 @@ def _listed(
         if not (listed.order_id in known and (position.in_second or listed.updated_at == anchor))
     ]
     values: dict[str, Any] = {}
+    over_cap = False
     if position.in_second:
         known |= {listed.order_id for listed in page.orders}
         found = position.second_found or bool(fresh)
@@ -411,7 +522,7 @@ def _listed(
             values.update(second_status=platform.order_statuses[0], second_offset=0)
             values.update(second_found=False)
         elif full:
-            _over_offset_cap(connection, row, anchor, status, now)
+            over_cap = True
             values.update(_after_pass(platform, anchor, status))
         elif found and position.second_offset > 0:
             values.update(second_offset=0, second_found=False)  # once more, to be sure
@@ -435,8 +546,18 @@ def _listed(
         else:
             at_last = {listed.order_id for listed in page.orders if listed.updated_at == last}
             values.update(cursor_at=last, cursor_ids=sorted(at_last))
-    counts = _take(connection, settings, platform, row, fresh, now, values)
-    return _moved(connection, settings, row, position, values, counts, now)
+    return values, fresh, over_cap
+
+
+def _listing_of(position: _Position, values: dict[str, Any]) -> Listing | None:
+    """The listing call of the position with `values` written (None: the listing is read)."""
+    anchor = values.get("cursor_at", position.cursor_at)
+    if anchor is None:
+        return None
+    status = values.get("second_status", position.second_status)
+    if values.get("in_second", position.in_second):
+        return anchor, anchor, values.get("second_offset", position.second_offset), status
+    return anchor, position.run_until, 0, status
 
 
 def _after_pass(platform: Platform, anchor: datetime, status: str | None) -> dict[str, Any]:

@@ -7,8 +7,8 @@ lists from the sync point less L12's overlap up to the moment it started, a page
 (`lazada.sync_orders_step`): each step claims the row (its lease keeps two steps of an account
 from running at once, on any number of workers), makes one call through the account's rate
 limit and turns (worker.services.attempts), and writes what it read with the new position in
-one transaction; a task goes on to the next step for a few seconds, then sends it as a
-message. A crash re-reads at most the page it was on.
+one transaction; a task goes on to the next step for a few seconds (calling the next page
+while it stores one), then sends it as a message. A crash re-reads at most the page it was on.
 
 The position (L11): the listing is read by `updated_at` ascending; every page re-anchors on the
 last second read (offset 0) and skips the ids already read at that second. A page that is all

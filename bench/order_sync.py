@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -161,7 +162,26 @@ def first_sync(platform: str, orders: int, rate: float, latency: float) -> dict[
         "seconds": round(elapsed, 2),
         "fewest_seconds": round(fewest / rate, 2),
         "time_ratio": round(elapsed / (fewest / rate), 3),
+        # Where the time went: before the first call (the message, the run's start), between
+        # the first call and the last (against the calls at the rate), after the last.
+        "first_call_s": round(calls[0].at - sent.timestamp(), 2) if calls else None,
+        "calls_span_s": round(calls[-1].at - calls[0].at, 2) if calls else None,
+        "gap_p50_s": _gap(calls, 0.5),
+        "gap_p95_s": _gap(calls, 0.95),
+        "span_ratio": (
+            round((calls[-1].at - calls[0].at) / ((len(calls) - 1) / rate), 3)
+            if len(calls) > 1
+            else None
+        ),
     }
+
+
+def _gap(calls: list[Any], share: float) -> float | None:
+    """The `share` quantile (nearest rank) of the times between one call and the next."""
+    gaps = sorted(b.at - a.at for a, b in itertools.pairwise(calls))
+    if not gaps:
+        return None
+    return round(gaps[min(len(gaps) - 1, max(0, math.ceil(share * len(gaps)) - 1))], 3)
 
 
 def first_syncs(args: argparse.Namespace) -> dict[str, Any]:

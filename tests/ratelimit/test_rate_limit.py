@@ -225,11 +225,12 @@ def test_a_call_of_work_that_goes_on_at_once_sleeps_for_its_slot_like_a_chained_
     assert not isinstance(raised.value, TurnsTaken) and raised.value.slot is not None
 
 
-def test_a_call_tells_when_its_slot_is_reserved_before_it_sleeps_for_it(
+def test_a_call_tells_when_it_goes_out_after_sleeping_for_its_slot(
     slots: SlotStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An order sync's next page is called on another thread while the page before it is
-    stored: the storing waits until that call holds its slot, not until its slot comes."""
+    stored: the storing (which holds the slot store on the embedded stack) waits until that
+    call has gone out, when it needs the store no more."""
     sleepers = SlotSleepers()
     sleepers.allow(2)
     monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
@@ -247,7 +248,7 @@ def test_a_call_tells_when_its_slot_is_reserved_before_it_sleeps_for_it(
         limiter.acquire("GetOrders")  # the account's first slot: now
     with turn("order-sync", sleeps=True, on_slot=lambda: happened.append("told")):
         limiter.acquire("GetOrders")  # the next, an interval away: slept for
-    assert happened == ["told", "slept"]
+    assert happened == ["slept", "told"]
 
 
 def test_a_call_of_unchained_work_near_its_slot_is_deferred_even_with_threads_to_spare(

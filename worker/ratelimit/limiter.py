@@ -146,9 +146,9 @@ class Turn:
     calls: int = 1
     chained: bool = False  # others of the group go on with its work: LateForSlot when late
     sleeps: bool = False  # its work goes on at once: near its slot it sleeps, as chained work
-    # Told once the call's slot is reserved, before it waits for it: a caller on another
-    # thread whose transaction would hold the slot store (the database's write lock, on the
-    # embedded stack) waits for this first.
+    # Told when the call goes out (its slot has come, or a late one was moved to now): until
+    # then the call may need the slot store, so a caller on another thread whose transaction
+    # would hold it (the database's write lock, on the embedded stack) waits for this first.
     on_slot: Callable[[], None] | None = None
     left: int = 0  # reserved slots not yet used, the next at `slot`
     # A slot reserved now came at once, at a real limit: the account had a free slot that no
@@ -178,8 +178,7 @@ def turn(
     together (from `slot` when the work was deferred to it). `chained`: others of the group
     go on with its work (a removal job's runners); `sleeps`: its work goes on at once after
     the call (an order sync's pages), so near its slot it sleeps for it, as chained work
-    does; `on_slot` is called once the call's slot is reserved. Yields the Turn (its `spare`
-    after)."""
+    does; `on_slot` is called when the call goes out. Yields the Turn (its `spare` after)."""
     current = Turn(group, slot, calls, chained, sleeps, on_slot=on_slot)
     token = _turn.set(current)
     try:
@@ -245,6 +244,11 @@ class RateLimiter:
         if action.startswith(AUTH_PATHS):
             return
         current = _turn.get() or Turn(OTHER_GROUP)
+        self._acquire(current, action)
+        if current.on_slot is not None:
+            current.on_slot()
+
+    def _acquire(self, current: Turn, action: str) -> None:
         # The next slot of a run a call of this work has used already.
         continuing = current.slot is not None and current.left < current.calls
         slot, current.slot = current.slot, None
@@ -267,8 +271,6 @@ class RateLimiter:
             slot, current.left = time.time() + grant.wait, current.calls
             if grant.wait <= MAX_SLOT_WAIT and self.per_second:
                 current.spare = self.interval
-        if current.on_slot is not None:
-            current.on_slot()
         wait = slot - time.time()
         sleeper = False
         if wait > MAX_SLOT_WAIT and not continuing:
@@ -294,7 +296,7 @@ class RateLimiter:
                     slot_sleepers.give_back()
             late = time.time() - slot
             if current.calls == 1 and late > LATE and not self._goes_late(current, action, late):
-                self.acquire(action)  # woken too late for its slot: a new one
+                self._acquire(current, action)  # woken too late for its slot: a new one
 
     def _goes_late(self, current: Turn, action: str, late: float) -> bool:
         """Whether a call `late` s after its slot (more than LATE) is sent now, its slot

@@ -75,8 +75,9 @@ ONE_SECOND = timedelta(seconds=1)
 # How long one task goes on reading pages before it leaves the rest to its next message (its
 # thread is the worker's for that long).
 STEP_SECONDS = 5.0
-# How long a step waits for its next page's call to reserve its slot before it stores a page.
-SLOT_RESERVING = 1.0
+# How long a step waits for its next page's call to go out before it stores a page (a call
+# sleeps for its slot at most CHAINED_SLOT_WAIT).
+CALL_GOING_OUT = 1.0
 
 _syncs = table_of(OrderSync)
 _accounts = table_of(AccountRow)
@@ -291,22 +292,23 @@ class _NextPage:
         self._page: OrderPage | None = None
         self._error: Exception | None = None
         self._calls: list[CallRecord] = []
-        self._slotted = threading.Event()
+        self._sent = threading.Event()
         self._thread = threading.Thread(target=self._call, name="order-sync-next-page")
         self._thread.start()
         # The page before is stored next, in a transaction that holds the database's write
-        # lock on the embedded stack, where the call's slot is reserved too: the call takes
-        # its slot first (bounded: a slot store that does not answer is the call's error).
-        self._slotted.wait(SLOT_RESERVING)
+        # lock on the embedded stack, where the call's slot is kept too (reserved, and moved
+        # when it wakes late for it): the call goes out first, then the page is stored while
+        # it is answered (bounded: a slot store that does not answer is the call's error).
+        self._sent.wait(CALL_GOING_OUT)
 
     def _call(self) -> None:
-        with collect_calls() as calls, turn(SYNC_GROUP, sleeps=True, on_slot=self._slotted.set):
+        with collect_calls() as calls, turn(SYNC_GROUP, sleeps=True, on_slot=self._sent.set):
             try:
                 self._page = self._platform.list_orders(*self.listing)
             except Exception as exc:  # the step that takes the page raises it
                 self._error = exc
             finally:
-                self._slotted.set()
+                self._sent.set()
         self._calls = calls
 
     def result(self) -> OrderPage:

@@ -60,17 +60,22 @@ def run_steps(
     return steps
 
 
+@pytest.fixture
+def worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a worker of two threads: one may sleep for its next slot (at the default rate,
+    a sync's next page sleeps for it instead of being deferred to a message)."""
+    sleepers = SlotSleepers()
+    sleepers.allow(2)
+    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
+
+
 def test_a_task_reads_page_after_page_until_the_run_is_done(
     sessions: sessionmaker[Session],
     settings: Settings,
     platforms: PlatformFor,
     sandbox: Sandbox,
-    monkeypatch: pytest.MonkeyPatch,
+    worker_threads: None,
 ) -> None:
-    # As in a worker of two threads: one may sleep for its next slot (at the default rate).
-    sleepers = SlotSleepers()
-    sleepers.allow(2)
-    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
     # Orders over three hours: pages that end in different seconds, each followed at once.
     orders = [order for hours in (3, 2, 1) for order in sandbox.add_orders(90, ago=hours * 3600)]
     account = settings.account
@@ -97,12 +102,9 @@ def test_pages_called_ahead_that_fail_are_retried_and_no_order_is_missed_or_stor
     settings: Settings,
     platforms: PlatformFor,
     sandbox: Sandbox,
-    monkeypatch: pytest.MonkeyPatch,
+    worker_threads: None,
 ) -> None:
     # A call made ahead, on its own thread, fails like any other: its step retries it.
-    sleepers = SlotSleepers()
-    sleepers.allow(2)
-    monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
     orders = [
         order for hours in range(8, 0, -1) for order in sandbox.add_orders(60, ago=hours * 3600)
     ]

@@ -60,6 +60,19 @@ def run_steps(
     return steps
 
 
+def _stored(session: Session) -> Counter[int]:
+    """How many rows each stored order id has."""
+    return Counter(session.scalars(select(Order.order_id)))
+
+
+def _created(session: Session) -> Counter[int]:
+    """How many `order.created` events each order id has."""
+    return Counter(
+        int(e.data["order_id"])
+        for e in session.scalars(select(Event).where(Event.type == "order.created"))
+    )
+
+
 @pytest.fixture
 def worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """As in a worker of two threads: one may sleep for its next slot (at the default rate,
@@ -120,11 +133,8 @@ def test_pages_called_ahead_that_fail_are_retried_and_no_order_is_missed_or_stor
         messages = order_sync.sync_step(sessions, platforms, patient, account, for_seconds=120)
 
     with sessions() as session:
-        stored = Counter(session.scalars(select(Order.order_id)))
-        created = Counter(
-            int(e.data["order_id"])
-            for e in session.scalars(select(Event).where(Event.type == "order.created"))
-        )
+        stored = _stored(session)
+        created = _created(session)
         sync = session.scalars(select(OrderSync)).one()
     assert set(stored) == set(orders) and max(stored.values()) == 1
     assert set(created) == set(orders) and max(created.values()) == 1
@@ -153,10 +163,7 @@ def test_orders_that_leave_a_crowded_second_while_it_is_paged_are_not_skipped(
     run_steps(sessions, platforms, settings, account)
     with sessions() as session:
         stored = {row.order_id: row for row in session.scalars(select(Order))}
-        created = Counter(
-            int(e.data["order_id"])
-            for e in session.scalars(select(Event).where(Event.type == "order.created"))
-        )
+        created = _created(session)
         sync = session.scalars(select(OrderSync)).one()
     assert set(stored) == set(crowded)
     assert set(created) == set(crowded) and max(created.values()) == 1
@@ -226,7 +233,7 @@ def test_a_second_read_under_a_status_no_longer_named_is_read_again_from_the_fir
     run_steps(sessions, platforms, settings, account, {3: a_status_no_longer_named})
 
     with sessions() as session:
-        stored = Counter(session.scalars(select(Order.order_id)))
+        stored = _stored(session)
         failures = session.scalars(select(Failure)).all()
         sync = session.scalars(select(OrderSync)).one()
     assert failures == []
@@ -405,11 +412,8 @@ def test_a_second_with_more_orders_than_the_offsets_reach_is_read_per_status_and
     )
 
     with sessions() as session:
-        stored = Counter(session.scalars(select(Order.order_id)))
-        created = Counter(
-            int(e.data["order_id"])
-            for e in session.scalars(select(Event).where(Event.type == "order.created"))
-        )
+        stored = _stored(session)
+        created = _created(session)
         failures = session.scalars(select(Failure)).all()
         sync = session.scalars(select(OrderSync)).one()
     assert failures == []
@@ -436,7 +440,7 @@ def test_a_status_over_the_offset_cap_in_one_second_is_a_failure_and_the_sync_go
     run_steps(sessions, listing.platforms, settings, settings.account, most=1000)
 
     with sessions() as session:
-        stored = Counter(session.scalars(select(Order.order_id)))
+        stored = _stored(session)
         failures = session.scalars(select(Failure)).all()
         sync = session.scalars(select(OrderSync)).one()
     [failure] = failures

@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
@@ -448,17 +448,18 @@ def _listing_step(
             called.settle(sessions, row.account)
             called = None
 
-    def call() -> OrderPage:
+    def call() -> _Paged:
         page = called.result() if called is not None else platform.list_orders(*listing)
+        paged = _paged(platform, position, page)
         # Where a page's orders are stored at once (on a platform whose orders wait for their
         # items, the next step is an items call), the next page is called while this one is
         # stored, if the task goes on to it; before this page's transaction begins, so that
         # the call's slot (in the database on the embedded stack) does not wait for it.
         if ahead is not None and not platform.ids_per_items_call:
-            following = _listing_of(position, _paged(platform, position, page)[0])
+            following = _listing_of(position, paged.values)
             if following is not None and time.monotonic() < ahead.until:
                 ahead.page = _NextPage(platform, following)
-        return page
+        return paged
 
     follow: list[Message] = []
     attempted = attempt(
@@ -466,7 +467,7 @@ def _listing_step(
         settings,
         row,
         call,
-        succeeded=lambda c, page, now: _listed(c, settings, platform, row, position, page, now),
+        succeeded=lambda c, paged, now: _listed(c, settings, platform, row, position, paged, now),
         failed=lambda c, error, message, attempts, now: follow.extend(
             _fail_run(c, settings, row, error, message, attempts, now)
         ),
@@ -483,24 +484,30 @@ def _listed(
     platform: Platform,
     row: Row,
     position: _Position,
-    page: OrderPage,
+    paged: _Paged,
     now: datetime,
 ) -> list[Message]:
     """A page read: its new orders stored (or kept for their items), the position moved, in
     one transaction."""
-    values, fresh, over_cap = _paged(platform, position, page)
-    if over_cap:
+    if paged.over_cap:
         assert position.cursor_at is not None
         _over_offset_cap(connection, row, position.cursor_at, position.second_status, now)
-    counts = _take(connection, settings, platform, row, fresh, now, values)
+    values = paged.values
+    counts = _take(connection, settings, platform, row, paged.fresh, now, values)
     return _moved(connection, settings, row, position, values, counts, now)
 
 
-def _paged(
-    platform: Platform, position: _Position, page: OrderPage
-) -> tuple[dict[str, Any], list[ListedOrder], bool]:
+class _Paged(NamedTuple):
     """What a page read moves: the position's new values, the page's orders not read before,
     and whether its second holds more orders than the offsets reach under its status."""
+
+    values: dict[str, Any]
+    fresh: list[ListedOrder]
+    over_cap: bool
+
+
+def _paged(platform: Platform, position: _Position, page: OrderPage) -> _Paged:
+    """A page read, as _Paged says (nothing written)."""
     anchor = position.cursor_at
     assert anchor is not None
     known = set(position.cursor_ids)
@@ -548,7 +555,7 @@ def _paged(
         else:
             at_last = {listed.order_id for listed in page.orders if listed.updated_at == last}
             values.update(cursor_at=last, cursor_ids=sorted(at_last))
-    return values, fresh, over_cap
+    return _Paged(values, fresh, over_cap)
 
 
 def _listing_of(position: _Position, values: dict[str, Any]) -> Listing | None:

@@ -168,6 +168,7 @@ def first_sync(platform: str, orders: int, rate: float, latency: float) -> dict[
         "calls_span_s": round(calls[-1].at - calls[0].at, 2) if calls else None,
         "gap_p50_s": _gap(calls, 0.5),
         "gap_p95_s": _gap(calls, 0.95),
+        "gap_max_s": _gap(calls, 1.0),
         "span_ratio": (
             round((calls[-1].at - calls[0].at) / ((len(calls) - 1) / rate), 3)
             if len(calls) > 1

@@ -5,6 +5,7 @@ sync point moves only past what is stored, and a task goes on from page to page 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support import lazop
 from worker.accounts.platforms import PlatformFor
+from worker.db import heartbeats
 from worker.db.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.models import Account as AccountRow
@@ -108,6 +110,38 @@ def test_a_task_reads_page_after_page_until_the_run_is_done(
     listed = [call for call in sandbox.calls() if call.action in ("GetOrders", "/orders/get")]
     assert len(listed) == 3
     assert audited == ["GetOrders"] * 3
+
+
+def test_a_task_whose_worker_shuts_down_reads_no_more_pages_and_hands_the_rest_on(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    sandbox: Sandbox,
+    worker_threads: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    orders = [order for hours in (3, 2, 1) for order in sandbox.add_orders(90, ago=hours * 3600)]
+    account = settings.account
+    assert order_sync.request_sync(sessions, settings, account)
+    shutting_down = threading.Event()
+    shutting_down.set()
+    monkeypatch.setattr(heartbeats, "_stopping", shutting_down)
+
+    messages = order_sync.sync_step(sessions, platforms, settings, account, for_seconds=120)
+
+    # One page read and stored, none called ahead, the rest left to the next message.
+    assert [(m.task, m.kwargs, m.countdown or 0) for m in messages] == [
+        (order_sync.STEP_TASK, {"account": account}, 0)
+    ]
+    listed = [call for call in sandbox.calls() if call.action == "GetOrders"]
+    assert len(listed) == 1
+    with sessions() as session:
+        assert len(_stored(session)) == 100  # a page
+        assert session.scalars(select(OrderSync)).one().run_until is not None
+    monkeypatch.setattr(heartbeats, "_stopping", threading.Event())
+    assert order_sync.sync_step(sessions, platforms, settings, account, for_seconds=120) == []
+    with sessions() as session:
+        assert set(_stored(session)) == set(orders)
 
 
 def test_pages_called_ahead_that_fail_are_retried_and_no_order_is_missed_or_stored_twice(

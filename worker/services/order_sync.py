@@ -7,7 +7,7 @@ lists from the sync point less L12's overlap up to the moment it started, a page
 (`lazada.sync_orders_step`): each step claims the row (its lease keeps two steps of an account
 from running at once, on any number of workers), makes one call through the account's rate
 limit and turns (worker.services.attempts), and writes what it read with the new position in
-one transaction; a task goes on to the next step for a few seconds (calling the next page
+one transaction; a task goes on to the next step for some seconds (calling the next page
 while it stores one), then sends it as a message. A crash re-reads at most the page it was on.
 
 The position (L11): the listing is read by `updated_at` ascending; every page re-anchors on the
@@ -44,6 +44,7 @@ from worker.accounts.store import UnknownAccount, environment_account, work_acco
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import collect_calls, record_api_calls, record_call, record_failure
 from worker.db.engine import core_transaction
+from worker.db.heartbeats import stopping
 from worker.db.leases import holder
 from worker.db.models import Account as AccountRow
 from worker.db.models import OrderSync, table_of
@@ -72,9 +73,11 @@ SYNC_GROUP = "order-sync"  # an account's sync calls take their turns as one gro
 OVERLAP = timedelta(minutes=10)  # L12: orders become visible in the listing this late
 MAX_OFFSET = 4500  # L11: the API's offset cap
 ONE_SECOND = timedelta(seconds=1)
-# How long one task goes on reading pages before it leaves the rest to its next message (its
-# thread is the worker's for that long).
-STEP_SECONDS = 5.0
+# How long one task goes on reading pages before it leaves the rest to its next message, so
+# that queued work takes turns for the worker's threads: as long as a removal job's runner
+# (removal.RUNNER_SECONDS). Each hand-over costs the sync a page's time (the next page cannot
+# be called ahead across it), so it is not shorter.
+STEP_SECONDS = 20.0
 # How long a step waits for its next page's call to go out before it stores a page (a call
 # sleeps for its slot at most CHAINED_SLOT_WAIT).
 CALL_GOING_OUT = 1.0
@@ -254,10 +257,11 @@ def sync_step(
     holds it.
 
     A page whose next one is due at once is followed in the same task, for up to
-    `for_seconds`: a message per page would add its delivery and its task's start to every
-    page, and pages are read one after the other. While it goes on, the next page's call is
-    made as soon as a page is read, while that page is stored (_NextPage). Anything else (a
-    deferral to a slot further away, a retry, the run's end) returns its messages."""
+    `for_seconds` and until its worker shuts down: a message per page would add its delivery
+    and its task's start to every page, and pages are read one after the other. While it goes
+    on, the next page's call is made as soon as a page is read, while that page is stored
+    (_NextPage). Anything else (a deferral to a slot further away, a retry, the run's end)
+    returns its messages."""
     ends = time.monotonic() + for_seconds
     ahead = _Ahead(until=ends)
     try:
@@ -265,7 +269,7 @@ def sync_step(
             messages = _one_step(sessions, platforms, settings, account, slot, ahead)
             if not _at_once(messages, account):
                 return messages
-            if time.monotonic() >= ends and ahead.page is None:
+            if _hands_over(ends) and ahead.page is None:
                 return messages
             # Its row is due now and its lease released: taken again by the claim, as a
             # message would take it (were this task killed, the sweeper sends the row again).
@@ -273,6 +277,12 @@ def sync_step(
     finally:
         if ahead.page is not None:  # a call made for a step that did not come
             ahead.page.settle(sessions, account)
+
+
+def _hands_over(ends: float) -> bool:
+    """Whether a task going on from page to page leaves the rest to a new message: its time
+    is up, or its worker is shutting down (a running task takes no more work)."""
+    return time.monotonic() >= ends or stopping()
 
 
 Listing = tuple[datetime, datetime, int, str | None]
@@ -457,7 +467,7 @@ def _listing_step(
         # the call's slot (in the database on the embedded stack) does not wait for it.
         if ahead is not None and not platform.ids_per_items_call:
             following = _listing_of(position, paged.values)
-            if following is not None and time.monotonic() < ahead.until:
+            if following is not None and not _hands_over(ahead.until):
                 ahead.page = _NextPage(platform, following)
         return paged
 

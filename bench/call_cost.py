@@ -206,6 +206,7 @@ def accounts_run(
         time.sleep(args.idle)
         idle = (stack.worker_cpu_seconds() - idle_cpu) / (time.monotonic() - idle_from)
         commits = _commits(stack)
+        marks = stack.log_marks()
         worker_cpu = stack.worker_cpu_seconds()
         sent = time.monotonic()
         for n, name in enumerate(names):
@@ -224,6 +225,7 @@ def accounts_run(
         profile = profiler.stop() if profiler is not None else None
         time.sleep(STATS_FLUSH)
         commits = _commits(stack) - commits if commits >= 0 else -1
+        sent_again = stack.sent_again(marks)
         per_account = sandboxes.per_account()
         outcomes, actions = sandboxes.counts("outcome"), sandboxes.counts("action")
         _remove_accounts(stack, names)
@@ -271,6 +273,8 @@ def accounts_run(
         # Transactions the database committed (the workers': the benchmark's reads commit none).
         "db_commits_per_call": round(commits / calls, 2) if commits >= 0 else None,
         "idle_worker_cpu_ms_per_s": round(1000 * idle, 1),
+        # Rows the sweepers took for lost and sent again (each a task more, and its calls).
+        "sent_again": sent_again,
         "load": load,
     }
     if profile is not None:

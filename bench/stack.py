@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,8 @@ STACKS = ("embedded", "redis", "rabbitmq")
 BATCH_SIZE = 50  # SKUs per RemoveProduct call (SellerCenterPlatform.max_skus_per_call)
 # Far above any benchmark's rate, so that the limiter never binds unless a scenario sets one.
 LIMIT_OFF = "100000"
+# The sweepers' INFO line when they send rows again (worker.services.sweepers).
+_SENT_AGAIN = re.compile(r"sweeper: (\d+) ")
 
 
 class BenchError(RuntimeError):
@@ -276,6 +279,18 @@ class BenchStack:
 
     def logs(self) -> str:
         return "\n".join(worker.log()[-5000:] for worker in [*self.killed, *self.workers])
+
+    def log_marks(self) -> list[int]:
+        """Where each worker's log ends now (for `sent_again`)."""
+        return [len(worker.log()) for worker in self.workers]
+
+    def sent_again(self, marks: list[int]) -> int:
+        """Rows the sweepers sent again since `marks` (their INFO lines in the workers' logs)."""
+        return sum(
+            int(found)
+            for worker, mark in zip(self.workers, marks, strict=False)
+            for found in _SENT_AGAIN.findall(worker.log()[mark:])
+        )
 
     def stop_workers(self) -> None:
         for worker in self.workers:

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import InvalidTaskError
-from celery.signals import task_prerun, worker_init
+from celery.signals import worker_init
 from celery.worker.request import Request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +21,6 @@ from worker.accounts.store import Account
 from worker.broker.dispatch import SLOT_HEADER, Message
 from worker.broker.messages import Unservable, check_celery_message
 from worker.db.engine import get_engine, session_scope
-from worker.db.heartbeats import lateness
 from worker.db.models import Failure
 from worker.inputs import InvalidInput, clean_slot
 from worker.outbox.events import take_recorded
@@ -38,20 +37,6 @@ def _pool_size(sender: Any, **_: Any) -> None:
     """The worker's threads: how many may sleep for a chained call's slot (worker.ratelimit)."""
     threads = getattr(sender, "concurrency", 0)
     slot_sleepers.allow(threads if isinstance(threads, int) else 0)
-
-
-@task_prerun.connect
-def _started_late(task: Any = None, **_: Any) -> None:
-    """How late the task of a countdown message starts (worker.db.heartbeats.Lateness)."""
-    eta = getattr(getattr(task, "request", None), "eta", None)
-    if isinstance(eta, str):
-        try:
-            eta = datetime.fromisoformat(eta)
-        except ValueError:
-            return
-    if isinstance(eta, datetime):
-        due = eta if eta.tzinfo is not None else eta.replace(tzinfo=UTC)
-        lateness.started((datetime.now(UTC) - due).total_seconds())
 
 
 class CheckedRequest(Request):  # type: ignore[misc]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.worker_stack import BATCH, URLS_PER_CALL
 from worker.accounts.platforms import PlatformFor
 from worker.broker.dispatch import Message
-from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch, WorkerHeartbeat
+from worker.db.models import ApiCall, Failure, ImageJob, Order, RemovalBatch
 from worker.inputs import InvalidInput, clean_skus
 from worker.platforms import Platform
 from worker.platforms.sellercenter import SellerCenterClient, SellerCenterPlatform
@@ -300,46 +300,6 @@ def test_the_sweeper_resends_due_batches_whose_message_is_overdue_and_only_those
         )
     resent = sweepers.sweep_removal_batches(sessions, settings)
     assert resent == messages
-    assert sweepers.sweep_removal_batches(sessions, settings) == []  # sent once per deadline
-
-
-def test_the_sweeper_allows_for_how_late_the_live_workers_run_countdown_messages(
-    sessions: sessionmaker[Session], settings: Settings
-) -> None:
-    """A busy worker runs the messages it holds late: only a message overdue by more than the
-    live workers' lateness is taken for lost. A worker that stopped beating counts for
-    nothing."""
-    _, messages = removal.create_job(sessions, settings, settings.account, "late", ["Z-1"], BATCH)
-    now = datetime.now(UTC)
-    with sessions.begin() as session:
-        session.execute(update(RemovalBatch).values(dispatched_until=now - timedelta(seconds=10)))
-        session.add_all(
-            [
-                WorkerHeartbeat(
-                    worker_id="host-a:1:busy", kind="worker", started_at=now, beat_at=now
-                ),
-                WorkerHeartbeat(
-                    worker_id="host-b:2:gone",
-                    kind="worker",
-                    started_at=now - timedelta(hours=1),
-                    beat_at=now - timedelta(hours=1),
-                    late_seconds=300.0,
-                ),
-            ]
-        )
-
-    def lateness(seconds: float) -> None:
-        with sessions.begin() as session:
-            session.execute(
-                update(WorkerHeartbeat)
-                .where(WorkerHeartbeat.worker_id == "host-a:1:busy")
-                .values(late_seconds=seconds, beat_at=datetime.now(UTC))
-            )
-
-    lateness(30.0)
-    assert sweepers.sweep_removal_batches(sessions, settings) == []  # its worker holds it
-    lateness(2.0)
-    assert sweepers.sweep_removal_batches(sessions, settings) == messages
     assert sweepers.sweep_removal_batches(sessions, settings) == []  # sent once per deadline
 
 

@@ -37,8 +37,6 @@ def retry_delay(ladder: tuple[float, ...], attempt: int, rng: random.Random | No
 # before it is due, and a live worker runs it then: one not run this long after, its worker is
 # taken for dead (killed: the embedded broker loses what a reader held, Redis gives it back only
 # after its visibility timeout) and the sweepers send its work again. Running it twice is safe.
-# A live worker whose threads are all busy runs them late: the sweepers add how late the live
-# workers say they are (worker.db.heartbeats.Lateness).
 HELD_GRACE = 15.0
 
 

@@ -103,48 +103,9 @@ def record_sweep(connection: Connection) -> None:
     _upsert(connection, BEAT_ROW, "beat", beat_at=now, last_sweep_at=now)
 
 
-def beat(connection: Connection, worker_id: str, kind: str, late: float | None = None) -> None:
-    """Write the process's heartbeat, its row made on the first beat; `late`: how late it
-    started the tasks of countdown messages since its beat before (Lateness)."""
-    _upsert(connection, worker_id, kind, beat_at=database_now(), late_seconds=late)
-
-
-class Lateness:
-    """How late this process starts the tasks of messages sent with a countdown: the most
-    since its last beat, which writes it (its row's `late_seconds`). A worker holds such a
-    message until it is due and then waits for a thread: when its threads are all busy it
-    runs them late, and the sweepers, which take a message not run in time for lost, must
-    allow for that, or they would send work again to workers that are already behind."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._most = 0.0
-
-    def started(self, late: float) -> None:
-        """A task due `late` s ago started now."""
-        with self._lock:
-            self._most = max(self._most, late)
-
-    def take(self) -> float:
-        """The most since the last take (0: none was late)."""
-        with self._lock:
-            most, self._most = self._most, 0.0
-        return most
-
-
-lateness = Lateness()
-
-
-def workers_late(connection: Connection) -> float:
-    """How late the live workers start the tasks of countdown messages: the most any wrote
-    with its last beat (0 when none did)."""
-    freshest = select(func.max(_beats.c.beat_at)).correlate(None).scalar_subquery()
-    late = connection.scalar(
-        select(func.max(_beats.c.late_seconds)).where(
-            _beats.c.kind == "worker", _beats.c.beat_at >= seconds_before(freshest, STALE_AFTER)
-        )
-    )
-    return max(0.0, float(late or 0.0))
+def beat(connection: Connection, worker_id: str, kind: str) -> None:
+    """Write the process's heartbeat, its row made on the first beat."""
+    _upsert(connection, worker_id, kind, beat_at=database_now())
 
 
 def _upsert(connection: Connection, worker_id: str, kind: str, **values: Any) -> None:
@@ -188,9 +149,8 @@ class Heartbeat:
             self._thread.join(timeout=BEAT_SECONDS + 5)
 
     def beat_once(self) -> None:
-        late = lateness.take() if self.kind == "worker" else None
         with core_transaction(self.sessions) as connection:
-            beat(connection, self.worker_id, self.kind, late)
+            beat(connection, self.worker_id, self.kind)
             if self.kind == "worker":
                 renew_held(connection, datetime.now(UTC), self.settings.lease_seconds)
 

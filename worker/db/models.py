@@ -473,10 +473,6 @@ class WorkerHeartbeat(Base):
     started_at: Mapped[datetime]
     beat_at: Mapped[datetime] = mapped_column(index=True)
     last_sweep_at: Mapped[datetime | None]  # beat's row: when a sweep last ran
-    # A worker's: how late it started the tasks of countdown messages since its beat before
-    # (the most, in seconds), so that the sweepers do not take the messages a busy worker
-    # still holds for lost (worker.services.sweepers).
-    late_seconds: Mapped[float | None]
 
 
 class OAuthState(Base):

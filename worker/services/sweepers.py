@@ -4,10 +4,8 @@ A row is sent again when its time has come and either the task that claimed it d
 worker process that holds its lease stopped beating, worker.db.heartbeats, or the lease ran
 out: a live worker renews the leases of its attempts under way), or no task holds it and the
 message sent for it should have been served by now (a killed worker that held it, a broker
-that dropped it in flight; worker.broker.dispatch says how long that is, and the live
-workers' heartbeats how much later than due they run the tasks of countdown messages now,
-which is added). Sending again is safe: the task claims the row, so a late original does
-nothing.
+that dropped it in flight; worker.broker.dispatch says how long that is). Sending
+again is safe: the task claims the row, so a late original does nothing.
 
 An idle sweep logs nothing (beat runs each every few seconds); one that sends work again logs
 one line at INFO, with how many rows of which kind.
@@ -17,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, and_, or_, select, update
@@ -25,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.engine import core_transaction
-from worker.db.heartbeats import record_sweep, stale_holders, workers_late
+from worker.db.heartbeats import record_sweep, stale_holders
 from worker.db.models import (
     Event,
     EventDelivery,
@@ -151,9 +149,6 @@ def _sweep(
 ) -> list[Message]:
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
-        # A message the workers hold runs as late as they run the others: only past that is
-        # it lost.
-        lost_before = now - timedelta(seconds=workers_late(connection))
         query = (
             select(table)
             .where(
@@ -167,10 +162,7 @@ def _sweep(
                     ),
                     and_(
                         table.c.lease_until.is_(None),
-                        or_(
-                            table.c.dispatched_until.is_(None),
-                            table.c.dispatched_until < lost_before,
-                        ),
+                        or_(table.c.dispatched_until.is_(None), table.c.dispatched_until < now),
                     ),
                 ),
             )

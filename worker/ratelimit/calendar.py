@@ -114,10 +114,12 @@ def move_slot(
     late: float,
     interval: float,
     per_second: int,
+    spacing: float = 0.0,
 ) -> tuple[bool, dict[str, list[float]]]:
     """Move `group`'s slot nearest to `now - late` (if within half an interval of it) to
     `now`, unless the calendar `turns` would then hold more than `per_second` slots within
-    WINDOW s. Returns whether it moved, and the calendar to store.
+    WINDOW s, or a slot nearer to `now` than `spacing` s. Returns whether it moved, and the
+    calendar to store.
 
     The Redis store runs the same steps in Lua (lua/move.lua): keep them alike.
     """
@@ -129,6 +131,8 @@ def move_slot(
         mine.remove(nearest)
     others = sorted(t for g, slots in kept.items() if g != group for t in slots)
     if _window_shift(sorted([*others, *mine]), [now], per_second) > 0:
+        return False, turns
+    if any(abs(t - now) < spacing - EPSILON for t in [*others, *mine]):
         return False, turns
     kept[group] = [*mine, now]
     return True, kept

@@ -80,10 +80,20 @@ class DatabaseSlots:
             self._save(conn, account, turns=json.dumps(turns))
             return grant
 
-    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
+    def move(
+        self,
+        account: str,
+        group: str,
+        late: float,
+        interval: float,
+        per_second: int,
+        spacing: float = 0.0,
+    ) -> bool:
         with self.engine.begin() as conn:
             _, _, turns, now = self._state(conn, account)
-            moved, turns = move_slot(turns, group, now.timestamp(), late, interval, per_second)
+            moved, turns = move_slot(
+                turns, group, now.timestamp(), late, interval, per_second, spacing
+            )
             if moved:
                 self._save(conn, account, turns=json.dumps(turns))
             return moved

@@ -204,9 +204,18 @@ class SlotStore(Protocol):
         the group already holds `ahead` slots that have not come yet; never more than
         `per_second` slots within WINDOW s (0: spacing alone)."""
 
-    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
+    def move(
+        self,
+        account: str,
+        group: str,
+        late: float,
+        interval: float,
+        per_second: int,
+        spacing: float = 0.0,
+    ) -> bool:
         """Move `group`'s slot that was `late` s ago to now, if no WINDOW s then holds more
-        than `per_second` slots; False (nothing changed) if it would."""
+        than `per_second` slots and no slot is nearer to now than `spacing` s; False (nothing
+        changed) if it would."""
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:
         """The API said "too frequent": no slot for `pause` s, half the rate for `slow_for` s."""
@@ -229,10 +238,11 @@ class RateLimiter:
         limit = max(1, math.floor(rate + EPSILON))
         self.per_second = limit if limit <= WINDOW_UP_TO else 0
         # A late slot is moved to now where every window stays at the limit. Below a call a
-        # second the limit is the spacing itself, which a window's count does not keep (a
-        # moved slot would come closer than an interval to the next): a late call takes a new
-        # slot then.
-        self.moves_late = bool(self.per_second) and rate + EPSILON >= 1
+        # second the limit is the spacing itself, which a window's count does not keep: there
+        # a moved slot must also stay the API's own interval (1/rate, with the jitter LATE
+        # allows) from every other slot, or the late call takes a new slot.
+        self.moves_late = bool(self.per_second)
+        self.move_spacing = 0.0 if rate + EPSILON >= 1 else 1 / rate + LATE
         # How far a chained call's slot may be for it to sleep for it (its group's slots ahead).
         self.chained_wait = min(CHAINED_SLOT_WAIT, self.ahead * self.interval)
 
@@ -304,7 +314,7 @@ class RateLimiter:
         work, or False: it takes a new slot."""
         movable = current.calls == 1 and late <= self.interval and self.moves_late
         if movable and self.store.move(
-            self.account, current.group, late, self.interval, self.per_second
+            self.account, current.group, late, self.interval, self.per_second, self.move_spacing
         ):
             return True
         if current.chained:

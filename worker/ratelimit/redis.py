@@ -48,8 +48,16 @@ class RedisSlots:
         reserved, wait = self._reserve(keys=[_key(account)], args=args)
         return Grant(bool(reserved), float(wait))
 
-    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
-        args: list[str | float] = [late, interval, per_second, group, WINDOW, EPSILON]
+    def move(
+        self,
+        account: str,
+        group: str,
+        late: float,
+        interval: float,
+        per_second: int,
+        spacing: float = 0.0,
+    ) -> bool:
+        args: list[str | float] = [late, interval, per_second, group, WINDOW, EPSILON, spacing]
         return bool(self._move(keys=[_key(account)], args=args))
 
     def throttled(self, account: str, pause: float, slow_for: float) -> None:

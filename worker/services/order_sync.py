@@ -899,8 +899,9 @@ def _over_offset_cap(
 ) -> None:
     under = "" if status is None else f" with status {status}"
     why = (
-        f"more than {MAX_OFFSET} orders{under} were updated at {second.isoformat()}: those "
-        "past the API's offset cap were not read by this sync (fetch them by id)"
+        f"more orders{under} were updated at {second.isoformat()} than the API's offsets reach "
+        f"(they stop at {MAX_OFFSET}): those past them were not read by this sync (fetch them "
+        "by id)"
     )
     record_failure(connection, row.account, "order_sync", row.account, "offset_cap", why, 1, now)
     log.warning("order sync of %s: %s", row.account, why)

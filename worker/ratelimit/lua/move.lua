@@ -1,7 +1,7 @@
 -- Move a late call's slot to now: the steps of calendar.move_slot(), atomic on the server
 -- and on its clock. KEYS[1]: the account's hash. ARGV: late, interval, per_second, group,
--- window, epsilon. Returns 1 if moved, 0 (nothing changed) if a window would then hold more
--- than per_second slots.
+-- window, epsilon, spacing. Returns 1 if moved, 0 (nothing changed) if a window would then
+-- hold more than per_second slots, or a slot be nearer to now than spacing.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local late = tonumber(ARGV[1])
@@ -10,6 +10,7 @@ local per_second = tonumber(ARGV[3])
 local group = 'g:' .. ARGV[4]
 local window = tonumber(ARGV[5])
 local eps = tonumber(ARGV[6])
+local spacing = tonumber(ARGV[7])
 local keep = math.max(interval, window)
 local fields = redis.call('HGETALL', KEYS[1])
 local others, mine = {}, {}
@@ -36,6 +37,9 @@ for _, s in ipairs(others) do table.insert(taken, s) end
 for _, s in ipairs(mine) do table.insert(taken, s) end
 table.sort(taken)
 if window_shift(taken, {now}, per_second, window, eps) > 0 then return 0 end
+for _, s in ipairs(taken) do
+  if math.abs(s - now) < spacing - eps then return 0 end
+end
 table.insert(mine, now)
 local text = {}
 for _, s in ipairs(mine) do table.insert(text, string.format('%.6f', s)) end

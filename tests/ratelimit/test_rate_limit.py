@@ -158,7 +158,7 @@ def test_a_slot_is_not_moved_where_a_window_would_hold_one_call_too_many(
     assert time.time() + sixth.wait == pytest.approx(start + 5 * interval, abs=0.05)
 
 
-def test_below_a_call_a_second_a_late_call_takes_a_new_slot_instead_of_moving_its_own(
+def test_below_a_call_a_second_a_late_call_near_the_next_slot_takes_a_new_one(
     slots: SlotStore,
 ) -> None:
     """At 0.5 calls/s the API wants two seconds between calls: a slot moved to now would
@@ -176,6 +176,41 @@ def test_below_a_call_a_second_a_late_call_takes_a_new_slot_instead_of_moving_it
         limiter.acquire("RemoveProduct")
     assert late.value.slot is not None
     assert late.value.slot >= other.value.slot + limiter.interval - 0.05
+
+
+def test_below_a_call_a_second_a_slot_moves_only_where_it_stays_the_apis_interval_away(
+    slots: SlotStore,
+) -> None:
+    """At 0.1 calls/s a window of a second holds one slot whatever is done: the spacing
+    argument is what keeps a moved slot 10 s (and the jitter LATE allows) from the next."""
+    rate = 0.1
+    interval, spacing = SPACING / rate, 1 / rate + LATE
+    a_little, too_much = _account(), _account()
+    for account in (a_little, too_much):
+        for _ in range(2):  # now, and an interval on
+            slots.reserve(account, "job", interval, 100, per_second=1)
+    time.sleep(0.1)
+    # 0.1 s late: the next slot stays 10.2 s away.
+    assert slots.move(a_little, "job", 0.1, interval, 1, spacing)
+    time.sleep(0.3)
+    # 0.4 s late: it would come 9.9 s before the next; a window alone would allow it.
+    assert not slots.move(too_much, "job", 0.4, interval, 1, spacing)
+    assert slots.move(too_much, "job", 0.4, interval, 1, 0.0)
+
+
+def test_below_a_call_a_second_a_call_a_little_late_is_sent_now_not_an_interval_later(
+    database_url: str,
+) -> None:
+    store = CountingSlots(database_url)
+    account = _account()
+    limiter = RateLimiter(store, account, rate=0.1)
+    first = time.time()
+    for _ in range(2):  # its slot now, and its group's next an interval on
+        store.reserve(account, "job", limiter.interval, 100, per_second=1)
+    time.sleep(0.1)
+    with turn("job", slot=first):
+        limiter.acquire("RemoveProduct")  # 0.1 s late: sent now, its slot moved
+    assert (store.moved, store.reserved) == (1, 2)
 
 
 def test_a_chained_call_near_its_slot_sleeps_for_it_while_a_thread_may(
@@ -377,8 +412,16 @@ class CountingSlots(DatabaseSlots):
         self.reserved += 1
         return super().reserve(account, group, interval, ahead, calls, per_second)
 
-    def move(self, account: str, group: str, late: float, interval: float, per_second: int) -> bool:
-        moved = super().move(account, group, late, interval, per_second)
+    def move(
+        self,
+        account: str,
+        group: str,
+        late: float,
+        interval: float,
+        per_second: int,
+        spacing: float = 0.0,
+    ) -> bool:
+        moved = super().move(account, group, late, interval, per_second, spacing)
         self.moved += moved
         return moved
 
@@ -593,6 +636,54 @@ def test_no_window_ever_holds_more_calls_than_the_limit_with_late_calls_moved(
     made.sort()
     for first, last in zip(made, made[per_second:], strict=False):
         assert last - first >= WINDOW - EPSILON - 1e-9
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.floats(0, 12, allow_nan=False),
+            st.floats(0, 0.6, allow_nan=False),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([0.1, 0.25, 0.5]),
+)
+def test_below_a_call_a_second_no_two_calls_come_closer_than_the_apis_interval(
+    asks: list[tuple[str, float, float, bool]], rate: float
+) -> None:
+    """As above, at rates below a call a second, where late calls move only as far as the
+    spacing allows: the calls are never closer together than 1/rate, the API's own limit."""
+    limiter_spacing = 1 / rate + LATE
+    interval, now, turns = SPACING / rate, 1000.0, {}
+    made: list[float] = []
+    pending: dict[str, list[float]] = {}
+    for group, step, late, comes_back in asks:
+        now += step
+        due = [t for t in pending.get(group, []) if t <= now]
+        if due and comes_back:
+            slot = due[0]
+            pending[group].remove(slot)
+            now = max(now, slot + late)  # its call comes back now, however late that is
+            if now - slot <= LATE:
+                made.append(slot)
+            else:
+                moved, turns = move_slot(
+                    turns, group, now, now - slot, interval, 1, limiter_spacing
+                )
+                if moved:
+                    made.append(now)
+            continue
+        grant, turns = place(turns, group, now, interval, 3, per_second=1)
+        if grant.reserved:
+            pending.setdefault(group, []).append(now + grant.wait)
+    made += [t for slots in pending.values() for t in slots]
+    made.sort()
+    for first, last in pairwise(made):
+        assert last - first >= 1 / rate - 1e-9
 
 
 def test_busy_groups_take_every_slot_in_turn() -> None:

@@ -169,6 +169,12 @@ def first_sync(platform: str, orders: int, rate: float, latency: float) -> dict[
         "gap_p50_s": _gap(calls, 0.5),
         "gap_p95_s": _gap(calls, 0.95),
         "gap_max_s": _gap(calls, 1.0),
+        # Gaps of more than two slots: when into the calls, s, and how long.
+        "long_gaps": [
+            [round(a.at - calls[0].at, 2), round(b.at - a.at, 3)]
+            for a, b in itertools.pairwise(calls)
+            if b.at - a.at > 2 / rate
+        ],
         "span_ratio": (
             round((calls[-1].at - calls[0].at) / ((len(calls) - 1) / rate), 3)
             if len(calls) > 1

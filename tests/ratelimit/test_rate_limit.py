@@ -35,6 +35,7 @@ from worker.ratelimit import (
     SlotStore,
     TurnsTaken,
     move_slot,
+    move_spacing,
     place,
     turn,
 )
@@ -182,9 +183,9 @@ def test_below_a_call_a_second_a_slot_moves_only_where_it_stays_the_apis_interva
     slots: SlotStore,
 ) -> None:
     """At 0.1 calls/s a window of a second holds one slot whatever is done: the spacing
-    argument is what keeps a moved slot 10 s (and the jitter LATE allows) from the next."""
+    argument is what keeps a moved slot 10 s (and a margin) from the next."""
     rate = 0.1
-    interval, spacing = SPACING / rate, 1 / rate + LATE
+    interval, spacing = SPACING / rate, 10.15
     a_little, too_much = _account(), _account()
     for account in (a_little, too_much):
         for _ in range(2):  # now, and an interval on
@@ -657,8 +658,8 @@ def test_below_a_call_a_second_no_two_calls_come_closer_than_the_apis_interval(
 ) -> None:
     """As above, at rates below a call a second, where late calls move only as far as the
     spacing allows: the calls are never closer together than 1/rate, the API's own limit."""
-    limiter_spacing = 1 / rate + LATE
     interval, now, turns = SPACING / rate, 1000.0, {}
+    limiter_spacing = move_spacing(rate)
     made: list[float] = []
     pending: dict[str, list[float]] = {}
     for group, step, late, comes_back in asks:

@@ -226,6 +226,17 @@ def slots_ahead(rate: float) -> int:
     return max(GROUP_AHEAD, math.floor(GROUP_SECONDS * rate))
 
 
+def move_spacing(rate: float) -> float:
+    """How far a late call's slot moved to now must stay from the account's other slots at
+    `rate` calls a second (0: the windows' count alone, at a call a second or more). Below a
+    call a second the limit is the spacing itself, which a window's count does not keep:
+    half way between the API's own interval (1/rate) and the slots' spacing (SPACING/rate),
+    the other half of that margin left for the time from the move to the call's arrival."""
+    if rate + EPSILON >= 1:
+        return 0.0
+    return (1 + SPACING) / 2 / rate
+
+
 class RateLimiter:
     """The client's before_call and after_call hooks for one account."""
 
@@ -237,12 +248,10 @@ class RateLimiter:
         # The most calls any WINDOW may hold (0: too many to keep; the spacing alone holds).
         limit = max(1, math.floor(rate + EPSILON))
         self.per_second = limit if limit <= WINDOW_UP_TO else 0
-        # A late slot is moved to now where every window stays at the limit. Below a call a
-        # second the limit is the spacing itself, which a window's count does not keep: there
-        # a moved slot must also stay the API's own interval (1/rate, with the jitter LATE
-        # allows) from every other slot, or the late call takes a new slot.
+        # A late slot is moved to now where every window stays at the limit (and, below a call
+        # a second, where it stays move_spacing from the others).
         self.moves_late = bool(self.per_second)
-        self.move_spacing = 0.0 if rate + EPSILON >= 1 else 1 / rate + LATE
+        self.move_spacing = move_spacing(rate)
         # How far a chained call's slot may be for it to sleep for it (its group's slots ahead).
         self.chained_wait = min(CHAINED_SLOT_WAIT, self.ahead * self.interval)
 

@@ -185,7 +185,7 @@ def test_below_a_call_a_second_a_slot_moves_only_where_it_stays_the_apis_interva
     """At 0.1 calls/s a window of a second holds one slot whatever is done: the spacing
     argument is what keeps a moved slot 10 s (and a margin) from the next."""
     rate = 0.1
-    interval, spacing = SPACING / rate, 10.15
+    interval, spacing = SPACING / rate, move_spacing(rate)
     a_little, too_much = _account(), _account()
     for account in (a_little, too_much):
         for _ in range(2):  # now, and an interval on

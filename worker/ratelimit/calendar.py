@@ -129,10 +129,10 @@ def move_slot(
     nearest = min(mine, key=lambda t: abs(t - due), default=None)
     if nearest is not None and abs(nearest - due) <= interval / 2:
         mine.remove(nearest)
-    others = sorted(t for g, slots in kept.items() if g != group for t in slots)
-    if _window_shift(sorted([*others, *mine]), [now], per_second) > 0:
+    taken = sorted([*(t for g, slots in kept.items() if g != group for t in slots), *mine])
+    if _window_shift(taken, [now], per_second) > 0:
         return False, turns
-    if any(abs(t - now) < spacing - EPSILON for t in [*others, *mine]):
+    if any(abs(t - now) < spacing - EPSILON for t in taken):
         return False, turns
     kept[group] = [*mine, now]
     return True, kept

@@ -248,9 +248,8 @@ class RateLimiter:
         # The most calls any WINDOW may hold (0: too many to keep; the spacing alone holds).
         limit = max(1, math.floor(rate + EPSILON))
         self.per_second = limit if limit <= WINDOW_UP_TO else 0
-        # A late slot is moved to now where every window stays at the limit (and, below a call
-        # a second, where it stays move_spacing from the others).
-        self.moves_late = bool(self.per_second)
+        # A late slot is moved to now where every window stays at the limit (with the limit
+        # off, never), and below a call a second where it stays move_spacing from the others.
         self.move_spacing = move_spacing(rate)
         # How far a chained call's slot may be for it to sleep for it (its group's slots ahead).
         self.chained_wait = min(CHAINED_SLOT_WAIT, self.ahead * self.interval)
@@ -321,7 +320,7 @@ class RateLimiter:
         """Whether a call `late` s after its slot (more than LATE) is sent now, its slot
         moved to now where every window stays at the limit; else LateForSlot for chained
         work, or False: it takes a new slot."""
-        movable = current.calls == 1 and late <= self.interval and self.moves_late
+        movable = current.calls == 1 and late <= self.interval and bool(self.per_second)
         if movable and self.store.move(
             self.account, current.group, late, self.interval, self.per_second, self.move_spacing
         ):

@@ -7,30 +7,74 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from tests.support.processes import wait_for
+from tests.support.processes import WorkerProcess, wait_for
 from tests.support.worker_stack import Stack
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("stack", ["embedded+sqlite"], indirect=True)
-def test_a_worker_stopped_by_an_unrecoverable_error_exits_non_zero(stack: Stack) -> None:
+def _break_the_broker(stack: Stack) -> Path:
+    """The embedded broker's queue folder replaced by a file under the running worker: its
+    consumer fails on it, which Celery does not expect."""
     folder = stack.settings.broker_folder
     assert folder is not None
-    worker = stack.start_worker(concurrency=1)
-    wait_for(lambda: "ready." in worker.log(), 60, "the worker to start")
-    # The broker's queue folder replaced by a file under the running worker.
     shutil.rmtree(folder / "queue")
     (folder / "queue").write_text("")
+    return folder / "queue"
+
+
+def _started_again(worker: WorkerProcess, queue: Path) -> None:
+    """Wait for the worker to stop on the broken broker, mend the broker during the pause
+    before it starts again, and wait for it to be ready again."""
+    wait_for(lambda: "starting it again" in worker.log(), 60, "the worker to stop")
+    queue.unlink()
+    queue.mkdir()
+    wait_for(lambda: worker.log().count(" ready.") == 2, 60, "the worker to start again")
+
+
+@pytest.mark.parametrize("stack", ["embedded+sqlite"], indirect=True)
+def test_a_worker_stopped_by_an_unrecoverable_error_starts_again_and_goes_on(
+    stack: Stack,
+) -> None:
+    """The error gone by the time it starts again (as a restarted Redis is): the same process
+    serves the queue again, and the work sent then is done."""
+    worker = stack.start_worker(concurrency=1)
+    wait_for(worker.ready, 60, "the worker to start")
+    _started_again(worker, _break_the_broker(stack))
+    assert worker.process is not None and worker.process.poll() is None
+    assert "Unrecoverable error" in worker.log()
+
+    skus = [f"A-{n:03d}" for n in range(120)]
+    stack.send("lazada.remove_products", skus, key="again")
+
+    def done() -> bool:
+        with stack.sessions() as session:
+            return session.scalar(select(RemovalJob.finished_at)) is not None
+
+    wait_for(done, 120, "the job done by the worker started again")
+    assert set(stack.sandbox.removal_counts()) == set(skus)
+
+
+@pytest.mark.parametrize("stack", ["embedded+sqlite"], indirect=True)
+def test_a_worker_stopped_by_an_unrecoverable_error_again_soon_after_exits_non_zero(
+    stack: Stack,
+) -> None:
+    worker = stack.start_worker(concurrency=1)
+    wait_for(worker.ready, 60, "the worker to start")
+    _started_again(worker, _break_the_broker(stack))
+    _break_the_broker(stack)  # within a minute of the start again: not a passing error
 
     assert worker.process is not None
     wait_for(lambda: worker.process.poll() is not None, 60, "the worker to stop")
-    assert "Unrecoverable error" in worker.log()
+    log = worker.log()
+    assert log.count("Unrecoverable error") == 2 and log.count("starting it again") == 1
+    assert "unrecoverable error again" in log
     assert worker.process.returncode != 0
 
 

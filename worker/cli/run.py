@@ -29,8 +29,15 @@ QUEUE_CHOICES = ("all", "work", "polls", "events")
 # threads deliver many events a second to receivers that answer, and no more than these few are
 # ever held by receivers that do not. More: `run --only events --concurrency N` beside it.
 EVENT_THREADS = 4
-# The pause before a failed events worker is started again.
-EVENTS_RESTART_AFTER = 5.0
+# The pause before a failed events worker, or a worker stopped by an unrecoverable error, is
+# started again.
+RESTART_AFTER = 5.0
+# A worker stopped by an unrecoverable error this soon after it was started again exits instead:
+# the error is not a passing one, and its supervisor is to hear of it.
+STARTED_AGAIN_FOR = 60.0
+# When this process was started again after an unrecoverable error (epoch seconds): its
+# environment carries it across the exec.
+STARTED_AGAIN_AT = "LAZADA_WORKER_STARTED_AGAIN_AT"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -94,6 +101,7 @@ def run_worker(
         arguments += ["--beat", f"--schedule={schedule}"]
     if parent is not None:
         _stop_when_orphaned(parent)
+    asked_to_stop = _watch_for_shutdown()
     events = _EventsWorker(settings, loglevel) if only in ("all", "work") else None
     try:
         # Celery's command returns the worker's exit status; `app.worker_main` drops it, and a
@@ -105,7 +113,53 @@ def run_worker(
     finally:
         if events is not None:
             events.stop()
-    return status if isinstance(status, int) else 0
+    status = status if isinstance(status, int) else 0
+    if status != 0 and not asked_to_stop.is_set() and parent is None:
+        _start_again(status)
+    return status
+
+
+def _watch_for_shutdown() -> threading.Event:
+    """An event set when the worker is asked to stop (a signal, or this process's own
+    SIGTERM): an exit status other than 0 without it is an unrecoverable error."""
+    from celery.signals import worker_shutting_down
+
+    asked = threading.Event()
+
+    def on_shutdown(**_: object) -> None:
+        asked.set()
+
+    worker_shutting_down.connect(on_shutdown, weak=False)
+    return asked
+
+
+def _start_again(status: int) -> None:
+    """Replace this process with a new start of the same command, after a pause: Celery's
+    worker stops for good on an error it did not expect (kombu's Redis transport can raise one
+    while it reconnects to a restarted Redis), which its next start does not meet. Returns,
+    for the process to exit with `status`, when it was itself started again too recently."""
+    again_at = os.environ.get(STARTED_AGAIN_AT, "")
+    if again_at and time.time() - float(again_at) < STARTED_AGAIN_FOR:
+        log.error(
+            "the worker stopped on an unrecoverable error again, %.0f s after it was started "
+            "again: exiting (status %s)",
+            time.time() - float(again_at),
+            status,
+        )
+        return
+    log.error(
+        "the worker stopped on an unrecoverable error (exit status %s): starting it again in "
+        "%.0f s",
+        status,
+        RESTART_AFTER,
+    )
+    time.sleep(RESTART_AFTER)
+    os.environ[STARTED_AGAIN_AT] = str(time.time())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The same interpreter, options and arguments: `python -m worker.cli run ...` and the
+    # `lazada-worker` script alike.
+    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 (this process's own command)
 
 
 class _EventsWorker:
@@ -148,7 +202,7 @@ class _EventsWorker:
                 os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
                 return
             log.error("the events worker failed (exit status %s): starting it again", status)
-            if self._stopping.wait(EVENTS_RESTART_AFTER):
+            if self._stopping.wait(RESTART_AFTER):
                 return
             self.process = subprocess.Popen(self._command)
 

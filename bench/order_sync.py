@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from bench.measure import percentile, printed
@@ -132,17 +132,8 @@ def first_sync(platform: str, orders: int, rate: float, latency: float) -> dict[
         app = plain_celery(settings.broker_url, settings.broker_transport_options())
         app.send_task("lazada.sync_orders", kwargs={"account": ACCOUNT}, queue=settings.queue)
 
-        def synced() -> bool:
-            with sessions() as session:
-                row = session.scalars(select(OrderSync)).first()
-            return bool(
-                row is not None
-                and row.run_until is None
-                and row.synced_through is not None
-                and row.synced_through >= sent
-            )
-
-        wait_for(synced, 900, "the first sync", interval=0.05)
+        reader = _reader(url)
+        wait_for(lambda: _synced_since(reader, sent), 900, "the first sync", interval=0.05)
         elapsed = time.monotonic() - started
     finally:
         worker.stop()
@@ -181,6 +172,26 @@ def first_sync(platform: str, orders: int, rate: float, latency: float) -> dict[
             else None
         ),
     }
+
+
+def _reader(url: str) -> sessionmaker[Any]:
+    """Sessions for the bench's polls, on an engine whose reads take no lock: the project's
+    SQLite engine begins every transaction IMMEDIATE, and a poll through it waits for the
+    write lock behind the worker's writes (the events worker's, thousands), so it would see
+    a sync's end late."""
+    return sessionmaker(create_engine(url), expire_on_commit=False)
+
+
+def _synced_since(reader: sessionmaker[Any], sent: datetime) -> bool:
+    """Whether the account's sync has ended, its sync point at or past `sent`."""
+    with reader() as session:
+        row = session.scalars(select(OrderSync)).first()
+    return bool(
+        row is not None
+        and row.run_until is None
+        and row.synced_through is not None
+        and _aware(row.synced_through) >= sent
+    )
 
 
 def _gap(calls: list[Any], share: float) -> float | None:
@@ -550,18 +561,9 @@ def beside_removal(args: argparse.Namespace) -> dict[str, Any]:
         sent = datetime.now(UTC)
         app.send_task("lazada.sync_orders", kwargs={"account": ACCOUNT}, queue=settings.queue)
 
-        def synced() -> bool:
-            with sessions() as session:
-                row = session.scalars(select(OrderSync)).first()
-            return bool(
-                row is not None
-                and row.run_until is None
-                and row.synced_through is not None
-                and _aware(row.synced_through) >= sent
-            )
-
+        reader = _reader(url)
         bound = 120 + (removal_calls + args.orders / 30) / args.rate_limit * 2
-        wait_for(synced, bound, "the sync", interval=0.2)
+        wait_for(lambda: _synced_since(reader, sent), bound, "the sync", interval=0.2)
 
         def removed() -> bool:
             with sessions() as session:

@@ -69,7 +69,9 @@ def sync_orders_step(self: ServiceTask, account: Any = None) -> None:
         return
     reserved = self.reserved_slot()
     self.publish(
-        order_sync.sync_step(self.sessions, self.platforms, self.settings, account, reserved)
+        order_sync.sync_step(
+            self.sessions, self.platforms, self.settings, account, reserved, send=self.publish
+        )
     )
 
 

@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support import lazop
 from worker.accounts.platforms import PlatformFor
+from worker.broker.dispatch import Message
 from worker.db import heartbeats
 from worker.db.audit import record_call
 from worker.db.engine import get_engine
 from worker.db.models import Account as AccountRow
 from worker.db.models import ApiCall, Event, Failure, Order, OrderSync
+from worker.outbox.events import DELIVER_MANY_TASK, take_recorded
 from worker.platforms.lazop import LazopClient
 from worker.platforms.lazop.platform import LazopPlatform
 from worker.ratelimit import SlotSleepers
@@ -84,17 +86,24 @@ def worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limiter_module, "slot_sleepers", sleepers)
 
 
+@pytest.fixture
+def three_pages(sessions: sessionmaker[Session], settings: Settings, sandbox: Sandbox) -> list[int]:
+    """Orders over three hours, their sync requested: pages that end in different seconds,
+    each followed at once. Returns the orders' ids."""
+    orders = [order for hours in (3, 2, 1) for order in sandbox.add_orders(90, ago=hours * 3600)]
+    assert order_sync.request_sync(sessions, settings, settings.account)
+    return orders
+
+
 def test_a_task_reads_page_after_page_until_the_run_is_done(
     sessions: sessionmaker[Session],
     settings: Settings,
     platforms: PlatformFor,
     sandbox: Sandbox,
     worker_threads: None,
+    three_pages: list[int],
 ) -> None:
-    # Orders over three hours: pages that end in different seconds, each followed at once.
-    orders = [order for hours in (3, 2, 1) for order in sandbox.add_orders(90, ago=hours * 3600)]
-    account = settings.account
-    assert order_sync.request_sync(sessions, settings, account)
+    orders, account = three_pages, settings.account
 
     # Long enough for the three pages on a busy machine (the default is a few seconds).
     messages = order_sync.sync_step(sessions, platforms, settings, account, for_seconds=120)
@@ -112,17 +121,40 @@ def test_a_task_reads_page_after_page_until_the_run_is_done(
     assert audited == ["GetOrders"] * 3
 
 
+def test_a_task_reading_on_sends_each_pages_event_deliveries_before_its_end(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    platforms: PlatformFor,
+    worker_threads: None,
+    three_pages: list[int],
+) -> None:
+    orders, account = three_pages, settings.account
+    take_recorded()  # the request's own, if any
+    sent: list[list[Message]] = []
+
+    order_sync.sync_step(sessions, platforms, settings, account, for_seconds=120, send=sent.append)
+
+    # Two pages read on from, the deliveries of each sent then; the last page's are the task's.
+    assert len(sent) == 2
+    with sessions() as session:
+        created = {e.id: int(e.data["order_id"]) for e in session.scalars(select(Event))}
+    assert set(created.values()) == set(orders)
+    ids = [[i for m in messages for i in m.args[0]] for messages in [*sent, take_recorded()]]
+    assert all(m.task == DELIVER_MANY_TASK for messages in sent for m in messages)
+    assert all(ids)
+    assert sorted(i for page in ids for i in page) == sorted(created)
+
+
 def test_a_task_whose_worker_shuts_down_reads_no_more_pages_and_hands_the_rest_on(
     sessions: sessionmaker[Session],
     settings: Settings,
     platforms: PlatformFor,
     sandbox: Sandbox,
     worker_threads: None,
+    three_pages: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    orders = [order for hours in (3, 2, 1) for order in sandbox.add_orders(90, ago=hours * 3600)]
-    account = settings.account
-    assert order_sync.request_sync(sessions, settings, account)
+    orders, account = three_pages, settings.account
     shutting_down = threading.Event()
     shutting_down.set()
     monkeypatch.setattr(heartbeats, "_stopping", shutting_down)

@@ -70,7 +70,7 @@ def sync_orders_step(self: ServiceTask, account: Any = None) -> None:
     reserved = self.reserved_slot()
     self.publish(
         order_sync.sync_step(
-            self.sessions, self.platforms, self.settings, account, reserved, send=self.publish
+            self.sessions, self.platforms, self.settings, account, reserved, publish=self.publish
         )
     )
 

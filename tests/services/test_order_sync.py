@@ -132,7 +132,9 @@ def test_a_task_reading_on_sends_each_pages_event_deliveries_before_its_end(
     take_recorded()  # the request's own, if any
     sent: list[list[Message]] = []
 
-    order_sync.sync_step(sessions, platforms, settings, account, for_seconds=120, send=sent.append)
+    order_sync.sync_step(
+        sessions, platforms, settings, account, for_seconds=120, publish=sent.append
+    )
 
     # Two pages read on from, the deliveries of each sent then; the last page's are the task's.
     assert len(sent) == 2

@@ -138,12 +138,13 @@ def _start_again(status: int) -> None:
     worker stops for good on an error it did not expect (kombu's Redis transport can raise one
     while it reconnects to a restarted Redis), which its next start does not meet. Returns,
     for the process to exit with `status`, when it was itself started again too recently."""
-    again_at = os.environ.get(STARTED_AGAIN_AT, "")
-    if again_at and time.time() - float(again_at) < STARTED_AGAIN_FOR:
+    again_at = os.environ.get(STARTED_AGAIN_AT)
+    since = time.time() - float(again_at) if again_at else None
+    if since is not None and since < STARTED_AGAIN_FOR:
         log.error(
             "the worker stopped on an unrecoverable error again, %.0f s after it was started "
             "again: exiting (status %s)",
-            time.time() - float(again_at),
+            since,
             status,
         )
         return

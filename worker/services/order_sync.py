@@ -253,7 +253,7 @@ def sync_step(
     account: str,
     slot: float | None = None,
     for_seconds: float = STEP_SECONDS,
-    send: Callable[[list[Message]], None] | None = None,
+    publish: Callable[[list[Message]], None] | None = None,
 ) -> list[Message]:
     """The account's run under way, a page (or an items call) at a time, each written in its
     own transaction; nothing when there is none, when it is not due, or when another task
@@ -263,9 +263,10 @@ def sync_step(
     `for_seconds` and until its worker shuts down: a message per page would add its delivery
     and its task's start to every page, and pages are read one after the other. While it goes
     on, the next page's call is made as soon as a page is read, while that page is stored
-    (_NextPage), and `send` gets the deliveries of the events the page recorded: held to the
-    task's end, they would reach the shop late, and past the sweeper's wait for them (the
-    outbox's REDISPATCH_AFTER), which would send each event again on its own. Anything else
+    (_NextPage), and the deliveries of the events the page recorded are sent through
+    `publish`: held to the task's end, they would reach the shop late, and past the sweeper's
+    wait for them (the outbox's REDISPATCH_AFTER), which would send each event again on its
+    own. Anything else
     (a deferral to a slot further away, a retry, the run's end) returns its messages."""
     ends = time.monotonic() + for_seconds
     ahead = _Ahead(until=ends)
@@ -276,8 +277,8 @@ def sync_step(
                 return messages
             if _hands_over(ends) and ahead.page is None:
                 return messages
-            if send is not None:
-                send(take_recorded())
+            if publish is not None:
+                publish(take_recorded())
             # Its row is due now and its lease released: taken again by the claim, as a
             # message would take it (were this task killed, the sweeper sends the row again).
             slot = None

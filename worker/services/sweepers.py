@@ -4,8 +4,8 @@ A row is sent again when its time has come and either the task that claimed it d
 worker process that holds its lease stopped beating, worker.db.heartbeats, or the lease ran
 out: a live worker renews the leases of its attempts under way), or no task holds it and the
 message sent for it should have been served by now (a killed worker that held it, a broker
-that dropped it in flight; worker.broker.dispatch says how long that is). Sending
-again is safe: the task claims the row, so a late original does nothing.
+that dropped it in flight; worker.broker.dispatch says how long that is). Sending again is
+safe: the task claims the row, so a late original does nothing.
 
 An idle sweep logs nothing (beat runs each every few seconds); one that sends work again logs
 one line at INFO, with how many rows of which kind.

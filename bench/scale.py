@@ -67,7 +67,8 @@ def scale_accounts(stack: BenchStack, sandbox: SandboxProcess, args: Any) -> dic
         sized = argparse.Namespace(**vars(args))
         sized.accounts, sized.rate, sized.skus = accounts, rate, calls * BATCH_SIZE
         try:
-            runs.append(accounts_run(stack, sized, limited=True))
+            profile_to = f"scale-{accounts}x{rate}" if args.profile else None
+            runs.append(accounts_run(stack, sized, limited=True, profile_to=profile_to))
             # Each size takes minutes: its figures are shown as soon as it ends.
             say(f"{accounts} accounts at {rate}/s: {json.dumps(runs[-1])}")
         except FAILED as exc:
@@ -176,6 +177,7 @@ def register(scenarios: Any) -> None:
         help="runs in turn; CPU per call is compared with the first's",
     )
     p.add_argument("--seconds", type=float, default=80.0, help="each account's calls at its rate")
+    p.add_argument("--profile", action="store_true", help="sample the workers with py-spy")
     p.set_defaults(main=printed(scale_figures, show_scale), figures=scale_figures, show=show_scale)
 
     p = scenarios.add_parser(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -18,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import Platforms, platforms
 from worker.accounts.store import Account
-from worker.broker.dispatch import SLOT_HEADER, Message
+from worker.broker.deferrals import local_deferrals
+from worker.broker.dispatch import SLOT_HEADER, Message, send_messages
 from worker.broker.messages import Unservable, check_celery_message
 from worker.db.engine import get_engine, session_scope
 from worker.db.models import Failure
@@ -29,14 +32,20 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PUBLISH_BATCH = 32  # messages sent in one go (a Redis pipeline); the first go out at once
+KEPT_RETRY = 2.0  # s before a kept deferral whose database was out of reach runs again
 
 
 @worker_init.connect
 def _pool_size(sender: Any, **_: Any) -> None:
-    """The worker's threads: how many may sleep for a chained call's slot (worker.ratelimit)."""
+    """The worker's threads: how many may sleep for a chained call's slot (worker.ratelimit),
+    and how many run the deferrals this process keeps (worker.broker.deferrals: a process of
+    threads, not a prefork pool's parent, which runs no task)."""
     threads = getattr(sender, "concurrency", 0)
-    slot_sleepers.allow(threads if isinstance(threads, int) else 0)
+    threads = threads if isinstance(threads, int) else 0
+    slot_sleepers.allow(threads)
+    pool = getattr(sender, "pool_cls", None)
+    pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    local_deferrals.allow(0 if "prefork" in str(pool_name) else threads)
 
 
 class CheckedRequest(Request):  # type: ignore[misc]
@@ -99,27 +108,38 @@ class ServiceTask(Task):  # type: ignore[misc]
     def publish(self, messages: list[Message]) -> None:
         """Send follow-up tasks; called only after the service's transactions committed.
 
-        One producer for all of them, in kombu's publish batches: on Redis a batch is one
-        pipelined round trip and one client object instead of one of each per message
-        (bench/RESULTS.md). Batches of PUBLISH_BATCH let the first ones start while the rest
-        are sent. Other brokers publish each message at once.
+        The task's own deferral to a reserved call slot is kept in this process and run here
+        at its time when the process keeps deferrals (worker.broker.deferrals); the rest go
+        to the broker (send_messages).
         """
         messages = [*messages, *take_recorded()]  # events this task's service committed
-        if not messages:
-            return
-        with (
-            self.app.producer_or_acquire() as producer,
-            producer.batch(max_size=PUBLISH_BATCH),
-        ):
-            for message in messages:
-                self.app.send_task(
-                    message.task,
-                    args=message.args,
-                    kwargs=message.kwargs,
-                    countdown=message.countdown,
-                    headers=None if message.slot is None else {SLOT_HEADER: message.slot},
-                    producer=producer,
-                )
+        sent = [message for message in messages if not self._kept(message)]
+        send_messages(self.app, sent)
+
+    def _kept(self, message: Message) -> bool:
+        return (
+            message.task == self.name
+            and message.slot is not None
+            and local_deferrals.keep(message, self.run_kept)
+        )
+
+    def run_kept(self, message: Message) -> None:
+        """Run a deferral this process kept, as the worker runs its message: the slot in the
+        request, a database out of reach retried (through the broker, without the slot, which
+        will have passed), any other error recorded (on_failure)."""
+        task_id = f"kept-{uuid.uuid4()}"
+        args, kwargs = list(message.args), dict(message.kwargs)
+        self.push_request(id=task_id, args=args, kwargs=kwargs, **{SLOT_HEADER: message.slot})
+        try:
+            self.run(*args, **kwargs)
+        except self.autoretry_for as exc:
+            log.warning("%s[%s]: %s; sent again", self.name, task_id, type(exc).__name__)
+            send_messages(self.app, [replace(message, countdown=KEPT_RETRY, slot=None)])
+        except Exception as exc:
+            log.exception("%s[%s] failed", self.name, task_id)
+            self.on_failure(exc, task_id, args, kwargs, None)
+        finally:
+            self.pop_request()
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -16,10 +17,14 @@ from celery.signals import (
 )
 
 from worker.accounts.platforms import forget_platforms
+from worker.broker.deferrals import local_deferrals
+from worker.broker.dispatch import Message, send_messages
 from worker.db.engine import dispose_engines
 from worker.db.heartbeats import start_heartbeat, stop_heartbeat, stop_taking_work
 from worker.logs import adjust_handlers, log_early, log_format, periodic_tasks
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Checked on import: a bad LAZADA_LOG_FORMAT stops `lazada-worker run` and `celery -A worker`
 # before anything starts, with one line that names it.
@@ -67,10 +72,22 @@ def _stop_taking_work(**_: Any) -> None:
     # Warm shutdown (SIGTERM): Celery stops consuming and waits for the running tasks; a
     # removal runner ends after its call in flight instead of taking the job's next batch.
     stop_taking_work()
+    _hand_over(local_deferrals.close())
+
+
+def _hand_over(deferrals: list[Message]) -> None:
+    """The deferrals this process kept and has not run go to the broker, for another worker
+    (or this one's next start); should that fail, the sweepers send them past their deadline."""
+    try:
+        send_messages(app, deferrals)
+    except Exception as exc:
+        log.warning("%d kept deferrals not handed over (%s)", len(deferrals), exc)
 
 
 @worker_shutdown.connect
 @worker_process_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
-    # After the running tasks ended: the row goes stale, and any lease left is free then.
+    # After the running tasks ended, kept deferrals under way too: the row goes stale, and any
+    # lease left is free then.
+    local_deferrals.join()
     stop_heartbeat()

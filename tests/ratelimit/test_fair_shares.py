@@ -105,6 +105,32 @@ def test_a_slow_api_gets_more_of_a_jobs_calls_in_flight_than_it_started_runners(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
+def test_a_jobs_deferrals_to_its_slots_are_run_by_the_worker_without_a_message_each(
+    stack: Stack,
+) -> None:
+    """At 2 calls a second a job's next slot is further than a runner sleeps for: each call
+    but the first few is a deferral to its slot. The worker keeps them and runs them itself
+    at their time (worker.broker.deferrals), so its log shows a handful of batch messages for
+    the job's calls; through the broker it would show about one a call. Every SKU is sent
+    once, and no call is throttled."""
+    _at_the_limit(stack)
+    stack.env["LAZADA_RATE_LIMIT"] = "2"
+    stack.sandbox.config.rate_limit = 2
+    worker = stack.start_worker(concurrency=4)
+    stack.send("lazada.remove_products", _skus("LOW", 16), key="low")
+    job = wait_for(lambda: _done(stack, "low"), 120, "the job at 2 calls a second")
+
+    calls = len(_removal_calls(stack))
+    received = re.findall(r"Task lazada\.remove_batch\[[^]]+\] received", worker.log())
+    assert job["removed"] == 16 * 50 and calls == 16
+    assert len(received) <= calls // 2, f"{len(received)} batch messages for {calls} calls"
+    sent = _sent_skus(stack)
+    assert len(sent) == 16 * 50 and set(sent.values()) == {1}
+    assert [c for c in stack.sandbox.calls() if c.error_code == 901] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
 def test_two_jobs_take_turns_and_each_sku_is_sent_once(stack: Stack) -> None:
     """A small job sent while a big one runs gets every other few slots, not the slots after
     the big job; deferrals to slots neither lose a SKU nor send one twice."""

@@ -158,6 +158,9 @@ class _Claim(NamedTuple):
     account: str
     skus: list[str]  # its pending SKUs: what the next call sends
     first_position: int | None  # when its row holds its SKUs (no SKU rows): all of `skus`
+    # What happened to the job's account since the job was made (None: nothing), when the
+    # claim was asked to look (a task's first claim: the account may have gone meanwhile).
+    changed: AccountChange | None = None
 
 
 # The hot path's statements, built once: a batch runs them on every call, and building and
@@ -337,7 +340,7 @@ def process_batch(
     """
     take_until = time.monotonic() + RUNNER_SECONDS
     messages: list[Message] = []
-    work = _claim(sessions, settings, batch_id, slot is not None)
+    work = _claim(sessions, settings, batch_id, slot is not None, check_account=True)
     if work is None:
         slot = None  # reserved for that batch: another task has it (a duplicate delivery)
         job = _job_of(sessions, batch_id)
@@ -347,12 +350,10 @@ def process_batch(
         if cancelled_at is not None:
             _cancel_left(sessions, job_id)
             return messages
-        work = _claim_next(sessions, settings, job_id)
-    if work is not None:
-        changed = _account_changed(sessions, settings, work.job_id)
-        if changed is not None:
-            _end_for_account(sessions, settings, work, changed)
-            return []
+        work = _claim_next(sessions, settings, job_id, check_account=True)
+    if work is not None and work.changed is not None:
+        _end_for_account(sessions, settings, work, work.changed)
+        return []
     while work is not None:
         started = time.monotonic()
         done = _remove(sessions, platforms(work.account), settings, work, take_until, slot)
@@ -375,13 +376,13 @@ def process_batch(
     return messages
 
 
-def _account_changed(
-    sessions: sessionmaker[Session], settings: Settings, job_id: int
-) -> AccountChange | None:
-    """Whether the job's account was removed (and maybe its name given to another) since."""
-    with core_transaction(sessions) as connection:
-        job = connection.execute(_ACCOUNT_OF_JOB, {"job": job_id}).one()
-        return account_change(connection, settings, job.account, job.account_id)
+def _checked(connection: Connection, settings: Settings, work: _Claim | None) -> _Claim | None:
+    """The claim with whether its job's account was removed (and maybe its name given to
+    another) since the job was made, read in the claim's transaction."""
+    if work is None:
+        return None
+    job = connection.execute(_ACCOUNT_OF_JOB, {"job": work.job_id}).one()
+    return work._replace(changed=account_change(connection, settings, job.account, job.account_id))
 
 
 def _end_for_account(
@@ -609,10 +610,15 @@ def _cancel_left(sessions: sessionmaker[Session], job_id: int) -> None:
 
 
 def _claim(
-    sessions: sessionmaker[Session], settings: Settings, batch_id: int, at_slot: bool = False
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    batch_id: int,
+    at_slot: bool = False,
+    check_account: bool = False,
 ) -> _Claim | None:
     """Take the batch for one API call; None if it is not ours to do (done, leased, not due).
-    `at_slot`: the message carries the slot the batch was deferred to (see _CLAIM)."""
+    `at_slot`: the message carries the slot the batch was deferred to (see _CLAIM);
+    `check_account`: the claim says what happened to the job's account (_checked)."""
     now = datetime.now(UTC)
     with core_transaction(sessions) as connection:
         params = claim_params(batch_id, now, settings.lease_seconds)
@@ -620,15 +626,20 @@ def _claim(
         row = connection.execute(_CLAIM, params).one_or_none()
         if row is None:
             return None
-        return _pending(
+        work = _pending(
             connection, batch_id, row.job_id, row.account, now, row.first_position, row.skus
         )
+        return _checked(connection, settings, work) if check_account else work
 
 
-def _claim_next(sessions: sessionmaker[Session], settings: Settings, job_id: int) -> _Claim | None:
-    """Take the job's next free batch (pending, due, not leased); None when there is none."""
+def _claim_next(
+    sessions: sessionmaker[Session], settings: Settings, job_id: int, check_account: bool = False
+) -> _Claim | None:
+    """Take the job's next free batch (pending, due, not leased); None when there is none.
+    `check_account`: as _claim's."""
     with core_transaction(sessions) as connection:
-        return _take_next(connection, settings, job_id, datetime.now(UTC))
+        work = _take_next(connection, settings, job_id, datetime.now(UTC))
+        return _checked(connection, settings, work) if check_account else work
 
 
 def _take_next(

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, Connection, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from worker.accounts.secrets import secret_box
 from worker.db.audit import record_failure
@@ -445,6 +446,15 @@ def work_account_id(connection: Connection, settings: Settings, name: str) -> in
     return int(found)
 
 
+_ACCOUNT_ID_NAMED = select(_accounts.c.id).where(_accounts.c.name == bindparam("name"))
+
+
+def account_id_of(name: ColumnElement[str]) -> ScalarSelect[int]:
+    """The id of the account named as `name` says now (None: there is none), as a subquery
+    a caller reads beside its work row's columns: its check then costs no statement of its own."""
+    return select(_accounts.c.id).where(_accounts.c.name == name).scalar_subquery()
+
+
 def account_change(
     connection: Connection, settings: Settings, name: str, account_id: int | None
 ) -> AccountChange | None:
@@ -452,12 +462,19 @@ def account_change(
     under the name `name` belongs to the account of that name now; else what happened to
     its account. Such work is never sent with another account's credentials."""
     if _environment_name(settings) == name:
-        current: int | None = None
-        exists = True
+        return change_of_account(settings, name, account_id, None)
+    current = connection.execute(_ACCOUNT_ID_NAMED, {"name": name}).scalar()
+    return change_of_account(settings, name, account_id, current)
+
+
+def change_of_account(
+    settings: Settings, name: str, account_id: int | None, current: int | None
+) -> AccountChange | None:
+    """account_change, given the id of the stored account named `name` now (`current`, read
+    with account_id_of; None: there is none)."""
+    if _environment_name(settings) == name:
+        current, exists = None, True
     else:
-        current = connection.execute(
-            select(_accounts.c.id).where(_accounts.c.name == name)
-        ).scalar()
         exists = current is not None
     if exists and current == account_id:
         return None

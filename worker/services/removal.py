@@ -14,7 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts.platforms import PlatformFor
-from worker.accounts.store import AccountChange, account_change, work_account_id
+from worker.accounts.store import (
+    AccountChange,
+    account_id_of,
+    change_of_account,
+    work_account_id,
+)
 from worker.broker.dispatch import Message, dispatch_deadline
 from worker.db.audit import record_failure
 from worker.db.bulk import insert_rows
@@ -212,7 +217,10 @@ _CANCEL_PENDING = (
     .where(_skus.c.batch_id == bindparam("batch"), _skus.c.state == "pending")
     .values(state="cancelled", updated_at=bindparam("now"))
 )
-_ACCOUNT_OF_JOB = select(_jobs.c.account, _jobs.c.account_id).where(_jobs.c.id == bindparam("job"))
+# The job's account as it was made and the id of the account of that name now, in one statement.
+_ACCOUNT_OF_JOB = select(
+    _jobs.c.account, _jobs.c.account_id, account_id_of(_jobs.c.account).label("current")
+).where(_jobs.c.id == bindparam("job"))
 # The job's batches before it held by running tasks: a batch late for its slot is left to
 # them. Before it, not any other: two late batches each left to the other would leave the job
 # to the sweeper; the first batch held always has its task go on.
@@ -382,7 +390,8 @@ def _checked(connection: Connection, settings: Settings, work: _Claim | None) ->
     if work is None:
         return None
     job = connection.execute(_ACCOUNT_OF_JOB, {"job": work.job_id}).one()
-    return work._replace(changed=account_change(connection, settings, job.account, job.account_id))
+    changed = change_of_account(settings, job.account, job.account_id, job.current)
+    return work._replace(changed=changed)
 
 
 def _end_for_account(

@@ -78,10 +78,14 @@ def _stop_taking_work(**_: Any) -> None:
 def _hand_over(deferrals: list[Message]) -> None:
     """The deferrals this process kept and has not run go to the broker, for another worker
     (or this one's next start); should that fail, the sweepers send them past their deadline."""
+    if not deferrals:
+        return
     try:
         send_messages(app, deferrals)
     except Exception as exc:
         log.warning("%d kept deferrals not handed over (%s)", len(deferrals), exc)
+    else:
+        log.info("%d kept deferrals handed to the broker", len(deferrals))
 
 
 @worker_shutdown.connect

@@ -29,6 +29,19 @@ def _break_the_broker(stack: Stack) -> Path:
     return folder / "queue"
 
 
+def _done_by_the_next_worker(stack: Stack, skus: list[str]) -> None:
+    """A new worker finishes the job, and each of its SKUs was sent once."""
+    stack.start_worker(concurrency=4)
+
+    def done() -> bool:
+        with stack.sessions() as session:
+            return session.scalar(select(RemovalJob.finished_at)) is not None
+
+    wait_for(done, 300, "the job done by the next worker")
+    counts = stack.sandbox.removal_counts()
+    assert set(counts) == set(skus) and max(counts.values()) == 1
+
+
 def _started_again(worker: WorkerProcess, queue: Path) -> None:
     """Wait for the worker to stop on the broken broker, mend the broker during the pause
     before it starts again, and wait for it to be ready again."""
@@ -127,12 +140,30 @@ def test_sigterm_mid_removal_finishes_the_calls_in_flight_records_them_and_takes
     assert leased == 0
     assert len(removed) < len(skus)  # the job was left for the next worker
 
-    stack.start_worker(concurrency=4)
+    _done_by_the_next_worker(stack, skus)
 
-    def done() -> bool:
-        with stack.sessions() as session:
-            return session.scalar(select(RemovalJob.finished_at)) is not None
 
-    wait_for(done, 300, "the job done by the next worker")
-    counts = stack.sandbox.removal_counts()
-    assert set(counts) == set(skus) and max(counts.values()) == 1
+@pytest.mark.parametrize("stack", ["embedded+sqlite"], indirect=True)
+def test_sigterm_at_the_rate_limit_hands_the_deferrals_it_kept_to_the_broker(stack: Stack) -> None:
+    """At 2 calls a second a job's next calls are deferrals the worker keeps and runs itself
+    (worker.broker.deferrals). Stopped with SIGTERM it exits 0 and leaves them in the broker's
+    queue, with their slots, where the embedded broker keeps nothing a worker had taken; the
+    next worker finishes the job, each SKU once."""
+    stack.env["LAZADA_RATE_LIMIT"] = "2"
+    stack.sandbox.config.rate_limit = 2
+    skus = [f"K-{n:05d}" for n in range(20 * 50)]
+    worker = stack.start_worker(concurrency=4)
+    stack.send("lazada.remove_products", skus, key="kept")
+    calls = lambda: [c for c in stack.sandbox.calls() if c.action == "RemoveProduct"]  # noqa: E731
+    wait_for(lambda: len(calls()) >= 4, 120, "the first calls")
+    worker.stop()
+    assert worker.process is not None and worker.process.returncode == 0, worker.log()[-3000:]
+
+    folder = stack.settings.broker_folder
+    assert folder is not None
+    waiting = [path.read_text() for path in (folder / "queue").iterdir() if path.is_file()]
+    handed = [m for m in waiting if "lazada.remove_batch" in m and "lazada_slot" in m]
+    assert handed, f"no deferral in the broker after the stop: {len(waiting)} messages"
+
+    _done_by_the_next_worker(stack, skus)
+    assert [c for c in stack.sandbox.calls() if c.error_code == 901] == []

@@ -461,9 +461,9 @@ def account_change(
     """None when work made for account id `account_id` (None: the environment's account)
     under the name `name` belongs to the account of that name now; else what happened to
     its account. Such work is never sent with another account's credentials."""
-    if _environment_name(settings) == name:
-        return change_of_account(settings, name, account_id, None)
-    current = connection.execute(_ACCOUNT_ID_NAMED, {"name": name}).scalar()
+    current = None
+    if _environment_name(settings) != name:  # the environment's account has no row
+        current = connection.execute(_ACCOUNT_ID_NAMED, {"name": name}).scalar()
     return change_of_account(settings, name, account_id, current)
 
 

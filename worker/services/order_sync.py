@@ -266,8 +266,8 @@ def sync_step(
     (_NextPage), and the deliveries of the events the page recorded are sent through
     `publish`: held to the task's end, they would reach the shop late, and past the sweeper's
     wait for them (the outbox's REDISPATCH_AFTER), which would send each event again on its
-    own. Anything else
-    (a deferral to a slot further away, a retry, the run's end) returns its messages."""
+    own. Anything else (a deferral to a slot further away, a retry, the run's end) returns its
+    messages."""
     ends = time.monotonic() + for_seconds
     ahead = _Ahead(until=ends)
     try:

@@ -83,7 +83,8 @@ def _hand_over(deferrals: list[Message]) -> None:
     try:
         send_messages(app, deferrals)
     except Exception as exc:
-        log.warning("%d kept deferrals not handed over (%s)", len(deferrals), exc)
+        # The error's name only: a broker's error may quote its URL, password and all.
+        log.warning("%d kept deferrals not handed over (%s)", len(deferrals), type(exc).__name__)
     else:
         log.info("%d kept deferrals handed to the broker", len(deferrals))
 

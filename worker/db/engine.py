@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 _lock = threading.Lock()
+
+# A pooled connection back from use more recently than this is taken as it is; one idle for
+# longer is pinged first. A connection that was working a moment ago still is unless the server
+# went away meanwhile, and then its first statement fails and SQLAlchemy's disconnect handling
+# replaces every connection of the pool; a ping on every checkout would cost a round trip per
+# transaction, and the API path makes one or two a call.
+PING_AFTER_IDLE = 1.0
 _engines: dict[str, Engine] = {}
 
 
@@ -51,7 +59,25 @@ def _create(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # A new connection has no "returned" (the pool clears `info` when it replaces one).
+        returned = record.info.get("returned")
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool closes this connection and checks out another (a new one if need be).
+            raise exc.DisconnectionError(type(error).__name__) from error
+
+    return engine
 
 
 def dispose_engines() -> None:

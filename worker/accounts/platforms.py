@@ -183,25 +183,32 @@ class Platforms:
         self.sessions = sessions
         self._settings = settings
         self._lock = threading.Lock()
-        self._accounts: dict[str | None, tuple[float, Account]] = {}
+        # By name: when it was read, the account, and its fingerprint (hashed once a read:
+        # every call looks its platform up).
+        self._accounts: dict[str | None, tuple[float, Account, str]] = {}
         self._platforms: dict[tuple[str, str], Platform] = {}
 
     def account(self, name: str | None) -> Account:
         """The named account (None: the default), read again after ACCOUNT_TTL seconds."""
+        return self._read(name)[0]
+
+    def _read(self, name: str | None) -> tuple[Account, str]:
+        """The named account and its fingerprint, read again after ACCOUNT_TTL seconds."""
         now = time.monotonic()
         with self._lock:
             cached = self._accounts.get(name)
         if cached is not None and now - cached[0] < ACCOUNT_TTL:
-            return cached[1]
+            return cached[1], cached[2]
         with self.sessions() as session:
             account = get_account(session, self._settings, name)
+        fingerprint = _fingerprint(account)
         with self._lock:
-            self._accounts[name] = (now, account)
-        return account
+            self._accounts[name] = (now, account, fingerprint)
+        return account, fingerprint
 
     def __call__(self, name: str) -> Platform:
-        account = self.account(name)
-        key = (account.name, _fingerprint(account))
+        account, fingerprint = self._read(name)
+        key = (account.name, fingerprint)
         with self._lock:
             platform = self._platforms.get(key)
         if platform is None:

@@ -3,9 +3,11 @@ message before Celery unpacks it, and publishing after commit."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -123,17 +125,40 @@ class ServiceTask(Task):  # type: ignore[misc]
             and local_deferrals.keep(message, self.run_kept)
         )
 
-    def run_kept(self, message: Message) -> None:
-        """Run a deferral this process kept, as the worker runs its message: the slot in the
-        request, a database out of reach retried (through the broker, without the slot, which
-        will have passed), any other error recorded (on_failure)."""
+    def keep_held(
+        self, message: Message, resume: Callable[[], list[Message]], release: Callable[[], None]
+    ) -> bool:
+        """Keep in this process a deferral whose row stays leased to it (a removal batch's:
+        worker.services.removal.Keep): `resume` goes on with the row at the slot and returns
+        the messages to publish; `release` lets the row go should `message` go to the broker
+        instead (the process stops first, or the database is out of reach at the slot)."""
+        return local_deferrals.keep(
+            message, lambda kept: self.run_kept(kept, resume, release), release
+        )
+
+    def run_kept(
+        self,
+        message: Message,
+        resume: Callable[[], list[Message]] | None = None,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        """Run a deferral this process kept, as the worker runs its message (or go on with its
+        held row: keep_held): the slot in the request, a database out of reach retried (through
+        the broker, without the slot, which will have passed), any other error recorded
+        (on_failure)."""
         task_id = f"kept-{uuid.uuid4()}"
         args, kwargs = list(message.args), dict(message.kwargs)
         self.push_request(id=task_id, args=args, kwargs=kwargs, **{SLOT_HEADER: message.slot})
         try:
-            self.run(*args, **kwargs)
+            if resume is None:
+                self.run(*args, **kwargs)
+            else:
+                self.publish(resume())
         except self.autoretry_for as exc:
             log.warning("%s[%s]: %s; sent again", self.name, task_id, type(exc).__name__)
+            if release is not None:
+                with contextlib.suppress(*self.autoretry_for):
+                    release()  # else its lease ends, and the sweepers send it again
             send_messages(self.app, [replace(message, countdown=KEPT_RETRY, slot=None)])
         except Exception as exc:
             log.exception("%s[%s] failed", self.name, task_id)

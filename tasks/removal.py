@@ -48,6 +48,12 @@ def remove_batch(self: ServiceTask, batch_id: int) -> None:
     reserved = self.reserved_slot()
     self.publish(
         removal.process_batch(
-            self.sessions, self.platforms, self.settings, batch_id, reserved, self.publish
+            self.sessions,
+            self.platforms,
+            self.settings,
+            batch_id,
+            reserved,
+            publish=self.publish,
+            keep=self.keep_held,
         )
     )

@@ -164,6 +164,15 @@ def test_sigterm_at_the_rate_limit_hands_the_deferrals_it_kept_to_the_broker(sta
     waiting = [path.read_text() for path in (folder / "queue").iterdir() if path.is_file()]
     handed = [m for m in waiting if "lazada.remove_batch" in m and "lazada_slot" in m]
     assert handed, f"no deferral in the broker after the stop: {len(waiting)} messages"
+    # Batches kept leased through their deferrals were let go with them: the next worker's
+    # claims take them, with no wait for the stopped worker's heartbeat to go stale.
+    with stack.sessions() as session:
+        leased = session.scalars(
+            select(RemovalBatch.id).where(
+                RemovalBatch.state == "pending", RemovalBatch.lease_until.is_not(None)
+            )
+        ).all()
+    assert leased == [], f"batches still leased after the stop: {leased}"
 
     _done_by_the_next_worker(stack, skus)
     assert [c for c in stack.sandbox.calls() if c.error_code == 901] == []

@@ -5,16 +5,20 @@ order of calls the sandbox saw and the state of the work, never how long somethi
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
 import pytest
+from sqlalchemy import select
 
 from tests.support.lazop import ACCOUNT, lazop_stack
 from tests.support.processes import wait_for
 from tests.support.worker_stack import Stack
+from worker.db.models import RemovalBatch, RemovalJob
 from worker.ratelimit.runners import runners_for
-from worker.services import documents
+from worker.services import documents, job_control
 
 RATE = 4  # calls a second, at the worker and at the sandbox (E901 above it)
 FAIR_STACKS = ["embedded+sqlite", "redis+postgresql"]
@@ -127,6 +131,42 @@ def test_a_jobs_deferrals_to_its_slots_are_run_by_the_worker_without_a_message_e
     sent = _sent_skus(stack)
     assert len(sent) == 16 * 50 and set(sent.values()) == {1}
     assert [c for c in stack.sandbox.calls() if c.error_code == 901] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", FAIR_STACKS, indirect=True)
+def test_a_batch_kept_leased_through_its_deferral_sees_a_cancel_at_its_slot(stack: Stack) -> None:
+    """At a call every two seconds each call is a deferral the worker keeps with its batch
+    leased and nothing written: no batch of the job is made due later, as a rescheduled one
+    would be. A cancel while the job's batches wait so: at their slots they are cancelled,
+    not sent (at most one call starts after it: a runner may be sleeping for a near slot)."""
+    _at_the_limit(stack)
+    stack.env["LAZADA_RATE_LIMIT"] = "0.5"
+    stack.sandbox.config.rate_limit = 0.5
+    stack.start_worker(concurrency=4)
+    stack.send("lazada.remove_products", _skus("HELD", 20), key="held")
+    wait_for(lambda: len(_removal_calls(stack)) >= 2 or None, 60, "the job's first calls")
+
+    with stack.sessions() as session:
+        pending = session.execute(
+            select(RemovalBatch.lease_holder, RemovalBatch.next_attempt_at)
+            .join(RemovalJob, RemovalJob.id == RemovalBatch.job_id)
+            .where(RemovalJob.key == "held", RemovalBatch.state == "pending")
+        ).all()
+    assert any(holder for holder, _ in pending), "no batch of the job is leased"
+    # A rescheduled batch would be due SLOT_HOLD after its slot, seconds from now.
+    later = [due for _, due in pending if due > datetime.now(UTC) + timedelta(seconds=1)]
+    assert later == [], f"batches rescheduled: {later}"
+
+    job_control.cancel(stack.sessions, stack.settings.account, "held")
+    cancelled_at = time.time()
+    job = wait_for(lambda: _done(stack, "held"), 60, "the cancelled job done")
+
+    late = [c for c in stack.sandbox.calls() if c.action == "RemoveProduct" and c.at > cancelled_at]
+    assert len(late) <= 1, f"{len(late)} calls started after the cancel"
+    assert job["cancelled"] > 0 and job["removed"] + job["cancelled"] == 20 * 50
+    sent = _sent_skus(stack)
+    assert set(sent.values()) == {1} and len(sent) == job["removed"]
 
 
 @pytest.mark.slow

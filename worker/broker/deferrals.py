@@ -10,7 +10,10 @@ and their round trips: the larger part of what a call costs the worker there
 Nothing is lost when the process dies: the deferral's row was written before (due at its slot,
 its dispatch deadline set: worker.services.attempts.Row.reschedule), as for a message with a
 countdown, and the sweepers send the work again once that deadline has passed, as they do for
-a message a killed worker held. A process shutting down hands what it keeps to the broker.
+a message a killed worker held; or the row stayed leased to the process (Row.hold: a removal
+batch), and the sweepers take it as soon as the process's heartbeat stops, as they do a row
+whose call was in flight. A process shutting down hands what it keeps to the broker, each
+held row's lease released first.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ KEEP_UP_TO = 30.0
 KEEP_AT_MOST = 10_000
 
 Run = Callable[[Message], None]
+Release = Callable[[], None]
 
 
 class LocalDeferrals:
@@ -44,7 +48,7 @@ class LocalDeferrals:
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._heap: list[tuple[float, int, Message, Run]] = []
+        self._heap: list[tuple[float, int, Message, Run, Release | None]] = []
         self._order = itertools.count()  # equal times run in the order they were kept
         self._threads = 0
         self._closed = False
@@ -59,10 +63,11 @@ class LocalDeferrals:
             if self._closed:  # kept again after a close: a new timer and threads
                 self._closed, self._pid = False, 0
 
-    def keep(self, message: Message, run: Run) -> bool:
+    def keep(self, message: Message, run: Run, release: Release | None = None) -> bool:
         """Keep `message` (its countdown from now) for `run` on a thread of this process;
         False when it must go through the broker instead (none kept here, the process is
-        shutting down, the countdown is long, or too many are kept)."""
+        shutting down, the countdown is long, or too many are kept). `release`: what lets
+        its row go before the message goes to the broker instead (close)."""
         countdown = message.countdown or 0.0
         with self._lock:
             if (
@@ -73,7 +78,7 @@ class LocalDeferrals:
             ):
                 return False
             self._start()
-            entry = (time.monotonic() + countdown, next(self._order), message, run)
+            entry = (time.monotonic() + countdown, next(self._order), message, run, release)
             heapq.heappush(self._heap, entry)
             if self._heap[0] is entry:
                 self._lock.notify()
@@ -86,14 +91,23 @@ class LocalDeferrals:
 
     def close(self) -> list[Message]:
         """Keep no more; the deferrals not yet due are returned with what is left of their
-        countdowns, for the broker. Those under way finish (join)."""
+        countdowns, for the broker, their rows released. Those under way finish (join)."""
         with self._lock:
             self._closed = True
-            now = time.monotonic()
-            left = [replace(m, countdown=max(0.0, at - now)) for at, _, m, _ in sorted(self._heap)]
+            left = sorted(self._heap)
             self._heap.clear()
             self._lock.notify()
-            return left
+        now = time.monotonic()
+        messages = []
+        for at, _, message, _, release in left:
+            if release is not None:
+                try:
+                    release()
+                except Exception as exc:
+                    # Its row's lease ends when this process's heartbeat stops (the sweepers).
+                    log.warning("a kept deferral's row not released (%s)", type(exc).__name__)
+            messages.append(replace(message, countdown=max(0.0, at - now)))
+        return messages
 
     def join(self) -> None:
         """Wait for the deferrals under way to end (after close)."""
@@ -117,7 +131,7 @@ class LocalDeferrals:
                     self._lock.wait(wait)
                 if self._closed:
                     return
-                _, _, message, run = heapq.heappop(self._heap)
+                _, _, message, run, _ = heapq.heappop(self._heap)
             executor = self._executor
             assert executor is not None
             executor.submit(_run, run, message)

@@ -79,16 +79,29 @@ def claim_params(row_id: int, now: datetime, lease_seconds: float) -> dict[str, 
 def held(table: Table, row_id: int) -> Iterator[None]:
     """While the block runs (an API attempt on the row, which this process leased), the
     process's heartbeat renews the row's lease."""
-    with _lock:
-        _held.setdefault(table, Counter())[row_id] += 1
+    hold(table, row_id)
     try:
         yield
     finally:
-        with _lock:
-            rows = _held[table]
-            rows[row_id] -= 1
-            if rows[row_id] <= 0:
-                del rows[row_id]
+        let_go(table, row_id)
+
+
+def hold(table: Table, row_id: int) -> None:
+    """From now on the process's heartbeat renews the lease this process took on the row
+    (until `let_go`): work it keeps leased while it waits (a deferral kept in the process)."""
+    with _lock:
+        _held.setdefault(table, Counter())[row_id] += 1
+
+
+def let_go(table: Table, row_id: int) -> None:
+    """Undo one `hold` of the row."""
+    with _lock:
+        rows = _held.get(table)
+        if rows is None or rows[row_id] <= 0:
+            return
+        rows[row_id] -= 1
+        if rows[row_id] <= 0:
+            del rows[row_id]
 
 
 def renew_held(connection: Connection, now: datetime, lease_seconds: float) -> int:

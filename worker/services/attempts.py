@@ -78,6 +78,10 @@ class Row:
     sleeps: bool = False  # its work goes on at once: near its slot it sleeps for it
     backlog: Select[tuple[int]] | Select[int] | None = None
     under_way: Select[tuple[int]] | Select[int] | None = None
+    # Keeps the row leased to this process, which comes back to it at the slot reserved for
+    # it (`delay` s from now, `slot`) without a write: a deferral the process keeps
+    # (worker.broker.deferrals). False when it cannot: the row is then rescheduled.
+    hold: Callable[[float, float], bool] | None = None
 
     def reschedule(
         self,
@@ -177,7 +181,8 @@ def attempt(
 
     - success: `succeeded` records it and its value is returned;
     - no rate-limit slot soon (nothing sent): the row is due again at the slot reserved for
-      it, or, when its group's turns are taken, later, or for its group to take (`chained`;
+      it (or kept leased for it, with no write, when `row.hold` takes it), or, when its
+      group's turns are taken, later, or for its group to take (`chained`;
       also when it came back late for its slot and others of its group are under way); not an
       attempt, and no thread waits;
     - a transient error: the row's `attempts` grows, `retrying` records the error, and the row
@@ -197,6 +202,13 @@ def attempt(
             with turn(row.group, row.slot, row.calls, row.chained, row.sleeps) as current:
                 result = call()
         except RateLimited as exc:
+            if (
+                exc.slot is not None
+                and not calls  # calls made (a token's refresh) are recorded below
+                and row.hold is not None
+                and row.hold(exc.come_back, exc.slot)
+            ):
+                return Attempted(None, [], deferred=True)
             with core_transaction(sessions) as connection:
                 record_api_calls(connection, row.account, calls)
                 now = datetime.now(UTC)

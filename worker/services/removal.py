@@ -25,7 +25,7 @@ from worker.db.audit import record_failure
 from worker.db.bulk import insert_rows
 from worker.db.engine import core_transaction
 from worker.db.heartbeats import stopping
-from worker.db.leases import claim_params, claim_statement, holder
+from worker.db.leases import claim_params, claim_statement, hold, holder, let_go
 from worker.db.models import RemovalBatch, RemovalJob, RemovalSku, table_of
 from worker.db.storable import code as storable_code
 from worker.db.storable import text as storable_text
@@ -46,6 +46,13 @@ log = logging.getLogger(__name__)
 
 REMOVE_BATCH_TASK = "lazada.remove_batch"
 RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work takes turns
+
+Resume = Callable[[], list[Message]]
+# How a task keeps a batch's deferral to its reserved slot in its process (ServiceTask.
+# keep_held): the deferral's message (for the broker, should the process stop first), what
+# goes on with the batch at the slot (returning the messages to publish), and what lets the
+# batch go before its message is sent instead. False when the process keeps none.
+Keep = Callable[[Message, Resume, Callable[[], None]], bool]
 
 _jobs = table_of(RemovalJob)
 _batches = table_of(RemovalBatch)
@@ -210,6 +217,29 @@ _JOB_OF = (
     .where(_batches.c.id == bindparam("batch"))
 )
 _CANCELLED_AT = select(_jobs.c.cancelled_at).where(_jobs.c.id == bindparam("job"))
+# A batch kept leased through its deferral, at its slot: whether this process still holds it
+# (pending, its lease ours and running), whether its job was cancelled meanwhile, and its
+# account's change (as _ACCOUNT_OF_JOB), in one statement.
+_HELD_AT_SLOT = (
+    select(
+        (
+            (_batches.c.state == "pending")
+            & (_batches.c.lease_holder == bindparam("holder"))
+            & (_batches.c.lease_until > bindparam("now"))
+        ).label("ours"),
+        _jobs.c.cancelled_at,
+        _jobs.c.account,
+        _jobs.c.account_id,
+        account_id_of(_jobs.c.account).label("current"),
+    )
+    .select_from(_batches.join(_jobs, _jobs.c.id == _batches.c.job_id))
+    .where(_batches.c.id == bindparam("batch"))
+)
+_LET_GO = (
+    update(_batches)
+    .where(_batches.c.id == bindparam("batch"), _batches.c.lease_holder == bindparam("holder"))
+    .values(lease_until=None)
+)
 # A cancelled job's batch in a call when the cancel came: the SKUs its call left (not applied,
 # or to be retried) are cancelled, not sent again.
 _CANCEL_PENDING = (
@@ -327,6 +357,7 @@ def process_batch(
     batch_id: int,
     slot: float | None = None,
     publish: Callable[[list[Message]], None] | None = None,
+    keep: Keep | None = None,
 ) -> list[Message]:
     """Remove a batch's pending SKUs, then those of the job's next free batch, until no batch of
     the job is free, the next call's slot is not near (the batch is deferred to it, or left to
@@ -338,6 +369,10 @@ def process_batch(
     longer than those cover), more are sent at once through `publish` (or returned when there
     is none): as many as the slots its call took. One too many finds its turns taken and ends.
 
+    A deferral to a reserved slot that `keep` takes (the task's process keeps it) keeps its
+    batch leased, with nothing written: at the slot the run goes on with it (_at_held_slot)
+    after one read that says whether its job was cancelled or its account changed meanwhile.
+
     A batch is claimed with a conditional UPDATE, so a duplicate delivery, or a second worker,
     does not call the API for it again; the platform is its account's, chosen once it is
     claimed. Each call's outcome is committed before the next call (with the claim of the next
@@ -346,33 +381,49 @@ def process_batch(
     heartbeat stopped. A worker shutting down (SIGTERM) ends after its call in flight and hands
     the job on with a message.
     """
-    take_until = time.monotonic() + RUNNER_SECONDS
-    messages: list[Message] = []
     work = _claim(sessions, settings, batch_id, slot is not None, check_account=True)
     if work is None:
         slot = None  # reserved for that batch: another task has it (a duplicate delivery)
         job = _job_of(sessions, batch_id)
         if job is None:
-            return messages
+            return []
         job_id, cancelled_at = job
         if cancelled_at is not None:
             _cancel_left(sessions, job_id)
-            return messages
+            return []
         work = _claim_next(sessions, settings, job_id, check_account=True)
     if work is not None and work.changed is not None:
         _end_for_account(sessions, settings, work, work.changed)
         return []
+    return _run(_Runner(sessions, platforms, settings, publish, keep), work, slot)
+
+
+class _Runner(NamedTuple):
+    """What a task's run of a job's batches works with."""
+
+    sessions: sessionmaker[Session]
+    platforms: PlatformFor
+    settings: Settings
+    publish: Callable[[list[Message]], None] | None
+    keep: Keep | None
+
+
+def _run(runner: _Runner, work: _Claim | None, slot: float | None) -> list[Message]:
+    """process_batch's calls, from the claimed batch `work` on."""
+    sessions, settings = runner.sessions, runner.settings
+    take_until = time.monotonic() + RUNNER_SECONDS
+    messages: list[Message] = []
     while work is not None:
         started = time.monotonic()
-        done = _remove(sessions, platforms(work.account), settings, work, take_until, slot)
+        done = _remove(runner, work, take_until, slot)
         slot = None
         messages += done.messages
         if done.spare and done.next is not None:
             more = more_runners(work.batch_id, time.monotonic() - started, done.spare)
-            if publish is None:
+            if runner.publish is None:
                 messages += more
             else:
-                publish(more)
+                runner.publish(more)
         if not done.go_on:
             return messages
         if done.next is not None:
@@ -382,6 +433,58 @@ def process_batch(
         else:  # a new message goes on from here
             return [*messages, Message(REMOVE_BATCH_TASK, (work.batch_id,))]
     return messages
+
+
+def _hold_for(runner: _Runner, work: _Claim) -> Callable[[float, float], bool] | None:
+    """The batch's Row.hold: its deferral kept by the task's process (`runner.keep`), the
+    batch leased meanwhile (its lease renewed by the heartbeat, as during a call)."""
+    keep = runner.keep
+    if keep is None:
+        return None
+
+    def hold_batch(delay: float, slot: float) -> bool:
+        message = Message(REMOVE_BATCH_TASK, (work.batch_id,), countdown=delay, slot=slot)
+        hold(_batches, work.batch_id)
+        if keep(
+            message,
+            lambda: _at_held_slot(runner, work, slot),
+            lambda: _let_go(runner.sessions, work.batch_id),
+        ):
+            return True
+        let_go(_batches, work.batch_id)
+        return False
+
+    return hold_batch
+
+
+def _at_held_slot(runner: _Runner, work: _Claim, slot: float) -> list[Message]:
+    """A batch kept leased through its deferral, at its slot: its calls go on unless its job was
+    cancelled meanwhile (its SKUs are then cancelled) or its account changed (they fail), or
+    this process no longer holds it (its lease lapsed and the sweepers sent it again)."""
+    let_go(_batches, work.batch_id)  # renewed during its calls again (attempt)
+    now = datetime.now(UTC)
+    params = {"batch": work.batch_id, "holder": holder(), "now": now}
+    with core_transaction(runner.sessions) as connection:
+        found = connection.execute(_HELD_AT_SLOT, params).one_or_none()
+        if found is None or not found.ours:
+            return []
+        if found.cancelled_at is not None:
+            connection.execute(_LET_GO, params)
+            cancel_free_batches(connection, work.job_id, now)
+            return []
+        changed = change_of_account(runner.settings, found.account, found.account_id, found.current)
+    if changed is not None:
+        _end_for_account(runner.sessions, runner.settings, work, changed)
+        return []
+    return _run(runner, work, slot)
+
+
+def _let_go(sessions: sessionmaker[Session], batch_id: int) -> None:
+    """A batch kept leased through its deferral, whose deferral goes to the broker instead (its
+    process stops first): its lease released, for the worker that takes the message."""
+    let_go(_batches, batch_id)
+    with core_transaction(sessions) as connection:
+        connection.execute(_LET_GO, {"batch": batch_id, "holder": holder()})
 
 
 def _checked(connection: Connection, settings: Settings, work: _Claim | None) -> _Claim | None:
@@ -426,20 +529,15 @@ class _Done(NamedTuple):
     spare: float = 0.0  # the call's slot came at once: the account's interval (Turn.spare)
 
 
-def _remove(
-    sessions: sessionmaker[Session],
-    platform: Platform,
-    settings: Settings,
-    work: _Claim,
-    take_until: float,
-    slot: float | None,
-) -> _Done:
+def _remove(runner: _Runner, work: _Claim, take_until: float, slot: float | None) -> _Done:
     """One claimed batch's calls (the first in `slot`, when one was reserved for it). Once it
     is done, and before `take_until` (monotonic), the transaction that records its outcome
     also claims the job's next free batch: one commit and one connection checkout a batch,
     not two."""
+    sessions, settings = runner.sessions, runner.settings
+    platform = runner.platforms(work.account)
     while True:
-        attempted = _call_once(sessions, platform, settings, work, take_until, slot)
+        attempted = _call_once(runner, platform, work, take_until, slot)
         slot = None
         done = attempted.value
         if done is None:
@@ -454,13 +552,13 @@ def _remove(
 
 
 def _call_once(
-    sessions: sessionmaker[Session],
+    runner: _Runner,
     platform: Platform,
-    settings: Settings,
     work: _Claim,
     take_until: float,
     slot: float | None,
 ) -> Attempted[_Done]:
+    sessions, settings = runner.sessions, runner.settings
     row = Row(
         _batches,
         work.batch_id,
@@ -471,6 +569,7 @@ def _call_once(
         slot=slot,
         chained=True,  # the job's other runners take its next batch
         under_way=_UNDER_WAY,
+        hold=_hold_for(runner, work),
     )
     return attempt(
         sessions,

@@ -48,10 +48,10 @@ REMOVE_BATCH_TASK = "lazada.remove_batch"
 RUNNER_SECONDS = 20.0  # then a task hands over to a new message, so queued work takes turns
 
 Resume = Callable[[], list[Message]]
-# How a task keeps a batch's deferral to its reserved slot in its process (ServiceTask.
-# keep_held): the deferral's message (for the broker, should the process stop first), what
-# goes on with the batch at the slot (returning the messages to publish), and what lets the
-# batch go before its message is sent instead. False when the process keeps none.
+# How a task keeps a batch's deferral to its reserved slot in its own process
+# (ServiceTask.keep_held), given the deferral's message (for the broker, should the process
+# stop first), what goes on with the batch at the slot (returning the messages to publish),
+# and what lets the batch go before its message is sent instead; False when it keeps none.
 Keep = Callable[[Message, Resume, Callable[[], None]], bool]
 
 _jobs = table_of(RemovalJob)

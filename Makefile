@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/lazada-worker demo
 
-# Two test processes: most tests wait on workers and sandboxes, and in one process the suite
-# left CI too little of its time limit; the slowest tests are listed, to see where it goes.
+# Three test processes on two cores: most tests wait on workers and sandboxes, and with fewer the
+# suite left CI too little of its time limit; the slowest tests are listed, to see where it goes.
 # The reliability stage stops services: one process.
 test: $(STAMP)
-	$(VENV)/bin/pytest -n 2 --durations=25
+	$(VENV)/bin/pytest -n 3 --durations=25
 
 reliability: $(STAMP)
 	$(VENV)/bin/pytest -m reliability -s

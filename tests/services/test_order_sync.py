@@ -382,6 +382,32 @@ def test_beat_starts_the_syncs_of_due_accounts_only_in_statements_that_do_not_gr
     assert started == [] and many == few
 
 
+def test_beat_starts_any_number_of_due_syncs_in_the_same_statements(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    settings = replace(settings, order_sync_every=300)
+    _synced(sessions, settings.account, ago=10)  # the environment's account is not due
+    for name in ("a-never-synced", "b-synced-long-ago"):
+        _stored_account(sessions, name)
+    _synced(sessions, "b-synced-long-ago", ago=400)
+    started, few = _statements(sessions, settings)
+    assert started == ["a-never-synced", "b-synced-long-ago"]
+
+    names = [f"due-{n:02d}" for n in range(40)]
+    for n, name in enumerate(names):
+        _stored_account(sessions, name)
+        if n % 2:
+            _synced(sessions, name, ago=400)
+    started, many = _statements(sessions, settings)
+    assert started == names and many == few
+    # Each run started once: the next tick finds them all under way.
+    assert _statements(sessions, settings)[0] == []
+    with sessions() as session:
+        rows = session.scalars(select(OrderSync).where(OrderSync.account.in_(names))).all()
+    assert len(rows) == len(names)
+    assert all(row.run_until is not None and row.cursor_at is not None for row in rows)
+
+
 # -- a second with more orders than the offsets reach ------------------------------------------
 
 BEYOND_OFFSETS = 4800  # orders in one second: the offsets (up to 4500, a page each) reach 4600

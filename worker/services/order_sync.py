@@ -34,11 +34,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from worker.accounts.platforms import PlatformFor
 from worker.accounts.store import UnknownAccount, environment_account, work_account_id
@@ -117,37 +120,70 @@ def due_syncs(sessions: sessionmaker[Session], settings: Settings) -> list[Messa
     """Beat: a sync of every account that can call its API and whose last run started
     `order_sync_every` seconds ago or more (none when syncs are off).
 
-    Beat asks every few seconds: the due accounts are found by the database in one query
-    (two with the environment's account), whatever the number of accounts, and no secret is
-    read; only the due ones cost more (their run's transactions)."""
+    Beat asks every few seconds: the due accounts' runs are started in one transaction of a
+    few statements, whatever the number of accounts and of due ones (rows for the accounts
+    never synced made in one, the due rows read and locked in one, their runs started in one
+    batch of updates), and no secret is read. The environment's account, which has no stored
+    row to join, is asked as a request is."""
     every = settings.order_sync_every
     if every <= 0:
         return []
-    synced_before = datetime.now(UTC) - timedelta(seconds=every)
-    due = or_(
-        _syncs.c.id.is_(None),  # never synced
-        and_(  # not under way (its own step messages, or the sweeper, carry a run on)
-            _syncs.c.run_until.is_(None),
-            or_(_syncs.c.synced_through.is_(None), _syncs.c.synced_through <= synced_before),
-        ),
-    )
-    stored = (
-        select(_accounts.c.name)
-        .select_from(_accounts.outerjoin(_syncs, _syncs.c.account == _accounts.c.name))
-        .where(_accounts.c.state != "needs_authorization", due)
-        .order_by(_accounts.c.name)
-    )
+    now = datetime.now(UTC)
+    synced_before = now - timedelta(seconds=every)
     environment = environment_account(settings)
-    with core_transaction(sessions) as connection:
-        names = list(connection.scalars(stored))
-        if environment is not None:
-            own = select(_syncs.c.id).where(_syncs.c.account == environment.name, ~due)
-            if connection.execute(own).first() is None:
-                names.insert(0, environment.name)
     messages: list[Message] = []
-    for name in names:
-        messages += request_sync(sessions, settings, name)
-    return messages
+    if environment is not None:
+        with core_transaction(sessions) as connection:
+            own = connection.execute(
+                select(_syncs.c.id).where(
+                    _syncs.c.account == environment.name, ~_due(synced_before)
+                )
+            ).first()
+        if own is None:
+            messages += request_sync(sessions, settings, environment.name)
+    with core_transaction(sessions) as connection:
+        connection.execute(_new_sync_rows(connection.dialect.name), {"now": now})
+        due = connection.execute(
+            select(_syncs.c.id, _syncs.c.account, _syncs.c.synced_through)
+            .join(_accounts, _accounts.c.name == _syncs.c.account)
+            .where(_accounts.c.state != "needs_authorization", _due(synced_before))
+            .order_by(_syncs.c.account)
+            # Another request starting one of these runs meanwhile waits for this transaction,
+            # then finds it under way; beat does not wait for a row another holds.
+            .with_for_update(of=_syncs, skip_locked=True)
+        ).all()
+        if due:
+            connection.execute(
+                _START_DUE,
+                [
+                    _run_values(settings, row.synced_through, now) | {"row_id": row.id}
+                    for row in due
+                ],
+            )
+    return messages + [step_message(row.account) for row in due]
+
+
+def _due(synced_before: datetime) -> ColumnElement[bool]:
+    """A sync row whose account is due a run: none under way (its own step messages, or the
+    sweeper, carry a run on), and never synced or last synced up to `synced_before`."""
+    return and_(
+        _syncs.c.run_until.is_(None),
+        or_(_syncs.c.synced_through.is_(None), _syncs.c.synced_through <= synced_before),
+    )
+
+
+@cache
+def _new_sync_rows(dialect: str) -> Executable:
+    """The rows of the stored accounts that have none yet, in one statement; a row another
+    request made at the same moment is left as it is."""
+    missing = select(_accounts.c.name, bindparam("now", type_=_syncs.c.created_at.type)).where(
+        _accounts.c.state != "needs_authorization",
+        ~select(_syncs.c.id).where(_syncs.c.account == _accounts.c.name).exists(),
+    )
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_syncs)
+    return statement.from_select(["account", "created_at"], missing).on_conflict_do_nothing(
+        index_elements=[_syncs.c.account]
+    )
 
 
 def _ensure_row(sessions: sessionmaker[Session], account: str, now: datetime) -> None:
@@ -163,8 +199,7 @@ def _ensure_row(sessions: sessionmaker[Session], account: str, now: datetime) ->
 
 
 def _start_run(connection: Connection, settings: Settings, account: str, now: datetime) -> bool:
-    """A new run, if none is under way: from the sync point less the overlap (the lookback
-    for a first sync) to now, in whole seconds."""
+    """A new run, if none is under way."""
     found = connection.execute(
         select(_syncs.c.synced_through).where(
             _syncs.c.account == account, _syncs.c.run_until.is_(None)
@@ -172,38 +207,48 @@ def _start_run(connection: Connection, settings: Settings, account: str, now: da
     ).one_or_none()
     if found is None:
         return False
-    # The run's end is its start, to the microsecond (a `sync-orders --wait` given after it
-    # must wait for the next run); the listing asks up to its whole second.
-    until = now
-    point = found.synced_through
-    if point is None:
-        point = now - timedelta(seconds=settings.order_sync_lookback) + OVERLAP
-    start = (point - OVERLAP).replace(microsecond=0)
     started = connection.execute(
         update(_syncs)
         .where(_syncs.c.account == account, _syncs.c.run_until.is_(None))
-        .values(
-            run_until=until,
-            follow=False,
-            cursor_at=start,
-            cursor_ids=[],
-            in_second=False,
-            second_offset=0,
-            second_found=False,
-            second_status=None,
-            pending=[],
-            chunk=0,
-            run_new=0,
-            run_changed=0,
-            error_code=None,
-            message=None,
-            attempts=0,
-            next_attempt_at=now,
-            lease_until=None,
-            dispatched_until=dispatch_deadline(now, settings.redispatch_after),
-        )
+        .values(**_run_values(settings, found.synced_through, now))
     )
     return started.rowcount == 1
+
+
+def _run_values(
+    settings: Settings, synced_through: datetime | None, now: datetime
+) -> dict[str, Any]:
+    """A new run's row: from the sync point less the overlap (the lookback for a first sync)
+    to now, in whole seconds."""
+    # The run's end is its start, to the microsecond (a `sync-orders --wait` given after it
+    # must wait for the next run); the listing asks up to its whole second.
+    point = synced_through
+    if point is None:
+        point = now - timedelta(seconds=settings.order_sync_lookback) + OVERLAP
+    return {
+        "run_until": now,
+        "follow": False,
+        "cursor_at": (point - OVERLAP).replace(microsecond=0),
+        "cursor_ids": [],
+        "in_second": False,
+        "second_offset": 0,
+        "second_found": False,
+        "second_status": None,
+        "pending": [],
+        "chunk": 0,
+        "run_new": 0,
+        "run_changed": 0,
+        "error_code": None,
+        "message": None,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "dispatched_until": dispatch_deadline(now, settings.redispatch_after),
+    }
+
+
+# The due runs started by beat, a row each in one batch (the values those of `_run_values`).
+_START_DUE = update(_syncs).where(_syncs.c.id == bindparam("row_id"), _syncs.c.run_until.is_(None))
 
 
 # -- one step --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     python -m bench scale-accounts [--sizes 20x5 200x0.5 1000x0.1] [--seconds 80]
                                    [--platform lazop] [--stack redis]
                                    [--processes 2 --concurrency 16 --latency 0.1]
+                                   [--settled]
     python -m bench ceiling [--accounts 100 --rate 5 --skus 6000] [--platform lazop]
                             [--stack redis] [--processes 2 --concurrency 16 --latency 0.1]
 
@@ -12,6 +13,9 @@ take about `--seconds` (at least two calls each); the default sizes all want 100
 together. Figures per size are those of `call-cost` at the limit (bench/call_cost.py): the
 aggregate calls/s while every account ran against accounts x rate, Jain's index of the
 accounts' rates, the worker's CPU per call; and the CPU per call against the first size's.
+The new accounts' first order syncs (beat starts them as soon as they are added) are part of a
+run's work, unless `--settled`: then the run starts once they have ended (the workers quiet
+again), and their calls are not counted.
 
 `ceiling`: `--accounts` accounts each at `--rate` calls/s, far above what the workers reach
 together, each sent one job of `--skus` SKUs at once: the calls/s the workers sustained while
@@ -33,7 +37,7 @@ import json
 import math
 from typing import Any
 
-from bench.call_cost import SANDBOXES, accounts_run, bare_run
+from bench.call_cost import SANDBOXES, SETTLED_HELP, accounts_run, bare_run
 from bench.measure import print_figures, printed, run_workload
 from bench.stack import (
     BATCH_SIZE,
@@ -158,6 +162,7 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="minimum time bound, s")
     p.add_argument("--idle", type=float, default=2.0, help="s the idle workers' CPU is read")
     p.add_argument("--cold", action="store_true", help="measure without a warm-up job")
+    p.add_argument("--settled", action="store_true", help=SETTLED_HELP)
 
 
 def register(scenarios: Any) -> None:

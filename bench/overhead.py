@@ -147,6 +147,9 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
     # One batch a call: a runner would otherwise go on to the job's next batches (all of them,
     # at zero latency), and the rest of the measured calls would find nothing to do.
     removal.RUNNER_SECONDS = 0.0
+    # Jobs of exactly the batches the rounds take, so that both jobs end.
+    per_round = max(1, batches // rounds)
+    batches = per_round * rounds
     sandbox = SandboxProcess(0.0)
     try:
         with open_stack(stack_kind, sandbox) as stack:
@@ -212,7 +215,6 @@ def measure(stack_kind: str, batches: int, rounds: int) -> dict[str, Any]:
             }
             # Rounds of each kind in turn: a slow spell of the machine then slows every kind
             # alike, and the median round's ratio to the bare call stays put.
-            per_round = max(1, batches // rounds)
             means: dict[str, list[float]] = {kind: [] for kind in kinds}
             for _ in range(rounds):
                 for kind, work in kinds.items():

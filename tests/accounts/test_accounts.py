@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.processes import fresh_postgres_database, wait_for
 from tests.support.worker_stack import Stack, add_sellercenter_account, sandbox_env
-from worker.accounts import platforms as platforms_module
 from worker.accounts import store as accounts
 from worker.accounts.platforms import PlatformFor
 from worker.accounts.secrets import SecretKeyError, embedded_key_path, secret_box
@@ -99,29 +98,6 @@ def add_both(settings: Settings, sessions: sessionmaker[Session]) -> None:
 
 
 # -- the service --------------------------------------------------------------------------
-
-
-def test_a_process_keeps_an_unchanged_account_past_its_ttl_and_reads_a_changed_one_again(
-    stored: tuple[Settings, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings, sessions = stored
-    add_both(settings, sessions)
-    # Every lookup past the TTL: an account used less often than once a TTL.
-    monkeypatch.setattr(platforms_module, "ACCOUNT_TTL", 0.0)
-    cache = platforms_module.Platforms(sessions, settings)
-    first = cache.account("shop-a")
-    assert cache.account("shop-a") is first  # unchanged: kept, not read and decrypted again
-
-    with sessions.begin() as session:
-        accounts.set_state(session, settings, "shop-a", "needs_authorization")
-    changed = cache.account("shop-a")
-    assert changed is not first and changed.state == "needs_authorization"
-    assert cache.account("shop-a") is changed
-
-    with sessions.begin() as session:
-        session.execute(delete(AccountRow).where(AccountRow.name == "shop-a"))
-    with pytest.raises(UnknownAccount):
-        cache.account("shop-a")
 
 
 def test_a_stored_sellercenter_account_is_read_back_with_its_key_kept_out_of_repr(

@@ -16,9 +16,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.accounts import tokens
-from worker.accounts.store import Account, changed_since, get_account
+from worker.accounts.store import Account, get_account
 from worker.db.audit import record_call
-from worker.db.engine import core_transaction
 from worker.inputs import InvalidInput
 from worker.platforms import (
     AccountParked,
@@ -200,16 +199,6 @@ class Platforms:
             cached = self._accounts.get(name)
         if cached is not None and now - cached[0] < ACCOUNT_TTL:
             return cached[1], cached[2]
-        # A named account read before and unchanged since is kept: below a call per
-        # ACCOUNT_TTL, a full read (its row, its secrets decrypted) would come with every call.
-        # (The default account is read again: which one it is may have changed.)
-        if cached is not None and name is not None:
-            with core_transaction(self.sessions) as connection:
-                kept = not changed_since(connection, cached[1])
-            if kept:
-                with self._lock:
-                    self._accounts[name] = (now, cached[1], cached[2])
-                return cached[1], cached[2]
         with self.sessions() as session:
             account = get_account(session, self._settings, name)
         fingerprint = _fingerprint(account)

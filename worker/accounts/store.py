@@ -74,9 +74,6 @@ class Account:
     state: str = "ready"
     created_at: datetime | None = None
     source: Literal["stored", "environment"] = "stored"
-    # The stored row's last change: a reader that kept the account tells with `changed_since`
-    # whether to read it again.
-    updated_at: datetime | None = None
 
     @property
     def entry(self) -> PlatformEntry:
@@ -120,18 +117,6 @@ def get_account(session: Session, settings: Settings, name: str | None) -> Accou
     if row is None:
         raise UnknownAccount(f"no account named {name[:80]!r}: {_HOW_TO_LIST}")
     return _account(row, settings)
-
-
-_UPDATED_AT = select(_accounts.c.updated_at).where(_accounts.c.name == bindparam("name"))
-
-
-def changed_since(connection: Connection, account: Account) -> bool:
-    """Whether the stored account was changed or removed since `account` was read from it (an
-    environment's account never is): one indexed read, no secret decrypted."""
-    if account.source != "stored" or account.updated_at is None:
-        return False
-    stored = connection.execute(_UPDATED_AT, {"name": account.name}).scalar_one_or_none()
-    return stored != account.updated_at
 
 
 def _named_default(session: Session, settings: Settings, name: str) -> Account:
@@ -648,7 +633,6 @@ def _account(row: AccountRow, settings: Settings) -> Account:
         seller_id=row.seller_id,
         state=row.state,
         created_at=row.created_at,
-        updated_at=row.updated_at,
     )
 
 

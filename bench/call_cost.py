@@ -4,6 +4,7 @@ and against a bare client loop (issue 27, benchmark 1), on either platform.
     python -m bench call-cost [--platform sellercenter|lazop] [--stack redis]
                               [--accounts 20 --rate 5 --skus 3000]
                               [--processes 2 --concurrency 16 --latency 0.1 --rounds 1]
+                              [--settled]
 
 In each round, `--accounts` accounts at `--rate` calls/s are each sent one removal job of
 `--skus` SKUs at once, then as many accounts whose rate is far above anything the workers

@@ -37,9 +37,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import ColumnElement, Executable
 
@@ -104,8 +104,10 @@ def request_sync(
     """Start a run of the account's sync, or, while one is under way, ask for one more run
     after it (never two at once, never more than one waiting)."""
     now = datetime.now(UTC)
-    _ensure_row(sessions, account, now)
     with core_transaction(sessions) as connection:
+        connection.execute(
+            _new_sync_row(connection.dialect.name), {"row_account": account, "now": now}
+        )
         if _start_run(connection, settings, account, now):
             return [step_message(account)]
         connection.execute(
@@ -174,28 +176,33 @@ def _due(synced_before: datetime) -> ColumnElement[bool]:
 
 @cache
 def _new_sync_rows(dialect: str) -> Executable:
-    """The rows of the stored accounts that have none yet, in one statement; a row another
-    request made at the same moment is left as it is."""
+    """The rows of the stored accounts that have none yet, in one statement."""
     missing = select(_accounts.c.name, bindparam("now", type_=_syncs.c.created_at.type)).where(
         _accounts.c.state != "needs_authorization",
         ~select(_syncs.c.id).where(_syncs.c.account == _accounts.c.name).exists(),
     )
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_syncs)
-    return statement.from_select(["account", "created_at"], missing).on_conflict_do_nothing(
-        index_elements=[_syncs.c.account]
+    return _unless_made(_sync_rows_insert(dialect).from_select(["account", "created_at"], missing))
+
+
+@cache
+def _new_sync_row(dialect: str) -> Executable:
+    """The row of one account (`row_account`), unless it has one."""
+    return _unless_made(
+        _sync_rows_insert(dialect).values(
+            account=bindparam("row_account"),
+            created_at=bindparam("now", type_=_syncs.c.created_at.type),
+        )
     )
 
 
-def _ensure_row(sessions: sessionmaker[Session], account: str, now: datetime) -> None:
-    with core_transaction(sessions) as connection:
-        found = connection.execute(select(_syncs.c.id).where(_syncs.c.account == account))
-        if found.first() is not None:
-            return
-    try:
-        with core_transaction(sessions) as connection:
-            connection.execute(insert(_syncs).values(account=account, created_at=now))
-    except IntegrityError:  # made by another request at the same moment
-        pass
+def _sync_rows_insert(dialect: str) -> postgresql.Insert | sqlite.Insert:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_syncs)
+
+
+def _unless_made(statement: postgresql.Insert | sqlite.Insert) -> Executable:
+    """A row that exists already, made by another request at the same moment or before, is
+    left as it is."""
+    return statement.on_conflict_do_nothing(index_elements=[_syncs.c.account])
 
 
 def _start_run(connection: Connection, settings: Settings, account: str, now: datetime) -> bool:

@@ -235,11 +235,6 @@ _HELD_AT_SLOT = (
     .select_from(_batches.join(_jobs, _jobs.c.id == _batches.c.job_id))
     .where(_batches.c.id == bindparam("batch"))
 )
-_LET_GO = (
-    update(_batches)
-    .where(_batches.c.id == bindparam("batch"), _batches.c.lease_holder == bindparam("holder"))
-    .values(lease_until=None)
-)
 # A cancelled job's batch in a call when the cancel came: the SKUs its call left (not applied,
 # or to be retried) are cancelled, not sent again.
 _CANCEL_PENDING = (
@@ -318,7 +313,12 @@ _TAKE_SKUS = (
     )
     .values(skus=None)
 )
-_RELEASE = update(_batches).where(_batches.c.id == bindparam("batch")).values(lease_until=None)
+# A batch this process leased let go (a lease another process has taken since is left alone).
+_RELEASE = (
+    update(_batches)
+    .where(_batches.c.id == bindparam("batch"), _batches.c.lease_holder == bindparam("holder"))
+    .values(lease_until=None)
+)
 _LAST_ERROR = (
     update(_batches)
     .where(_batches.c.id == bindparam("batch"))
@@ -469,7 +469,7 @@ def _at_held_slot(runner: _Runner, work: _Claim, slot: float) -> list[Message]:
         if found is None or not found.ours:
             return []
         if found.cancelled_at is not None:
-            connection.execute(_LET_GO, params)
+            connection.execute(_RELEASE, params)
             cancel_free_batches(connection, work.job_id, now)
             return []
         changed = change_of_account(runner.settings, found.account, found.account_id, found.current)
@@ -484,7 +484,7 @@ def _let_go(sessions: sessionmaker[Session], batch_id: int) -> None:
     process stops first): its lease released, for the worker that takes the message."""
     let_go(_batches, batch_id)
     with core_transaction(sessions) as connection:
-        connection.execute(_LET_GO, {"batch": batch_id, "holder": holder()})
+        connection.execute(_RELEASE, {"batch": batch_id, "holder": holder()})
 
 
 def _checked(connection: Connection, settings: Settings, work: _Claim | None) -> _Claim | None:
@@ -609,7 +609,7 @@ def _record_outcome(
             if outcome.called:
                 connection.execute(_COUNT_ATTEMPT, {"batch": work.batch_id})
             if not _cancelled(connection, work, now):
-                connection.execute(_RELEASE, {"batch": work.batch_id})
+                connection.execute(_RELEASE, {"batch": work.batch_id, "holder": holder()})
                 return _Done([], True, None, again=True)
         finished = connection.execute(_FINISH_BATCH, {"batch": work.batch_id}).rowcount == 1
     taken = None
